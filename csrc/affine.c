@@ -1,0 +1,88 @@
+/* Affine (fully-connected) layer, optionally fused with ReLU.
+ * The GEMMs go to the BLAS; everything around them (bias, ReLU, bias
+ * gradient) is fused into passes made while the data is still in cache. */
+#ifndef REAL
+#include "fastfc.h"
+#include "internal.h"
+
+#define FASTFC_TEMPLATE "affine.c"
+#include "instantiate.h"
+#else
+
+/* out rows [lo, hi): bias, then GEMM with beta = 1, then ReLU, block by block. */
+static void SFX(affine_rows)(const REAL *x, const REAL *w, const REAL *b, REAL *out,
+                             int64_t lo, int64_t hi, int64_t d_in, int64_t d_out, int relu,
+                             const fastfc_blas *blas) {
+    if (hi <= lo) return;
+    for (int64_t i = lo; i < hi; i++) {
+        REAL *restrict row = out + i * d_out;
+#pragma omp simd
+        for (int64_t j = 0; j < d_out; j++) row[j] = b[j];
+    }
+    fastfc_gemm_real(blas, 1, 'N', 'N', hi - lo, d_out, d_in, (REAL)1, x + lo * d_in, d_in, w,
+                     d_out, (REAL)1, out + lo * d_out, d_out);
+    if (relu) {
+        REAL *restrict blk = out + lo * d_out;
+        int64_t n = (hi - lo) * d_out;
+#pragma omp simd
+        for (int64_t t = 0; t < n; t++) blk[t] = blk[t] < 0 ? (REAL)0 : blk[t];
+    }
+}
+
+void SFX(affine_forward)(const REAL *x, const REAL *w, const REAL *b, REAL *out,
+                         int64_t n_batch, int64_t d_in, int64_t d_out, int relu,
+                         const fastfc_blas *blas, int n_threads) {
+    int nt = fastfc_team(n_threads, 2 * n_batch * d_in * d_out, FASTFC_GEMM_MIN_FLOPS_PER_THREAD);
+    if (nt > n_batch / 8) nt = n_batch / 8 > 1 ? (int)(n_batch / 8) : 1;
+    /* Each thread owns a block of batch rows: its bias fill, its single-threaded
+     * GEMM and its ReLU touch the same rows, which stay in its cache. */
+#pragma omp parallel num_threads(nt)
+    {
+        int64_t lo, hi;
+        fastfc_block(n_batch, FASTFC_TEAM_SIZE(), FASTFC_THREAD_ID(), 4, &lo, &hi);
+        SFX(affine_rows)(x, w, b, out, lo, hi, d_in, d_out, relu, blas);
+    }
+}
+
+/* Columns [j0, j1) of the bias gradient; with relu_out, also the masked
+ * gradient dh, in the same pass over dout. Sums run over rows in order, so
+ * the result does not depend on the thread count. */
+static void SFX(bias_grad_cols)(const REAL *dout, const REAL *relu_out, REAL *dh, REAL *db,
+                                int64_t n_batch, int64_t d_out, int64_t j0, int64_t j1) {
+    for (int64_t j = j0; j < j1; j++) db[j] = 0;
+    for (int64_t i = 0; i < n_batch; i++) {
+        const REAL *restrict g = dout + i * d_out;
+        REAL *restrict acc = db;
+        if (relu_out) {
+            const REAL *restrict r = relu_out + i * d_out;
+            REAL *restrict h = dh + i * d_out;
+#pragma omp simd
+            for (int64_t j = j0; j < j1; j++) {
+                REAL v = r[j] > 0 ? g[j] : (REAL)0;
+                h[j] = v;
+                acc[j] += v;
+            }
+        } else {
+#pragma omp simd
+            for (int64_t j = j0; j < j1; j++) acc[j] += g[j];
+        }
+    }
+}
+
+void SFX(affine_backward)(const REAL *dout, const REAL *x, const REAL *w, const REAL *relu_out,
+                          REAL *dh, REAL *dx, REAL *dw, REAL *db, int64_t n_batch, int64_t d_in,
+                          int64_t d_out, const fastfc_blas *blas, int n_threads) {
+    FASTFC_PARALLEL_BLOCKS(d_out, n_threads > d_out / 16 ? (int)(d_out / 16 + 1) : n_threads,
+                           FASTFC_MIN_PER_THREAD / (n_batch > 0 ? n_batch : 1) + 1, j0, j1,
+                           SFX(bias_grad_cols)(dout, relu_out, dh, db, n_batch, d_out, j0, j1));
+    const REAL *g = relu_out ? dh : dout; /* (n_batch, d_out) */
+    /* dw = x^T g: (d_in, n_batch) @ (n_batch, d_out) */
+    fastfc_gemm_real(blas, n_threads, 'T', 'N', d_in, d_out, n_batch, (REAL)1, x, d_in, g, d_out,
+                     (REAL)0, dw, d_out);
+    /* dx = g w^T: (n_batch, d_out) @ (d_out, d_in) */
+    if (dx)
+        fastfc_gemm_real(blas, n_threads, 'N', 'T', n_batch, d_in, d_out, (REAL)1, g, d_out, w,
+                         d_out, (REAL)0, dx, d_in);
+}
+
+#endif

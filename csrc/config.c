@@ -1,0 +1,30 @@
+/* Facts about the build and the CPU, for fastfc.show_config(). */
+#include "fastfc.h"
+#include "internal.h"
+
+int fastfc_openmp_enabled(void) {
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+int fastfc_max_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+const char *fastfc_simd_level(void) {
+#if defined(__GNUC__) && defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) return "avx512f";
+    if (__builtin_cpu_supports("avx2")) return "avx2";
+    return "sse2";
+#else
+    return "baseline";
+#endif
+}

@@ -1,0 +1,123 @@
+/* fastfc: plain C99 kernels for fully-connected and small convolutional
+ * networks. No Python here: the Cython wrappers in src/fastfc/ validate
+ * arguments and call these functions with the GIL released.
+ *
+ * Conventions, for every kernel:
+ *   - arrays are C-contiguous (row-major) and do not alias unless stated;
+ *   - sizes and indices are int64_t; shapes are given in the comments;
+ *   - each kernel exists for float (suffix _f32) and double (suffix _f64);
+ *   - n_threads is the OpenMP team size to use (>= 1); no global state;
+ *   - inputs were validated by the caller: kernels trust them.
+ */
+#ifndef FASTFC_H
+#define FASTFC_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- BLAS, handed in as function pointers ------------------------------
+ * Fortran-convention (column-major) GEMM with 32-bit sizes, exactly the
+ * signature of scipy.linalg.cython_blas sgemm/dgemm. The wrappers fill a
+ * fastfc_blas once at import; standalone C tests plug in a plain GEMM. */
+typedef void (*fastfc_sgemm_fn)(char *transa, char *transb, int *m, int *n, int *k,
+                                float *alpha, float *a, int *lda, float *b, int *ldb,
+                                float *beta, float *c, int *ldc);
+typedef void (*fastfc_dgemm_fn)(char *transa, char *transb, int *m, int *n, int *k,
+                                double *alpha, double *a, int *lda, double *b, int *ldb,
+                                double *beta, double *c, int *ldc);
+typedef struct {
+    fastfc_sgemm_fn sgemm;
+    fastfc_dgemm_fn dgemm;
+} fastfc_blas;
+
+/* Row-major GEMM on top of the column-major BLAS:
+ *   C[M,N] = alpha * op(A) @ op(B) + beta * C, op(X) = X or X^T ('N'/'T').
+ * The BLAS is called single-threaded from inside fastfc's own OpenMP team:
+ * the M rows (or, when M is small, the N columns) of C are split in blocks.
+ * All sizes and leading dimensions must fit in int (checked by wrappers). */
+void fastfc_gemm_f32(const fastfc_blas *blas, int n_threads, char trans_a, char trans_b,
+                     int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                     int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+                     int64_t ldc);
+void fastfc_gemm_f64(const fastfc_blas *blas, int n_threads, char trans_a, char trans_b,
+                     int64_t m, int64_t n, int64_t k, double alpha, const double *a,
+                     int64_t lda, const double *b, int64_t ldb, double beta, double *c,
+                     int64_t ldc);
+
+/* ---- build facts (config.c) ---------------------------------------------- */
+int fastfc_openmp_enabled(void);      /* 1 if built with OpenMP */
+int fastfc_max_threads(void);         /* omp_get_max_threads(), 1 without OpenMP */
+const char *fastfc_simd_level(void);  /* widest SIMD the CPU offers to the clones */
+
+/* ---- affine (affine.c) ------------------------------------------------------
+ * x: (n_batch, d_in), w: (d_in, d_out), b: (d_out), out: (n_batch, d_out).
+ * relu != 0 fuses ReLU into the epilogue (then out is also what backward needs). */
+void affine_forward_f32(const float *x, const float *w, const float *b, float *out,
+                        int64_t n_batch, int64_t d_in, int64_t d_out, int relu,
+                        const fastfc_blas *blas, int n_threads);
+void affine_forward_f64(const double *x, const double *w, const double *b, double *out,
+                        int64_t n_batch, int64_t d_in, int64_t d_out, int relu,
+                        const fastfc_blas *blas, int n_threads);
+/* dout: (n_batch, d_out); x: (n_batch, d_in); w: (d_in, d_out).
+ * relu_out: NULL for a plain affine layer, else the ReLU output of the fused
+ *   forward (n_batch, d_out); then dh (n_batch, d_out) is scratch for the
+ *   masked upstream gradient, otherwise dh is unused and may be NULL.
+ * dx: (n_batch, d_in), or NULL to skip (first layer); dw: (d_in, d_out); db: (d_out). */
+void affine_backward_f32(const float *dout, const float *x, const float *w,
+                         const float *relu_out, float *dh, float *dx, float *dw, float *db,
+                         int64_t n_batch, int64_t d_in, int64_t d_out,
+                         const fastfc_blas *blas, int n_threads);
+void affine_backward_f64(const double *dout, const double *x, const double *w,
+                         const double *relu_out, double *dh, double *dx, double *dw,
+                         double *db, int64_t n_batch, int64_t d_in, int64_t d_out,
+                         const fastfc_blas *blas, int n_threads);
+
+/* ---- element-wise activations (activations.c), all arrays of n elements --- */
+void relu_forward_f32(const float *x, float *out, int64_t n, int n_threads);
+void relu_forward_f64(const double *x, double *out, int64_t n, int n_threads);
+/* dx = dout where x > 0 else 0 (0 at exactly 0 and at NaN, as torch) */
+void relu_backward_f32(const float *dout, const float *x, float *dx, int64_t n, int n_threads);
+void relu_backward_f64(const double *dout, const double *x, double *dx, int64_t n, int n_threads);
+void sigmoid_forward_f32(const float *x, float *out, int64_t n, int n_threads);
+void sigmoid_forward_f64(const double *x, double *out, int64_t n, int n_threads);
+/* out: the forward output; dx = dout * out * (1 - out) */
+void sigmoid_backward_f32(const float *dout, const float *out, float *dx, int64_t n, int n_threads);
+void sigmoid_backward_f64(const double *dout, const double *out, double *dx, int64_t n, int n_threads);
+void tanh_forward_f32(const float *x, float *out, int64_t n, int n_threads);
+void tanh_forward_f64(const double *x, double *out, int64_t n, int n_threads);
+/* out: the forward output; dx = dout * (1 - out^2) */
+void tanh_backward_f32(const float *dout, const float *out, float *dx, int64_t n, int n_threads);
+void tanh_backward_f64(const double *dout, const double *out, double *dx, int64_t n, int n_threads);
+/* Inverted dropout: element i is kept when fastfc_uniform(seed, i) >= p and
+ * then scaled by 1/(1-p). The mask is a pure function of (seed, i), so it is
+ * the same whatever the thread count, and backward recomputes it instead of
+ * storing it. Forward: in = x, out = y. Backward: in = dout, out = dx. */
+void dropout_apply_f32(const float *in, float *out, int64_t n, double p, uint64_t seed, int n_threads);
+void dropout_apply_f64(const double *in, double *out, int64_t n, double p, uint64_t seed, int n_threads);
+/* The counter-based generator behind dropout: element i draws the i-th
+ * output of the splitmix64 sequence started at seed, mix(seed + (i+1) * G)
+ * with G = 0x9e3779b97f4a7c15, and is kept when its top 53 bits, read as a
+ * fraction of 2^53, are >= p: the integer test bits >> 11 >= ceil(p * 2^53). */
+uint64_t fastfc_splitmix64(uint64_t seed, uint64_t i);
+
+/* ---- losses (losses.c); labels y are int64 in [0, n_classes) ---------------
+ * x: (n_batch, n_classes) scores, dx: same shape. Return the mean loss. */
+double softmax_loss_f32(const float *x, const int64_t *y, float *dx, int64_t n_batch,
+                        int64_t n_classes, int n_threads);
+double softmax_loss_f64(const double *x, const int64_t *y, double *dx, int64_t n_batch,
+                        int64_t n_classes, int n_threads);
+double svm_loss_f32(const float *x, const int64_t *y, float *dx, int64_t n_batch,
+                    int64_t n_classes, int n_threads);
+double svm_loss_f64(const double *x, const int64_t *y, double *dx, int64_t n_batch,
+                    int64_t n_classes, int n_threads);
+/* pred, target, dpred: n elements; mean of squared errors. */
+double mse_loss_f32(const float *pred, const float *target, float *dpred, int64_t n, int n_threads);
+double mse_loss_f64(const double *pred, const double *target, double *dpred, int64_t n, int n_threads);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FASTFC_H */

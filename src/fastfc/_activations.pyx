@@ -1,0 +1,182 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""Element-wise activations (ReLU, sigmoid, tanh) and inverted dropout: the
+wrappers of csrc/activations.c. Each forward returns (out, cache), each
+backward takes (dout, cache)."""
+import numbers
+
+cimport numpy as cnp
+from fastfc._kernels cimport (
+    relu_forward_f32, relu_forward_f64, relu_backward_f32, relu_backward_f64,
+    sigmoid_forward_f32, sigmoid_forward_f64, sigmoid_backward_f32, sigmoid_backward_f64,
+    tanh_forward_f32, tanh_forward_f64, tanh_backward_f32, tanh_backward_f64,
+    dropout_apply_f32, dropout_apply_f64)
+
+include "_common.pxi"
+
+ctypedef void (*unary_f32)(const float *, float *, int64_t, int) noexcept nogil
+ctypedef void (*unary_f64)(const double *, double *, int64_t, int) noexcept nogil
+ctypedef void (*binary_f32)(const float *, const float *, float *, int64_t, int) noexcept nogil
+ctypedef void (*binary_f64)(const double *, const double *, double *, int64_t, int) noexcept nogil
+
+
+cdef tuple _unary(object x, unary_f32 f32, unary_f64 f64):
+    """out = f(x) element-wise; returns (x as the kernel saw it, out)."""
+    cdef cnp.ndarray xa = as_float_array(x, "x")
+    check_nonempty(xa, "x")
+    cdef cnp.ndarray out = np.empty_like(xa)
+    cdef void *px = cnp.PyArray_DATA(xa)
+    cdef void *po = cnp.PyArray_DATA(out)
+    cdef int64_t n = xa.size
+    cdef int nt = num_threads()
+    if is_float32(xa):
+        with nogil:
+            f32(<float *>px, <float *>po, n, nt)
+    else:
+        with nogil:
+            f64(<double *>px, <double *>po, n, nt)
+    return xa, out
+
+
+cdef object _binary(object dout, cnp.ndarray saved, str saved_name,
+                    binary_f32 f32, binary_f64 f64):
+    """dx = f(dout, saved) element-wise, saved being what forward cached."""
+    cdef cnp.ndarray da = as_float_array(dout, "dout")
+    check_same_dtype(da, "dout", saved, saved_name)
+    if (<object>da).shape != (<object>saved).shape:
+        raise ValueError(f"dout must have the forward output's shape {(<object>saved).shape}, "
+                         f"got {(<object>da).shape}")
+    cdef cnp.ndarray dx = np.empty_like(da)
+    cdef void *pd = cnp.PyArray_DATA(da)
+    cdef void *ps = cnp.PyArray_DATA(saved)
+    cdef void *px = cnp.PyArray_DATA(dx)
+    cdef int64_t n = da.size
+    cdef int nt = num_threads()
+    if is_float32(da):
+        with nogil:
+            f32(<float *>pd, <float *>ps, <float *>px, n, nt)
+    else:
+        with nogil:
+            f64(<double *>pd, <double *>ps, <double *>px, n, nt)
+    return dx
+
+
+def relu_forward(x):
+    """ReLU: out = max(0, x) element-wise (NaN stays NaN).
+
+    Inputs: x, a float array of any shape.
+    Returns (out shaped like x, cache = x).
+    """
+    xa, out = _unary(x, relu_forward_f32, relu_forward_f64)
+    return out, xa
+
+
+def relu_backward(dout, cache):
+    """dx = dout where x > 0, else 0 (0 at exactly x == 0, as PyTorch).
+
+    Inputs: dout shaped like x; cache = x from relu_forward.
+    Returns dx shaped like x.
+    """
+    return _binary(dout, cache, "x (from the cache)", relu_backward_f32, relu_backward_f64)
+
+
+def sigmoid_forward(x):
+    """Logistic sigmoid 1 / (1 + exp(-x)), computed without overflow.
+
+    Returns (out shaped like x, cache = out).
+    """
+    _, out = _unary(x, sigmoid_forward_f32, sigmoid_forward_f64)
+    return out, out
+
+
+def sigmoid_backward(dout, cache):
+    """dx = dout * s * (1 - s), where s = cache is the forward output."""
+    return _binary(dout, cache, "the sigmoid output (from the cache)",
+                   sigmoid_backward_f32, sigmoid_backward_f64)
+
+
+def tanh_forward(x):
+    """Hyperbolic tangent. Returns (out shaped like x, cache = out)."""
+    _, out = _unary(x, tanh_forward_f32, tanh_forward_f64)
+    return out, out
+
+
+def tanh_backward(dout, cache):
+    """dx = dout * (1 - t^2), where t = cache is the forward output."""
+    return _binary(dout, cache, "the tanh output (from the cache)",
+                   tanh_backward_f32, tanh_backward_f64)
+
+
+cdef object _dropout_apply(object a, str name, double p, uint64_t seed):
+    cdef cnp.ndarray arr = as_float_array(a, name)
+    check_nonempty(arr, name)
+    cdef cnp.ndarray out = np.empty_like(arr)
+    cdef void *pa = cnp.PyArray_DATA(arr)
+    cdef void *po = cnp.PyArray_DATA(out)
+    cdef int64_t n = arr.size
+    cdef int nt = num_threads()
+    if is_float32(arr):
+        with nogil:
+            dropout_apply_f32(<float *>pa, <float *>po, n, p, seed, nt)
+    else:
+        with nogil:
+            dropout_apply_f64(<double *>pa, <double *>po, n, p, seed, nt)
+    return out
+
+
+def draw_seed():
+    """A dropout seed from NumPy's global generator, so np.random.seed fixes it."""
+    return int(np.random.randint(0, 2**63 - 1, dtype=np.int64))
+
+
+def check_dropout_args(p, seed):
+    """Validate dropout's p and seed; returns them as (float, int)."""
+    if isinstance(p, bool) or not isinstance(p, numbers.Real):
+        raise TypeError(f"p must be a float in [0, 1), got {p!r}")
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"p (the probability of dropping) must be in [0, 1), got {p}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be an int or None, got {seed!r}")
+    if not 0 <= seed < 2**64:
+        raise ValueError(f"seed must be in [0, 2**64), got {seed}")
+    return float(p), int(seed)
+
+
+def dropout_forward(x, p, train=True, seed=None):
+    """Inverted dropout: in training, each element is dropped with probability p
+    and the kept ones are scaled by 1 / (1 - p) (PyTorch's convention); at test
+    time (train=False) it is the identity.
+
+    Inputs:
+    - x: float array of any shape
+    - p: probability of dropping, in [0, 1)
+    - train: whether to drop
+    - seed: int in [0, 2**64); None draws one from np.random. The mask is a
+      pure function of (seed, element index): the same for any thread count.
+
+    Returns (out shaped like x, cache) for dropout_backward.
+    """
+    if seed is None:
+        seed = draw_seed()
+    p, seed = check_dropout_args(p, seed)
+    if not train:
+        xa = as_float_array(x, "x")
+        return xa, (p, False, seed, xa.shape, xa.dtype)
+    out = _dropout_apply(x, "x", p, seed)
+    return out, (p, True, seed, out.shape, out.dtype)
+
+
+def dropout_backward(dout, cache):
+    """dx = dout * mask / (1 - p), the mask recomputed from the seed in the cache.
+
+    Inputs: dout shaped like x; cache from dropout_forward.
+    Returns dx shaped like x.
+    """
+    p, train, seed, shape, dtype = cache
+    da = as_float_array(dout, "dout")
+    if da.dtype != dtype:
+        raise TypeError(f"dout is {da.dtype} but the forward input was {dtype}")
+    if da.shape != shape:
+        raise ValueError(f"dout must have the forward input's shape {shape}, got {(<object>da).shape}")
+    if not train:
+        return da
+    return _dropout_apply(da, "dout", p, seed)

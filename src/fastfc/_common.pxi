@@ -1,0 +1,81 @@
+# Shared pieces of the Cython wrappers: argument validation, the BLAS table
+# and the thread count. Included (`include "_common.pxi"`) by every wrapper
+# module, so the modules do not import each other.
+cimport numpy as cnp
+from libc.stdint cimport int64_t, uint64_t
+from scipy.linalg.cython_blas cimport sgemm, dgemm
+from fastfc._kernels cimport fastfc_blas, fastfc_sgemm_fn, fastfc_dgemm_fn
+
+import numpy as np
+from fastfc import _config
+
+cnp.import_array()
+
+# Sizes handed to the BLAS are 32-bit ints.
+cdef int64_t BLAS_INT_MAX = 2147483647
+
+
+cdef inline fastfc_blas blas_table() noexcept:
+    """SciPy's own BLAS (the library it already loaded), as C function pointers."""
+    cdef fastfc_blas table
+    table.sgemm = <fastfc_sgemm_fn>sgemm
+    table.dgemm = <fastfc_dgemm_fn>dgemm
+    return table
+
+
+cdef inline int num_threads():
+    return _config._state.num_threads
+
+
+cdef inline object as_float_array(object a, str name):
+    """a as a C-contiguous float32/float64 array of at least one dimension."""
+    if not isinstance(a, np.ndarray):
+        a = np.asarray(a)
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    if arr.dtype.kind != "f" or arr.dtype.itemsize not in (4, 8):
+        raise TypeError(f"{name} must be a float32 or float64 array, got dtype {arr.dtype}")
+    if arr.ndim == 0:
+        raise ValueError(f"{name} must be an array with at least one dimension, got a 0-d array")
+    if not cnp.PyArray_IS_C_CONTIGUOUS(arr) or not arr.dtype.isnative:
+        arr = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("="))
+    return arr
+
+
+cdef inline object check_same_dtype(object first, str first_name, object other, str other_name):
+    if first.dtype != other.dtype:
+        raise TypeError(f"{first_name} is {first.dtype} but {other_name} is {other.dtype}; "
+                        f"pass both as the same float type")
+
+
+cdef inline bint is_float32(object arr):
+    return arr.dtype.itemsize == 4
+
+
+cdef inline object as_labels(object y, int64_t n_batch, int64_t n_classes, str name):
+    """y as contiguous int64 labels, one per row, each in [0, n_classes)."""
+    if not isinstance(y, np.ndarray):
+        y = np.asarray(y)
+    if y.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold integer class labels, got dtype {y.dtype}")
+    if y.ndim != 1:
+        raise ValueError(f"{name} must be 1-d (one label per row), got shape {y.shape}")
+    if y.shape[0] != n_batch:
+        raise ValueError(f"{name} has {y.shape[0]} labels but the scores have {n_batch} rows")
+    cdef cnp.ndarray labels = np.ascontiguousarray(y, dtype=np.int64)
+    if n_batch > 0:
+        lo = labels.min()
+        hi = labels.max()
+        if lo < 0 or hi >= n_classes:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"{name} holds label {bad}, outside [0, {n_classes})")
+    return labels
+
+
+cdef inline void check_blas_size(int64_t size, str name) except *:
+    if size > BLAS_INT_MAX:
+        raise ValueError(f"{name} = {size} exceeds the BLAS's 32-bit size limit")
+
+
+cdef inline void check_nonempty(object arr, str name) except *:
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape}); need at least one element")

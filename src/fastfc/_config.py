@@ -1,0 +1,92 @@
+"""Thread settings shared by every kernel, and the build report.
+
+fastfc runs its own OpenMP threads and calls SciPy's BLAS single-threaded
+from inside them (each thread multiplies its own block of rows), so one
+number, set here, decides how many cores the whole library uses.
+"""
+import numbers
+import os
+import sys
+
+
+class _State:
+    """The settings the wrappers read on every call."""
+
+    def __init__(self, num_threads):
+        self.num_threads = num_threads
+
+
+def _default_num_threads():
+    """OMP_NUM_THREADS if set (its first entry), else the cores this process may use."""
+    env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+_state = _State(_default_num_threads())
+
+
+def set_num_threads(n):
+    """Use n threads in every fastfc kernel (the BLAS runs single-threaded inside them).
+
+    Inputs:
+    - n: a positive int. The default honours OMP_NUM_THREADS, else uses every core.
+    """
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+        raise TypeError(f"n must be a positive int, got {n!r}")
+    if n < 1:
+        raise ValueError(f"n must be a positive int, got {n}")
+    _state.num_threads = int(n)
+
+
+def get_num_threads():
+    """The number of threads fastfc kernels use."""
+    return _state.num_threads
+
+
+def _scipy_blas_controllers():
+    """threadpoolctl controllers of the BLAS that scipy.linalg.cython_blas calls."""
+    from threadpoolctl import ThreadpoolController
+
+    import scipy.linalg.cython_blas  # noqa: F401  (loads the library)
+
+    blas = ThreadpoolController().select(user_api="blas").lib_controllers
+    scipy_own = [c for c in blas if "scipy" in os.path.basename(os.path.dirname(c.filepath))]
+    # Without a bundled copy, SciPy uses the system BLAS, shared with NumPy.
+    return scipy_own or blas
+
+
+def _pin_blas_to_one_thread():
+    """fastfc threads around the BLAS, so the BLAS itself must not spawn threads
+    (threads inside threads oversubscribe the cores)."""
+    for controller in _scipy_blas_controllers():
+        controller.set_num_threads(1)
+
+
+def show_config(file=None):
+    """Print the version, BLAS, OpenMP, thread count, SIMD level and float types."""
+    from . import __version__, _info
+
+    blas = _scipy_blas_controllers()
+    lines = [
+        f"fastfc {__version__}",
+        f"python {sys.version.split()[0]}",
+        "openmp: " + ("on" if _info.openmp_enabled() else
+                      "off (built without OpenMP: kernels run on one thread)"),
+        f"threads: {get_num_threads()} (fastfc.set_num_threads; OpenMP max {_info.max_threads()})",
+        f"simd: {_info.simd_level()} (element-wise kernels dispatch at run time)",
+        "float types: float32, float64",
+    ]
+    for c in blas:
+        info = c.info()
+        lines.append(
+            f"blas: {info.get('internal_api')} {info.get('version')} "
+            f"({info.get('threading_layer', '?')} threading, arch {info.get('architecture', '?')}, "
+            f"{info.get('num_threads')} thread(s) inside each fastfc thread) at {info.get('filepath')}")
+    if not blas:
+        lines.append("blas: scipy.linalg.cython_blas (library not identified by threadpoolctl)")
+    print("\n".join(lines), file=file)

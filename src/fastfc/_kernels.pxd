@@ -1,0 +1,71 @@
+# Declarations of the C kernels in csrc/fastfc.h, for the Cython wrappers.
+from libc.stdint cimport int64_t, uint64_t
+
+cdef extern from "fastfc.h" nogil:
+    ctypedef void (*fastfc_sgemm_fn)(char *transa, char *transb, int *m, int *n, int *k,
+                                     float *alpha, float *a, int *lda, float *b, int *ldb,
+                                     float *beta, float *c, int *ldc) noexcept nogil
+    ctypedef void (*fastfc_dgemm_fn)(char *transa, char *transb, int *m, int *n, int *k,
+                                     double *alpha, double *a, int *lda, double *b, int *ldb,
+                                     double *beta, double *c, int *ldc) noexcept nogil
+    ctypedef struct fastfc_blas:
+        fastfc_sgemm_fn sgemm
+        fastfc_dgemm_fn dgemm
+
+    void fastfc_gemm_f32(const fastfc_blas *blas, int n_threads, char trans_a, char trans_b,
+                         int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                         int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+                         int64_t ldc)
+    void fastfc_gemm_f64(const fastfc_blas *blas, int n_threads, char trans_a, char trans_b,
+                         int64_t m, int64_t n, int64_t k, double alpha, const double *a,
+                         int64_t lda, const double *b, int64_t ldb, double beta, double *c,
+                         int64_t ldc)
+
+    int fastfc_openmp_enabled()
+    int fastfc_max_threads()
+    const char *fastfc_simd_level()
+
+    # affine.c
+    void affine_forward_f32(const float *x, const float *w, const float *b, float *out,
+                            int64_t n_batch, int64_t d_in, int64_t d_out, int relu,
+                            const fastfc_blas *blas, int n_threads)
+    void affine_forward_f64(const double *x, const double *w, const double *b, double *out,
+                            int64_t n_batch, int64_t d_in, int64_t d_out, int relu,
+                            const fastfc_blas *blas, int n_threads)
+    void affine_backward_f32(const float *dout, const float *x, const float *w,
+                             const float *relu_out, float *dh, float *dx, float *dw, float *db,
+                             int64_t n_batch, int64_t d_in, int64_t d_out,
+                             const fastfc_blas *blas, int n_threads)
+    void affine_backward_f64(const double *dout, const double *x, const double *w,
+                             const double *relu_out, double *dh, double *dx, double *dw,
+                             double *db, int64_t n_batch, int64_t d_in, int64_t d_out,
+                             const fastfc_blas *blas, int n_threads)
+
+    # activations.c
+    void relu_forward_f32(const float *x, float *out, int64_t n, int n_threads)
+    void relu_forward_f64(const double *x, double *out, int64_t n, int n_threads)
+    void relu_backward_f32(const float *dout, const float *x, float *dx, int64_t n, int n_threads)
+    void relu_backward_f64(const double *dout, const double *x, double *dx, int64_t n, int n_threads)
+    void sigmoid_forward_f32(const float *x, float *out, int64_t n, int n_threads)
+    void sigmoid_forward_f64(const double *x, double *out, int64_t n, int n_threads)
+    void sigmoid_backward_f32(const float *dout, const float *out, float *dx, int64_t n, int n_threads)
+    void sigmoid_backward_f64(const double *dout, const double *out, double *dx, int64_t n, int n_threads)
+    void tanh_forward_f32(const float *x, float *out, int64_t n, int n_threads)
+    void tanh_forward_f64(const double *x, double *out, int64_t n, int n_threads)
+    void tanh_backward_f32(const float *dout, const float *out, float *dx, int64_t n, int n_threads)
+    void tanh_backward_f64(const double *dout, const double *out, double *dx, int64_t n, int n_threads)
+    void dropout_apply_f32(const float *inp, float *out, int64_t n, double p, uint64_t seed, int n_threads)
+    void dropout_apply_f64(const double *inp, double *out, int64_t n, double p, uint64_t seed, int n_threads)
+    uint64_t fastfc_splitmix64(uint64_t seed, uint64_t i)
+
+    # losses.c
+    double softmax_loss_f32(const float *x, const int64_t *y, float *dx, int64_t n_batch,
+                            int64_t n_classes, int n_threads)
+    double softmax_loss_f64(const double *x, const int64_t *y, double *dx, int64_t n_batch,
+                            int64_t n_classes, int n_threads)
+    double svm_loss_f32(const float *x, const int64_t *y, float *dx, int64_t n_batch,
+                        int64_t n_classes, int n_threads)
+    double svm_loss_f64(const double *x, const int64_t *y, double *dx, int64_t n_batch,
+                        int64_t n_classes, int n_threads)
+    double mse_loss_f32(const float *pred, const float *target, float *dpred, int64_t n, int n_threads)
+    double mse_loss_f64(const double *pred, const double *target, double *dpred, int64_t n, int n_threads)

@@ -1,0 +1,26 @@
+"""The layer functions in the style of the course notes, on the C kernels.
+
+Every forward returns (out, cache) and every backward takes (dout, cache).
+Inputs may be any array-like of float32 or float64 (non-contiguous views are
+copied once); all arrays of one call must share the float type. The same
+functions, written in plain NumPy, are in fastfc.reference.
+"""
+from ._activations import (
+    dropout_backward,
+    dropout_forward,
+    relu_backward,
+    relu_forward,
+    sigmoid_backward,
+    sigmoid_forward,
+    tanh_backward,
+    tanh_forward,
+)
+from ._affine import affine_backward, affine_forward, affine_relu_backward, affine_relu_forward
+from ._losses import mse_loss, softmax_loss, svm_loss
+
+__all__ = [
+    "affine_forward", "affine_backward", "affine_relu_forward", "affine_relu_backward",
+    "relu_forward", "relu_backward", "sigmoid_forward", "sigmoid_backward",
+    "tanh_forward", "tanh_backward", "dropout_forward", "dropout_backward",
+    "softmax_loss", "svm_loss", "mse_loss",
+]

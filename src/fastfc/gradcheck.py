@@ -1,0 +1,75 @@
+"""Numerical gradients by centred differences, for checking backward passes.
+Use float64: float32 differences are too coarse for the usual tolerances."""
+import numpy as np
+
+
+def eval_numerical_gradient(f, x, verbose=False, h=1e-5):
+    """Gradient of a scalar function f at x (modified in place and restored).
+
+    Inputs: f, a function of one array returning a float; x, a float array.
+    Returns an array shaped like x.
+    """
+    grad = np.zeros_like(x)
+    it = np.nditer(x, flags=["multi_index"], op_flags=["readwrite"])
+    while not it.finished:
+        ix = it.multi_index
+        old = x[ix]
+        x[ix] = old + h
+        f_plus = f(x)
+        x[ix] = old - h
+        f_minus = f(x)
+        x[ix] = old
+        grad[ix] = (f_plus - f_minus) / (2 * h)
+        if verbose:
+            print(ix, grad[ix])
+        it.iternext()
+    return grad
+
+
+def eval_numerical_gradient_array(f, x, df, h=1e-5):
+    """Gradient of sum(f(x) * df) with respect to x, for an array-valued f.
+
+    Inputs: f, a function of one array returning an array; x; df, the
+    upstream gradient shaped like f(x). Returns an array shaped like x.
+    """
+    grad = np.zeros_like(x)
+    it = np.nditer(x, flags=["multi_index"], op_flags=["readwrite"])
+    while not it.finished:
+        ix = it.multi_index
+        old = x[ix]
+        x[ix] = old + h
+        pos = np.array(f(x), copy=True)
+        x[ix] = old - h
+        neg = np.array(f(x), copy=True)
+        x[ix] = old
+        grad[ix] = np.sum((pos - neg) * df) / (2 * h)
+        it.iternext()
+    return grad
+
+
+def rel_error(x, y):
+    """Largest elementwise relative error max |x - y| / max(1e-8, |x| + |y|)."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    return float(np.max(np.abs(x - y) / np.maximum(1e-8, np.abs(x) + np.abs(y))))
+
+
+def grad_check_sparse(f, x, analytic_grad, num_checks=10, h=1e-5, seed=None):
+    """Compare analytic_grad with centred differences at num_checks random entries.
+
+    Returns the list of relative errors, one per checked entry.
+    """
+    rng = np.random.default_rng(seed)
+    errors = []
+    for _ in range(num_checks):
+        ix = tuple(int(rng.integers(m)) for m in x.shape)
+        old = x[ix]
+        x[ix] = old + h
+        f_plus = f(x)
+        x[ix] = old - h
+        f_minus = f(x)
+        x[ix] = old
+        numeric = (f_plus - f_minus) / (2 * h)
+        analytic = analytic_grad[ix]
+        errors.append(abs(numeric - analytic) / max(1e-12, abs(numeric) + abs(analytic)))
+    return errors
