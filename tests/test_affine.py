@@ -1,0 +1,146 @@
+"""fastfc affine and fused affine-ReLU kernels against fastfc.reference,
+numerical gradients, thread counts and bad input."""
+import numpy as np
+import pytest
+
+import fastfc.functional as F
+import fastfc.reference as R
+from fastfc.gradcheck import eval_numerical_gradient_array, rel_error
+
+from conftest import assert_close, noncontiguous, num_threads
+
+# (x shape, d_out): N = 1, odd sizes off the SIMD width, a 4-d input, and
+# one big enough that the GEMM is split across threads.
+SHAPES = [((1, 7), 3), ((5, 13), 17), ((3, 2, 3, 5), 9), ((129, 65), 33), ((256, 300), 130)]
+PAIRS = [("affine_forward", "affine_backward"), ("affine_relu_forward", "affine_relu_backward")]
+
+
+def make_inputs(rng, x_shape, d_out, dtype):
+    d_in = int(np.prod(x_shape[1:]))
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = (rng.standard_normal((d_in, d_out)) / np.sqrt(d_in)).astype(dtype)
+    b = rng.standard_normal(d_out).astype(dtype)
+    return x, w, b
+
+
+@pytest.mark.parametrize("forward,backward", PAIRS)
+@pytest.mark.parametrize("x_shape,d_out", SHAPES)
+def test_matches_reference(rng, dtype, tol, forward, backward, x_shape, d_out):
+    x, w, b = make_inputs(rng, x_shape, d_out, dtype)
+    out, cache = getattr(F, forward)(x, w, b)
+    ref_out, ref_cache = getattr(R, forward)(x, w, b)
+    assert out.dtype == dtype and out.shape == ref_out.shape
+    assert_close(out, ref_out, tol)
+
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    grads = getattr(F, backward)(dout, cache)
+    ref_grads = getattr(R, backward)(dout, ref_cache)
+    for name, got, want in zip(("dx", "dw", "db"), grads, ref_grads):
+        assert got.shape == want.shape and got.dtype == dtype, name
+        assert_close(got, want, tol, err_msg=name)
+
+
+@pytest.mark.parametrize("forward,backward", PAIRS)
+def test_compute_dx_false_skips_dx_only(rng, forward, backward):
+    x, w, b = make_inputs(rng, (6, 11), 5, np.float64)
+    out, cache = getattr(F, forward)(x, w, b)
+    dout = rng.standard_normal(out.shape)
+    dx, dw, db = getattr(F, backward)(dout, cache, compute_dx=False)
+    assert dx is None
+    _, dw_full, db_full = getattr(F, backward)(dout, cache)
+    np.testing.assert_array_equal(dw, dw_full)
+    np.testing.assert_array_equal(db, db_full)
+
+
+@pytest.mark.parametrize("forward,backward", PAIRS)
+def test_numerical_gradients(rng, forward, backward):
+    x, w, b = make_inputs(rng, (4, 3, 5), 6, np.float64)
+    fwd = getattr(F, forward)
+    out, cache = fwd(x, w, b)
+    # Keep pre-activations away from the ReLU kink so differences are exact.
+    assert np.all(np.abs(R.affine_forward(x, w, b)[0]) > 1e-4)
+    dout = rng.standard_normal(out.shape)
+    dx, dw, db = getattr(F, backward)(dout, cache)
+    assert rel_error(dx, eval_numerical_gradient_array(lambda v: fwd(v, w, b)[0], x, dout)) < 1e-7
+    assert rel_error(dw, eval_numerical_gradient_array(lambda v: fwd(x, v, b)[0], w, dout)) < 1e-7
+    assert rel_error(db, eval_numerical_gradient_array(lambda v: fwd(x, w, v)[0], b, dout)) < 1e-7
+
+
+def test_relu_gradient_is_zero_at_exactly_zero():
+    # Pre-activation exactly 0: the fused kernel, like torch, passes no gradient.
+    x = np.array([[1.0, -1.0]])
+    w = np.array([[1.0], [1.0]])
+    b = np.zeros(1)
+    out, cache = F.affine_relu_forward(x, w, b)
+    assert out[0, 0] == 0.0
+    _, dw, db = F.affine_relu_backward(np.ones((1, 1)), cache)
+    assert db[0] == 0.0 and np.all(dw == 0.0)
+
+
+@pytest.mark.parametrize("forward,backward", PAIRS)
+def test_noncontiguous_and_fortran_inputs(rng, forward, backward):
+    x, w, b = make_inputs(rng, (9, 14), 7, np.float64)
+    ref_out, ref_cache = getattr(R, forward)(x, w, b)
+    out, cache = getattr(F, forward)(noncontiguous(x), np.asfortranarray(w), b[::-1][::-1])
+    assert_close(out, ref_out, 1e-12)
+    dout = rng.standard_normal(out.shape)
+    got = getattr(F, backward)(noncontiguous(dout), cache)
+    for g, r in zip(got, getattr(R, backward)(dout, ref_cache)):
+        assert_close(g, r, 1e-12)
+
+
+@pytest.mark.parametrize("forward,backward", PAIRS)
+def test_thread_counts_agree(rng, forward, backward):
+    x, w, b = make_inputs(rng, (200, 301), 150, np.float32)
+    dout = rng.standard_normal((200, 150)).astype(np.float32)
+    results = []
+    for n in (1, 2, 3):
+        with num_threads(n):
+            out, cache = getattr(F, forward)(x, w, b)
+            results.append((out,) + getattr(F, backward)(dout, cache))
+    for other in results[1:]:
+        for got, want in zip(other, results[0]):
+            assert_close(got, want, 2e-5)
+        # The bias gradient sums rows in the same order on any thread count.
+        np.testing.assert_array_equal(other[3], results[0][3])
+
+
+def test_nan_and_inf_propagate():
+    x = np.array([[np.nan, 1.0], [np.inf, 0.0]], dtype=np.float32)
+    w = np.ones((2, 2), np.float32)
+    b = np.zeros(2, np.float32)
+    out, _ = F.affine_forward(x, w, b)
+    assert np.isnan(out[0]).all() and np.isposinf(out[1]).all()
+    out, _ = F.affine_relu_forward(x, w, b)
+    assert np.isnan(out[0]).all()
+
+
+@pytest.mark.parametrize("forward", ["affine_forward", "affine_relu_forward"])
+@pytest.mark.parametrize(
+    "x,w,b,error,match",
+    [
+        (np.ones((2, 3)), np.ones((4, 5)), np.ones(5), ValueError, "w has shape"),
+        (np.ones((2, 3)), np.ones((3, 5)), np.ones(4), ValueError, "b must have shape"),
+        (np.ones((2, 3)), np.ones(3), np.ones(1), ValueError, "w must have shape"),
+        (np.ones(3), np.ones((3, 5)), np.ones(5), ValueError, "x must have shape"),
+        (np.array(1.0), np.ones((1, 5)), np.ones(5), ValueError, "x must be an array"),
+        (np.ones((0, 3)), np.ones((3, 5)), np.ones(5), ValueError, "x is empty"),
+        (np.ones((2, 3), np.float32), np.ones((3, 5)), np.ones(5), TypeError, "x is float32 but w is float64"),
+        (np.ones((2, 3), np.int64), np.ones((3, 5)), np.ones(5), TypeError, "x must be a float32"),
+        (np.ones((2, 3), np.complex128), np.ones((3, 5)), np.ones(5), TypeError, "x must be a float32"),
+        (np.ones((2, 3)), np.ones((3, 5)), np.ones(5, np.float32), TypeError, "b is float32"),
+        (np.ones((2, 3)), [["a"] * 5] * 3, np.ones(5), TypeError, "w must be a float32"),
+    ],
+)
+def test_bad_input(forward, x, w, b, error, match):
+    with pytest.raises(error, match=match):
+        getattr(F, forward)(x, w, b)
+
+
+@pytest.mark.parametrize("forward,backward", PAIRS)
+def test_bad_dout(forward, backward):
+    out, cache = getattr(F, forward)(np.ones((2, 3)), np.ones((3, 4)), np.ones(4))
+    with pytest.raises(ValueError, match="dout must have shape"):
+        getattr(F, backward)(np.ones((2, 5)), cache)
+    with pytest.raises(TypeError, match="dout is float32"):
+        getattr(F, backward)(np.ones((2, 4), np.float32), cache)
