@@ -117,6 +117,62 @@ double svm_loss_f64(const double *x, const int64_t *y, double *dx, int64_t n_bat
 double mse_loss_f32(const float *pred, const float *target, float *dpred, int64_t n, int n_threads);
 double mse_loss_f64(const double *pred, const double *target, double *dpred, int64_t n, int n_threads);
 
+/* ---- conv (conv.c): 2-d convolution, NCHW, by im2col + BLAS GEMM ----------
+ * out[n, f, i, j] = b[f] + sum over c, kh, kw of
+ *     w[f, c, kh, kw] * x_padded[n, c, i*stride + kh, j*stride + kw]
+ * (zero padding of pad on each side). The caller fills out_h, out_w with
+ * (height + 2*pad - kernel_h) / stride + 1 (likewise for the width): rows and
+ * columns a stride does not reach are ignored. K = channels*kernel_h*kernel_w,
+ * out_h*out_w, n_filters must fit in int (the BLAS). Both kernels allocate a
+ * bounded column scratch (64 MiB in all) and return 0, or -1 if that fails. */
+typedef struct {
+    int64_t n_batch, channels, height, width; /* x: (n_batch, channels, height, width) */
+    int64_t n_filters, kernel_h, kernel_w;    /* w: (n_filters, channels, kernel_h, kernel_w) */
+    int64_t stride, pad;                      /* stride >= 1, pad >= 0 */
+    int64_t out_h, out_w;                     /* out: (n_batch, n_filters, out_h, out_w) */
+} fastfc_conv_geom;
+/* b: (n_filters); out: as above. */
+int conv_forward_f32(const fastfc_conv_geom *g, const float *x, const float *w, const float *b,
+                     float *out, const fastfc_blas *blas, int n_threads);
+int conv_forward_f64(const fastfc_conv_geom *g, const double *x, const double *w,
+                     const double *b, double *out, const fastfc_blas *blas, int n_threads);
+/* dout: like out; x, w: the forward's; dx: like x, or NULL to skip it (first
+ * layer); dw: like w; db: (n_filters). */
+int conv_backward_f32(const fastfc_conv_geom *g, const float *dout, const float *x,
+                      const float *w, float *dx, float *dw, float *db, const fastfc_blas *blas,
+                      int n_threads);
+int conv_backward_f64(const fastfc_conv_geom *g, const double *dout, const double *x,
+                      const double *w, double *dx, double *dw, double *db,
+                      const fastfc_blas *blas, int n_threads);
+
+/* ---- pool (pool.c): max and average pooling over planes ------------------
+ * x: (planes, height, width) with planes = N*C; out, argmax, dout:
+ * (planes, out_h, out_w), out_h = (height - pool_h) / stride + 1 (likewise
+ * out_w; leftover rows and columns are ignored). Windows may overlap. */
+typedef struct {
+    int64_t planes, height, width;
+    int64_t pool_h, pool_w, stride;
+    int64_t out_h, out_w;
+} fastfc_pool_geom;
+/* argmax: flat index row*width + col of each window's maximum in its input
+ * plane (height*width must fit in int32); ties -> first in row-major window
+ * order; a window holding NaN gives NaN and the index of its first NaN. */
+void max_pool_forward_f32(const fastfc_pool_geom *g, const float *x, float *out,
+                          int32_t *argmax, int n_threads);
+void max_pool_forward_f64(const fastfc_pool_geom *g, const double *x, double *out,
+                          int32_t *argmax, int n_threads);
+/* dx (planes, height, width) = scatter-add of dout at argmax. */
+void max_pool_backward_f32(const fastfc_pool_geom *g, const float *dout, const int32_t *argmax,
+                           float *dx, int n_threads);
+void max_pool_backward_f64(const fastfc_pool_geom *g, const double *dout,
+                           const int32_t *argmax, double *dx, int n_threads);
+void avg_pool_forward_f32(const fastfc_pool_geom *g, const float *x, float *out, int n_threads);
+void avg_pool_forward_f64(const fastfc_pool_geom *g, const double *x, double *out, int n_threads);
+/* dx = each window's share dout / (pool_h*pool_w), summed over windows. */
+void avg_pool_backward_f32(const fastfc_pool_geom *g, const float *dout, float *dx, int n_threads);
+void avg_pool_backward_f64(const fastfc_pool_geom *g, const double *dout, double *dx,
+                           int n_threads);
+
 #ifdef __cplusplus
 }
 #endif

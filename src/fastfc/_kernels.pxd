@@ -1,5 +1,5 @@
 # Declarations of the C kernels in csrc/fastfc.h, for the Cython wrappers.
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint64_t
 
 cdef extern from "fastfc.h" nogil:
     ctypedef void (*fastfc_sgemm_fn)(char *transa, char *transb, int *m, int *n, int *k,
@@ -69,3 +69,41 @@ cdef extern from "fastfc.h" nogil:
                         int64_t n_classes, int n_threads)
     double mse_loss_f32(const float *pred, const float *target, float *dpred, int64_t n, int n_threads)
     double mse_loss_f64(const double *pred, const double *target, double *dpred, int64_t n, int n_threads)
+
+    # conv.c
+    ctypedef struct fastfc_conv_geom:
+        int64_t n_batch, channels, height, width
+        int64_t n_filters, kernel_h, kernel_w
+        int64_t stride, pad
+        int64_t out_h, out_w
+    int conv_forward_f32(const fastfc_conv_geom *g, const float *x, const float *w,
+                         const float *b, float *out, const fastfc_blas *blas, int n_threads)
+    int conv_forward_f64(const fastfc_conv_geom *g, const double *x, const double *w,
+                         const double *b, double *out, const fastfc_blas *blas, int n_threads)
+    int conv_backward_f32(const fastfc_conv_geom *g, const float *dout, const float *x,
+                          const float *w, float *dx, float *dw, float *db,
+                          const fastfc_blas *blas, int n_threads)
+    int conv_backward_f64(const fastfc_conv_geom *g, const double *dout, const double *x,
+                          const double *w, double *dx, double *dw, double *db,
+                          const fastfc_blas *blas, int n_threads)
+
+    # pool.c
+    ctypedef struct fastfc_pool_geom:
+        int64_t planes, height, width
+        int64_t pool_h, pool_w, stride
+        int64_t out_h, out_w
+    void max_pool_forward_f32(const fastfc_pool_geom *g, const float *x, float *out,
+                              int32_t *argmax, int n_threads)
+    void max_pool_forward_f64(const fastfc_pool_geom *g, const double *x, double *out,
+                              int32_t *argmax, int n_threads)
+    void max_pool_backward_f32(const fastfc_pool_geom *g, const float *dout,
+                               const int32_t *argmax, float *dx, int n_threads)
+    void max_pool_backward_f64(const fastfc_pool_geom *g, const double *dout,
+                               const int32_t *argmax, double *dx, int n_threads)
+    void avg_pool_forward_f32(const fastfc_pool_geom *g, const float *x, float *out, int n_threads)
+    void avg_pool_forward_f64(const fastfc_pool_geom *g, const double *x, double *out,
+                              int n_threads)
+    void avg_pool_backward_f32(const fastfc_pool_geom *g, const float *dout, float *dx,
+                               int n_threads)
+    void avg_pool_backward_f64(const fastfc_pool_geom *g, const double *dout, double *dx,
+                               int n_threads)

@@ -16,11 +16,15 @@ from ._activations import (
     tanh_forward,
 )
 from ._affine import affine_backward, affine_forward, affine_relu_backward, affine_relu_forward
+from ._conv import conv_backward, conv_forward
 from ._losses import mse_loss, softmax_loss, svm_loss
+from ._pool import avg_pool_backward, avg_pool_forward, max_pool_backward, max_pool_forward
 
 __all__ = [
     "affine_forward", "affine_backward", "affine_relu_forward", "affine_relu_backward",
     "relu_forward", "relu_backward", "sigmoid_forward", "sigmoid_backward",
     "tanh_forward", "tanh_backward", "dropout_forward", "dropout_backward",
     "softmax_loss", "svm_loss", "mse_loss",
+    "conv_forward", "conv_backward", "max_pool_forward", "max_pool_backward",
+    "avg_pool_forward", "avg_pool_backward",
 ]

@@ -138,3 +138,190 @@ def mse_loss(pred, target):
     """Mean over all elements of (pred - target)**2. Returns (loss, dpred)."""
     diff = pred - target
     return float(np.mean(diff * diff)), 2 * diff / diff.size
+
+
+# ---- convolution and pooling (NCHW) ----------------------------------------
+# Output size along an axis: (size + 2*pad - window) // stride + 1; rows and
+# columns a stride does not reach are ignored, as in PyTorch.
+
+
+def _windows(xp, kh, kw, stride, out_h, out_w):
+    """Read-only view (N, C, out_h, out_w, kh, kw) of the windows of xp (N, C, H, W)."""
+    sn, sc, sh, sw = xp.strides
+    return np.lib.stride_tricks.as_strided(
+        xp, (xp.shape[0], xp.shape[1], out_h, out_w, kh, kw),
+        (sn, sc, sh * stride, sw * stride, sh, sw), writeable=False)
+
+
+def _conv_geometry(x, w, stride, pad):
+    """(padded x, out_h, out_w) of a convolution."""
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    out_h = (x.shape[2] + 2 * pad - w.shape[2]) // stride + 1
+    out_w = (x.shape[3] + 2 * pad - w.shape[3]) // stride + 1
+    return xp, out_h, out_w
+
+
+def _im2col(xp, kh, kw, stride, out_h, out_w):
+    """cols (N*out_h*out_w, C*kh*kw): one row per output pixel, one column per tap."""
+    win = _windows(xp, kh, kw, stride, out_h, out_w)
+    return win.transpose(0, 2, 3, 1, 4, 5).reshape(-1, xp.shape[1] * kh * kw)
+
+
+def conv_forward(x, w, b, stride=1, pad=0):
+    """Convolution by im2col (stride tricks) and one matmul.
+
+    Inputs: x (N, C, H, W), w (F, C, HH, WW), b (F,), stride, pad.
+    Returns (out (N, F, H', W'), cache (x, w, b, conv_param))."""
+    n, f = x.shape[0], w.shape[0]
+    xp, out_h, out_w = _conv_geometry(x, w, stride, pad)
+    cols = _im2col(xp, w.shape[2], w.shape[3], stride, out_h, out_w)
+    out = cols @ w.reshape(f, -1).T + b
+    out = np.ascontiguousarray(out.reshape(n, out_h, out_w, f).transpose(0, 3, 1, 2))
+    return out, (x, w, b, {"stride": stride, "pad": pad})
+
+
+def conv_backward(dout, cache, compute_dx=True):
+    """Returns (dx (N, C, H, W) or None, dw (F, C, HH, WW), db (F,)); col2im adds
+    the column gradients back one kernel tap at a time."""
+    x, w, _, conv_param = cache
+    stride, pad = conv_param["stride"], conv_param["pad"]
+    n, c, h, wd = x.shape
+    f, _, kh, kw = w.shape
+    xp, out_h, out_w = _conv_geometry(x, w, stride, pad)
+    dout_rows = dout.transpose(0, 2, 3, 1).reshape(-1, f)  # (N*H'*W', F)
+    cols = _im2col(xp, kh, kw, stride, out_h, out_w)
+    dw = (dout_rows.T @ cols).reshape(w.shape)
+    db = dout.sum(axis=(0, 2, 3))
+    if not compute_dx:
+        return None, dw, db
+    dcols = (dout_rows @ w.reshape(f, -1)).reshape(n, out_h, out_w, c, kh, kw)
+    dxp = np.zeros_like(xp)
+    for i in range(kh):
+        for j in range(kw):
+            dxp[:, :, i:i + stride * out_h:stride, j:j + stride * out_w:stride] += \
+                dcols[:, :, :, :, i, j].transpose(0, 3, 1, 2)
+    return dxp[:, :, pad:pad + h, pad:pad + wd], dw, db
+
+
+def conv_forward_naive(x, w, b, stride=1, pad=0):
+    """The definition, one output at a time (tiny inputs only):
+    out[n, f, i, j] = sum(x_padded[n, :, i*stride:i*stride+HH, j*stride:j*stride+WW] * w[f]) + b[f]."""
+    n_batch, n_f, kh, kw = x.shape[0], w.shape[0], w.shape[2], w.shape[3]
+    xp, out_h, out_w = _conv_geometry(x, w, stride, pad)
+    out = np.zeros((n_batch, n_f, out_h, out_w), dtype=x.dtype)
+    for n in range(n_batch):
+        for f in range(n_f):
+            for i in range(out_h):
+                for j in range(out_w):
+                    window = xp[n, :, i * stride:i * stride + kh, j * stride:j * stride + kw]
+                    out[n, f, i, j] = np.sum(window * w[f]) + b[f]
+    return out, (x, w, b, {"stride": stride, "pad": pad})
+
+
+def conv_backward_naive(dout, cache, compute_dx=True):
+    """Each output's gradient flows back to its window and filter (tiny inputs only)."""
+    x, w, _, conv_param = cache
+    stride, pad = conv_param["stride"], conv_param["pad"]
+    h, wd = x.shape[2], x.shape[3]
+    kh, kw = w.shape[2], w.shape[3]
+    xp, out_h, out_w = _conv_geometry(x, w, stride, pad)
+    dxp, dw = np.zeros_like(xp), np.zeros_like(w)
+    for n in range(x.shape[0]):
+        for f in range(w.shape[0]):
+            for i in range(out_h):
+                for j in range(out_w):
+                    rows = slice(i * stride, i * stride + kh)
+                    cols = slice(j * stride, j * stride + kw)
+                    dw[f] += xp[n, :, rows, cols] * dout[n, f, i, j]
+                    dxp[n, :, rows, cols] += w[f] * dout[n, f, i, j]
+    dx = dxp[:, :, pad:pad + h, pad:pad + wd] if compute_dx else None
+    return dx, dw, dout.sum(axis=(0, 2, 3))
+
+
+def _pool_param(pool_height, pool_width, stride):
+    return {"pool_height": pool_height, "pool_width": pool_width, "stride": stride}
+
+
+def _pool_shape(x, pool_param):
+    """(ph, pw, stride, H', W') of pooling x (N, C, H, W)."""
+    ph, pw, stride = pool_param["pool_height"], pool_param["pool_width"], pool_param["stride"]
+    return ph, pw, stride, (x.shape[2] - ph) // stride + 1, (x.shape[3] - pw) // stride + 1
+
+
+def _pool_windows(x, pool_param):
+    """The windows of x as a copy (N, C, H', W', ph*pw), taps in row-major order."""
+    ph, pw, stride, out_h, out_w = _pool_shape(x, pool_param)
+    win = _windows(x, ph, pw, stride, out_h, out_w)
+    return win.reshape(win.shape[:4] + (ph * pw,))
+
+
+def _scatter_windows(x, pool_param, part):
+    """dx shaped like x: dx[tap k of each window] += part(k) (N, C, H', W'), tap by tap."""
+    ph, pw, stride, out_h, out_w = _pool_shape(x, pool_param)
+    dx = np.zeros_like(x)
+    for k in range(ph * pw):
+        i, j = divmod(k, pw)
+        dx[:, :, i:i + stride * out_h:stride, j:j + stride * out_w:stride] += part(k)
+    return dx
+
+
+def max_pool_forward(x, pool_height=2, pool_width=2, stride=2):
+    """Max over each window. Ties: the first maximum in row-major window order;
+    a window with NaN gives NaN (np.argmax picks the first NaN).
+    Returns (out (N, C, H', W'), cache (x, argmax, pool_param)), argmax the tap
+    index within the window (row-major)."""
+    pool_param = _pool_param(pool_height, pool_width, stride)
+    win = _pool_windows(x, pool_param)
+    argmax = win.argmax(axis=-1)
+    out = np.take_along_axis(win, argmax[..., None], axis=-1)[..., 0]
+    return out, (x, argmax, pool_param)
+
+
+def max_pool_backward(dout, cache):
+    """dx: each dout entry added at its window's argmax (accumulating on overlaps)."""
+    x, argmax, pool_param = cache
+    zero = np.zeros_like(dout)
+    return _scatter_windows(x, pool_param, lambda k: np.where(argmax == k, dout, zero))
+
+
+def avg_pool_forward(x, pool_height=2, pool_width=2, stride=2):
+    """Mean over each window. Returns (out (N, C, H', W'), cache (x, pool_param))."""
+    pool_param = _pool_param(pool_height, pool_width, stride)
+    return _pool_windows(x, pool_param).mean(axis=-1), (x, pool_param)
+
+
+def avg_pool_backward(dout, cache):
+    """dx: dout / (ph*pw) added to every entry of its window."""
+    x, pool_param = cache
+    share = dout / (pool_param["pool_height"] * pool_param["pool_width"])
+    return _scatter_windows(x, pool_param, lambda k: share)
+
+
+def max_pool_forward_naive(x, pool_height=2, pool_width=2, stride=2):
+    """The definition, one window at a time (tiny inputs only). Returns (out, cache (x, pool_param))."""
+    pool_param = _pool_param(pool_height, pool_width, stride)
+    _, _, _, out_h, out_w = _pool_shape(x, pool_param)
+    out = np.zeros(x.shape[:2] + (out_h, out_w), dtype=x.dtype)
+    for n in range(x.shape[0]):
+        for c in range(x.shape[1]):
+            for i in range(out_h):
+                for j in range(out_w):
+                    rows = slice(i * stride, i * stride + pool_height)
+                    cols = slice(j * stride, j * stride + pool_width)
+                    out[n, c, i, j] = np.max(x[n, c, rows, cols])
+    return out, (x, pool_param)
+
+
+def max_pool_backward_naive(dout, cache):
+    """Each window's gradient goes to its first maximum (tiny inputs only)."""
+    x, pool_param = cache
+    ph, pw, stride, out_h, out_w = _pool_shape(x, pool_param)
+    dx = np.zeros_like(x)
+    for n in range(x.shape[0]):
+        for c in range(x.shape[1]):
+            for i in range(out_h):
+                for j in range(out_w):
+                    window = x[n, c, i * stride:i * stride + ph, j * stride:j * stride + pw]
+                    r, q = np.unravel_index(np.argmax(window), window.shape)
+                    dx[n, c, i * stride + r, j * stride + q] += dout[n, c, i, j]
+    return dx

@@ -1,0 +1,203 @@
+/* Max and average pooling over NCHW planes, forward and backward.
+ *
+ * The N*C planes are independent, so an OpenMP team splits them in blocks;
+ * every output and every gradient of a plane is computed by one thread, which
+ * makes the backward scatters race-free even for overlapping windows.
+ *
+ * Max pooling keeps, per output, the flat index (row * width + col) of its
+ * maximum within the input plane, so backward is a scatter-add. Ties go to
+ * the first maximum in row-major window order. NaN propagates: a window
+ * holding a NaN outputs NaN and its argmax is the first NaN (as torch). */
+#ifndef REAL
+#include <string.h>
+#include "fastfc.h"
+#include "internal.h"
+
+/* Threads worth waking: enough input elements each to pay for a thread. */
+static int pool_team(const fastfc_pool_geom *g, int n_threads) {
+    int nt = fastfc_team(n_threads, g->planes * g->height * g->width, FASTFC_MIN_PER_THREAD);
+    return g->planes < nt ? (int)g->planes : nt;
+}
+
+/* Runs BODY on near-equal blocks [LO, HI) of the planes, one per thread. */
+#define POOL_OVER_PLANES(G, N_THREADS, LO, HI, BODY)                                   \
+    do {                                                                               \
+        int team_ = pool_team((G), (N_THREADS));                                       \
+        (void)team_; /* unused without OpenMP */                                       \
+        _Pragma("omp parallel num_threads(team_)")                                     \
+        {                                                                              \
+            int64_t LO, HI;                                                            \
+            fastfc_block((G)->planes, FASTFC_TEAM_SIZE(), FASTFC_THREAD_ID(), 1, &LO, &HI); \
+            BODY;                                                                      \
+        }                                                                              \
+    } while (0)
+
+static int pool_is_2x2_stride_2(const fastfc_pool_geom *g) {
+    return g->pool_h == 2 && g->pool_w == 2 && g->stride == 2;
+}
+
+#define FASTFC_TEMPLATE "pool.c"
+#include "instantiate.h"
+#else
+
+/* Whether v replaces best as the running maximum: v > best, or v is the first
+ * NaN (once best is NaN nothing replaces it). Equal values keep the first. */
+static inline int SFX(pool_takes)(REAL v, REAL best) {
+    return best == best && !(v <= best);
+}
+
+/* Any window size and stride; planes [lo, hi). */
+static void SFX(max_pool_planes)(const fastfc_pool_geom *g, const REAL *x, REAL *out,
+                                 int32_t *argmax, int64_t lo, int64_t hi) {
+    const int64_t plane_in = g->height * g->width, plane_out = g->out_h * g->out_w;
+    for (int64_t q = lo; q < hi; q++) {
+        const REAL *xp = x + q * plane_in;
+        REAL *op = out + q * plane_out;
+        int32_t *ap = argmax + q * plane_out;
+        for (int64_t i = 0; i < g->out_h; i++)
+            for (int64_t j = 0; j < g->out_w; j++) {
+                int64_t top = i * g->stride * g->width + j * g->stride;
+                int64_t best_at = top;
+                REAL best = xp[top];
+                for (int64_t r = 0; r < g->pool_h; r++)
+                    for (int64_t c = 0; c < g->pool_w; c++) {
+                        int64_t at = top + r * g->width + c;
+                        if (SFX(pool_takes)(xp[at], best)) {
+                            best = xp[at];
+                            best_at = at;
+                        }
+                    }
+                op[i * g->out_w + j] = best;
+                ap[i * g->out_w + j] = (int32_t)best_at;
+            }
+    }
+}
+
+/* 2x2 windows, stride 2: two input rows per output row, unrolled. */
+static void SFX(max_pool_2x2_planes)(const fastfc_pool_geom *g, const REAL *x, REAL *out,
+                                     int32_t *argmax, int64_t lo, int64_t hi) {
+    const int64_t w_in = g->width, plane_in = g->height * w_in;
+    const int64_t w_out = g->out_w, plane_out = g->out_h * w_out;
+    for (int64_t q = lo; q < hi; q++)
+        for (int64_t i = 0; i < g->out_h; i++) {
+            const REAL *restrict r0 = x + q * plane_in + 2 * i * w_in;
+            const REAL *restrict r1 = r0 + w_in;
+            REAL *restrict o = out + q * plane_out + i * w_out;
+            int32_t *restrict a = argmax + q * plane_out + i * w_out;
+            const int32_t base = (int32_t)(2 * i * w_in);
+            for (int64_t j = 0; j < w_out; j++) {
+                REAL best = r0[2 * j];
+                int32_t at = base + (int32_t)(2 * j);
+                if (SFX(pool_takes)(r0[2 * j + 1], best)) best = r0[2 * j + 1], at = base + (int32_t)(2 * j + 1);
+                if (SFX(pool_takes)(r1[2 * j], best)) best = r1[2 * j], at = base + (int32_t)(w_in + 2 * j);
+                if (SFX(pool_takes)(r1[2 * j + 1], best)) best = r1[2 * j + 1], at = base + (int32_t)(w_in + 2 * j + 1);
+                o[j] = best;
+                a[j] = at;
+            }
+        }
+}
+
+void SFX(max_pool_forward)(const fastfc_pool_geom *g, const REAL *x, REAL *out,
+                           int32_t *argmax, int n_threads) {
+    if (pool_is_2x2_stride_2(g))
+        POOL_OVER_PLANES(g, n_threads, lo, hi,
+                               SFX(max_pool_2x2_planes)(g, x, out, argmax, lo, hi));
+    else
+        POOL_OVER_PLANES(g, n_threads, lo, hi,
+                               SFX(max_pool_planes)(g, x, out, argmax, lo, hi));
+}
+
+/* dx = 0, then dx[argmax] += dout, plane by plane (accumulates where windows
+ * overlap). With non-overlapping 2x2/2 windows each window's four entries are
+ * written directly instead, and only the rows/columns no window covers are
+ * zeroed: one pass over dx instead of two. */
+static void SFX(max_pool_backward_planes)(const fastfc_pool_geom *g, const REAL *dout,
+                                          const int32_t *argmax, REAL *dx, int64_t lo,
+                                          int64_t hi) {
+    const int64_t plane_in = g->height * g->width, plane_out = g->out_h * g->out_w;
+    const int fast = pool_is_2x2_stride_2(g);
+    for (int64_t q = lo; q < hi; q++) {
+        REAL *restrict dp = dx + q * plane_in;
+        const REAL *restrict gp = dout + q * plane_out;
+        const int32_t *restrict ap = argmax + q * plane_out;
+        if (!fast) {
+            memset(dp, 0, (size_t)plane_in * sizeof(REAL));
+            for (int64_t o = 0; o < plane_out; o++) dp[ap[o]] += gp[o];
+            continue;
+        }
+        const int64_t w_in = g->width;
+        for (int64_t i = 0; i < g->out_h; i++) {
+            REAL *restrict r0 = dp + 2 * i * w_in;
+            REAL *restrict r1 = r0 + w_in;
+            const int32_t base = (int32_t)(2 * i * w_in);
+            for (int64_t j = 0; j < g->out_w; j++) {
+                const int32_t k = ap[i * g->out_w + j] - base - (int32_t)(2 * j);
+                const REAL v = gp[i * g->out_w + j];
+                /* k is 0, 1 (top row) or w_in, w_in + 1 (bottom row) */
+                r0[2 * j] = k == 0 ? v : (REAL)0;
+                r0[2 * j + 1] = k == 1 ? v : (REAL)0;
+                r1[2 * j] = k == w_in ? v : (REAL)0;
+                r1[2 * j + 1] = k == w_in + 1 ? v : (REAL)0;
+            }
+            if (w_in & 1) r0[w_in - 1] = r1[w_in - 1] = 0;
+        }
+        if (g->height & 1) memset(dp + (g->height - 1) * w_in, 0, (size_t)w_in * sizeof(REAL));
+    }
+}
+
+void SFX(max_pool_backward)(const fastfc_pool_geom *g, const REAL *dout, const int32_t *argmax,
+                            REAL *dx, int n_threads) {
+    POOL_OVER_PLANES(g, n_threads, lo, hi,
+                           SFX(max_pool_backward_planes)(g, dout, argmax, dx, lo, hi));
+}
+
+/* out = mean of each window; planes [lo, hi). */
+static void SFX(avg_pool_planes)(const fastfc_pool_geom *g, const REAL *x, REAL *out,
+                                 int64_t lo, int64_t hi) {
+    const int64_t plane_in = g->height * g->width, plane_out = g->out_h * g->out_w;
+    const REAL scale = (REAL)1 / (REAL)(g->pool_h * g->pool_w);
+    for (int64_t q = lo; q < hi; q++) {
+        const REAL *xp = x + q * plane_in;
+        REAL *op = out + q * plane_out;
+        for (int64_t i = 0; i < g->out_h; i++)
+            for (int64_t j = 0; j < g->out_w; j++) {
+                const REAL *win = xp + i * g->stride * g->width + j * g->stride;
+                REAL sum = 0;
+                for (int64_t r = 0; r < g->pool_h; r++)
+                    for (int64_t c = 0; c < g->pool_w; c++) sum += win[r * g->width + c];
+                op[i * g->out_w + j] = sum * scale;
+            }
+    }
+}
+
+void SFX(avg_pool_forward)(const fastfc_pool_geom *g, const REAL *x, REAL *out, int n_threads) {
+    POOL_OVER_PLANES(g, n_threads, lo, hi,
+                           SFX(avg_pool_planes)(g, x, out, lo, hi));
+}
+
+/* dx = 0, then each window's entries += dout / (pool_h * pool_w). */
+static void SFX(avg_pool_backward_planes)(const fastfc_pool_geom *g, const REAL *dout, REAL *dx,
+                                          int64_t lo, int64_t hi) {
+    const int64_t plane_in = g->height * g->width, plane_out = g->out_h * g->out_w;
+    const REAL scale = (REAL)1 / (REAL)(g->pool_h * g->pool_w);
+    for (int64_t q = lo; q < hi; q++) {
+        REAL *dp = dx + q * plane_in;
+        memset(dp, 0, (size_t)plane_in * sizeof(REAL));
+        for (int64_t i = 0; i < g->out_h; i++)
+            for (int64_t j = 0; j < g->out_w; j++) {
+                REAL *restrict win = dp + i * g->stride * g->width + j * g->stride;
+                const REAL v = dout[q * plane_out + i * g->out_w + j] * scale;
+                for (int64_t r = 0; r < g->pool_h; r++)
+#pragma omp simd
+                    for (int64_t c = 0; c < g->pool_w; c++) win[r * g->width + c] += v;
+            }
+    }
+}
+
+void SFX(avg_pool_backward)(const fastfc_pool_geom *g, const REAL *dout, REAL *dx,
+                            int n_threads) {
+    POOL_OVER_PLANES(g, n_threads, lo, hi,
+                           SFX(avg_pool_backward_planes)(g, dout, dx, lo, hi));
+}
+
+#endif

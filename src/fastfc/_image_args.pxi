@@ -1,0 +1,27 @@
+# Argument checks shared by the wrappers of the image layers (_conv.pyx,
+# _pool.pyx). Include after _common.pxi.
+import numbers
+
+
+cdef inline int64_t as_int_param(object value, str name, int64_t minimum) except? -1:
+    """value as an int >= minimum; TypeError for non-integers (bool included)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return <int64_t>value
+
+
+cdef inline object as_image_batch(object x, str name):
+    """x as a C-contiguous, non-empty float32/float64 array of shape (N, C, H, W)."""
+    cdef cnp.ndarray xa = as_float_array(x, name)
+    if xa.ndim != 4:
+        raise ValueError(f"{name} must have shape (N, C, H, W), got shape {(<object>xa).shape}")
+    check_nonempty(xa, name)
+    return xa
+
+
+cdef inline int64_t out_size(int64_t size, int64_t window, int64_t stride, int64_t pad) noexcept:
+    """Output positions along one axis: floor((size + 2*pad - window) / stride) + 1;
+    rows/columns a stride does not reach are ignored (as in PyTorch)."""
+    return (size + 2 * pad - window) // stride + 1
