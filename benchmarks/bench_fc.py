@@ -10,7 +10,7 @@ import scipy.linalg.blas as scipy_blas
 import fastfc.functional as F
 import fastfc.reference as R
 
-from conftest import check_close
+from benchutil import check_close
 
 MLP_SHAPES = [(64, 784, 100), (128, 3072, 256), (256, 784, 512)]
 SHAPE_IDS = ["%dx%dx%d" % s for s in MLP_SHAPES]

@@ -7,7 +7,7 @@ import fastfc.functional as F
 import fastfc.reference as R
 from fastfc.gradcheck import eval_numerical_gradient_array, rel_error
 
-from conftest import assert_close, noncontiguous, num_threads
+from testutil import assert_close, noncontiguous, num_threads
 
 ACTIVATIONS = ["relu", "sigmoid", "tanh"]
 # 1 element, odd sizes off the SIMD width, and one large enough for threads.

@@ -7,7 +7,7 @@ import fastfc.functional as F
 import fastfc.reference as R
 from fastfc.gradcheck import eval_numerical_gradient_array, rel_error
 
-from conftest import assert_close, noncontiguous, num_threads
+from testutil import assert_close, noncontiguous, num_threads
 
 # (x shape, d_out): N = 1, odd sizes off the SIMD width, a 4-d input, and
 # one big enough that the GEMM is split across threads.

@@ -7,7 +7,7 @@ import fastfc.functional as F
 import fastfc.reference as R
 from fastfc.gradcheck import eval_numerical_gradient, rel_error
 
-from conftest import assert_close, noncontiguous, num_threads
+from testutil import assert_close, noncontiguous, num_threads
 
 CLASS_LOSSES = ["softmax_loss", "svm_loss"]
 SHAPES = [(1, 1), (1, 10), (7, 3), (33, 17), (4096, 10)]
