@@ -40,16 +40,21 @@ static int pool_is_2x2_stride_2(const fastfc_pool_geom *g) {
 #include "instantiate.h"
 #else
 
-/* Whether v replaces best as the running maximum: v > best, or v is the first
- * NaN (once best is NaN nothing replaces it). Equal values keep the first. */
+/* Windows are scanned in reverse row-major order, starting from their last
+ * entry, and v replaces the running best when v >= best or v is NaN. So among
+ * equal maxima the first in row-major order wins; a NaN replaces anything and
+ * is replaced only by an earlier NaN (v >= NaN is false), which leaves the
+ * first NaN. (A forward scan would need a third comparison to keep a NaN, and
+ * GCC does not vectorize that form.) */
 static inline int SFX(pool_takes)(REAL v, REAL best) {
-    return best == best && !(v <= best);
+    return (v >= best) | (v != v);
 }
 
 /* Any window size and stride; planes [lo, hi). */
 static void SFX(max_pool_planes)(const fastfc_pool_geom *g, const REAL *x, REAL *out,
                                  int32_t *argmax, int64_t lo, int64_t hi) {
     const int64_t plane_in = g->height * g->width, plane_out = g->out_h * g->out_w;
+    const int64_t last = (g->pool_h - 1) * g->width + g->pool_w - 1; /* from a window's top */
     for (int64_t q = lo; q < hi; q++) {
         const REAL *xp = x + q * plane_in;
         REAL *op = out + q * plane_out;
@@ -57,15 +62,14 @@ static void SFX(max_pool_planes)(const fastfc_pool_geom *g, const REAL *x, REAL 
         for (int64_t i = 0; i < g->out_h; i++)
             for (int64_t j = 0; j < g->out_w; j++) {
                 int64_t top = i * g->stride * g->width + j * g->stride;
-                int64_t best_at = top;
-                REAL best = xp[top];
-                for (int64_t r = 0; r < g->pool_h; r++)
-                    for (int64_t c = 0; c < g->pool_w; c++) {
+                int64_t best_at = top + last;
+                REAL best = xp[best_at];
+                for (int64_t r = g->pool_h - 1; r >= 0; r--)
+                    for (int64_t c = g->pool_w - 1; c >= 0; c--) {
                         int64_t at = top + r * g->width + c;
-                        if (SFX(pool_takes)(xp[at], best)) {
-                            best = xp[at];
-                            best_at = at;
-                        }
+                        int takes = SFX(pool_takes)(xp[at], best);
+                        best = takes ? xp[at] : best;
+                        best_at = takes ? at : best_at;
                     }
                 op[i * g->out_w + j] = best;
                 ap[i * g->out_w + j] = (int32_t)best_at;
@@ -73,27 +77,40 @@ static void SFX(max_pool_planes)(const fastfc_pool_geom *g, const REAL *x, REAL 
     }
 }
 
-/* 2x2 windows, stride 2: two input rows per output row, unrolled. */
+/* One output row of 2x2/2 windows over input rows r0, r1 (flat index of
+ * r0[0]: base; row length w_in), vectorized across the row's windows. */
+FASTFC_CLONES static void SFX(max_pool_2x2_row)(const REAL *restrict r0, const REAL *restrict r1,
+                                                REAL *restrict out, int32_t *restrict argmax,
+                                                int64_t w_out, int32_t base, int32_t w_in) {
+#pragma omp simd
+    for (int64_t j = 0; j < w_out; j++) {
+        const int32_t top = base + 2 * (int32_t)j;
+        REAL best = r1[2 * j + 1];
+        int32_t at = top + w_in + 1;
+        int takes = SFX(pool_takes)(r1[2 * j], best);
+        best = takes ? r1[2 * j] : best;
+        at = takes ? top + w_in : at;
+        takes = SFX(pool_takes)(r0[2 * j + 1], best);
+        best = takes ? r0[2 * j + 1] : best;
+        at = takes ? top + 1 : at;
+        takes = SFX(pool_takes)(r0[2 * j], best);
+        best = takes ? r0[2 * j] : best;
+        at = takes ? top : at;
+        out[j] = best;
+        argmax[j] = at;
+    }
+}
+
 static void SFX(max_pool_2x2_planes)(const fastfc_pool_geom *g, const REAL *x, REAL *out,
                                      int32_t *argmax, int64_t lo, int64_t hi) {
     const int64_t w_in = g->width, plane_in = g->height * w_in;
     const int64_t w_out = g->out_w, plane_out = g->out_h * w_out;
     for (int64_t q = lo; q < hi; q++)
         for (int64_t i = 0; i < g->out_h; i++) {
-            const REAL *restrict r0 = x + q * plane_in + 2 * i * w_in;
-            const REAL *restrict r1 = r0 + w_in;
-            REAL *restrict o = out + q * plane_out + i * w_out;
-            int32_t *restrict a = argmax + q * plane_out + i * w_out;
-            const int32_t base = (int32_t)(2 * i * w_in);
-            for (int64_t j = 0; j < w_out; j++) {
-                REAL best = r0[2 * j];
-                int32_t at = base + (int32_t)(2 * j);
-                if (SFX(pool_takes)(r0[2 * j + 1], best)) best = r0[2 * j + 1], at = base + (int32_t)(2 * j + 1);
-                if (SFX(pool_takes)(r1[2 * j], best)) best = r1[2 * j], at = base + (int32_t)(w_in + 2 * j);
-                if (SFX(pool_takes)(r1[2 * j + 1], best)) best = r1[2 * j + 1], at = base + (int32_t)(w_in + 2 * j + 1);
-                o[j] = best;
-                a[j] = at;
-            }
+            const REAL *r0 = x + q * plane_in + 2 * i * w_in;
+            SFX(max_pool_2x2_row)(r0, r0 + w_in, out + q * plane_out + i * w_out,
+                                  argmax + q * plane_out + i * w_out, w_out,
+                                  (int32_t)(2 * i * w_in), (int32_t)w_in);
         }
 }
 
@@ -107,14 +124,34 @@ void SFX(max_pool_forward)(const fastfc_pool_geom *g, const REAL *x, REAL *out,
                                SFX(max_pool_planes)(g, x, out, argmax, lo, hi));
 }
 
-/* dx = 0, then dx[argmax] += dout, plane by plane (accumulates where windows
- * overlap). With non-overlapping 2x2/2 windows each window's four entries are
- * written directly instead, and only the rows/columns no window covers are
- * zeroed: one pass over dx instead of two. */
+/* Gradient of one output row of 2x2/2 windows into input rows d0, d1: every
+ * entry of each window is written (dout at its argmax, 0 elsewhere), so dx
+ * needs no zeroing first. Same base, w_in as the forward row. */
+FASTFC_CLONES static void SFX(max_pool_2x2_row_backward)(const REAL *restrict dout,
+                                                         const int32_t *restrict argmax,
+                                                         REAL *restrict d0, REAL *restrict d1,
+                                                         int64_t w_out, int32_t base,
+                                                         int32_t w_in) {
+#pragma omp simd
+    for (int64_t j = 0; j < w_out; j++) {
+        /* 0, 1 (top row) or w_in, w_in + 1 (bottom row) */
+        const int32_t k = argmax[j] - base - 2 * (int32_t)j;
+        const REAL v = dout[j];
+        d0[2 * j] = k == 0 ? v : (REAL)0;
+        d0[2 * j + 1] = k == 1 ? v : (REAL)0;
+        d1[2 * j] = k == w_in ? v : (REAL)0;
+        d1[2 * j + 1] = k == w_in + 1 ? v : (REAL)0;
+    }
+}
+
+/* dx = 0, then dx[argmax] += dout, plane by plane (accumulating where windows
+ * overlap). For 2x2/2 the rows are written whole instead, and only the last
+ * row/column no window covers (odd sizes) is zeroed: one pass over dx. */
 static void SFX(max_pool_backward_planes)(const fastfc_pool_geom *g, const REAL *dout,
                                           const int32_t *argmax, REAL *dx, int64_t lo,
                                           int64_t hi) {
-    const int64_t plane_in = g->height * g->width, plane_out = g->out_h * g->out_w;
+    const int64_t w_in = g->width, plane_in = g->height * w_in;
+    const int64_t w_out = g->out_w, plane_out = g->out_h * w_out;
     const int fast = pool_is_2x2_stride_2(g);
     for (int64_t q = lo; q < hi; q++) {
         REAL *restrict dp = dx + q * plane_in;
@@ -125,21 +162,11 @@ static void SFX(max_pool_backward_planes)(const fastfc_pool_geom *g, const REAL 
             for (int64_t o = 0; o < plane_out; o++) dp[ap[o]] += gp[o];
             continue;
         }
-        const int64_t w_in = g->width;
         for (int64_t i = 0; i < g->out_h; i++) {
-            REAL *restrict r0 = dp + 2 * i * w_in;
-            REAL *restrict r1 = r0 + w_in;
-            const int32_t base = (int32_t)(2 * i * w_in);
-            for (int64_t j = 0; j < g->out_w; j++) {
-                const int32_t k = ap[i * g->out_w + j] - base - (int32_t)(2 * j);
-                const REAL v = gp[i * g->out_w + j];
-                /* k is 0, 1 (top row) or w_in, w_in + 1 (bottom row) */
-                r0[2 * j] = k == 0 ? v : (REAL)0;
-                r0[2 * j + 1] = k == 1 ? v : (REAL)0;
-                r1[2 * j] = k == w_in ? v : (REAL)0;
-                r1[2 * j + 1] = k == w_in + 1 ? v : (REAL)0;
-            }
-            if (w_in & 1) r0[w_in - 1] = r1[w_in - 1] = 0;
+            REAL *d0 = dp + 2 * i * w_in;
+            SFX(max_pool_2x2_row_backward)(gp + i * w_out, ap + i * w_out, d0, d0 + w_in, w_out,
+                                           (int32_t)(2 * i * w_in), (int32_t)w_in);
+            if (w_in & 1) d0[w_in - 1] = d0[2 * w_in - 1] = 0;
         }
         if (g->height & 1) memset(dp + (g->height - 1) * w_in, 0, (size_t)w_in * sizeof(REAL));
     }
