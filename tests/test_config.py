@@ -72,3 +72,22 @@ def test_reference_has_every_functional_name():
         ours = inspect.signature(getattr(F, name)).parameters
         twin = inspect.signature(getattr(fastfc.reference, name)).parameters
         assert list(twin) == list(ours), name
+
+
+def test_blas_raised_by_threadpoolctl_is_pinned_back_before_kernels(rng):
+    """A BLAS with its own threads inside fastfc's threads would oversubscribe:
+    each kernel call pins SciPy's BLAS back to one thread."""
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    import fastfc.functional as F
+    import fastfc.reference as R
+    from fastfc._config import _scipy_blas_controllers
+
+    x = rng.standard_normal((64, 50))
+    w = rng.standard_normal((50, 30))
+    b = rng.standard_normal(30)
+    with threadpool_limits(limits=4, user_api="blas"):
+        out, _ = F.affine_relu_forward(x, w, b)
+        assert all(c.get_num_threads() == 1 for c in _scipy_blas_controllers())
+    np.testing.assert_allclose(out, R.affine_relu_forward(x, w, b)[0], rtol=1e-12, atol=1e-12)

@@ -15,8 +15,21 @@ cnp.import_array()
 cdef int64_t BLAS_INT_MAX = 2147483647
 
 
+ctypedef int (*blas_get_threads_fn)() noexcept nogil
+ctypedef void (*blas_set_threads_fn)(int) noexcept nogil
+cdef blas_get_threads_fn blas_get_threads = NULL
+cdef blas_set_threads_fn blas_set_threads = NULL
+_get_addr, _set_addr = _config.blas_thread_functions()
+if _get_addr and _set_addr:
+    blas_get_threads = <blas_get_threads_fn><size_t>_get_addr
+    blas_set_threads = <blas_set_threads_fn><size_t>_set_addr
+
+
 cdef inline fastfc_blas blas_table() noexcept:
-    """SciPy's own BLAS (the library it already loaded), as C function pointers."""
+    """SciPy's own BLAS (the library it already loaded), as C function pointers,
+    pinned to one thread: fastfc calls it from inside its own OpenMP threads."""
+    if blas_get_threads != NULL and blas_get_threads() != 1:
+        blas_set_threads(1)
     cdef fastfc_blas table
     table.sgemm = <fastfc_sgemm_fn>sgemm
     table.dgemm = <fastfc_dgemm_fn>dgemm

@@ -67,6 +67,28 @@ def _pin_blas_to_one_thread():
         controller.set_num_threads(1)
 
 
+def blas_thread_functions():
+    """Addresses of (get_num_threads, set_num_threads) of SciPy's OpenBLAS, or
+    (0, 0) for another BLAS. The wrappers re-pin that BLAS to one thread before
+    each kernel, in case something (threadpoolctl, say) raised it meanwhile."""
+    import ctypes
+
+    for controller in _scipy_blas_controllers():
+        if controller.internal_api != "openblas":
+            continue
+        lib = ctypes.CDLL(controller.filepath)
+        for prefix in ("scipy_", ""):
+            for suffix in ("", "64_"):
+                try:
+                    get = getattr(lib, f"{prefix}openblas_get_num_threads{suffix}")
+                    set_ = getattr(lib, f"{prefix}openblas_set_num_threads{suffix}")
+                except AttributeError:
+                    continue
+                return (ctypes.cast(get, ctypes.c_void_p).value,
+                        ctypes.cast(set_, ctypes.c_void_p).value)
+    return 0, 0
+
+
 def show_config(file=None):
     """Print the version, BLAS, OpenMP, thread count, SIMD level and float types."""
     from . import __version__, _info
