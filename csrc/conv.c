@@ -148,7 +148,9 @@ int SFX(conv_forward)(const fastfc_conv_geom *g, const REAL *x, const REAL *w, c
 #pragma omp parallel num_threads(nt)
     {
         REAL *cols = scratch + FASTFC_THREAD_ID() * k_rows * block;
-#pragma omp for schedule(static)
+        /* Items are independent, so hand them out on demand: a thread the OS
+         * preempts (cores shared with other work) does not hold up the rest. */
+#pragma omp for schedule(dynamic, 1)
         for (int64_t item = 0; item < g->n_batch * n_blocks; item++) {
             int64_t n = item / n_blocks, p0 = item % n_blocks * block;
             int64_t p1 = p0 + block < n_pixels ? p0 + block : n_pixels;
