@@ -11,6 +11,7 @@
 #define REAL float
 #define SFX(name) name##_f32
 #define R_EXP expf
+#define R_EXP_NONPOSITIVE fastfc_exp_nonpositive_f32
 #define R_LOG logf
 #define R_TANH tanhf
 #define R_SQRT sqrtf
@@ -21,6 +22,7 @@
 #undef REAL
 #undef SFX
 #undef R_EXP
+#undef R_EXP_NONPOSITIVE
 #undef R_LOG
 #undef R_TANH
 #undef R_SQRT
@@ -31,6 +33,7 @@
 #define REAL double
 #define SFX(name) name##_f64
 #define R_EXP exp
+#define R_EXP_NONPOSITIVE exp
 #define R_LOG log
 #define R_TANH tanh
 #define R_SQRT sqrt
@@ -41,6 +44,7 @@
 #undef REAL
 #undef SFX
 #undef R_EXP
+#undef R_EXP_NONPOSITIVE
 #undef R_LOG
 #undef R_TANH
 #undef R_SQRT

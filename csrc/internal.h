@@ -3,6 +3,7 @@
 #define FASTFC_INTERNAL_H
 
 #include <stdint.h>
+#include <string.h>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -58,6 +59,35 @@ static inline void fastfc_block(int64_t n, int n_parts, int part, int64_t align,
             BODY;                                                                        \
         }                                                                                \
     } while (0)
+
+/* exp(x) for x <= 0 in a SIMD loop (softmax after max-subtraction): the
+ * argument splits as n ln2 + r, |r| <= ln2/2, exp(r) is a degree-6 polynomial
+ * (Cephes' expf coefficients), and 2^n is built in the exponent bits. No
+ * float-to-int conversion, so NaN passes through as NaN. Results below 2^-125
+ * (x < -87) are flushed to zero; -inf gives 0. About 1 ulp elsewhere. */
+static inline float fastfc_exp_nonpositive_f32(float x) {
+    const float magic = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
+    float xc = x < -87.0f ? -87.0f : x;
+    float t = xc * 1.44269504088896341f + magic;
+    float n = t - magic;
+    int32_t n_int;
+    memcpy(&n_int, &t, sizeof n_int);
+    n_int -= 0x4B400000; /* the bits of magic */
+    float r = xc - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    uint32_t scale_bits = (uint32_t)(n_int + 127) << 23; /* unsigned: NaN's garbage n cannot overflow */
+    float scale;
+    memcpy(&scale, &scale_bits, sizeof scale);
+    /* Computed unconditionally so the select below needs no branch. */
+    float y = p * scale;
+    return x < -87.0f ? 0.0f : y;
+}
 
 /* Below this many flops per thread a GEMM split costs more than it saves. */
 #define FASTFC_GEMM_MIN_FLOPS_PER_THREAD ((int64_t)1 << 21)

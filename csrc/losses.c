@@ -10,23 +10,31 @@
 #include "instantiate.h"
 #else
 
-/* One row: x, dx (n_classes). Max-subtraction keeps exp in range; the loss
- * is log(sum exp(x - max)) - (x[y] - max). Entries of -inf contribute 0. */
-static double SFX(softmax_row)(const REAL *restrict x, REAL *restrict dx, int64_t label,
-                               int64_t n_classes, REAL inv_n) {
+/* One row: x, dx (n_classes). Max-subtraction keeps exp in range (its
+ * argument is <= 0, which the SIMD exp relies on); the loss is
+ * log(sum exp(x - max)) - (x[y] - max). Entries of -inf contribute 0. */
+FASTFC_CLONES static double SFX(softmax_row)(const REAL *restrict x, REAL *restrict dx,
+                                             int64_t label, int64_t n_classes, REAL inv_n) {
     REAL max = x[0];
+#pragma omp simd reduction(max : max)
     for (int64_t j = 1; j < n_classes; j++) max = x[j] > max ? x[j] : max;
-    double sum = 0;
-    for (int64_t j = 0; j < n_classes; j++) {
-        REAL e = R_EXP(x[j] - max);
-        dx[j] = e;
-        sum += e;
-    }
-    REAL scale = (REAL)(1.0 / sum) * inv_n;
+#pragma omp simd
+    for (int64_t j = 0; j < n_classes; j++) dx[j] = R_EXP_NONPOSITIVE(x[j] - max);
+    /* The row is in L1 now; sum it in 16 lanes so the loop vectorizes without
+     * reassociation flags (GCC's omp simd reductions do not vectorize in the
+     * clones of a shared library). Terms in (0, 1], one of them 1. */
+    REAL lanes[16] = {0};
+    int64_t j = 0;
+    for (; j + 16 <= n_classes; j += 16)
+        for (int l = 0; l < 16; l++) lanes[l] += dx[j + l];
+    REAL sum = 0;
+    for (; j < n_classes; j++) sum += dx[j];
+    for (int l = 0; l < 16; l++) sum += lanes[l];
+    REAL scale = (REAL)1 / sum * inv_n;
 #pragma omp simd
     for (int64_t j = 0; j < n_classes; j++) dx[j] *= scale;
     dx[label] -= inv_n;
-    return log(sum) - ((double)x[label] - (double)max);
+    return log((double)sum) - ((double)x[label] - (double)max);
 }
 
 double SFX(softmax_loss)(const REAL *x, const int64_t *y, REAL *dx, int64_t n_batch,
