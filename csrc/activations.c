@@ -5,21 +5,30 @@
 #include "fastfc.h"
 #include "internal.h"
 
-#define SPLITMIX_GAMMA 0x9e3779b97f4a7c15ULL
-
-static inline uint64_t splitmix64_mix(uint64_t z) {
+uint64_t fastfc_dropout_key(uint64_t seed) {
+    uint64_t z = seed + 0x9e3779b97f4a7c15ULL; /* splitmix64's first output */
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
     return z ^ (z >> 31);
 }
 
-uint64_t fastfc_splitmix64(uint64_t seed, uint64_t i) {
-    return splitmix64_mix(seed + (i + 1) * SPLITMIX_GAMMA);
+static inline uint32_t fmix32(uint32_t h) {
+    h ^= h >> 16;
+    h *= 0x85ebca6bu;
+    h ^= h >> 13;
+    h *= 0xc2b2ae35u;
+    return h ^ (h >> 16);
 }
 
-/* Elements whose 53-bit draw is below this are dropped: ceil(p * 2^53). */
-static uint64_t dropout_threshold(double p) {
-    return (uint64_t)ceil(p * 9007199254740992.0);
+uint32_t fastfc_dropout_bits(uint64_t key, uint64_t i) {
+    uint32_t h = fmix32((uint32_t)i ^ (uint32_t)key);
+    return fmix32(h ^ ((uint32_t)(i >> 32) + (uint32_t)(key >> 32)));
+}
+
+/* Elements whose 32-bit draw is below this are dropped. */
+static uint32_t dropout_threshold(double p) {
+    double t = ceil(p * 4294967296.0);
+    return t >= 4294967295.0 ? 4294967295u : (uint32_t)t;
 }
 
 #define FASTFC_TEMPLATE "activations.c"
@@ -97,24 +106,41 @@ void SFX(tanh_backward)(const REAL *dout, const REAL *out, REAL *dx, int64_t n, 
 }
 
 /* Elements [lo, lo + n) of the whole array: the draw depends on the global
- * index only, never on how the array was split among threads. */
+ * index only, never on how the array was split among threads. Within a
+ * block the high word of the index is constant, so only the low word varies
+ * in the SIMD loop (blocks never straddle a multiple of 2^32). */
 FASTFC_CLONES static void SFX(dropout_chunk)(const REAL *restrict in, REAL *restrict out,
-                                             int64_t lo, int64_t n, uint64_t threshold,
-                                             REAL scale, uint64_t seed) {
+                                             int64_t lo, int64_t n, uint32_t threshold,
+                                             REAL scale, uint64_t key) {
+    const uint32_t high = (uint32_t)((uint64_t)lo >> 32) + (uint32_t)(key >> 32);
+    const uint32_t low0 = (uint32_t)lo, key_lo = (uint32_t)key;
 #pragma omp simd
     for (int64_t i = 0; i < n; i++) {
-        uint64_t z = splitmix64_mix(seed + ((uint64_t)(lo + i) + 1) * SPLITMIX_GAMMA);
-        out[i] = (z >> 11) >= threshold ? in[i] * scale : (REAL)0;
+        uint32_t h = fmix32(fmix32((low0 + (uint32_t)i) ^ key_lo) ^ high);
+        REAL kept = in[i] * scale;
+        out[i] = h >= threshold ? kept : (REAL)0;
+    }
+}
+
+/* Splits [lo, hi) at multiples of 2^32 so each piece has one high word. */
+static void SFX(dropout_range)(const REAL *in, REAL *out, int64_t lo, int64_t hi,
+                               uint32_t threshold, REAL scale, uint64_t key) {
+    const int64_t span = (int64_t)1 << 32;
+    while (lo < hi) {
+        int64_t end = (lo / span + 1) * span;
+        if (end > hi) end = hi;
+        SFX(dropout_chunk)(in + lo, out + lo, lo, end - lo, threshold, scale, key);
+        lo = end;
     }
 }
 
 void SFX(dropout_apply)(const REAL *in, REAL *out, int64_t n, double p, uint64_t seed,
                         int n_threads) {
-    uint64_t threshold = dropout_threshold(p);
+    uint32_t threshold = dropout_threshold(p);
     REAL scale = (REAL)(1.0 / (1.0 - p));
+    uint64_t key = fastfc_dropout_key(seed);
     FASTFC_PARALLEL_BLOCKS(n, n_threads, FASTFC_MIN_PER_THREAD / 4, lo, hi,
-                           SFX(dropout_chunk)(in + lo, out + lo, lo, hi - lo, threshold, scale,
-                                              seed));
+                           SFX(dropout_range)(in, out, lo, hi, threshold, scale, key));
 }
 
 #endif

@@ -91,17 +91,20 @@ void tanh_forward_f64(const double *x, double *out, int64_t n, int n_threads);
 /* out: the forward output; dx = dout * (1 - out^2) */
 void tanh_backward_f32(const float *dout, const float *out, float *dx, int64_t n, int n_threads);
 void tanh_backward_f64(const double *dout, const double *out, double *dx, int64_t n, int n_threads);
-/* Inverted dropout: element i is kept when fastfc_uniform(seed, i) >= p and
- * then scaled by 1/(1-p). The mask is a pure function of (seed, i), so it is
+/* Inverted dropout: element i is kept when fastfc_dropout_bits(key, i),
+ * read as a fraction of 2^32, is >= p, and then scaled by 1/(1-p). The mask is a pure function of (seed, i), so it is
  * the same whatever the thread count, and backward recomputes it instead of
  * storing it. Forward: in = x, out = y. Backward: in = dout, out = dx. */
 void dropout_apply_f32(const float *in, float *out, int64_t n, double p, uint64_t seed, int n_threads);
 void dropout_apply_f64(const double *in, double *out, int64_t n, double p, uint64_t seed, int n_threads);
-/* The counter-based generator behind dropout: element i draws the i-th
- * output of the splitmix64 sequence started at seed, mix(seed + (i+1) * G)
- * with G = 0x9e3779b97f4a7c15, and is kept when its top 53 bits, read as a
- * fraction of 2^53, are >= p: the integer test bits >> 11 >= ceil(p * 2^53). */
-uint64_t fastfc_splitmix64(uint64_t seed, uint64_t i);
+/* The counter-based generator behind dropout, cheap enough to run at memory
+ * speed in 8 or 16 SIMD lanes (32-bit multiplies only):
+ *   key = splitmix64(seed)                      (once per call)
+ *   h   = fmix32((uint32)i ^ key_lo)            (murmur3's finalizer)
+ *   h   = fmix32(h ^ ((uint32)(i >> 32) + key_hi))
+ * Element i is kept when h >= min(ceil(p * 2^32), 2^32 - 1). */
+uint64_t fastfc_dropout_key(uint64_t seed);
+uint32_t fastfc_dropout_bits(uint64_t key, uint64_t i);
 
 /* ---- losses (losses.c); labels y are int64 in [0, n_classes) ---------------
  * x: (n_batch, n_classes) scores, dx: same shape. Return the mean loss. */

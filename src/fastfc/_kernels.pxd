@@ -1,5 +1,5 @@
 # Declarations of the C kernels in csrc/fastfc.h, for the Cython wrappers.
-from libc.stdint cimport int32_t, int64_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 
 cdef extern from "fastfc.h" nogil:
     ctypedef void (*fastfc_sgemm_fn)(char *transa, char *transb, int *m, int *n, int *k,
@@ -56,7 +56,8 @@ cdef extern from "fastfc.h" nogil:
     void tanh_backward_f64(const double *dout, const double *out, double *dx, int64_t n, int n_threads)
     void dropout_apply_f32(const float *inp, float *out, int64_t n, double p, uint64_t seed, int n_threads)
     void dropout_apply_f64(const double *inp, double *out, int64_t n, double p, uint64_t seed, int n_threads)
-    uint64_t fastfc_splitmix64(uint64_t seed, uint64_t i)
+    uint64_t fastfc_dropout_key(uint64_t seed)
+    uint32_t fastfc_dropout_bits(uint64_t key, uint64_t i)
 
     # losses.c
     double softmax_loss_f32(const float *x, const int64_t *y, float *dx, int64_t n_batch,

@@ -5,11 +5,6 @@ import math
 
 import numpy as np
 
-# splitmix64 constants: the dropout mask is the same counter-based draw as
-# csrc/activations.c, so both sides drop the same elements for a seed.
-_GAMMA = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
 
 
 def affine_forward(x, w, b):
@@ -75,15 +70,36 @@ def tanh_backward(dout, cache):
     return dout * (1 - t * t)
 
 
+def _splitmix64(z):
+    """splitmix64's output for state z (a Python int), as a Python int."""
+    mask = (1 << 64) - 1
+    z = (z + 0x9E3779B97F4A7C15) & mask
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    return z ^ (z >> 31)
+
+
+def _fmix32(h):
+    """murmur3's 32-bit finalizer on a uint32 array (multiplies wrap mod 2**32)."""
+    h = h ^ (h >> np.uint32(16))
+    h = h * np.uint32(0x85EBCA6B)
+    h = h ^ (h >> np.uint32(13))
+    h = h * np.uint32(0xC2B2AE35)
+    return h ^ (h >> np.uint32(16))
+
+
 def dropout_keep_mask(seed, n, p):
-    """Which of n elements dropout keeps: element i draws the i-th output of a
-    splitmix64 sequence started at seed and is kept when its top 53 bits, as a
-    fraction of 2**53, are >= p."""
-    z = np.uint64(seed) + np.arange(1, n + 1, dtype=np.uint64) * _GAMMA
-    z = (z ^ (z >> np.uint64(30))) * _MIX1
-    z = (z ^ (z >> np.uint64(27))) * _MIX2
-    z = z ^ (z >> np.uint64(31))
-    return (z >> np.uint64(11)) >= np.uint64(math.ceil(p * 2.0**53))
+    """Which of n elements dropout keeps: the same counter-based draw as
+    csrc/activations.c, so both drop the same elements for a seed. Element i
+    hashes its index with a key made from the seed and is kept when the
+    32-bit result is >= p * 2**32."""
+    key = _splitmix64(seed)
+    index = np.arange(n, dtype=np.uint64)
+    low = index.astype(np.uint32)
+    high = (index >> np.uint64(32)).astype(np.uint32) + np.uint32(key >> 32)
+    h = _fmix32(_fmix32(low ^ np.uint32(key & 0xFFFFFFFF)) ^ high)
+    threshold = min(math.ceil(p * 2.0**32), 2**32 - 1)
+    return h >= np.uint32(threshold)
 
 
 def dropout_forward(x, p, train=True, seed=None):
