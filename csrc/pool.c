@@ -19,15 +19,21 @@ static int pool_team(const fastfc_pool_geom *g, int n_threads) {
     return g->planes < nt ? (int)g->planes : nt;
 }
 
-/* Runs BODY on near-equal blocks [LO, HI) of the planes, one per thread. */
+/* Runs BODY on blocks [LO, HI) of the planes, about FASTFC_MIN_PER_THREAD
+ * input elements each, handed out on demand: planes are independent (results
+ * do not depend on who computes them), and a thread the OS preempts on shared
+ * cores then holds up one block instead of half the work. */
 #define POOL_OVER_PLANES(G, N_THREADS, LO, HI, BODY)                                   \
     do {                                                                               \
         int team_ = pool_team((G), (N_THREADS));                                       \
+        int64_t per_ = FASTFC_MIN_PER_THREAD / ((G)->height * (G)->width);             \
+        if (per_ < 1) per_ = 1;                                                        \
+        const int64_t n_blocks_ = ((G)->planes + per_ - 1) / per_;                     \
         (void)team_; /* unused without OpenMP */                                       \
-        _Pragma("omp parallel num_threads(team_)")                                     \
-        {                                                                              \
-            int64_t LO, HI;                                                            \
-            fastfc_block((G)->planes, FASTFC_TEAM_SIZE(), FASTFC_THREAD_ID(), 1, &LO, &HI); \
+        _Pragma("omp parallel for num_threads(team_) schedule(dynamic, 1)")            \
+        for (int64_t blk_ = 0; blk_ < n_blocks_; blk_++) {                             \
+            int64_t LO = blk_ * per_;                                                  \
+            int64_t HI = LO + per_ < (G)->planes ? LO + per_ : (G)->planes;            \
             BODY;                                                                      \
         }                                                                              \
     } while (0)
