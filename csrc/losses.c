@@ -10,42 +10,73 @@
 #include "instantiate.h"
 #else
 
-/* One row: x, dx (n_classes). Max-subtraction keeps exp in range (its
- * argument is <= 0, which the SIMD exp relies on); the loss is
- * log(sum exp(x - max)) - (x[y] - max). Entries of -inf contribute 0. */
-FASTFC_CLONES static double SFX(softmax_row)(const REAL *restrict x, REAL *restrict dx,
-                                             int64_t label, int64_t n_classes, REAL inv_n) {
-    REAL max = x[0];
-#pragma omp simd reduction(max : max)
-    for (int64_t j = 1; j < n_classes; j++) max = x[j] > max ? x[j] : max;
+/* Rows are handled in blocks of about this many scores, so that the three
+ * passes below run on data still in L1 and, with few classes, the exp loop
+ * runs over many rows at once instead of a short vector loop per row. */
+#define SOFTMAX_BLOCK ((int64_t)2048)
+
+/* The exp pass over a block: dx holds x - max(row) <= 0 on entry (the SIMD
+ * exp relies on that) and exp of it on exit. -inf gives exactly 0. */
+FASTFC_CLONES static void SFX(softmax_exp_block)(REAL *restrict dx, int64_t n) {
 #pragma omp simd
-    for (int64_t j = 0; j < n_classes; j++) dx[j] = R_EXP_NONPOSITIVE(x[j] - max);
-    /* The row is in L1 now; sum it in 16 lanes so the loop vectorizes without
-     * reassociation flags (GCC's omp simd reductions do not vectorize in the
-     * clones of a shared library). Terms in (0, 1], one of them 1. */
+    for (int64_t t = 0; t < n; t++) dx[t] = R_EXP_NONPOSITIVE(dx[t]);
+}
+
+/* Sum of one row of exponentials in (0, 1], in 16 lanes so the loop
+ * vectorizes without reassociation flags (GCC's omp simd reductions do not
+ * vectorize in the clones of a shared library). */
+static REAL SFX(row_sum)(const REAL *restrict e, int64_t n) {
     REAL lanes[16] = {0};
     int64_t j = 0;
-    for (; j + 16 <= n_classes; j += 16)
-        for (int l = 0; l < 16; l++) lanes[l] += dx[j + l];
+    for (; j + 16 <= n; j += 16)
+        for (int l = 0; l < 16; l++) lanes[l] += e[j + l];
     REAL sum = 0;
-    for (; j < n_classes; j++) sum += dx[j];
+    for (; j < n; j++) sum += e[j];
     for (int l = 0; l < 16; l++) sum += lanes[l];
-    REAL scale = (REAL)1 / sum * inv_n;
+    return sum;
+}
+
+/* Rows [r0, r1): x, dx (rows, n_classes). Returns the summed loss of the
+ * rows, log(sum exp(x - max)) - (x[y] - max) each. */
+static double SFX(softmax_rows)(const REAL *x, const int64_t *y, REAL *dx, int64_t r0,
+                                int64_t r1, int64_t n_classes, REAL inv_n) {
+    double loss = 0;
+    for (int64_t i = r0; i < r1; i++) {
+        const REAL *restrict xi = x + i * n_classes;
+        REAL *restrict di = dx + i * n_classes;
+        REAL max = xi[0];
+        for (int64_t j = 1; j < n_classes; j++) max = xi[j] > max ? xi[j] : max;
 #pragma omp simd
-    for (int64_t j = 0; j < n_classes; j++) dx[j] *= scale;
-    dx[label] -= inv_n;
-    return log((double)sum) - ((double)x[label] - (double)max);
+        for (int64_t j = 0; j < n_classes; j++) di[j] = xi[j] - max;
+        loss += (double)max - (double)xi[y[i]];
+    }
+    SFX(softmax_exp_block)(dx + r0 * n_classes, (r1 - r0) * n_classes);
+    for (int64_t i = r0; i < r1; i++) {
+        REAL *restrict di = dx + i * n_classes;
+        REAL sum = SFX(row_sum)(di, n_classes);
+        REAL scale = (REAL)1 / sum * inv_n;
+#pragma omp simd
+        for (int64_t j = 0; j < n_classes; j++) di[j] *= scale;
+        di[y[i]] -= inv_n;
+        loss += log((double)sum);
+    }
+    return loss;
 }
 
 double SFX(softmax_loss)(const REAL *x, const int64_t *y, REAL *dx, int64_t n_batch,
                          int64_t n_classes, int n_threads) {
     REAL inv_n = (REAL)(1.0 / (double)n_batch);
+    int64_t rows_per_block = SOFTMAX_BLOCK / n_classes > 1 ? SOFTMAX_BLOCK / n_classes : 1;
+    int64_t n_blocks = (n_batch + rows_per_block - 1) / rows_per_block;
     double total = 0;
     int nt = fastfc_team(n_threads, n_batch * n_classes, FASTFC_MIN_PER_THREAD / 8);
     (void)nt; /* unused without OpenMP */
 #pragma omp parallel for num_threads(nt) reduction(+ : total) schedule(static)
-    for (int64_t i = 0; i < n_batch; i++)
-        total += SFX(softmax_row)(x + i * n_classes, dx + i * n_classes, y[i], n_classes, inv_n);
+    for (int64_t blk = 0; blk < n_blocks; blk++) {
+        int64_t r0 = blk * rows_per_block;
+        int64_t r1 = r0 + rows_per_block < n_batch ? r0 + rows_per_block : n_batch;
+        total += SFX(softmax_rows)(x, y, dx, r0, r1, n_classes, inv_n);
+    }
     return total / (double)n_batch;
 }
 
