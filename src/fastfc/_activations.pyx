@@ -37,9 +37,11 @@ cdef tuple _unary(object x, unary_f32 f32, unary_f64 f64):
     return xa, out
 
 
-cdef object _binary(object dout, cnp.ndarray saved, str saved_name,
+cdef object _binary(object dout, object cached, str saved_name,
                     binary_f32 f32, binary_f64 f64):
-    """dx = f(dout, saved) element-wise, saved being what forward cached."""
+    """dx = f(dout, saved) element-wise, saved being what forward cached
+    (checked like dout: the kernel reads as many elements from both)."""
+    cdef cnp.ndarray saved = as_float_array(cached, saved_name)
     cdef cnp.ndarray da = as_float_array(dout, "dout")
     check_same_dtype(da, "dout", saved, saved_name)
     if (<object>da).shape != (<object>saved).shape:
@@ -172,6 +174,7 @@ def dropout_backward(dout, cache):
     Returns dx shaped like x.
     """
     p, train, seed, shape, dtype = cache
+    p, seed = check_dropout_args(p, seed)
     da = as_float_array(dout, "dout")
     if da.dtype != dtype:
         raise TypeError(f"dout is {da.dtype} but the forward input was {dtype}")

@@ -53,9 +53,17 @@ cdef tuple _forward(object x, object w, object b, bint relu):
     return xa, wa, ba, out
 
 
-cdef tuple _backward(object dout, cnp.ndarray xa, cnp.ndarray wa, object relu_out,
-                     bint compute_dx):
-    """dx (or None), dw, db for a forward that saw xa, wa (and relu_out if fused)."""
+cdef tuple _backward(object dout, object x, object w, object relu_out, bint compute_dx):
+    """dx (or None), dw, db for a forward that saw x, w (and relu_out if fused).
+    The cached arrays are checked too (O(1) unless one was swapped for a
+    non-contiguous copy): the kernel would read and write past them otherwise."""
+    cdef cnp.ndarray xa = as_float_array(x, "x (from the cache)")
+    cdef cnp.ndarray wa = as_float_array(w, "w (from the cache)")
+    check_same_dtype(xa, "x (from the cache)", wa, "w (from the cache)")
+    if (xa.ndim < 2 or wa.ndim != 2 or xa.size == 0 or wa.size == 0
+            or xa.size != xa.shape[0] * wa.shape[0]):
+        raise ValueError(f"the cache holds x {(<object>xa).shape} and w {(<object>wa).shape}, "
+                         f"which affine_forward would not have accepted together")
     cdef cnp.ndarray da = as_float_array(dout, "dout")
     check_same_dtype(da, "dout", xa, "x (from the cache)")
     cdef int64_t n_batch = xa.shape[0]
@@ -64,6 +72,12 @@ cdef tuple _backward(object dout, cnp.ndarray xa, cnp.ndarray wa, object relu_ou
     if da.ndim != 2 or da.shape[0] != n_batch or da.shape[1] != d_out:
         raise ValueError(f"dout must have shape ({n_batch}, {d_out}) like the forward output, "
                          f"got {(<object>da).shape}")
+    if relu_out is not None:
+        relu_out = as_float_array(relu_out, "out (from the cache)")
+        check_same_dtype(relu_out, "out (from the cache)", xa, "x (from the cache)")
+        if relu_out.shape != (<object>da).shape:
+            raise ValueError(f"out (from the cache) must have shape {(<object>da).shape}, "
+                             f"got {relu_out.shape}")
     cdef cnp.ndarray dw = np.empty((d_in, d_out), dtype=xa.dtype)
     cdef cnp.ndarray db = np.empty(d_out, dtype=xa.dtype)
     cdef object dx = np.empty((<object>xa).shape, dtype=xa.dtype) if compute_dx else None

@@ -3,12 +3,19 @@
 import numbers
 
 
+# Window sizes, strides and padding above this are rejected: it keeps
+# size + 2*pad and every product of the geometry far from int64 overflow.
+cdef int64_t INT_PARAM_MAX = 2147483647
+
+
 cdef inline int64_t as_int_param(object value, str name, int64_t minimum) except? -1:
-    """value as an int >= minimum; TypeError for non-integers (bool included)."""
+    """value as an int in [minimum, 2**31 - 1]; TypeError for non-integers (bool included)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if value > INT_PARAM_MAX:
+        raise ValueError(f"{name} must be <= {INT_PARAM_MAX}, got {value}")
     return <int64_t>value
 
 

@@ -104,6 +104,11 @@ def max_pool_backward(dout, cache):
     if not isinstance(argmax, np.ndarray) or argmax.dtype != np.int32 \
             or argmax.shape != (<object>da).shape or not argmax.flags.c_contiguous:
         raise ValueError("cache does not come from max_pool_forward (bad argmax)")
+    # The general kernel scatters to dx[argmax]: an index outside the plane
+    # would write out of bounds (the 2x2/2 path only compares indices).
+    if not (g.pool_h == 2 and g.pool_w == 2 and g.stride == 2) and argmax.size \
+            and (argmax.min() < 0 or argmax.max() >= g.height * g.width):
+        raise ValueError("cache does not come from max_pool_forward (argmax outside the planes)")
     cdef cnp.ndarray dx = np.empty_like(xa)
     cdef int nt = num_threads()
     cdef void *pd = cnp.PyArray_DATA(da)
