@@ -1,0 +1,288 @@
+"""Property-based tests (hypothesis): every kernel of fastfc.functional agrees
+with its NumPy twin in fastfc.reference for random shapes (1, primes, sizes
+that are not multiples of the 8/16-lane SIMD width, sizes past the point where
+the kernels start threads), both float types, random memory layouts of every
+input (C order, Fortran order, strided, reversed, transposed, byte-swapped)
+and 1 to 4 threads.
+
+Values come from a NumPy generator seeded by hypothesis, so a failure shrinks
+to a small shape and a seed that reproduces it."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fastfc.functional as F
+import fastfc.reference as R
+
+from testutil import TOLERANCES, assert_close, num_threads
+
+# Modest example counts keep the whole file within about 20 s on two cores.
+PROPERTY = settings(max_examples=100, deadline=None)
+
+dtypes = st.sampled_from([np.float32, np.float64])
+seeds = st.integers(0, 2**32 - 1)
+threads = st.integers(1, 4)
+# Mostly small sizes; some just past a multiple of 8/16 lanes.
+sizes = st.one_of(st.integers(1, 9), st.sampled_from([15, 17, 31, 33]))
+
+
+def _strided_view(a):
+    """a's values in a view taking every other element along every axis (numpy
+    still calls it contiguous when it holds one element)."""
+    every_other = (slice(None, None, 2),) * a.ndim
+    wide = np.zeros(tuple(2 * n for n in a.shape), dtype=a.dtype)
+    wide[every_other] = a
+    return wide[every_other]
+
+
+def _reversed_view(a):
+    """a's values in a view with negative strides on every axis."""
+    return np.flip(np.flip(a).copy())
+
+
+def _transposed_view(a):
+    """a's values in a view whose memory order is the reverse of its axes."""
+    return np.ascontiguousarray(a.T).T
+
+
+def _byteswapped(a):
+    """a's values stored in the non-native byte order."""
+    return a.astype(a.dtype.newbyteorder("S"))
+
+
+LAYOUTS = {
+    "C": np.ascontiguousarray,
+    "F": np.asfortranarray,
+    "strided": _strided_view,
+    "reversed": _reversed_view,
+    "transposed": _transposed_view,
+    "byteswapped": _byteswapped,
+}
+layouts = st.sampled_from(sorted(LAYOUTS))
+
+
+def relayout(a, layout):
+    """The same values as a in another memory layout; checks they are equal."""
+    b = LAYOUTS[layout](a)
+    assert b.shape == a.shape and np.array_equal(b, a, equal_nan=True)
+    return b
+
+
+@st.composite
+def cases(draw, shape_strategy):
+    """(shape, dtype, rng, layout, n_threads) for one example."""
+    return (draw(shape_strategy), draw(dtypes), np.random.default_rng(draw(seeds)),
+            draw(layouts), draw(threads))
+
+
+def normal(rng, shape, dtype, scale=1.0):
+    return (scale * rng.standard_normal(shape)).astype(dtype)
+
+
+def check_all(got, want, dtype, names, magnitudes=None):
+    """Each got[i] matches want[i] within TOLERANCES[dtype], relative to the
+    largest entry of want[i] or, when given, entry by entry to magnitudes[i]:
+    the same sum over absolute values of the terms, which bounds the rounding
+    error of sums that cancel (a dot product near 0 of large terms)."""
+    magnitudes = magnitudes or [None] * len(want)
+    for name, g, w, mag in zip(names, got, want, magnitudes):
+        if w is None:
+            assert g is None, name
+            continue
+        assert g.dtype == dtype and g.shape == w.shape, name
+        if mag is None:
+            assert_close(g, w, TOLERANCES[dtype], err_msg=name)
+        else:
+            bound = TOLERANCES[dtype] * (mag + np.finfo(dtype).tiny)
+            excess = np.abs(g.astype(np.float64) - w) - bound
+            assert np.all(excess <= 0), (name, float(excess.max()), np.argmax(excess))
+
+
+# ---- affine ------------------------------------------------------------------
+
+affine_shapes = st.tuples(sizes, st.lists(sizes, min_size=1, max_size=3), sizes)
+
+
+@PROPERTY
+@given(cases(affine_shapes), st.booleans(), st.booleans())
+def test_affine_matches_reference(case, fused, compute_dx):
+    (n, feature_shape, m), dtype, rng, layout, nt = case
+    x = normal(rng, (n, *feature_shape), dtype)
+    d = int(np.prod(feature_shape))
+    w = normal(rng, (d, m), dtype, 1 / np.sqrt(d))
+    b = normal(rng, m, dtype)
+    dout = normal(rng, (n, m), dtype)
+    forward, backward = ((F.affine_relu_forward, F.affine_relu_backward) if fused else
+                         (F.affine_forward, F.affine_backward))
+    ref_forward, ref_backward = ((R.affine_relu_forward, R.affine_relu_backward) if fused else
+                                 (R.affine_forward, R.affine_backward))
+    with num_threads(nt):
+        out, cache = forward(relayout(x, layout), relayout(w, layout), relayout(b, layout))
+        grads = backward(relayout(dout, layout), cache, compute_dx=compute_dx)
+    want, _ = ref_forward(x, w, b)
+    magnitude, _ = R.affine_forward(abs(x), abs(w), abs(b))
+    check_all([out], [want], dtype, ["out"], [magnitude])
+    # Backward from fastfc's own forward output, so a pre-activation within
+    # rounding of 0 gets the same ReLU mask on both sides.
+    ref_cache = (x, w, b, out) if fused else (x, w, b)
+    check_all(grads, ref_backward(dout, ref_cache, compute_dx=compute_dx), dtype,
+              ["dx", "dw", "db"],
+              R.affine_backward(abs(dout), (abs(x), abs(w), abs(b)), compute_dx=compute_dx))
+
+
+# ---- element-wise activations and dropout ------------------------------------
+
+# Some arrays large enough that the element-wise kernels split them across threads.
+elementwise_shapes = st.one_of(
+    st.lists(sizes, min_size=1, max_size=4).map(tuple),
+    st.sampled_from([(65537,), (3, 40001), (70001, 1)]))
+
+
+@PROPERTY
+@given(cases(elementwise_shapes), st.sampled_from(["relu", "sigmoid", "tanh"]),
+       st.sampled_from([1.0, 10.0, 100.0]))
+def test_activations_match_reference(case, name, scale):
+    shape, dtype, rng, layout, nt = case
+    x = normal(rng, shape, dtype, scale)
+    dout = normal(rng, shape, dtype)
+    with num_threads(nt):
+        out, cache = getattr(F, f"{name}_forward")(relayout(x, layout))
+        dx = getattr(F, f"{name}_backward")(relayout(dout, layout), cache)
+    want, _ = getattr(R, f"{name}_forward")(x)
+    # Backward from fastfc's own cache: 1 - t**2 near saturation magnifies a
+    # 1-ulp difference in the forward output into a large relative one.
+    check_all([out, dx], [want, getattr(R, f"{name}_backward")(dout, cache)], dtype,
+              ["out", "dx"])
+
+
+@PROPERTY
+@given(cases(elementwise_shapes), st.floats(0.0, 1.0, exclude_max=True),
+       st.integers(0, 2**64 - 1))
+def test_dropout_matches_reference_bitwise(case, p, seed):
+    shape, dtype, rng, layout, nt = case
+    x = normal(rng, shape, dtype)
+    dout = normal(rng, shape, dtype)
+    with num_threads(nt):
+        out, cache = F.dropout_forward(relayout(x, layout), p, seed=seed)
+        dx = F.dropout_backward(relayout(dout, layout), cache)
+    want, ref_cache = R.dropout_forward(x, p, seed=seed)
+    np.testing.assert_array_equal(out, want)
+    np.testing.assert_array_equal(dx, R.dropout_backward(dout, ref_cache))
+    assert out.dtype == dx.dtype == dtype
+
+
+# ---- losses --------------------------------------------------------------------
+
+
+@PROPERTY
+@given(cases(st.tuples(sizes, sizes)), st.sampled_from(["softmax_loss", "svm_loss"]),
+       st.sampled_from([1.0, 10.0, 1000.0]))
+def test_class_losses_match_reference(case, name, scale):
+    (n, c), dtype, rng, layout, nt = case
+    x = normal(rng, (n, c), dtype, scale)
+    y = rng.integers(0, c, n)
+    with num_threads(nt):
+        loss, dx = getattr(F, name)(relayout(x, layout), relayout(y, layout))
+    want_loss, want_dx = getattr(R, name)(x, y)
+    tol = TOLERANCES[dtype]
+    assert np.isfinite(loss)
+    assert abs(loss - want_loss) <= tol * max(1.0, abs(want_loss)) * c, (loss, want_loss)
+    check_all([dx], [want_dx], dtype, ["dx"])
+
+
+@PROPERTY
+@given(cases(elementwise_shapes))
+def test_mse_loss_matches_reference(case):
+    shape, dtype, rng, layout, nt = case
+    pred = normal(rng, shape, dtype)
+    target = normal(rng, shape, dtype)
+    with num_threads(nt):
+        loss, dpred = F.mse_loss(relayout(pred, layout), relayout(target, layout))
+    want_loss, want_dpred = R.mse_loss(pred, target)
+    assert loss == pytest.approx(want_loss, rel=10 * TOLERANCES[dtype])
+    check_all([dpred], [want_dpred], dtype, ["dpred"])
+
+
+# ---- convolution and pooling ---------------------------------------------------
+
+
+@st.composite
+def conv_geometries(draw):
+    """(x shape, w shape, stride, pad) with the kernel inside the padded input."""
+    n, c, f = draw(st.integers(1, 3)), draw(st.integers(1, 4)), draw(st.integers(1, 5))
+    h, w = draw(st.integers(1, 11)), draw(st.integers(1, 11))
+    pad, stride = draw(st.integers(0, 2)), draw(st.integers(1, 3))
+    kh = draw(st.integers(1, min(h + 2 * pad, 5)))
+    kw = draw(st.integers(1, min(w + 2 * pad, 5)))
+    return (n, c, h, w), (f, c, kh, kw), stride, pad
+
+
+@PROPERTY
+@given(cases(conv_geometries()), st.booleans())
+def test_conv_matches_reference(case, compute_dx):
+    (x_shape, w_shape, stride, pad), dtype, rng, layout, nt = case
+    x = normal(rng, x_shape, dtype)
+    w = normal(rng, w_shape, dtype, 1 / np.sqrt(np.prod(w_shape[1:])))
+    b = normal(rng, w_shape[0], dtype)
+    with num_threads(nt):
+        out, cache = F.conv_forward(relayout(x, layout), relayout(w, layout),
+                                    relayout(b, layout), stride=stride, pad=pad)
+        dout = normal(rng, out.shape, dtype)
+        grads = F.conv_backward(relayout(dout, layout), cache, compute_dx=compute_dx)
+    want, ref_cache = R.conv_forward(x, w, b, stride=stride, pad=pad)
+    magnitude, abs_cache = R.conv_forward(abs(x), abs(w), abs(b), stride=stride, pad=pad)
+    check_all([out], [want], dtype, ["out"], [magnitude])
+    check_all(grads, R.conv_backward(dout, ref_cache, compute_dx=compute_dx), dtype,
+              ["dx", "dw", "db"], R.conv_backward(abs(dout), abs_cache, compute_dx=compute_dx))
+
+
+@st.composite
+def pool_geometries(draw):
+    """(x shape, pool_height, pool_width, stride), the window inside the input."""
+    n, c = draw(st.integers(1, 3)), draw(st.integers(1, 4))
+    h, w = draw(st.integers(1, 12)), draw(st.integers(1, 12))
+    # 2x2/2 has its own vectorized path: draw it often.
+    ph, pw, stride = draw(st.one_of(
+        st.just((2, 2, 2)),
+        st.tuples(st.integers(1, 4), st.integers(1, 4), st.integers(1, 3))))
+    return (n, c, max(h, ph), max(w, pw)), ph, pw, stride
+
+
+@PROPERTY
+@given(cases(pool_geometries()), st.sampled_from(["max", "avg"]))
+def test_pool_matches_reference(case, kind):
+    (x_shape, ph, pw, stride), dtype, rng, layout, nt = case
+    # Continuous random values: no ties, so the maximum of a window is unique.
+    x = normal(rng, x_shape, dtype)
+    forward, backward = f"{kind}_pool_forward", f"{kind}_pool_backward"
+    with num_threads(nt):
+        out, cache = getattr(F, forward)(relayout(x, layout), ph, pw, stride)
+        dout = normal(rng, out.shape, dtype)
+        dx = getattr(F, backward)(relayout(dout, layout), cache)
+    want, ref_cache = getattr(R, forward)(x, ph, pw, stride)
+    check_all([out, dx], [want, getattr(R, backward)(dout, ref_cache)], dtype, ["out", "dx"])
+
+
+@settings(max_examples=25, deadline=None)
+@given(cases(st.lists(sizes, min_size=1, max_size=3).map(tuple)),
+       st.sampled_from([np.nan, np.inf, -np.inf]))
+def test_special_values_propagate_like_reference(case, special):
+    """NaN and infinities in the input: no crash, and the element-wise kernels
+    put them where NumPy does."""
+    shape, dtype, rng, layout, nt = case
+    x = normal(rng, shape, dtype)
+    x.flat[rng.integers(0, x.size)] = special
+    with num_threads(nt):
+        for name in ("relu", "sigmoid", "tanh"):
+            out, _ = getattr(F, f"{name}_forward")(relayout(x, layout))
+            want, _ = getattr(R, f"{name}_forward")(x)
+            np.testing.assert_array_equal(np.isnan(out), np.isnan(want), err_msg=name)
+            finite = np.isfinite(want)
+            assert_close(out[finite], want[finite], TOLERANCES[dtype], err_msg=name)
+            np.testing.assert_array_equal(out[~finite & ~np.isnan(want)],
+                                          want[~finite & ~np.isnan(want)], err_msg=name)
+        # Losses take any shape of scores as (N, C).
+        scores = x.reshape(x.shape[0], -1)
+        loss, dx = F.softmax_loss(scores, np.zeros(scores.shape[0], dtype=np.int64))
+        assert dx.shape == scores.shape
