@@ -176,6 +176,69 @@ void avg_pool_backward_f32(const fastfc_pool_geom *g, const float *dout, float *
 void avg_pool_backward_f64(const fastfc_pool_geom *g, const double *dout, double *dx,
                            int n_threads);
 
+/* ---- optimizers (optim.c): torch.optim's update rules, one fused pass -----
+ * Each call updates a list of parameter arrays in place from their gradients
+ * (one OpenMP team over all their elements, laid end to end). Hyperparameters
+ * are doubles; per-tensor scalars (bias corrections, Adagrad's decayed lr)
+ * are computed in double, the element-wise math in the arrays' type. */
+typedef struct {
+    void *param;       /* (n): float for _f32, double for _f64; updated in place */
+    const void *grad;  /* (n) */
+    void *state[3];    /* (n) each: the rule's state arrays (listed below), NULL when unused */
+    int64_t n;
+    int64_t step;      /* updates of this array including this one (1 on the first) */
+} fastfc_optim_tensor;
+
+/* SGD. state[0]: momentum buffer, NULL for plain SGD (momentum == 0); on
+ * step == 1 it is set to the gradient, as torch does with a new buffer. */
+typedef struct {
+    double lr, momentum, dampening, weight_decay;
+    int nesterov, maximize;
+} fastfc_sgd_config;
+void sgd_step_f32(const fastfc_sgd_config *config, const fastfc_optim_tensor *tensors,
+                  int64_t n_tensors, int n_threads);
+void sgd_step_f64(const fastfc_sgd_config *config, const fastfc_optim_tensor *tensors,
+                  int64_t n_tensors, int n_threads);
+/* The course notes' momentum: v = momentum * v - lr * grad; p += v.
+ * state[0]: the velocity v. Reads only lr and momentum. */
+void sgd_velocity_step_f32(const fastfc_sgd_config *config, const fastfc_optim_tensor *tensors,
+                           int64_t n_tensors, int n_threads);
+void sgd_velocity_step_f64(const fastfc_sgd_config *config, const fastfc_optim_tensor *tensors,
+                           int64_t n_tensors, int n_threads);
+
+/* Adagrad. state[0]: the running sum of squared gradients. */
+typedef struct {
+    double lr, lr_decay, weight_decay, eps;
+    int maximize;
+} fastfc_adagrad_config;
+void adagrad_step_f32(const fastfc_adagrad_config *config, const fastfc_optim_tensor *tensors,
+                      int64_t n_tensors, int n_threads);
+void adagrad_step_f64(const fastfc_adagrad_config *config, const fastfc_optim_tensor *tensors,
+                      int64_t n_tensors, int n_threads);
+
+/* RMSprop. state[0]: square average; state[1]: momentum buffer (NULL
+ * without momentum); state[2]: gradient average (NULL unless centered). */
+typedef struct {
+    double lr, alpha, eps, weight_decay, momentum;
+    int maximize;
+} fastfc_rmsprop_config;
+void rmsprop_step_f32(const fastfc_rmsprop_config *config, const fastfc_optim_tensor *tensors,
+                      int64_t n_tensors, int n_threads);
+void rmsprop_step_f64(const fastfc_rmsprop_config *config, const fastfc_optim_tensor *tensors,
+                      int64_t n_tensors, int n_threads);
+
+/* Adam (decoupled == 0: weight decay added to the gradient) and AdamW
+ * (decoupled != 0: p scaled by 1 - lr * weight_decay). state[0]: exp_avg;
+ * state[1]: exp_avg_sq; state[2]: max_exp_avg_sq (NULL unless amsgrad). */
+typedef struct {
+    double lr, beta1, beta2, eps, weight_decay;
+    int decoupled, maximize;
+} fastfc_adam_config;
+void adam_step_f32(const fastfc_adam_config *config, const fastfc_optim_tensor *tensors,
+                   int64_t n_tensors, int n_threads);
+void adam_step_f64(const fastfc_adam_config *config, const fastfc_optim_tensor *tensors,
+                   int64_t n_tensors, int n_threads);
+
 #ifdef __cplusplus
 }
 #endif

@@ -108,3 +108,45 @@ cdef extern from "fastfc.h" nogil:
                                int n_threads)
     void avg_pool_backward_f64(const fastfc_pool_geom *g, const double *dout, double *dx,
                                int n_threads)
+
+    # optim.c
+    ctypedef struct fastfc_optim_tensor:
+        void *param
+        const void *grad
+        void *state[3]
+        int64_t n
+        int64_t step
+    ctypedef struct fastfc_sgd_config:
+        double lr, momentum, dampening, weight_decay
+        int nesterov, maximize
+    ctypedef struct fastfc_adagrad_config:
+        double lr, lr_decay, weight_decay, eps
+        int maximize
+    ctypedef struct fastfc_rmsprop_config:
+        double lr, alpha, eps, weight_decay, momentum
+        int maximize
+    ctypedef struct fastfc_adam_config:
+        double lr, beta1, beta2, eps, weight_decay
+        int decoupled, maximize
+    void sgd_step_f32(const fastfc_sgd_config *config, const fastfc_optim_tensor *tensors,
+                      int64_t n_tensors, int n_threads)
+    void sgd_step_f64(const fastfc_sgd_config *config, const fastfc_optim_tensor *tensors,
+                      int64_t n_tensors, int n_threads)
+    void sgd_velocity_step_f32(const fastfc_sgd_config *config,
+                               const fastfc_optim_tensor *tensors, int64_t n_tensors,
+                               int n_threads)
+    void sgd_velocity_step_f64(const fastfc_sgd_config *config,
+                               const fastfc_optim_tensor *tensors, int64_t n_tensors,
+                               int n_threads)
+    void adagrad_step_f32(const fastfc_adagrad_config *config, const fastfc_optim_tensor *tensors,
+                          int64_t n_tensors, int n_threads)
+    void adagrad_step_f64(const fastfc_adagrad_config *config, const fastfc_optim_tensor *tensors,
+                          int64_t n_tensors, int n_threads)
+    void rmsprop_step_f32(const fastfc_rmsprop_config *config, const fastfc_optim_tensor *tensors,
+                          int64_t n_tensors, int n_threads)
+    void rmsprop_step_f64(const fastfc_rmsprop_config *config, const fastfc_optim_tensor *tensors,
+                          int64_t n_tensors, int n_threads)
+    void adam_step_f32(const fastfc_adam_config *config, const fastfc_optim_tensor *tensors,
+                       int64_t n_tensors, int n_threads)
+    void adam_step_f64(const fastfc_adam_config *config, const fastfc_optim_tensor *tensors,
+                       int64_t n_tensors, int n_threads)

@@ -1,0 +1,177 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""Optimizer updates: the wrappers of csrc/optim.c.
+
+Each function updates a list of parameter arrays in place, in one C call
+(one OpenMP team over all their elements; two calls when the list mixes
+float32 and float64). Arguments, all lists of the same length:
+- datas: the parameter arrays (C-contiguous float32/float64, writeable)
+- grads: their gradients, same shape and dtype
+- states: per parameter a 3-tuple of state arrays (same dtype and size as the
+  parameter) or None where the rule does not use that slot
+- steps: per parameter the count of updates including this one (1 first)
+- owners: per parameter what to name in an error message (e.g. the Parameter)
+Every array is checked before any is touched, so a bad one changes nothing.
+fastfc.optim builds these lists; use its classes rather than these.
+"""
+cimport numpy as cnp
+from cpython.mem cimport PyMem_Malloc, PyMem_Free
+from fastfc._kernels cimport (
+    fastfc_optim_tensor, fastfc_sgd_config, fastfc_adagrad_config, fastfc_rmsprop_config,
+    fastfc_adam_config, sgd_step_f32, sgd_step_f64, sgd_velocity_step_f32,
+    sgd_velocity_step_f64, adagrad_step_f32, adagrad_step_f64, rmsprop_step_f32,
+    rmsprop_step_f64, adam_step_f32, adam_step_f64)
+
+include "_common.pxi"
+
+
+cdef class _TensorList:
+    """The C descriptors of a list of parameters, float32 ones first:
+    tensors[:n_f32] are float32, tensors[n_f32:n] float64."""
+    cdef fastfc_optim_tensor *tensors
+    cdef Py_ssize_t n, n_f32
+
+    def __dealloc__(self):
+        PyMem_Free(self.tensors)
+
+
+cdef void *_checked(object arr, object dtype, object shape, bint writeable, object owner,
+                    str what) except NULL:
+    if not isinstance(arr, np.ndarray):
+        raise TypeError(f"{owner}: {what} must be a NumPy array, got {type(arr).__name__}")
+    cdef cnp.ndarray a = <cnp.ndarray>arr
+    if a.dtype != dtype:
+        raise TypeError(f"{owner}: {what} is {a.dtype} but data is {dtype}; "
+                        f"they must have the same float type")
+    if arr.shape != shape:
+        raise ValueError(f"{owner}: {what} has shape {arr.shape} but data has shape {shape}")
+    if not cnp.PyArray_IS_C_CONTIGUOUS(a) or not a.dtype.isnative:
+        raise ValueError(f"{owner}: {what} must be a C-contiguous native-order array")
+    if writeable and not cnp.PyArray_ISWRITEABLE(a):
+        raise ValueError(f"{owner}: {what} is read-only")
+    return cnp.PyArray_DATA(a)
+
+
+cdef _TensorList _tensor_list(list datas, list grads, list states, list steps, object owners):
+    cdef Py_ssize_t n = len(datas), k, slot, pos
+    if len(grads) != n or len(states) != n or len(steps) != n:
+        raise ValueError("datas, grads, states and steps must have the same length")
+    cdef _TensorList out = _TensorList()
+    out.tensors = <fastfc_optim_tensor *>PyMem_Malloc(max(n, 1) * sizeof(fastfc_optim_tensor))
+    if out.tensors == NULL:
+        raise MemoryError()
+    out.n = n
+    out.n_f32 = 0
+    for k in range(n):
+        if getattr(datas[k], "dtype", None) == np.float32:
+            out.n_f32 += 1
+    cdef Py_ssize_t next_f32 = 0, next_f64 = out.n_f32
+    cdef fastfc_optim_tensor *t
+    for k in range(n):
+        data = datas[k]
+        if not isinstance(data, np.ndarray) or data.dtype.kind != "f" or data.itemsize not in (4, 8):
+            raise TypeError(f"{owners[k]}: data must be a float32 or float64 NumPy array")
+        dtype, shape = data.dtype, data.shape
+        if dtype == np.float32:
+            pos = next_f32
+            next_f32 += 1
+        else:
+            pos = next_f64
+            next_f64 += 1
+        t = &out.tensors[pos]
+        t.param = _checked(data, dtype, shape, True, owners[k], "data")
+        t.grad = _checked(grads[k], dtype, shape, False, owners[k], "grad")
+        t.n = data.size
+        t.step = steps[k]
+        state = states[k]
+        for slot in range(3):
+            arr = state[slot] if state is not None else None
+            t.state[slot] = NULL if arr is None else _checked(
+                arr, dtype, shape, True, owners[k], f"state array {slot}")
+    return out
+
+
+cdef _TensorList _checked_list(list datas, list grads, list states, list steps, object owners):
+    if owners is None:
+        owners = [f"params[{k}]" for k in range(len(datas))]
+    return _tensor_list(datas, grads, states, steps, owners)
+
+
+def sgd_step(list datas, list grads, list states, list steps, owners, double lr,
+             double momentum, double dampening, double weight_decay, bint nesterov,
+             bint maximize):
+    """torch.optim.SGD's update; states[k][0] is the momentum buffer (None
+    without momentum), set to the gradient where steps[k] == 1."""
+    cdef _TensorList ts = _checked_list(datas, grads, states, steps, owners)
+    cdef fastfc_sgd_config c
+    c.lr, c.momentum, c.dampening, c.weight_decay = lr, momentum, dampening, weight_decay
+    c.nesterov, c.maximize = nesterov, maximize
+    cdef int nt = num_threads()
+    with nogil:
+        if ts.n_f32:
+            sgd_step_f32(&c, ts.tensors, ts.n_f32, nt)
+        if ts.n > ts.n_f32:
+            sgd_step_f64(&c, ts.tensors + ts.n_f32, ts.n - ts.n_f32, nt)
+
+
+def sgd_velocity_step(list datas, list grads, list states, list steps, owners, double lr,
+                      double momentum):
+    """The course notes' momentum: v = momentum * v - lr * grad; data += v,
+    states[k][0] being the velocity v."""
+    cdef _TensorList ts = _checked_list(datas, grads, states, steps, owners)
+    cdef fastfc_sgd_config c
+    c.lr, c.momentum, c.dampening, c.weight_decay = lr, momentum, 0.0, 0.0
+    c.nesterov, c.maximize = False, False
+    cdef int nt = num_threads()
+    with nogil:
+        if ts.n_f32:
+            sgd_velocity_step_f32(&c, ts.tensors, ts.n_f32, nt)
+        if ts.n > ts.n_f32:
+            sgd_velocity_step_f64(&c, ts.tensors + ts.n_f32, ts.n - ts.n_f32, nt)
+
+
+def adagrad_step(list datas, list grads, list states, list steps, owners, double lr,
+                 double lr_decay, double weight_decay, double eps, bint maximize):
+    """torch.optim.Adagrad's update; states[k][0] is the sum of squares."""
+    cdef _TensorList ts = _checked_list(datas, grads, states, steps, owners)
+    cdef fastfc_adagrad_config c
+    c.lr, c.lr_decay, c.weight_decay, c.eps, c.maximize = lr, lr_decay, weight_decay, eps, maximize
+    cdef int nt = num_threads()
+    with nogil:
+        if ts.n_f32:
+            adagrad_step_f32(&c, ts.tensors, ts.n_f32, nt)
+        if ts.n > ts.n_f32:
+            adagrad_step_f64(&c, ts.tensors + ts.n_f32, ts.n - ts.n_f32, nt)
+
+
+def rmsprop_step(list datas, list grads, list states, list steps, owners, double lr,
+                 double alpha, double eps, double weight_decay, double momentum,
+                 bint maximize):
+    """torch.optim.RMSprop's update; states[k] = (square_avg, momentum_buffer
+    or None, grad_avg or None), the last given exactly when centered."""
+    cdef _TensorList ts = _checked_list(datas, grads, states, steps, owners)
+    cdef fastfc_rmsprop_config c
+    c.lr, c.alpha, c.eps, c.weight_decay, c.momentum = lr, alpha, eps, weight_decay, momentum
+    c.maximize = maximize
+    cdef int nt = num_threads()
+    with nogil:
+        if ts.n_f32:
+            rmsprop_step_f32(&c, ts.tensors, ts.n_f32, nt)
+        if ts.n > ts.n_f32:
+            rmsprop_step_f64(&c, ts.tensors + ts.n_f32, ts.n - ts.n_f32, nt)
+
+
+def adam_step(list datas, list grads, list states, list steps, owners, double lr,
+              double beta1, double beta2, double eps, double weight_decay, bint decoupled,
+              bint maximize):
+    """torch.optim.Adam's update (AdamW's when decoupled); states[k] =
+    (exp_avg, exp_avg_sq, max_exp_avg_sq or None), the last with amsgrad."""
+    cdef _TensorList ts = _checked_list(datas, grads, states, steps, owners)
+    cdef fastfc_adam_config c
+    c.lr, c.beta1, c.beta2, c.eps, c.weight_decay = lr, beta1, beta2, eps, weight_decay
+    c.decoupled, c.maximize = decoupled, maximize
+    cdef int nt = num_threads()
+    with nogil:
+        if ts.n_f32:
+            adam_step_f32(&c, ts.tensors, ts.n_f32, nt)
+        if ts.n > ts.n_f32:
+            adam_step_f64(&c, ts.tensors + ts.n_f32, ts.n - ts.n_f32, nt)

@@ -1,0 +1,637 @@
+"""Optimizers: torch.optim's update rules, each step one fused C/OpenMP pass.
+
+Two styles, as in the course notes and in PyTorch:
+
+- Objects (`SGD`, `Adagrad`, `RMSprop`, `Adam`, `AdamW`) over `fastfc.Parameter`s:
+
+      opt = fastfc.optim.Adam(model.param_groups(weight_decay=1e-4), lr=1e-3)
+      ...backward fills every p.grad...
+      opt.step(); opt.zero_grad()
+
+  Constructor arguments, defaults, param groups and update formulas are
+  torch.optim's, so a recipe moves between the two and, given the same groups
+  and gradients, follows the same trajectory (to float rounding).
+  `state_dict()` holds only NumPy arrays and numbers; `flatten_state_dict`
+  turns it into a flat dict that `np.savez` stores without pickling, and
+  `load_state_dict` takes either form (e.g. `np.load(path)` directly).
+
+- Course-style rules `sgd`, `sgd_momentum`, `rmsprop`, `adam`:
+  `next_w, config = rule(w, dw, config)`, with the course notes' config keys
+  and defaults. `next_w` is `w` itself, updated in place, when `w` is a
+  C-contiguous float array.
+"""
+import numbers
+
+import numpy as np
+
+from . import _optim
+from .parameter import Parameter
+
+__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "OPTIMIZERS",
+           "sgd", "sgd_momentum", "rmsprop", "adam",
+           "flatten_state_dict", "unflatten_state_dict"]
+
+
+# ---- hyperparameter checks: each returns the value as the group stores it ----
+
+def _number(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    return float(value)
+
+
+def _nonnegative(name, value):
+    value = _number(name, value)
+    if not value >= 0:  # also rejects NaN
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return value
+
+
+def _flag(name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _beta(name, value):
+    value = _number(name, value)
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+    return value
+
+
+def _betas(name, value):
+    try:
+        beta1, beta2 = value
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a pair (beta1, beta2), got {value!r}") from None
+    return (_beta(f"{name}[0]", beta1), _beta(f"{name}[1]", beta2))
+
+
+class Optimizer:
+    """Base class: param groups, per-parameter state, step(), zero_grad(),
+    state_dict() and load_state_dict(), as torch.optim.Optimizer.
+
+    Inputs:
+    - params: an iterable of fastfc.Parameter, or of dicts {"params": [...],
+      <hyperparameter>: value, ...} (param groups) whose values override the
+      defaults for their parameters; a group may also carry a "name" string.
+    - defaults: every hyperparameter of the rule with its value.
+
+    Attributes:
+    - param_groups: list of dicts, each with "params" and every hyperparameter
+      (change e.g. group["lr"] between steps to schedule the learning rate)
+    - state: dict Parameter -> dict of that parameter's state ("step" and the
+      state arrays, allocated at its first step and then updated in place)
+
+    Subclasses define _HYPERPARAMETERS (name -> check), _state_slots(group),
+    and _update(group, datas, grads, states, steps, owners).
+    """
+
+    _HYPERPARAMETERS = {}
+    _counts_steps = True  # torch's SGD keeps no step count; the others do
+
+    def __init__(self, params, defaults):
+        self.defaults = self._checked(defaults, "defaults")
+        self.param_groups = []
+        self.state = {}
+        if isinstance(params, (Parameter, np.ndarray, dict)):
+            raise TypeError("params must be an iterable of Parameters or of param-group "
+                            f"dicts, got a single {type(params).__name__}")
+        try:
+            groups = list(params)
+        except TypeError:
+            raise TypeError("params must be an iterable of Parameters or of param-group "
+                            f"dicts, got {type(params).__name__}") from None
+        if not groups:
+            raise ValueError("params is empty: the optimizer needs at least one Parameter")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        for group in groups:
+            self.add_param_group(group)
+
+    def _checked(self, values, where):
+        """values with every hyperparameter checked and normalized."""
+        out = {}
+        for key, value in values.items():
+            check = self._HYPERPARAMETERS.get(key)
+            if check is None:
+                known = ", ".join(sorted(self._HYPERPARAMETERS))
+                raise ValueError(f"unknown hyperparameter {key!r} in {where} for "
+                                 f"{type(self).__name__} (it takes {known})")
+            out[key] = check(key, value)
+        self._check_combination(out)
+        return out
+
+    def _check_combination(self, group):
+        """Checks between hyperparameters (SGD's nesterov)."""
+
+    def add_param_group(self, param_group):
+        """Adds a group {"params": [...], <hyperparameter overrides>}: its
+        parameters are trained with the defaults updated by the overrides."""
+        if not isinstance(param_group, dict):
+            raise TypeError(f"a param group must be a dict, got {type(param_group).__name__}")
+        if "params" not in param_group:
+            raise ValueError("a param group needs a 'params' entry")
+        where = f"param_groups[{len(self.param_groups)}]"
+        params = param_group["params"]
+        params = [params] if isinstance(params, Parameter) else list(params)
+        seen = {id(p) for group in self.param_groups for p in group["params"]}
+        for i, p in enumerate(params):
+            if not isinstance(p, Parameter):
+                raise TypeError(f"{where}['params'][{i}] must be a fastfc.Parameter, "
+                                f"got {type(p).__name__}")
+            if id(p) in seen:
+                raise ValueError(f"{where}['params'][{i}] ({p.name!r}) appears in more than "
+                                 "one place; each Parameter may be given once")
+            seen.add(id(p))
+        overrides = {k: v for k, v in param_group.items() if k not in ("params", "name")}
+        group = dict(self.defaults)
+        group.update(self._checked(overrides, where))
+        self._check_combination(group)
+        if "name" in param_group:
+            group["name"] = str(param_group["name"])
+        group["params"] = params
+        self.param_groups.append(group)
+
+    def zero_grad(self):
+        """Sets every gradient to zero, in place (the arrays are kept)."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.grad.fill(0)
+
+    # ---- the update ----------------------------------------------------------
+
+    def _state_slots(self, group):
+        """The names of the (up to 3) state arrays the kernel reads, None for unused slots."""
+        raise NotImplementedError
+
+    def _new_state_array(self, key, p, group):
+        return np.zeros_like(p.data)
+
+    def _step_number(self, state, added):
+        """The count of updates of this parameter including the coming one."""
+        return state.get("step", 0) + 1
+
+    def _update(self, group, datas, grads, states, steps, owners):
+        raise NotImplementedError
+
+    def step(self, closure=None):
+        """Updates every Parameter that has a gradient (p.grad not None) in
+        place, one C call per param group. closure, if given, is called first
+        (re-evaluating the loss) and its result returned, as in torch."""
+        loss = None if closure is None else closure()
+        for group in self.param_groups:
+            slots = self._state_slots(group)
+            owners, datas, grads, states, steps, pending = [], [], [], [], [], []
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state.get(p)
+                if state is None:
+                    state = {}
+                # State arrays first allocated now are committed only after the
+                # kernel ran (it checks every array first), so a bad gradient
+                # leaves the optimizer exactly as it was.
+                added = {}
+                arrays = []
+                for key in slots:
+                    if key is None:
+                        arrays.append(None)
+                        continue
+                    arr = state.get(key)
+                    if arr is None:
+                        arr = added[key] = self._new_state_array(key, p, group)
+                    arrays.append(arr)
+                step = self._step_number(state, added)
+                owners.append(p)
+                datas.append(p.data)
+                grads.append(p.grad)
+                states.append(arrays)
+                steps.append(step)
+                pending.append((p, state, added, step))
+            if not datas:
+                continue
+            self._update(group, datas, grads, states, steps, owners)
+            for p, state, added, step in pending:
+                if added:
+                    state.update(added)
+                if self._counts_steps:
+                    state["step"] = step
+                self.state[p] = state
+        return loss
+
+    # ---- saving and loading ----------------------------------------------------
+
+    def state_dict(self):
+        """The optimizer's state as plain data, laid out as torch's:
+        {"state": {index: {"step": int, <name>: array copy, ...}},
+         "param_groups": [{<hyperparameters>, "params": [index, ...]}, ...]},
+        parameters numbered in param-group order. flatten_state_dict(sd)
+        gives the same as a flat dict of arrays for np.savez."""
+        index = {}
+        groups = []
+        for group in self.param_groups:
+            packed = {k: v for k, v in group.items() if k != "params"}
+            packed["params"] = [index.setdefault(id(p), len(index)) for p in group["params"]]
+            groups.append(packed)
+        state = {}
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p in self.state:
+                    state[index[id(p)]] = {k: (v.copy() if isinstance(v, np.ndarray) else v)
+                                           for k, v in self.state[p].items()}
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict):
+        """Restores what state_dict() (or flatten_state_dict of it, e.g. an
+        np.load of a saved .npz) holds: hyperparameters and state. The groups
+        must hold as many parameters, of the same shapes, as this optimizer's.
+        Existing state arrays are overwritten in place. Nothing changes if
+        anything does not match."""
+        if "param_groups" not in state_dict:
+            state_dict = unflatten_state_dict(state_dict)
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(f"state_dict has {len(saved_groups)} param groups, "
+                             f"this optimizer {len(self.param_groups)}")
+        params_by_index = {}
+        new_groups = []
+        for g, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
+            indices = list(saved["params"])
+            if len(indices) != len(group["params"]):
+                raise ValueError(f"state_dict's param_groups[{g}] has {len(indices)} "
+                                 f"parameters, this optimizer's {len(group['params'])}")
+            params_by_index.update(zip((int(i) for i in indices), group["params"]))
+            hyper = {k: v for k, v in saved.items() if k not in ("params", "name")}
+            new_group = dict(group)
+            new_group.update(self._checked(hyper, f"state_dict's param_groups[{g}]"))
+            if "name" in saved:
+                new_group["name"] = str(saved["name"])
+            new_groups.append(new_group)
+        new_state = {}
+        for index, saved in state_dict["state"].items():
+            p = params_by_index.get(int(index))
+            if p is None:
+                raise ValueError(f"state_dict has state for parameter {index}, "
+                                 "which is in none of its param groups")
+            new_state[p] = self._loaded_state(p, saved, f"state_dict's state[{index}]")
+        for p, loaded in new_state.items():
+            old = self.state.get(p, {})
+            for key, value in loaded.items():
+                if isinstance(value, np.ndarray) and isinstance(old.get(key), np.ndarray):
+                    np.copyto(old[key], value)
+                    loaded[key] = old[key]
+        self.state = new_state
+        for group, new_group in zip(self.param_groups, new_groups):
+            group.clear()
+            group.update(new_group)
+
+    def _loaded_state(self, p, saved, where):
+        state = {}
+        for key, value in saved.items():
+            if key == "step":
+                state[key] = int(np.asarray(value))
+                continue
+            arr = np.asarray(value)
+            if arr.shape != p.data.shape:
+                raise ValueError(f"{where}[{key!r}] has shape {arr.shape}, but its parameter "
+                                 f"{p.name!r} has shape {p.data.shape}")
+            if arr.dtype.kind not in "fiu":
+                raise TypeError(f"{where}[{key!r}] must hold numbers, got dtype {arr.dtype}")
+            state[key] = np.array(arr, dtype=p.data.dtype, order="C")
+        return state
+
+
+def flatten_state_dict(state_dict):
+    """An optimizer state_dict as a flat dict of arrays that np.savez stores
+    without pickling: keys "param_groups.<g>.<hyperparameter>" and
+    "state.<index>.<name>". unflatten_state_dict (or load_state_dict
+    directly) reverses it."""
+    flat = {}
+    for g, group in enumerate(state_dict["param_groups"]):
+        for key, value in group.items():
+            if key == "params":
+                value = np.asarray(value, dtype=np.int64)
+            flat[f"param_groups.{g}.{key}"] = np.asarray(value)
+    for index, state in state_dict["state"].items():
+        for key, value in state.items():
+            flat[f"state.{int(index)}.{key}"] = np.asarray(value)
+    return flat
+
+
+def _group_value(key, value):
+    if key == "params":
+        return [int(i) for i in value]
+    if value.ndim == 1:  # betas
+        return tuple(float(v) for v in value)
+    if value.dtype.kind == "b":
+        return bool(value)
+    if value.dtype.kind in "iu":
+        return int(value)
+    if value.dtype.kind == "U":
+        return str(value)
+    return float(value)
+
+
+def unflatten_state_dict(flat):
+    """The state_dict that flatten_state_dict(state_dict) flattened."""
+    groups, state = {}, {}
+    for name in flat.keys():
+        parts = str(name).split(".", 2)
+        if len(parts) != 3 or parts[0] not in ("param_groups", "state") or not parts[1].isdigit():
+            raise ValueError(f"{name!r} is not a key of a flattened optimizer state_dict")
+        section, index, key = parts[0], int(parts[1]), parts[2]
+        value = np.asarray(flat[name])
+        if section == "param_groups":
+            groups.setdefault(index, {})[key] = _group_value(key, value)
+        else:
+            state.setdefault(index, {})[key] = int(value) if key == "step" else np.array(value)
+    if sorted(groups) != list(range(len(groups))):
+        raise ValueError(f"flattened state_dict has param groups {sorted(groups)}; "
+                         "expected 0, 1, ...")
+    return {"state": state, "param_groups": [groups[g] for g in range(len(groups))]}
+
+
+# ---- the optimizers -------------------------------------------------------------
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with momentum, as torch.optim.SGD (same
+    arguments, defaults and formula):
+
+        g = grad (-grad if maximize) + weight_decay * p
+        if momentum != 0:
+            b = g at the first step, else b = momentum * b + (1 - dampening) * g
+            g = g + momentum * b if nesterov else b
+        p = p - lr * g
+
+    Inputs: params (Parameters or param groups), lr=1e-3, momentum=0,
+    dampening=0, weight_decay=0, nesterov=False (needs momentum > 0 and
+    dampening == 0), maximize=False. State: "momentum_buffer" (with momentum).
+    """
+
+    _HYPERPARAMETERS = {"lr": _nonnegative, "momentum": _nonnegative, "dampening": _number,
+                        "weight_decay": _nonnegative, "nesterov": _flag, "maximize": _flag}
+    _counts_steps = False
+
+    def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0,
+                 nesterov=False, maximize=False):
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
+                                      weight_decay=weight_decay, nesterov=nesterov,
+                                      maximize=maximize))
+
+    def _check_combination(self, group):
+        if group.get("nesterov") and (group.get("momentum", 0) <= 0
+                                      or group.get("dampening", 0) != 0):
+            raise ValueError("nesterov=True needs momentum > 0 and dampening == 0, got "
+                             f"momentum={group.get('momentum')}, "
+                             f"dampening={group.get('dampening')}")
+
+    def _state_slots(self, group):
+        return ("momentum_buffer" if group["momentum"] != 0 else None, None, None)
+
+    def _step_number(self, state, added):
+        return 1 if added else 2  # a new momentum buffer starts as the gradient
+
+    def _update(self, group, datas, grads, states, steps, owners):
+        _optim.sgd_step(datas, grads, states, steps, owners, group["lr"], group["momentum"],
+                        group["dampening"], group["weight_decay"], group["nesterov"],
+                        group["maximize"])
+
+
+class Adagrad(Optimizer):
+    """Adagrad, as torch.optim.Adagrad (same arguments, defaults and formula):
+
+        g = grad (-grad if maximize) + weight_decay * p
+        clr = lr / (1 + (step - 1) * lr_decay)
+        sum = sum + g * g          (sum starts at initial_accumulator_value)
+        p = p - clr * g / (sqrt(sum) + eps)
+
+    Inputs: params, lr=1e-2, lr_decay=0, weight_decay=0,
+    initial_accumulator_value=0, eps=1e-10, maximize=False.
+    State: "step", "sum".
+    """
+
+    _HYPERPARAMETERS = {"lr": _nonnegative, "lr_decay": _nonnegative,
+                        "weight_decay": _nonnegative, "initial_accumulator_value": _nonnegative,
+                        "eps": _nonnegative, "maximize": _flag}
+
+    def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0,
+                 initial_accumulator_value=0, eps=1e-10, maximize=False):
+        super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                                      initial_accumulator_value=initial_accumulator_value,
+                                      eps=eps, maximize=maximize))
+
+    def _state_slots(self, group):
+        return ("sum", None, None)
+
+    def _new_state_array(self, key, p, group):
+        return np.full_like(p.data, group["initial_accumulator_value"])
+
+    def _update(self, group, datas, grads, states, steps, owners):
+        _optim.adagrad_step(datas, grads, states, steps, owners, group["lr"],
+                            group["lr_decay"], group["weight_decay"], group["eps"],
+                            group["maximize"])
+
+
+class RMSprop(Optimizer):
+    """RMSprop, as torch.optim.RMSprop (same arguments, defaults and formula):
+
+        g = grad (-grad if maximize) + weight_decay * p
+        v = alpha * v + (1 - alpha) * g * g
+        if centered: g_avg = alpha * g_avg + (1 - alpha) * g; v~ = v - g_avg^2, else v~ = v
+        if momentum > 0: b = momentum * b + g / (sqrt(v~) + eps); p = p - lr * b
+        else:            p = p - lr * g / (sqrt(v~) + eps)
+
+    Inputs: params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0,
+    momentum=0, centered=False, maximize=False.
+    State: "step", "square_avg", "momentum_buffer" (momentum), "grad_avg" (centered).
+    """
+
+    _HYPERPARAMETERS = {"lr": _nonnegative, "alpha": _nonnegative, "eps": _nonnegative,
+                        "weight_decay": _nonnegative, "momentum": _nonnegative,
+                        "centered": _flag, "maximize": _flag}
+
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0,
+                 centered=False, maximize=False):
+        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                                      momentum=momentum, centered=centered, maximize=maximize))
+
+    def _state_slots(self, group):
+        return ("square_avg", "momentum_buffer" if group["momentum"] > 0 else None,
+                "grad_avg" if group["centered"] else None)
+
+    def _update(self, group, datas, grads, states, steps, owners):
+        _optim.rmsprop_step(datas, grads, states, steps, owners, group["lr"], group["alpha"],
+                            group["eps"], group["weight_decay"], group["momentum"],
+                            group["maximize"])
+
+
+class Adam(Optimizer):
+    """Adam, as torch.optim.Adam (same arguments, defaults and formula;
+    weight_decay is the coupled L2 term added to the gradient):
+
+        g = grad (-grad if maximize) + weight_decay * p
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g * g
+        if amsgrad: v_max = max(v_max, v), used as v below
+        p = p - (lr / (1 - beta1^step)) * m / (sqrt(v) / sqrt(1 - beta2^step) + eps)
+
+    (bias corrections in double precision from the step count).
+    Inputs: params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
+    amsgrad=False, maximize=False.
+    State: "step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq" (amsgrad).
+    """
+
+    _HYPERPARAMETERS = {"lr": _nonnegative, "betas": _betas, "eps": _nonnegative,
+                        "weight_decay": _nonnegative, "amsgrad": _flag, "maximize": _flag}
+    _decoupled = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
+                 amsgrad=False, maximize=False):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                      amsgrad=amsgrad, maximize=maximize))
+
+    def _state_slots(self, group):
+        return ("exp_avg", "exp_avg_sq", "max_exp_avg_sq" if group["amsgrad"] else None)
+
+    def _update(self, group, datas, grads, states, steps, owners):
+        beta1, beta2 = group["betas"]
+        _optim.adam_step(datas, grads, states, steps, owners, group["lr"], beta1, beta2,
+                         group["eps"], group["weight_decay"], self._decoupled,
+                         group["maximize"])
+
+
+class AdamW(Adam):
+    """AdamW, as torch.optim.AdamW: Adam with decoupled weight decay, the
+    parameter first scaled by 1 - lr * weight_decay, then Adam's update
+    without any L2 term in the gradient.
+
+    Inputs: params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
+    amsgrad=False, maximize=False. State as Adam's.
+    """
+
+    _decoupled = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
+                 amsgrad=False, maximize=False):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         amsgrad=amsgrad, maximize=maximize)
+
+
+OPTIMIZERS = {"sgd": SGD, "adagrad": Adagrad, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW}
+
+
+# ---- course-style update rules ---------------------------------------------------
+
+def _course_setup(w, dw, config, hyper, state_keys):
+    """(w, dw, config) checked, config filled with defaults and state arrays.
+
+    hyper: name -> (default, check); state_keys: the arrays shaped like w."""
+    if not isinstance(w, np.ndarray) or w.dtype not in (np.float32, np.float64):
+        raise TypeError(f"w must be a float32 or float64 NumPy array, got "
+                        f"{getattr(w, 'dtype', type(w).__name__)}")
+    if not isinstance(dw, np.ndarray) or dw.dtype != w.dtype:
+        raise TypeError(f"dw must be a NumPy array of w's dtype {w.dtype}, got "
+                        f"{getattr(dw, 'dtype', type(dw).__name__)}")
+    if dw.shape != w.shape:
+        raise ValueError(f"dw has shape {dw.shape} but w has shape {w.shape}")
+    if config is None:
+        config = {}
+    elif not isinstance(config, dict):
+        raise TypeError(f"config must be a dict or None, got {type(config).__name__}")
+    for key in config:
+        if key not in hyper and key not in state_keys:
+            raise ValueError(f"unknown config key {key!r} (this rule takes "
+                             f"{', '.join(list(hyper) + list(state_keys))})")
+    for key, (default, check) in hyper.items():
+        config[key] = check(key, config.get(key, default))
+    # In place when possible: the course's next_w may be w itself.
+    if not (w.flags.c_contiguous and w.flags.writeable and w.dtype.isnative):
+        w = np.array(w, order="C")
+    dw = np.ascontiguousarray(dw)
+    for key in state_keys:
+        arr = config.get(key)
+        if arr is None:
+            arr = np.zeros_like(w)
+        elif not isinstance(arr, np.ndarray) or arr.shape != w.shape:
+            raise ValueError(f"config[{key!r}] must be an array of w's shape {w.shape}, got "
+                             f"{getattr(arr, 'shape', type(arr).__name__)}")
+        elif not (arr.dtype == w.dtype and arr.flags.c_contiguous and arr.flags.writeable):
+            arr = np.array(arr, dtype=w.dtype, order="C")
+        config[key] = arr
+    return w, dw, config
+
+
+def _step_count(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+    return int(value)
+
+
+def sgd(w, dw, config=None):
+    """Vanilla stochastic gradient descent: w = w - learning_rate * dw.
+
+    Inputs: w, dw: arrays of the same shape and float dtype; config: dict with
+    learning_rate (default 1e-2), or None.
+    Returns (next_w, config); next_w is w updated in place when w is C-contiguous.
+    """
+    w, dw, config = _course_setup(w, dw, config, {"learning_rate": (1e-2, _nonnegative)}, ())
+    _optim.sgd_step([w], [dw], [None], [1], ["w"], config["learning_rate"], 0.0, 0.0, 0.0,
+                    False, False)
+    return w, config
+
+
+def sgd_momentum(w, dw, config=None):
+    """SGD with momentum, the course notes' form:
+        v = momentum * v - learning_rate * dw;  w = w + v.
+
+    config: learning_rate (1e-2), momentum (0.9), velocity (zeros like w).
+    Returns (next_w, config).
+    """
+    w, dw, config = _course_setup(
+        w, dw, config, {"learning_rate": (1e-2, _nonnegative), "momentum": (0.9, _nonnegative)},
+        ("velocity",))
+    _optim.sgd_velocity_step([w], [dw], [(config["velocity"], None, None)], [1], ["w"],
+                             config["learning_rate"], config["momentum"])
+    return w, config
+
+
+def rmsprop(w, dw, config=None):
+    """RMSProp, the course notes' form (torch's RMSprop with alpha = decay_rate):
+        cache = decay_rate * cache + (1 - decay_rate) * dw**2
+        w = w - learning_rate * dw / (sqrt(cache) + epsilon)
+
+    config: learning_rate (1e-2), decay_rate (0.99), epsilon (1e-8), cache (zeros).
+    Returns (next_w, config).
+    """
+    w, dw, config = _course_setup(
+        w, dw, config, {"learning_rate": (1e-2, _nonnegative), "decay_rate": (0.99, _beta),
+                        "epsilon": (1e-8, _nonnegative)}, ("cache",))
+    _optim.rmsprop_step([w], [dw], [(config["cache"], None, None)], [1], ["w"],
+                        config["learning_rate"], config["decay_rate"], config["epsilon"], 0.0,
+                        0.0, False)
+    return w, config
+
+
+def adam(w, dw, config=None):
+    """Adam, the course notes' form (the same update as torch's Adam):
+        t = t + 1
+        m = beta1 * m + (1 - beta1) * dw;  v = beta2 * v + (1 - beta2) * dw**2
+        w = w - learning_rate * (m / (1 - beta1**t)) / (sqrt(v / (1 - beta2**t)) + epsilon)
+
+    config: learning_rate (1e-3), beta1 (0.9), beta2 (0.999), epsilon (1e-8),
+    m and v (zeros like w), t (0, the steps taken so far).
+    Returns (next_w, config).
+    """
+    w, dw, config = _course_setup(
+        w, dw, config, {"learning_rate": (1e-3, _nonnegative), "beta1": (0.9, _beta),
+                        "beta2": (0.999, _beta), "epsilon": (1e-8, _nonnegative),
+                        "t": (0, _step_count)}, ("m", "v"))
+    t = config["t"] + 1
+    _optim.adam_step([w], [dw], [(config["m"], config["v"], None)], [t], ["w"],
+                     config["learning_rate"], config["beta1"], config["beta2"],
+                     config["epsilon"], 0.0, False, False)
+    config["t"] = t
+    return w, config

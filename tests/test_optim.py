@@ -1,0 +1,458 @@
+"""Optimizers: fastfc.optim against NumPy transcriptions of torch.optim's
+documented algorithms (and torch itself when installed), state_dict round
+trips, the course-style rules against the course formulas, thread-count
+agreement and bad input."""
+import numpy as np
+import pytest
+
+from fastfc import optim
+from fastfc.parameter import Parameter
+
+from testutil import assert_close, num_threads
+
+SHAPES = [(7, 5), (5,), (1,), (33,)]
+STEPS = 50
+# fastfc in float32 against the reference in float32: both round, in a
+# different order, so 50 steps drift apart by a few float32 ulps of the values.
+TOL = {np.float32: 2e-4, np.float64: 1e-11}
+
+
+# ---- NumPy transcriptions of torch.optim's documented algorithms -------------
+# Each takes (p, g, state, **hyperparameters), state a dict it keeps between
+# steps, and returns the new p.
+
+def ref_sgd(p, g, state, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False,
+            maximize=False):
+    g = -g if maximize else g
+    if weight_decay != 0:
+        g = g + weight_decay * p
+    if momentum != 0:
+        if "b" in state:
+            state["b"] = momentum * state["b"] + (1 - dampening) * g
+        else:
+            state["b"] = g.copy()
+        g = g + momentum * state["b"] if nesterov else state["b"]
+    return p - lr * g
+
+
+def ref_adagrad(p, g, state, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0,
+                eps=1e-10, maximize=False):
+    state["t"] = t = state.get("t", 0) + 1
+    state.setdefault("sum", np.full_like(p, initial_accumulator_value))
+    g = -g if maximize else g
+    if weight_decay != 0:
+        g = g + weight_decay * p
+    clr = lr / (1 + (t - 1) * lr_decay)
+    state["sum"] = state["sum"] + g * g
+    return p - clr * g / (np.sqrt(state["sum"]) + eps)
+
+
+def ref_rmsprop(p, g, state, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0,
+                centered=False, maximize=False):
+    v = state.get("v", np.zeros_like(p))
+    g = -g if maximize else g
+    if weight_decay != 0:
+        g = g + weight_decay * p
+    state["v"] = v = alpha * v + (1 - alpha) * g * g
+    if centered:
+        state["g_ave"] = g_ave = alpha * state.get("g_ave", np.zeros_like(p)) + (1 - alpha) * g
+        v = v - g_ave * g_ave
+    if momentum > 0:
+        state["b"] = momentum * state.get("b", np.zeros_like(p)) + g / (np.sqrt(v) + eps)
+        return p - lr * state["b"]
+    return p - lr * g / (np.sqrt(v) + eps)
+
+
+def ref_adam(p, g, state, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
+             amsgrad=False, maximize=False, decoupled=False):
+    beta1, beta2 = betas
+    state["t"] = t = state.get("t", 0) + 1
+    g = -g if maximize else g
+    if decoupled:
+        p = p * (1 - lr * weight_decay)
+    elif weight_decay != 0:
+        g = g + weight_decay * p
+    state["m"] = m = beta1 * state.get("m", np.zeros_like(p)) + (1 - beta1) * g
+    state["v"] = v = beta2 * state.get("v", np.zeros_like(p)) + (1 - beta2) * g * g
+    if amsgrad:
+        state["v_max"] = v = np.maximum(state.get("v_max", np.zeros_like(p)), v)
+    m_hat = m / (1 - beta1 ** t)
+    return p - lr * m_hat / (np.sqrt(v) / (1 - beta2 ** t) ** 0.5 + eps)
+
+
+def ref_adamw(p, g, state, weight_decay=1e-2, **hyper):
+    return ref_adam(p, g, state, weight_decay=weight_decay, decoupled=True, **hyper)
+
+
+CASES = [
+    (optim.SGD, ref_sgd, dict(lr=0.1)),
+    (optim.SGD, ref_sgd, dict(lr=0.05, momentum=0.9)),
+    (optim.SGD, ref_sgd, dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.1)),
+    (optim.SGD, ref_sgd, dict(lr=0.05, momentum=0.5, dampening=0.3, maximize=True)),
+    (optim.Adagrad, ref_adagrad, dict()),
+    (optim.Adagrad, ref_adagrad, dict(lr=0.1, lr_decay=0.01, weight_decay=0.1,
+                                      initial_accumulator_value=0.5, eps=1e-6)),
+    (optim.RMSprop, ref_rmsprop, dict()),
+    (optim.RMSprop, ref_rmsprop, dict(lr=1e-3, momentum=0.9, weight_decay=0.1)),
+    (optim.RMSprop, ref_rmsprop, dict(lr=1e-3, alpha=0.9, centered=True, maximize=True)),
+    (optim.RMSprop, ref_rmsprop, dict(lr=1e-3, momentum=0.5, centered=True, eps=1e-4)),
+    (optim.Adam, ref_adam, dict()),
+    (optim.Adam, ref_adam, dict(lr=0.01, betas=(0.8, 0.99), weight_decay=0.1, amsgrad=True)),
+    (optim.Adam, ref_adam, dict(lr=0.01, eps=1e-6, maximize=True)),
+    (optim.AdamW, ref_adamw, dict()),
+    (optim.AdamW, ref_adamw, dict(lr=0.01, weight_decay=0.2, amsgrad=True, maximize=True)),
+]
+CASE_IDS = [f"{cls.__name__}-{'-'.join(f'{k}={v}' for k, v in hyper.items()) or 'defaults'}"
+            for cls, _, hyper in CASES]
+
+
+def problem(rng, dtype, shapes=SHAPES):
+    """Initial values and targets of a small least-squares-like problem."""
+    inits = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    targets = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    return inits, targets
+
+
+def gradient(p, target, k, maximize=False):
+    """A gradient that depends on p (so errors feed back) and on the step;
+    negated under maximize so that every run converges rather than blows up."""
+    g = p - target + 0.1 * np.sin(k * p)
+    return -g if maximize else g
+
+
+def run_fastfc(opt, params, targets, steps, first_step=0, maximize=False):
+    for k in range(first_step, first_step + steps):
+        for p, target in zip(params, targets):
+            p.grad[...] = gradient(p.data, target, k, maximize)
+        opt.step()
+
+
+@pytest.mark.parametrize("cls, ref, hyper", CASES, ids=CASE_IDS)
+def test_matches_documented_algorithm(rng, dtype, cls, ref, hyper):
+    inits, targets = problem(rng, dtype)
+    params = [Parameter(a.copy()) for a in inits]
+    run_fastfc(cls(params, **hyper), params, targets, STEPS, maximize=hyper.get("maximize"))
+    for p, want, target in zip(params, inits, targets):
+        state = {}
+        for k in range(STEPS):
+            want = ref(want, gradient(want, target, k, hyper.get("maximize")), state, **hyper)
+        assert want.dtype == dtype
+        assert_close(p.data, want, TOL[dtype])
+        assert p.data.dtype == dtype
+
+
+def torch_optimizer(torch, cls, tensors, hyper):
+    return getattr(torch.optim, cls.__name__)(tensors, **hyper)
+
+
+@pytest.mark.parametrize("cls, ref, hyper", CASES, ids=CASE_IDS)
+def test_matches_torch_with_param_groups(rng, dtype, cls, ref, hyper):
+    torch = pytest.importorskip("torch")
+    inits, targets = problem(rng, dtype)
+    params = [Parameter(a.copy()) for a in inits]
+    tensors = [torch.tensor(a.copy(), requires_grad=True) for a in inits]
+
+    def groups(items):  # the second group overrides lr and weight decay
+        return [{"params": items[:2]}, {"params": items[2:], "lr": 0.02, "weight_decay": 0.05}]
+
+    opt = cls(groups(params), **hyper)
+    topt = torch_optimizer(torch, cls, groups(tensors), hyper)
+    maximize = hyper.get("maximize", False)
+    for k in range(STEPS):
+        if k == STEPS // 2:  # a learning-rate schedule edits the groups mid-run
+            for g in opt.param_groups + topt.param_groups:
+                g["lr"] *= 0.5
+        for p, t, target in zip(params, tensors, targets):
+            p.grad[...] = gradient(p.data, target, k, maximize)
+            t.grad = torch.from_numpy(gradient(t.detach().numpy(), target, k, maximize))
+        opt.step()
+        topt.step()
+    for p, t in zip(params, tensors):
+        assert_close(p.data, t.detach().numpy(), TOL[dtype])
+
+
+@pytest.mark.parametrize("cls, ref, hyper", CASES, ids=CASE_IDS)
+def test_state_dict_round_trip_through_npz(tmp_path, rng, cls, ref, hyper):
+    inits, targets = problem(rng, np.float32)
+    params = [Parameter(a.copy()) for a in inits]
+    opt = cls(params, **hyper)
+    maximize = hyper.get("maximize")
+    run_fastfc(opt, params, targets, 10, maximize=maximize)
+
+    path = tmp_path / "optim.npz"
+    np.savez(path, **optim.flatten_state_dict(opt.state_dict()))
+    resumed = [Parameter(p.data.copy()) for p in params]
+    other = cls(resumed, lr=123.0)  # the loaded hyperparameters replace these
+    with np.load(path, allow_pickle=False) as saved:
+        other.load_state_dict(saved)
+    assert other.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
+
+    run_fastfc(opt, params, targets, 10, first_step=10, maximize=maximize)
+    run_fastfc(other, resumed, targets, 10, first_step=10, maximize=maximize)
+    for p, q in zip(params, resumed):
+        np.testing.assert_array_equal(p.data, q.data)
+
+
+def test_state_dict_is_a_copy_and_state_arrays_are_never_reallocated(rng):
+    inits, targets = problem(rng, np.float64)
+    params = [Parameter(a.copy()) for a in inits]
+    opt = optim.Adam(params, amsgrad=True)
+    run_fastfc(opt, params, targets, 3)
+    arrays = {(id(p), key): arr for p, s in opt.state.items() for key, arr in s.items()
+              if isinstance(arr, np.ndarray)}
+    assert len(arrays) == 3 * len(params)
+    saved = opt.state_dict()
+    assert saved["state"][0]["step"] == 3
+    assert saved["param_groups"][0]["params"] == list(range(len(params)))
+    before = saved["state"][0]["exp_avg"].copy()
+    run_fastfc(opt, params, targets, 3, first_step=3)
+    np.testing.assert_array_equal(saved["state"][0]["exp_avg"], before)
+    opt.load_state_dict(saved)
+    assert opt.state[params[0]]["step"] == 3
+    np.testing.assert_array_equal(opt.state[params[0]]["exp_avg"], before)
+    for p, s in opt.state.items():
+        for key, arr in s.items():
+            if isinstance(arr, np.ndarray):
+                assert arrays[(id(p), key)] is arr
+
+
+def test_flatten_state_dict_round_trip_keeps_types():
+    p = Parameter(np.ones(3))
+    opt = optim.Adam([{"params": [p], "name": "weights"}], amsgrad=True)
+    p.grad[...] = 1.0
+    opt.step()
+    sd = optim.unflatten_state_dict(optim.flatten_state_dict(opt.state_dict()))
+    group = sd["param_groups"][0]
+    assert group["betas"] == (0.9, 0.999) and group["amsgrad"] is True
+    assert group["name"] == "weights" and group["params"] == [0]
+    assert isinstance(group["lr"], float) and sd["state"][0]["step"] == 1
+
+
+def test_load_state_dict_rejects_a_mismatch_and_changes_nothing(rng):
+    params = [Parameter(rng.standard_normal(4)), Parameter(rng.standard_normal(2))]
+    opt = optim.SGD(params, lr=0.1, momentum=0.9)
+    for p in params:
+        p.grad[...] = 1.0
+    opt.step()
+    saved = opt.state_dict()
+    other = optim.SGD([Parameter(np.zeros(4)), Parameter(np.zeros(3))], lr=0.5, momentum=0.9)
+    with pytest.raises(ValueError, match="shape"):
+        other.load_state_dict(saved)
+    assert other.state == {} and other.param_groups[0]["lr"] == 0.5
+    with pytest.raises(ValueError, match="param groups"):
+        optim.SGD([{"params": [params[0]]}, {"params": [params[1]]}]).load_state_dict(saved)
+    with pytest.raises(ValueError, match="not a key"):
+        opt.load_state_dict({"weights": np.zeros(3)})
+
+
+def test_mixed_dtypes_in_one_group_and_params_without_grad(rng):
+    a32 = Parameter(rng.standard_normal(10).astype(np.float32))
+    a64 = Parameter(rng.standard_normal(10))
+    frozen = Parameter(rng.standard_normal(3))
+    frozen.grad = None  # skipped, as torch skips parameters whose grad is None
+    starts = [p.data.copy() for p in (a32, a64, frozen)]
+    opt = optim.Adam([a32, frozen, a64], lr=0.1)
+    for p in (a32, a64):
+        p.grad[...] = np.cos(p.data)
+    opt.step()
+    for p, start in zip((a32, a64), starts):
+        assert_close(p.data, ref_adam(start, np.cos(start), {}, lr=0.1), TOL[p.data.dtype.type])
+        assert opt.state[p]["exp_avg"].dtype == p.data.dtype
+    np.testing.assert_array_equal(frozen.data, starts[2])
+    assert frozen not in opt.state
+
+
+def test_zero_grad_zeroes_in_place():
+    p = Parameter(np.ones((2, 3), dtype=np.float32))
+    grad = p.grad
+    grad[...] = 5.0
+    optim.SGD([p]).zero_grad()
+    assert p.grad is grad and not grad.any()
+
+
+def test_optimizers_by_name():
+    assert optim.OPTIMIZERS == {"sgd": optim.SGD, "adagrad": optim.Adagrad,
+                                "rmsprop": optim.RMSprop, "adam": optim.Adam,
+                                "adamw": optim.AdamW}
+
+
+def test_step_returns_the_closure_loss():
+    p = Parameter(np.ones(2))
+    assert optim.SGD([p]).step(lambda: 1.5) == 1.5
+
+
+THREAD_CASES = [
+    (optim.SGD, dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01)),
+    (optim.Adagrad, dict(lr_decay=0.1, weight_decay=0.01)),
+    (optim.RMSprop, dict(momentum=0.9, centered=True, weight_decay=0.01)),
+    (optim.Adam, dict(amsgrad=True, weight_decay=0.01)),
+    (optim.AdamW, dict()),
+]
+
+
+@pytest.mark.parametrize("cls, hyper", THREAD_CASES, ids=[c.__name__ for c, _ in THREAD_CASES])
+def test_thread_count_agreement(rng, cls, hyper):
+    # 200k elements over parameters of odd sizes, so the threads' blocks of
+    # the concatenated elements start and end inside parameters.
+    inits, targets = problem(rng, np.float32, shapes=[(1001,), (3,), (198_999,), (7, 11)])
+    results = []
+    for n in (1, 2):
+        params = [Parameter(a.copy()) for a in inits]
+        with num_threads(n):
+            run_fastfc(cls(params, **hyper), params, targets, 3)
+        results.append([p.data for p in params])
+    for one, two in zip(*results):
+        np.testing.assert_array_equal(one, two)  # element-wise: no rounding-order freedom
+
+
+# ---- bad input ------------------------------------------------------------------
+
+BAD_HYPERPARAMETERS = [
+    (optim.SGD, dict(lr=-0.1), ValueError, "lr"),
+    (optim.SGD, dict(lr="fast"), TypeError, "lr"),
+    (optim.SGD, dict(lr=float("nan")), ValueError, "lr"),
+    (optim.SGD, dict(momentum=-0.5), ValueError, "momentum"),
+    (optim.SGD, dict(weight_decay=-1e-4), ValueError, "weight_decay"),
+    (optim.SGD, dict(nesterov=True), ValueError, "nesterov"),
+    (optim.SGD, dict(nesterov=True, momentum=0.9, dampening=0.1), ValueError, "dampening"),
+    (optim.SGD, dict(nesterov=1), TypeError, "nesterov"),
+    (optim.Adagrad, dict(eps=-1e-10), ValueError, "eps"),
+    (optim.Adagrad, dict(lr_decay=-1), ValueError, "lr_decay"),
+    (optim.Adagrad, dict(initial_accumulator_value=-1), ValueError, "initial_accumulator_value"),
+    (optim.RMSprop, dict(alpha=-0.9), ValueError, "alpha"),
+    (optim.RMSprop, dict(momentum=-0.9), ValueError, "momentum"),
+    (optim.Adam, dict(betas=(1.0, 0.999)), ValueError, r"betas\[0\]"),
+    (optim.Adam, dict(betas=(0.9, -0.1)), ValueError, r"betas\[1\]"),
+    (optim.Adam, dict(betas=0.9), TypeError, "betas"),
+    (optim.Adam, dict(eps=-1e-8), ValueError, "eps"),
+    (optim.AdamW, dict(weight_decay=-0.01), ValueError, "weight_decay"),
+    (optim.AdamW, dict(amsgrad="yes"), TypeError, "amsgrad"),
+    (optim.Adam, dict(momentum=0.9), TypeError, "momentum"),  # not Adam's keyword
+]
+
+
+@pytest.mark.parametrize("cls, hyper, error, match", BAD_HYPERPARAMETERS,
+                         ids=[f"{c.__name__}-{m}" for c, _, _, m in BAD_HYPERPARAMETERS])
+def test_bad_hyperparameters(cls, hyper, error, match):
+    with pytest.raises(error, match=match):
+        cls([Parameter(np.zeros(3))], **hyper)
+
+
+def test_bad_param_groups():
+    p, q = Parameter(np.zeros(3), "w"), Parameter(np.zeros(2), "b")
+    with pytest.raises(ValueError, match="params is empty"):
+        optim.Adam([])
+    with pytest.raises(TypeError, match="params"):
+        optim.Adam(p)
+    with pytest.raises(TypeError, match=r"\['params'\]\[1\]"):
+        optim.Adam([p, np.zeros(3)])
+    with pytest.raises(ValueError, match="more than one"):
+        optim.Adam([{"params": [p]}, {"params": [p, q]}])
+    with pytest.raises(ValueError, match="weight_dacay"):
+        optim.Adam([{"params": [p], "weight_dacay": 0.1}])
+    with pytest.raises(ValueError, match=r"param_groups\[1\].*lr|lr"):
+        optim.Adam([{"params": [p]}, {"params": [q], "lr": -1}])
+
+
+@pytest.mark.parametrize("bad_grad, error, match", [
+    (np.zeros(4), ValueError, "grad has shape"),
+    (np.zeros(3, dtype=np.float32), TypeError, "grad is float32"),
+    (np.zeros(6)[::2], ValueError, "C-contiguous"),
+    ([0.0, 0.0, 0.0], TypeError, "grad must be a NumPy array"),
+])
+def test_grad_mismatch_is_an_error_that_changes_nothing(bad_grad, error, match):
+    good = Parameter(np.ones(5), "good")
+    bad = Parameter(np.ones(3), "weird")
+    good.grad[...] = 1.0
+    bad.grad = bad_grad
+    opt = optim.SGD([good, bad], lr=0.1, momentum=0.9)
+    with pytest.raises(error, match=match) as info:
+        opt.step()
+    assert "weird" in str(info.value)
+    np.testing.assert_array_equal(good.data, 1.0)
+    assert opt.state == {}
+    bad.grad = np.zeros(3)
+    opt.step()  # the first real step still initialises the momentum buffer with the gradient
+    np.testing.assert_array_equal(opt.state[good]["momentum_buffer"], 1.0)
+
+
+# ---- course-style rules -----------------------------------------------------------
+
+def course_sgd(w, dw, c):
+    return w - c["learning_rate"] * dw
+
+
+def course_sgd_momentum(w, dw, c):
+    c["velocity"] = c["momentum"] * c["velocity"] - c["learning_rate"] * dw
+    return w + c["velocity"]
+
+
+def course_rmsprop(w, dw, c):
+    c["cache"] = c["decay_rate"] * c["cache"] + (1 - c["decay_rate"]) * dw ** 2
+    return w - c["learning_rate"] * dw / (np.sqrt(c["cache"]) + c["epsilon"])
+
+
+def course_adam(w, dw, c):
+    c["t"] += 1
+    c["m"] = c["beta1"] * c["m"] + (1 - c["beta1"]) * dw
+    c["v"] = c["beta2"] * c["v"] + (1 - c["beta2"]) * dw ** 2
+    m_hat = c["m"] / (1 - c["beta1"] ** c["t"])
+    v_hat = c["v"] / (1 - c["beta2"] ** c["t"])
+    return w - c["learning_rate"] * m_hat / (np.sqrt(v_hat) + c["epsilon"])
+
+
+COURSE_RULES = [
+    (optim.sgd, course_sgd, {"learning_rate": 1e-2}),
+    (optim.sgd_momentum, course_sgd_momentum, {"learning_rate": 1e-2, "momentum": 0.9}),
+    (optim.rmsprop, course_rmsprop, {"learning_rate": 1e-2, "decay_rate": 0.99,
+                                     "epsilon": 1e-8}),
+    (optim.adam, course_adam, {"learning_rate": 1e-3, "beta1": 0.9, "beta2": 0.999,
+                               "epsilon": 1e-8, "t": 0}),
+]
+
+
+@pytest.mark.parametrize("rule, formula, defaults", COURSE_RULES,
+                         ids=[r.__name__ for r, _, _ in COURSE_RULES])
+def test_course_rules_match_their_formulas(rng, dtype, rule, formula, defaults):
+    w0 = rng.standard_normal((4, 5)).astype(dtype)
+    target = rng.standard_normal((4, 5)).astype(dtype)
+    w, config = w0.copy(), None
+    want, want_config = w0.copy(), dict(defaults)
+    for key in ("velocity", "cache", "m", "v"):
+        want_config[key] = np.zeros_like(w0)
+    for k in range(20):
+        next_w, config = rule(w, gradient(w, target, k), config)
+        assert next_w is w  # updated in place
+        want = formula(want, gradient(want, target, k), want_config)
+    for key, value in defaults.items():
+        if key != "t":
+            assert config[key] == value
+    assert_close(w, want, TOL[dtype])
+    if rule is optim.adam:
+        assert config["t"] == 20
+        assert_close(config["m"], want_config["m"], TOL[dtype])
+
+
+def test_course_rules_read_the_config_and_copy_noncontiguous_w(rng):
+    w = rng.standard_normal((3, 8))
+    view = w[:, ::2]
+    dw = rng.standard_normal((3, 4))
+    next_w, config = optim.sgd_momentum(view, dw, {"learning_rate": 0.5, "momentum": 0.0})
+    assert next_w is not view and next_w.flags.c_contiguous
+    assert_close(next_w, view - 0.5 * dw, 1e-15)
+    assert_close(config["velocity"], -0.5 * dw, 1e-15)
+
+
+@pytest.mark.parametrize("args, error, match", [
+    ((np.zeros(3), np.zeros(4), None), ValueError, "dw has shape"),
+    ((np.zeros(3), np.zeros(3, dtype=np.float32), None), TypeError, "dw"),
+    ((np.zeros(3, dtype=int), np.zeros(3, dtype=int), None), TypeError, "w must be"),
+    ((np.zeros(3), np.zeros(3), {"learning_rate": -1.0}), ValueError, "learning_rate"),
+    ((np.zeros(3), np.zeros(3), {"lr": 1e-3}), ValueError, "'lr'"),
+    ((np.zeros(3), np.zeros(3), {"beta1": 1.0}), ValueError, "beta1"),
+    ((np.zeros(3), np.zeros(3), {"m": np.zeros(2)}), ValueError, "'m'"),
+    ((np.zeros(3), np.zeros(3), {"t": -1}), ValueError, "t must"),
+])
+def test_course_rule_bad_input(args, error, match):
+    with pytest.raises(error, match=match):
+        optim.adam(*args)
