@@ -23,13 +23,15 @@
 /* The optimizers read 2-5 arrays and write 1-4 per element: heavier than
  * one activation, so a thread pays for itself on fewer elements. */
 #define OPTIM_MIN_PER_THREAD (FASTFC_MIN_PER_THREAD / 2)
+/* Elements per block handed out to the team (a multiple of the SIMD width). */
+#define OPTIM_BLOCK ((int64_t)16384)
 
 /* Updates elements [off, off + len) of one tensor. */
 typedef void (*optim_part_fn)(const void *config, const fastfc_optim_tensor *t, int64_t off,
                               int64_t len);
 
-/* The tensors laid end to end form one index space; this thread owns
- * [lo, hi) of it and updates the part of each tensor that falls inside. */
+/* The tensors laid end to end form one index space; updates the part of
+ * each tensor that falls inside [lo, hi) of it. */
 static void optim_parts_in(optim_part_fn part, const void *config,
                            const fastfc_optim_tensor *tensors, int64_t n_tensors, int64_t lo,
                            int64_t hi) {
@@ -43,12 +45,25 @@ static void optim_parts_in(optim_part_fn part, const void *config,
     }
 }
 
+/* Blocks of the index space are handed out on demand: each element's update
+ * is the same whoever computes it, and on shared cores a thread the OS
+ * preempts then holds up one block rather than half the work. */
 static void optim_run(optim_part_fn part, const void *config, const fastfc_optim_tensor *tensors,
                       int64_t n_tensors, int n_threads) {
     int64_t total = 0;
     for (int64_t k = 0; k < n_tensors; k++) total += tensors[k].n;
-    FASTFC_PARALLEL_BLOCKS(total, n_threads, OPTIM_MIN_PER_THREAD, lo, hi,
-                           optim_parts_in(part, config, tensors, n_tensors, lo, hi));
+    int team = fastfc_team(n_threads, total, OPTIM_MIN_PER_THREAD);
+    if (team == 1) {
+        optim_parts_in(part, config, tensors, n_tensors, 0, total);
+        return;
+    }
+    const int64_t n_blocks = (total + OPTIM_BLOCK - 1) / OPTIM_BLOCK;
+#pragma omp parallel for num_threads(team) schedule(dynamic, 1)
+    for (int64_t b = 0; b < n_blocks; b++) {
+        int64_t lo = b * OPTIM_BLOCK;
+        int64_t hi = lo + OPTIM_BLOCK < total ? lo + OPTIM_BLOCK : total;
+        optim_parts_in(part, config, tensors, n_tensors, lo, hi);
+    }
 }
 
 #define FASTFC_TEMPLATE "optim.c"
