@@ -49,8 +49,11 @@ cdef inline object as_float_array(object a, str name):
         raise TypeError(f"{name} must be a float32 or float64 array, got dtype {arr.dtype}")
     if arr.ndim == 0:
         raise ValueError(f"{name} must be an array with at least one dimension, got a 0-d array")
-    if not cnp.PyArray_IS_C_CONTIGUOUS(arr) or not arr.dtype.isnative:
-        arr = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("="))
+    # C dereferences float/double pointers, which must be aligned: a view at
+    # an odd byte offset of a buffer is copied like a strided one.
+    if (not cnp.PyArray_IS_C_CONTIGUOUS(arr) or not cnp.PyArray_ISALIGNED(arr)
+            or not arr.dtype.isnative):
+        arr = np.array(arr, dtype=arr.dtype.newbyteorder("="), order="C")  # a fresh copy
     return arr
 
 

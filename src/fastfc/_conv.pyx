@@ -29,6 +29,9 @@ cdef fastfc_conv_geom _geometry(cnp.ndarray xa, cnp.ndarray wa, int64_t stride,
     g.out_w = out_size(g.width, g.kernel_w, stride, pad)
     check_blas_size(g.n_filters, "F (filters in w)")
     check_blas_size(g.channels * g.kernel_h * g.kernel_w, "C*HH*WW (w's taps per filter)")
+    # each factor first, so that their product cannot overflow int64
+    check_blas_size(g.out_h, "H' (output rows)")
+    check_blas_size(g.out_w, "W' (output columns)")
     check_blas_size(g.out_h * g.out_w, "H'*W' (output pixels per image)")
     return g
 
