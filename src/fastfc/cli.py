@@ -98,7 +98,6 @@ def _number_parser(kind, low=None, low_open=False, high=None, high_open=False):
 
 
 positive_int = _number_parser(int, low=1)
-non_negative_int = _number_parser(int, low=0)
 positive_float = _number_parser(float, low=0, low_open=True)
 non_negative_float = _number_parser(float, low=0)
 probability = _number_parser(float, low=0, high=1, high_open=True)
@@ -195,7 +194,7 @@ def add_data_arguments(parser, dataset_default="digits"):
                        help="local directory with the MNIST IDX files or the CIFAR-10 python batches")
     group.add_argument("--classes", metavar="A,B,...",
                        help="keep only these classes (names or indices), relabelled 0..k-1 in this order")
-    group.add_argument("--val-size", type=non_negative_int, metavar="N",
+    group.add_argument("--val-size", type=positive_int, metavar="N",
                        help="validation images held out of the training set (default: the loader's)")
 
 
