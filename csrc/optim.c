@@ -4,8 +4,9 @@
  * parameter and state in place), one OpenMP team for the whole list.
  *
  * The loops follow torch's single-tensor CPU code operation by operation
- * (lerp for the first moments, sqrt(v) / sqrt(bias_correction2) + eps, ...),
- * so trajectories agree with torch to float rounding. Which state arrays a
+ * (lerp for the first moments, sqrt(v) / sqrt(bias_correction2) + eps, ...;
+ * Adam multiplies by 1 / sqrt(bias_correction2)), so trajectories agree with
+ * torch to float rounding. Which state arrays a
  * variant uses is a compile-time flag of an always-inlined loop body (the
  * arrays may be NULL); scalar switches (weight decay, maximize, nesterov,
  * the first momentum step) are selects, which vectorize. */
@@ -252,7 +253,7 @@ void SFX(rmsprop_step)(const fastfc_rmsprop_config *config, const fastfc_optim_t
  * p = p - (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps),
  * bc1 = 1 - beta1^step and bc2 = 1 - beta2^step in double. */
 typedef struct {
-    REAL neg_step_size, bc2_sqrt, eps, one_minus_beta1, beta2, one_minus_beta2;
+    REAL neg_step_size, inv_bc2_sqrt, eps, one_minus_beta1, beta2, one_minus_beta2;
     REAL weight_decay, decay_factor;
     int use_wd, decoupled, maximize;
 } SFX(adam_scalars);
@@ -260,7 +261,7 @@ typedef struct {
 OPTIM_INLINE void SFX(adam_body)(REAL *restrict p, const REAL *restrict grad, REAL *restrict m,
                                  REAL *restrict v, REAL *restrict vmax, int64_t n,
                                  const SFX(adam_scalars) *s, const int amsgrad) {
-    const REAL neg_step = s->neg_step_size, bc2_sqrt = s->bc2_sqrt, eps = s->eps;
+    const REAL neg_step = s->neg_step_size, inv_bc2_sqrt = s->inv_bc2_sqrt, eps = s->eps;
     const REAL w1 = s->one_minus_beta1, beta2 = s->beta2, w2 = s->one_minus_beta2;
     const REAL wd = s->weight_decay, decay = s->decay_factor;
     const int use_wd = s->use_wd, decoupled = s->decoupled, maximize = s->maximize;
@@ -278,7 +279,9 @@ OPTIM_INLINE void SFX(adam_body)(REAL *restrict p, const REAL *restrict grad, RE
             vi = vmax[i] > vi ? vmax[i] : vi;
             vmax[i] = vi;
         }
-        REAL denom = R_SQRT(vi) / bc2_sqrt + eps;
+        /* torch divides by sqrt(bc2); one division fewer per element (the
+         * divider is the bottleneck on one thread) costs at most an ulp. */
+        REAL denom = R_SQRT(vi) * inv_bc2_sqrt + eps;
         p[i] = pi + neg_step * mi / denom;
     }
 }
@@ -296,7 +299,7 @@ static void SFX(adam_part)(const void *config, const fastfc_optim_tensor *t, int
     const fastfc_adam_config *c = config;
     double step = (double)t->step;
     double bc1 = 1.0 - pow(c->beta1, step), bc2 = 1.0 - pow(c->beta2, step);
-    SFX(adam_scalars) s = {(REAL)(-(c->lr / bc1)),   (REAL)sqrt(bc2),
+    SFX(adam_scalars) s = {(REAL)(-(c->lr / bc1)),   (REAL)(1.0 / sqrt(bc2)),
                            (REAL)c->eps,             (REAL)(1.0 - c->beta1),
                            (REAL)c->beta2,           (REAL)(1.0 - c->beta2),
                            (REAL)c->weight_decay,    (REAL)(1.0 - c->lr * c->weight_decay),
