@@ -34,21 +34,31 @@ cdef class _TensorList:
         PyMem_Free(self.tensors)
 
 
-cdef void *_checked(object arr, object dtype, object shape, bint writeable, object owner,
+cdef void *_checked(object arr, cnp.ndarray data, bint writeable, object owner,
                     str what) except NULL:
+    """The buffer of arr, an array like data (dtype, shape, C-contiguous);
+    the checks are C comparisons: they run for every array at every step."""
     if not isinstance(arr, np.ndarray):
         raise TypeError(f"{owner}: {what} must be a NumPy array, got {type(arr).__name__}")
     cdef cnp.ndarray a = <cnp.ndarray>arr
-    if a.dtype != dtype:
-        raise TypeError(f"{owner}: {what} is {a.dtype} but data is {dtype}; "
+    if cnp.PyArray_TYPE(a) != cnp.PyArray_TYPE(data) or not a.dtype.isnative:
+        raise TypeError(f"{owner}: {what} is {a.dtype} but data is {data.dtype}; "
                         f"they must have the same float type")
-    if arr.shape != shape:
-        raise ValueError(f"{owner}: {what} has shape {arr.shape} but data has shape {shape}")
-    if not cnp.PyArray_IS_C_CONTIGUOUS(a) or not a.dtype.isnative:
-        raise ValueError(f"{owner}: {what} must be a C-contiguous native-order array")
+    cdef int ndim = cnp.PyArray_NDIM(data), d
+    cdef bint same_shape = cnp.PyArray_NDIM(a) == ndim
+    for d in range(ndim if same_shape else 0):
+        same_shape = same_shape and cnp.PyArray_DIMS(a)[d] == cnp.PyArray_DIMS(data)[d]
+    if not same_shape:
+        raise ValueError(f"{owner}: {what} has shape {arr.shape} but data has shape "
+                         f"{(<object>data).shape}")
+    if not cnp.PyArray_IS_C_CONTIGUOUS(a):
+        raise ValueError(f"{owner}: {what} must be a C-contiguous array")
     if writeable and not cnp.PyArray_ISWRITEABLE(a):
         raise ValueError(f"{owner}: {what} is read-only")
     return cnp.PyArray_DATA(a)
+
+
+cdef tuple _STATE_NAMES = ("state array 0", "state array 1", "state array 2")
 
 
 cdef _TensorList _tensor_list(list datas, list grads, list states, list steps, object owners):
@@ -61,32 +71,33 @@ cdef _TensorList _tensor_list(list datas, list grads, list states, list steps, o
         raise MemoryError()
     out.n = n
     out.n_f32 = 0
+    cdef cnp.ndarray data
     for k in range(n):
-        if getattr(datas[k], "dtype", None) == np.float32:
+        if not isinstance(datas[k], np.ndarray) or cnp.PyArray_TYPE(<cnp.ndarray>datas[k]) not in (
+                cnp.NPY_FLOAT32, cnp.NPY_FLOAT64):
+            raise TypeError(f"{owners[k]}: data must be a float32 or float64 NumPy array")
+        if cnp.PyArray_TYPE(<cnp.ndarray>datas[k]) == cnp.NPY_FLOAT32:
             out.n_f32 += 1
     cdef Py_ssize_t next_f32 = 0, next_f64 = out.n_f32
     cdef fastfc_optim_tensor *t
     for k in range(n):
-        data = datas[k]
-        if not isinstance(data, np.ndarray) or data.dtype.kind != "f" or data.itemsize not in (4, 8):
-            raise TypeError(f"{owners[k]}: data must be a float32 or float64 NumPy array")
-        dtype, shape = data.dtype, data.shape
-        if dtype == np.float32:
+        data = <cnp.ndarray>datas[k]
+        if cnp.PyArray_TYPE(data) == cnp.NPY_FLOAT32:
             pos = next_f32
             next_f32 += 1
         else:
             pos = next_f64
             next_f64 += 1
         t = &out.tensors[pos]
-        t.param = _checked(data, dtype, shape, True, owners[k], "data")
-        t.grad = _checked(grads[k], dtype, shape, False, owners[k], "grad")
-        t.n = data.size
+        t.param = _checked(data, data, True, owners[k], "data")
+        t.grad = _checked(grads[k], data, False, owners[k], "grad")
+        t.n = cnp.PyArray_SIZE(data)
         t.step = steps[k]
         state = states[k]
         for slot in range(3):
             arr = state[slot] if state is not None else None
             t.state[slot] = NULL if arr is None else _checked(
-                arr, dtype, shape, True, owners[k], f"state array {slot}")
+                arr, data, True, owners[k], _STATE_NAMES[slot])
     return out
 
 
