@@ -3,7 +3,8 @@ with its NumPy twin in fastfc.reference for random shapes (1, primes, sizes
 that are not multiples of the 8/16-lane SIMD width, sizes past the point where
 the kernels start threads), both float types, random memory layouts of every
 input (C order, Fortran order, strided, reversed, transposed, byte-swapped)
-and 1 to 4 threads.
+and 1 to 4 threads; and every optimizer of fastfc.optim against torch.optim's
+update formulas written in NumPy.
 
 Values come from a NumPy generator seeded by hypothesis, so a failure shrinks
 to a small shape and a seed that reproduces it."""
@@ -13,7 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastfc.functional as F
+import fastfc.optim as optim
 import fastfc.reference as R
+from fastfc.parameter import Parameter
 
 from testutil import TOLERANCES, assert_close, num_threads
 
@@ -286,3 +289,108 @@ def test_special_values_propagate_like_reference(case, special):
         scores = x.reshape(x.shape[0], -1)
         loss, dx = F.softmax_loss(scores, np.zeros(scores.shape[0], dtype=np.int64))
         assert dx.shape == scores.shape
+
+
+# ---- optimizers: fastfc.optim against torch.optim's formulas in NumPy ---------------
+
+def numpy_step(name, hyper, p, g, state, t):
+    """One step of torch.optim's rule `name` on float64 copies: the new p;
+    state (a dict) is updated in place; t counts steps from 1."""
+    lr, wd = hyper["lr"], hyper.get("weight_decay", 0.0)
+    if name == "sgd":
+        g = (-g if hyper["maximize"] else g) + wd * p
+        if hyper["momentum"]:
+            buf = state.get("buf")
+            buf = g.copy() if buf is None else (hyper["momentum"] * buf
+                                                + (1 - hyper["dampening"]) * g)
+            state["buf"] = buf
+            g = g + hyper["momentum"] * buf if hyper["nesterov"] else buf
+        return p - lr * g
+    if name == "adagrad":
+        g = g + wd * p
+        state["sum"] = state.get("sum", hyper["initial_accumulator_value"]) + g * g
+        clr = lr / (1 + (t - 1) * hyper["lr_decay"])
+        return p - clr * g / (np.sqrt(state["sum"]) + hyper["eps"])
+    if name == "rmsprop":
+        g = g + wd * p
+        alpha = hyper["alpha"]
+        state["sq"] = alpha * state.get("sq", 0.0) + (1 - alpha) * g * g
+        if hyper["centered"]:
+            state["avg"] = alpha * state.get("avg", 0.0) + (1 - alpha) * g
+            denom = np.sqrt(state["sq"] - state["avg"] ** 2) + hyper["eps"]
+        else:
+            denom = np.sqrt(state["sq"]) + hyper["eps"]
+        if hyper["momentum"] > 0:
+            state["buf"] = hyper["momentum"] * state.get("buf", 0.0) + g / denom
+            return p - lr * state["buf"]
+        return p - lr * g / denom
+    # adam and adamw
+    beta1, beta2 = hyper["betas"]
+    if name == "adamw":
+        p = p * (1 - lr * wd)
+    else:
+        g = g + wd * p
+    state["m"] = beta1 * state.get("m", 0.0) + (1 - beta1) * g
+    state["v"] = beta2 * state.get("v", 0.0) + (1 - beta2) * g * g
+    v = state["v"]
+    if hyper["amsgrad"]:
+        state["vmax"] = v = np.maximum(state.get("vmax", 0.0), v)
+    denom = np.sqrt(v) / np.sqrt(1 - beta2**t) + hyper["eps"]
+    return p - lr / (1 - beta1**t) * state["m"] / denom
+
+
+@st.composite
+def optimizer_configs(draw):
+    """(name, hyperparameters) valid for the rule."""
+    name = draw(st.sampled_from(sorted(optim.OPTIMIZERS)))
+    lr = draw(st.sampled_from([1e-3, 1e-2, 0.1]))
+    wd = draw(st.sampled_from([0.0, 1e-2]))
+    if name == "sgd":
+        momentum = draw(st.sampled_from([0.0, 0.9]))
+        nesterov = momentum > 0 and draw(st.booleans())
+        dampening = 0.0 if nesterov else draw(st.sampled_from([0.0, 0.1]))
+        return name, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=wd,
+                          nesterov=nesterov, maximize=draw(st.booleans()))
+    if name == "adagrad":
+        return name, dict(lr=lr, lr_decay=draw(st.sampled_from([0.0, 0.1])), weight_decay=wd,
+                          initial_accumulator_value=draw(st.sampled_from([0.0, 0.5])),
+                          eps=1e-10)
+    if name == "rmsprop":
+        return name, dict(lr=lr, alpha=draw(st.sampled_from([0.9, 0.99])), eps=1e-8,
+                          weight_decay=wd, momentum=draw(st.sampled_from([0.0, 0.9])),
+                          centered=draw(st.booleans()))
+    return name, dict(lr=lr, betas=(0.9, draw(st.sampled_from([0.99, 0.999]))), eps=1e-8,
+                      weight_decay=wd, amsgrad=draw(st.booleans()))
+
+
+@PROPERTY
+@given(optimizer_configs(), st.lists(st.tuples(st.lists(sizes, min_size=1, max_size=3),
+                                               dtypes), min_size=1, max_size=3),
+       st.integers(1, 4), seeds, threads)
+def test_optimizers_match_numpy_formulas(config, param_specs, n_steps, seed, nt):
+    """Several parameters of mixed shapes and float types, a few steps with
+    random gradients: each update is torch.optim's formula (in float64 NumPy)
+    to float rounding."""
+    name, hyper = config
+    rng = np.random.default_rng(seed)
+    params = [Parameter(normal(rng, tuple(shape), dtype), f"p{i}")
+              for i, (shape, dtype) in enumerate(param_specs)]
+    want = [p.data.astype(np.float64) for p in params]
+    states = [{} for _ in params]
+    opt = optim.OPTIMIZERS[name](params, **hyper)
+    with num_threads(nt):
+        for t in range(1, n_steps + 1):
+            for i, p in enumerate(params):
+                p.grad[...] = normal(rng, p.shape, p.dtype)
+                want[i] = numpy_step(name, hyper, want[i], p.grad.astype(np.float64),
+                                     states[i], t)
+            before = [p.data.copy() for p in params]
+            opt.step()
+            for p, w, b in zip(params, want, before):
+                # float32 parameters are rounded after every step: compare the
+                # update, with an ulp of the parameter per step on top
+                delta = np.abs(w - b).max()
+                eps = np.finfo(p.dtype).eps
+                bound = 1e-5 * delta + 4 * t * eps * (np.abs(w) + delta)
+                err = np.abs(p.data - w)
+                assert np.all(err <= bound), (name, p.name, t, float((err - bound).max()))
