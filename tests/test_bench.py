@@ -131,10 +131,10 @@ def test_measure_interleaves_round_robin():
         return call
     medians, minima, rounds = bench.measure({s: side(s) for s in "abc"}, quick=True)
     assert 3 <= rounds <= 10
-    # One calibration call each, then every round takes one sample of each
+    # Three calibration calls each, then every round takes one sample of each
     # side, the first side moving on by one each round.
     rotations = ["abc", "bca", "cab"]
-    assert "".join(log) == "abc" + "".join(rotations[r % 3] for r in range(rounds))
+    assert "".join(log) == "aaabbbccc" + "".join(rotations[r % 3] for r in range(rounds))
     assert all(0.003 <= minima[s] <= medians[s] for s in "abc")
 
 

@@ -34,6 +34,7 @@ import gc
 import importlib.util
 import json
 import math
+import os
 import platform
 import statistics
 import sys
@@ -662,15 +663,18 @@ def _seconds_per_call(call, loops):
 def measure(calls, quick=False):
     """Median seconds per call of each callable, timed round-robin.
 
-    Each callable gets a loop count making one sample last about 20 ms (2 ms
-    with quick); each round takes one sample of every side, starting with a
-    different side each round. Rounds go on for a time budget, between a
-    minimum and a maximum count.
+    Each callable gets a loop count making one sample last about 5 ms (2 ms
+    with quick), from the fastest of three single calls; each round takes one
+    sample of every side, starting with a different side each round. Rounds
+    go on for a time budget, between a minimum and a maximum count. Short
+    samples and many rounds keep the median clear of the stalls a shared
+    machine causes (a preempted thread holds up a whole OpenMP team).
 
     Returns (dict side -> median seconds, dict side -> min seconds, rounds).
     """
-    sample_s, min_rounds, max_rounds, budget_s = (0.002, 3, 10, 0.3) if quick else (0.02, 7, 60, 3.0)
-    loops = {side: max(1, min(10_000, round(sample_s / max(_seconds_per_call(call, 1), 1e-9))))
+    sample_s, min_rounds, max_rounds, budget_s = (0.002, 3, 10, 0.3) if quick else (0.005, 7, 200, 3.0)
+    loops = {side: max(1, min(10_000, round(sample_s / max(min(_seconds_per_call(call, 1) for _ in range(3)),
+                                                               1e-9))))
              for side, call in calls.items()}
     samples = {side: [] for side in calls}
     sides, rounds, start = list(calls), 0, time.perf_counter()
@@ -884,10 +888,13 @@ def run(cases=None, threads=None, dtype="float32", quick=False, use_torch=True, 
     meta = {"machine": machine_description(), "threads": threads, "dtype": np.dtype(dtype).name,
             "quick": quick, "fastfc": __version__, "numpy": np.__version__,
             "torch": torch.__version__ if torch else None, "python": platform.python_version(),
-            "date": time.strftime("%Y-%m-%d %H:%M")}
+            "date": time.strftime("%Y-%m-%d %H:%M"), "load_average_before": _load_average()}
     print(f"fastfc {__version__} on {meta['machine']}: {threads} thread(s), {meta['dtype']}, "
           f"{'quick' if quick else 'full'} run; medians of round-robin timings "
           f"(vs = other side's time / fastfc's)", file=out)
+    if meta["load_average_before"] and meta["load_average_before"] > 0.5:
+        print(f"note: the load average is {meta['load_average_before']:.1f} before starting: other "
+              "processes share the cores, so the timings will be noisy (2-thread runs most)", file=out)
     if use_torch and torch is None:
         print("PyTorch is not installed (pip install torch==2.13.0): no torch column", file=out)
     print(header(), file=out, flush=True)
@@ -901,7 +908,16 @@ def run(cases=None, threads=None, dtype="float32", quick=False, use_torch=True, 
                 print(format_row(records[-1]), file=out, flush=True)
     finally:
         set_num_threads(old_threads)
+    meta["load_average_after"] = _load_average()
     return {"meta": meta, "results": records}
+
+
+def _load_average():
+    """The 1-minute load average, or None where the system does not say."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
 
 
 def add_arguments(parser):
