@@ -350,8 +350,13 @@ def test_bad_param_groups():
         optim.Adam([{"params": [p]}, {"params": [p, q]}])
     with pytest.raises(ValueError, match="weight_dacay"):
         optim.Adam([{"params": [p], "weight_dacay": 0.1}])
-    with pytest.raises(ValueError, match=r"param_groups\[1\].*lr|lr"):
+    with pytest.raises(ValueError, match="lr"):
         optim.Adam([{"params": [p]}, {"params": [q], "lr": -1}])
+    with pytest.raises(ValueError, match="nesterov"):
+        optim.SGD([{"params": [p], "momentum": 0.0}], momentum=0.9, nesterov=True)
+    # a group override completes the defaults before the nesterov check
+    opt = optim.SGD([{"params": [p], "nesterov": True}], momentum=0.9)
+    assert opt.param_groups[0]["nesterov"] and opt.param_groups[0]["momentum"] == 0.9
 
 
 @pytest.mark.parametrize("bad_grad, error, match", [

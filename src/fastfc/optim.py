@@ -93,6 +93,7 @@ class Optimizer:
 
     def __init__(self, params, defaults):
         self.defaults = self._checked(defaults, "defaults")
+        self._check_combination(self.defaults)
         self.param_groups = []
         self.state = {}
         if isinstance(params, (Parameter, np.ndarray, dict)):
@@ -120,11 +121,10 @@ class Optimizer:
                 raise ValueError(f"unknown hyperparameter {key!r} in {where} for "
                                  f"{type(self).__name__} (it takes {known})")
             out[key] = check(key, value)
-        self._check_combination(out)
         return out
 
     def _check_combination(self, group):
-        """Checks between hyperparameters (SGD's nesterov)."""
+        """Checks between the hyperparameters of a whole group (SGD's nesterov)."""
 
     def add_param_group(self, param_group):
         """Adds a group {"params": [...], <hyperparameter overrides>}: its
@@ -267,6 +267,7 @@ class Optimizer:
             hyper = {k: v for k, v in saved.items() if k not in ("params", "name")}
             new_group = dict(group)
             new_group.update(self._checked(hyper, f"state_dict's param_groups[{g}]"))
+            self._check_combination(new_group)
             if "name" in saved:
                 new_group["name"] = str(saved["name"])
             new_groups.append(new_group)
@@ -382,11 +383,9 @@ class SGD(Optimizer):
                                       maximize=maximize))
 
     def _check_combination(self, group):
-        if group.get("nesterov") and (group.get("momentum", 0) <= 0
-                                      or group.get("dampening", 0) != 0):
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ValueError("nesterov=True needs momentum > 0 and dampening == 0, got "
-                             f"momentum={group.get('momentum')}, "
-                             f"dampening={group.get('dampening')}")
+                             f"momentum={group['momentum']}, dampening={group['dampening']}")
 
     def _state_slots(self, group):
         return ("momentum_buffer" if group["momentum"] != 0 else None, None, None)
