@@ -1,6 +1,7 @@
 """Hardening (issue 7): garbage at the API raises ValueError/TypeError, never
 crashes the interpreter; allocation failure is MemoryError; kernels are
-re-entrant and release the GIL; set_num_threads(1) keeps the process on one
+re-entrant and release the GIL; optimizers check every parameter before
+writing any; set_num_threads(1) keeps the process on one
 thread and no BLAS thread pool runs inside fastfc's threads; results agree
 across 1, 2 and 4 threads; repeated forward/backward passes do not leak.
 
@@ -22,7 +23,9 @@ import pytest
 
 import fastfc
 import fastfc.functional as F
+import fastfc.optim as optim
 import fastfc.reference as R
+from fastfc.parameter import Parameter
 
 from testutil import TOLERANCES, assert_close, num_threads
 
@@ -303,6 +306,27 @@ def test_read_only_inputs_are_accepted_and_left_unchanged(rng):
     for a, before in zip(inputs, copies):
         np.testing.assert_array_equal(a, before)
     assert_close(out, R.affine_relu_forward(x, w, b)[0], TOLERANCES[np.float64])
+
+
+def test_optimizer_rejects_bad_parameters_before_touching_any():
+    """Optimizers write into Parameter.data: a read-only, mistyped or
+    misshapen array raises, and no parameter of the step is changed."""
+    good = Parameter(np.ones(4), "good")
+    bad = Parameter(np.ones(3), "bad")
+    good.grad[...] = bad.grad[...] = 1.0
+    opt = optim.Adam([good, bad], lr=0.1)
+    for spoil, error, match in [
+            (lambda: bad.data.setflags(write=False), ValueError, "read-only"),
+            (lambda: setattr(bad, "grad", np.ones(3, np.float32)), TypeError, "float32"),
+            (lambda: setattr(bad, "grad", np.ones(4)), ValueError, "shape"),
+            (lambda: setattr(bad, "grad", np.ones(6)[::2]), ValueError, "contiguous")]:
+        bad.data = np.ones(3)
+        bad.grad = np.ones(3)
+        spoil()
+        with pytest.raises(error, match=match):
+            opt.step()
+        np.testing.assert_array_equal(good.data, np.ones(4))
+        np.testing.assert_array_equal(bad.data, np.ones(3))
 
 
 def unaligned(a):
@@ -606,12 +630,15 @@ def test_softmax_stays_finite_for_huge_float32_logits():
 LEAK_RUN = """
 import json, os
 import numpy as np
-import fastfc, fastfc.functional as F
+import fastfc, fastfc.functional as F, fastfc.optim as optim
+from fastfc.parameter import Parameter
 
 rng = np.random.default_rng(0)
 x = rng.standard_normal((64, 256)).astype(np.float32)
-w1 = (rng.standard_normal((256, 128)) / 16).astype(np.float32)
-b1 = np.zeros(128, np.float32)
+w1_param = Parameter((rng.standard_normal((256, 128)) / 16).astype(np.float32), "w1")
+b1_param = Parameter(np.zeros(128, np.float32), "b1")
+w1, b1 = w1_param.data, b1_param.data  # updated in place by the optimizers
+optimizers = [cls([w1_param, b1_param], lr=1e-6) for cls in optim.OPTIMIZERS.values()]
 img = rng.standard_normal((4, 3, 16, 16)).astype(np.float32)
 k = rng.standard_normal((8, 3, 3, 3)).astype(np.float32)
 y = rng.integers(0, 128, 64)
@@ -625,7 +652,10 @@ def step(i):
     F.svm_loss(t, y)
     F.mse_loss(t, s)
     dh = F.dropout_backward(F.sigmoid_backward(F.tanh_backward(dt, t_cache), s_cache), drop_cache)
-    F.affine_relu_backward(dh, fc_cache)
+    _, w1_param.grad, b1_param.grad = F.affine_relu_backward(dh, fc_cache, compute_dx=False)
+    for opt in optimizers:
+        opt.step()
+    optimizers[i % len(optimizers)].zero_grad()
     out, conv_cache = F.conv_forward(img, k, b1[:8], stride=1, pad=1)
     r, r_cache = F.relu_forward(out)
     pooled, pool_cache = F.max_pool_forward(r)
@@ -664,8 +694,8 @@ def check_rss_flat(iterations):
 
 @pytest.mark.skipif(not LINUX_PROC, reason="reads RSS from /proc/self/statm")
 def test_no_leak_over_repeated_steps():
-    """A forward/backward step through every kernel, repeated: the resident
-    memory stays flat after warm-up (a leaked output would add ~32 KiB to
+    """A forward/backward step through every kernel and an update by every
+    optimizer, repeated: the resident memory stays flat after warm-up (a leaked output would add ~32 KiB to
     64 KiB per step, megabytes over the run)."""
     check_rss_flat(1000)
 
