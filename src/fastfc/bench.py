@@ -664,7 +664,7 @@ def measure(calls, quick=False):
     """Median seconds per call of each callable, timed round-robin.
 
     Each callable gets a loop count making one sample last about 5 ms (2 ms
-    with quick), from the fastest of three single calls; each round takes one
+    with quick), from the fastest of up to three single calls; each round takes one
     sample of every side, starting with a different side each round. Rounds
     go on for a time budget, between a minimum and a maximum count. Short
     samples and many rounds keep the median clear of the stalls a shared
@@ -673,9 +673,13 @@ def measure(calls, quick=False):
     Returns (dict side -> median seconds, dict side -> min seconds, rounds).
     """
     sample_s, min_rounds, max_rounds, budget_s = (0.002, 3, 10, 0.3) if quick else (0.005, 7, 200, 3.0)
-    loops = {side: max(1, min(10_000, round(sample_s / max(min(_seconds_per_call(call, 1) for _ in range(3)),
-                                                               1e-9))))
-             for side, call in calls.items()}
+
+    def loop_count(call):
+        single = _seconds_per_call(call, 1)
+        if single < sample_s:  # short calls: a stall in the one timed call would skew the count
+            single = min(single, _seconds_per_call(call, 1), _seconds_per_call(call, 1))
+        return max(1, min(10_000, round(sample_s / max(single, 1e-9))))
+    loops = {side: loop_count(call) for side, call in calls.items()}
     samples = {side: [] for side in calls}
     sides, rounds, start = list(calls), 0, time.perf_counter()
     while rounds < min_rounds or (rounds < max_rounds and time.perf_counter() - start < budget_s):
