@@ -1,0 +1,226 @@
+"""The `fastfc` command line: end to end in subprocesses on the embedded digits
+(few epochs, tiny networks), Ctrl-C, and the error paths (one line, no traceback)."""
+import csv
+import importlib.util
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastfc
+from fastfc import cli, plotting
+
+# The training commands need the models work (fastfc.layers, fastfc.models, fastfc.Solver).
+needs_models = pytest.mark.skipif(
+    importlib.util.find_spec("fastfc.models") is None or not hasattr(fastfc, "Solver"),
+    reason="fastfc.models / fastfc.Solver not available in this checkout")
+
+SRC = os.path.dirname(os.path.dirname(os.path.abspath(fastfc.__file__)))
+TINY = ["--hidden", "32", "--epochs", "3", "--lr", "1e-2", "--threads", "1"]
+
+
+def run_fastfc(*argv, timeout=120):
+    """`python -m fastfc argv...` in a subprocess; returns the CompletedProcess."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")])))
+    return subprocess.run([sys.executable, "-m", "fastfc", *map(str, argv)], capture_output=True,
+                          text=True, timeout=timeout, env=env)
+
+
+def test_accuracy_line(stdout, split="test"):
+    match = re.search(rf"{split} accuracy (\d+\.\d+)%", stdout)
+    assert match, stdout
+    return float(match.group(1))
+
+
+test_accuracy_line.__test__ = False  # a helper, not a test
+
+
+def without_timings(stdout):
+    """stdout with the samples/s and seconds columns removed (they vary run to run)."""
+    return re.sub(r"[\d,]+ samples/s\s+[\d.]+ s", "", stdout)
+
+
+@needs_models
+def test_train_evaluate_predict(tmp_path):
+    model, log, plot = tmp_path / "model.npz", tmp_path / "history.csv", tmp_path / "curves.png"
+    result = run_fastfc("train", *TINY, "--save", model, "--log", log, "--plot", plot)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    epoch_lines = [line for line in result.stdout.splitlines() if line.startswith("epoch ")]
+    assert len(epoch_lines) == 3 and "samples/s" in epoch_lines[0] and "val loss" in epoch_lines[0]
+    accuracy = test_accuracy_line(result.stdout)
+    assert accuracy > 80
+    for path in (model, cli.spec_path(model), log, plotting.iteration_log_path(log)):
+        assert f"saved {path}" in result.stdout and os.path.getsize(path) > 0
+
+    with open(log) as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert all(0 <= float(r["val_acc"]) <= 1 for r in rows)
+    with open(plotting.iteration_log_path(log)) as f:
+        assert len(list(csv.reader(f))) == 1 + 3 * -(-1257 // 64)  # header + one row per batch
+    if plotting.have_matplotlib():
+        assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with open(cli.spec_path(model)) as f:
+        spec = json.load(f)
+    assert spec["hidden"] == [32] and spec["input_shape"] == [1, 8, 8] and len(spec["mean"]) == 1
+
+    # The saved model gives the same test accuracy, and predictions agree with it.
+    evaluated = run_fastfc("evaluate", "--model", model, "--threads", "1")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert test_accuracy_line(evaluated.stdout) == accuracy
+
+    images = fastfc.datasets.load_digits()["X_test"][:5]
+    np.save(tmp_path / "images.npy", images.reshape(5, 64) * 16)  # raw 0..16 pixels, flattened
+    predicted = run_fastfc("predict", "--model", model, "--input", tmp_path / "images.npy",
+                           "--pixel-max", 16, "--output", tmp_path / "pred.csv")
+    assert predicted.returncode == 0, predicted.stderr
+    with open(tmp_path / "pred.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 5 and all(0 < float(r["probability"]) <= 1 for r in rows)
+    on_split = run_fastfc("predict", "--model", model)
+    split_rows = list(csv.DictReader(on_split.stdout.splitlines()))
+    assert len(split_rows) == 360
+    assert [r["label"] for r in split_rows[:5]] == [r["label"] for r in rows]
+
+
+@needs_models
+def test_train_is_reproducible():
+    first = run_fastfc("train", *TINY, "--dropout", "0.2")
+    second = run_fastfc("train", *TINY, "--dropout", "0.2")
+    assert first.returncode == second.returncode == 0, first.stderr + second.stderr
+    assert without_timings(first.stdout) == without_timings(second.stdout)
+
+
+@needs_models
+def test_train_cnn_with_augmentation():
+    result = run_fastfc("train", "--model", "cnn", "--filters", "4", "--hidden", "16", "--epochs", "2",
+                        "--lr", "1e-2", "--augment", "crop=1", "--optimizer", "adamw", "--weight-decay", "1e-3",
+                        "--threads", "1", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "epoch" not in result.stdout  # --quiet
+    assert test_accuracy_line(result.stdout) > 30
+
+
+@needs_models
+def test_search(tmp_path):
+    result = run_fastfc("search", "--trials", "2", "--epochs", "1", "--final-epochs", "2",
+                        "--hidden-choices", "8,16", "--threads", "1", "--log", tmp_path / "trials.csv",
+                        "--save", tmp_path / "best.npz")
+    assert result.returncode == 0, result.stderr
+    table = [line.split() for line in result.stdout.splitlines() if re.match(r"\s+\d+\s+\d+\s", line)]
+    assert sorted(int(row[1]) for row in table) == [1, 2]
+    val_accs = [float(row[-2].rstrip("%")) for row in table]
+    assert val_accs == sorted(val_accs, reverse=True)
+    assert test_accuracy_line(result.stdout) > 30
+    assert os.path.exists(tmp_path / "best.npz") and os.path.exists(tmp_path / "trials.csv")
+
+
+def test_info():
+    result = run_fastfc("info")
+    assert result.returncode == 0 and result.stdout.startswith("fastfc ")
+
+
+@needs_models
+def test_ctrl_c_saves_and_exits_130(tmp_path):
+    model = tmp_path / "model.npz"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")])))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fastfc", "train", "--hidden", "16", "--epochs", "100000", "--threads", "1",
+         "--save", str(model), "--log", str(tmp_path / "history.csv")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        for line in process.stdout:  # wait until training is under way
+            if line.startswith("epoch "):
+                break
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert len(stderr.strip().splitlines()) == 1 and "interrupted" in stderr
+    assert str(model) in stderr
+    assert "test accuracy" not in stdout
+    assert os.path.getsize(model) > 0 and os.path.getsize(tmp_path / "history.csv") > 0
+    assert cli.main(["evaluate", "--model", str(model)]) == 0
+
+
+@needs_models
+def test_plot_without_matplotlib(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    assert not plotting.have_matplotlib()
+    status = cli.main(["train", "--hidden", "8", "--epochs", "1", "--plot", str(tmp_path / "c.png"), "--quiet"])
+    out, err = capsys.readouterr()
+    assert status == 0 and "test accuracy" in out
+    assert "pip install fastfc[plot]" in err and not (tmp_path / "c.png").exists()
+    with pytest.raises(plotting.MissingMatplotlibError, match="pip install"):
+        plotting.plot_history(tmp_path / "c.png", [1.0], [])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--dataset", "imagenet"], "unknown dataset"),
+    (["train", "--dataset", "mnist"], "--data-dir is required"),
+    (["train", "--dataset", "cifar10", "--data-dir", "/no/such/dir"], "directory not found"),
+    (["train", "--hidden", "256,x"], "--hidden"),
+    (["train", "--hidden", "0"], "--hidden"),
+    (["train", "--lr", "-1"], "--lr"),
+    (["train", "--lr", "nan"], "--lr"),
+    (["train", "--epochs", "0"], "--epochs"),
+    (["train", "--dropout", "1"], "--dropout"),
+    (["train", "--model", "rnn"], "--model"),
+    (["train", "--augment", "rotate"], "--augment"),
+    (["train", "--classes", "3,eleven"], "unknown class"),
+    (["train", "--val-size", "5000"], "val_size"),
+    pytest.param(["train", "--model", "cnn", "--filters", "8,8,8,8"], "--filters", marks=needs_models),
+    (["train", "--no-such-option"], "unrecognized arguments"),
+    (["evaluate", "--model", "/no/such/model.npz"], "model file not found"),
+    (["evaluate"], "--model"),
+    (["search", "--lr-range", "1e-2,1e-4"], "--lr-range"),
+    (["search", "--lr-range", "0,1e-2", "--trials", "1"], "LOW > 0"),
+    ([], ""),
+])
+def test_errors_are_one_line(argv, message, capsys):
+    status = cli.main(argv)
+    out, err = capsys.readouterr()
+    assert status != 0
+    if argv:
+        assert len(err.strip().splitlines()) == 1, err
+        assert message in err and "Traceback" not in err
+
+
+@needs_models
+def test_saved_model_errors(tmp_path, capsys):
+    model = tmp_path / "model.npz"
+    assert cli.main(["train", "--hidden", "8", "--epochs", "1", "--save", str(model), "--quiet"]) == 0
+    np.save(tmp_path / "wrong.npy", np.zeros((2, 3, 8, 8), np.float32))
+    bad_inputs = [
+        (["predict", "--model", str(model), "--input", str(tmp_path / "wrong.npy")], "the model expects (1, 8, 8)"),
+        (["predict", "--model", str(model), "--input", str(tmp_path / "none.npy")], "--input file not found"),
+        (["evaluate", "--model", str(model), "--dataset", "mnist", "--data-dir", str(tmp_path)],
+         "MNIST file not found"),
+    ]
+    for argv, message in bad_inputs:
+        capsys.readouterr()
+        assert cli.main(argv) == cli.EXIT_ERROR
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+    sidecar = cli.spec_path(model)
+    open(sidecar, "w").write("{not json")
+    assert cli.main(["evaluate", "--model", str(model)]) == cli.EXIT_ERROR
+    assert "not valid JSON" in capsys.readouterr().err
+    os.remove(sidecar)
+    assert cli.main(["evaluate", "--model", str(model)]) == cli.EXIT_ERROR
+    assert "model.json not found" in capsys.readouterr().err
+
+
+def test_subprocess_error_has_no_traceback():
+    result = run_fastfc("train", "--dataset", "fashion-mnist", "--data-dir", "/no/such/dir")
+    assert result.returncode == 1
+    assert result.stderr.strip() == "fastfc: error: MNIST directory not found: /no/such/dir"
