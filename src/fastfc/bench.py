@@ -908,13 +908,19 @@ def run(cases=None, threads=None, dtype="float32", quick=False, use_torch=True, 
     meta = {"machine": machine_description(), "threads": threads, "dtype": np.dtype(dtype).name,
             "quick": quick, "fastfc": __version__, "numpy": np.__version__,
             "torch": torch.__version__ if torch else None, "python": platform.python_version(),
-            "date": time.strftime("%Y-%m-%d %H:%M"), "load_average_before": _load_average()}
+            "date": time.strftime("%Y-%m-%d %H:%M"), "load_average_before": _load_average(),
+            "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT")}
     print(f"fastfc {__version__} on {meta['machine']}: {threads} thread(s), {meta['dtype']}, "
           f"{'quick' if quick else 'full'} run; medians of round-robin timings "
           f"(vs = other side's time / fastfc's)", file=out)
     if meta["load_average_before"] and meta["load_average_before"] > 0.5:
         print(f"note: the load average is {meta['load_average_before']:.1f} before starting: other "
               "processes share the cores, so the timings will be noisy (2-thread runs most)", file=out)
+    if not os.environ.get("OPENBLAS_THREAD_TIMEOUT"):
+        # Measured here: fastfc's affine layer took 2x longer right after the reference's GEMMs.
+        print("note: NumPy's OpenBLAS threads keep spinning for about 0.1 s after each call and slow "
+              "whichever side runs next; OPENBLAS_THREAD_TIMEOUT=4 (set before starting) makes them "
+              "sleep at once", file=out)
     if use_torch and torch is None:
         print("PyTorch is not installed (pip install torch==2.13.0): no torch column", file=out)
     print(header(), file=out, flush=True)
