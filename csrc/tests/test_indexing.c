@@ -22,19 +22,7 @@
 #include "fastfc.h"
 #include "internal.h"
 
-static int n_passed, n_failed;
-
-#define CHECK(cond, ...)                                         \
-    do {                                                         \
-        if (cond) {                                              \
-            n_passed++;                                          \
-        } else {                                                 \
-            n_failed++;                                          \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-            fprintf(stderr, __VA_ARGS__);                        \
-            fprintf(stderr, "\n");                               \
-        }                                                        \
-    } while (0)
+#include "check.h"
 
 #define TWO_31 ((int64_t)1 << 31)
 #define TWO_32 ((int64_t)1 << 32)

@@ -10,19 +10,7 @@
 
 #include "fastfc.h"
 
-static int n_passed, n_failed;
-
-#define CHECK(cond, ...)                                   \
-    do {                                                   \
-        if (cond) {                                        \
-            n_passed++;                                    \
-        } else {                                           \
-            n_failed++;                                    \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-            fprintf(stderr, __VA_ARGS__);                  \
-            fprintf(stderr, "\n");                         \
-        }                                                  \
-    } while (0)
+#include "check.h"
 
 /* Column-major C = alpha op(A) op(B) + beta C, the Fortran BLAS contract. */
 static void naive_dgemm(char *ta, char *tb, int *m, int *n, int *k, double *alpha, double *a,
