@@ -11,6 +11,11 @@ from ._config import get_num_threads, set_num_threads, show_config
 from . import functional
 from . import functional as F
 from . import gradcheck
+from . import layers, models, optim
+from .layers import (Conv2d, Dropout, Flatten, Linear, MaxPool2d, MSELoss, ReLU, Sigmoid,
+                     SoftmaxCrossEntropy, SVMLoss, Tanh)
+from .parameter import Parameter
+from .solver import Solver, evaluate
 
 # fastfc threads around single-threaded BLAS calls; see _config.
 from ._config import _pin_blas_to_one_thread
@@ -18,4 +23,7 @@ from ._config import _pin_blas_to_one_thread
 _pin_blas_to_one_thread()
 del _pin_blas_to_one_thread
 
-__all__ = ["F", "functional", "gradcheck", "get_num_threads", "set_num_threads", "show_config"]
+__all__ = ["F", "functional", "gradcheck", "get_num_threads", "set_num_threads", "show_config",
+           "layers", "models", "optim", "Parameter", "Solver", "evaluate",
+           "Linear", "ReLU", "Sigmoid", "Tanh", "Dropout", "Conv2d", "MaxPool2d", "Flatten",
+           "SoftmaxCrossEntropy", "SVMLoss", "MSELoss"]

@@ -1,0 +1,406 @@
+"""Layers as objects: forward(x) and backward(dout), over fastfc.functional.
+
+    fc = Linear(784, 100, seed=0)
+    out = fc.forward(x)              # (N, 100)
+    dx = fc.backward(dout)           # fills fc.grads['W'], fc.grads['b']
+
+Argument names follow torch.nn. Weights are course-layout arrays: Linear's
+W is (in_features, out_features) and x @ W + b is its output; Conv2d's W is
+(out_channels, in_channels, kh, kw). Each trainable array is a
+fastfc.Parameter whose .data and .grad keep their identity for the layer's
+whole life: optimizers update .data in place and backward overwrites .grad
+(it does not accumulate). layer.params['W'] and layer.grads['W'] are those
+arrays by name.
+
+Initialisation: weights are drawn N(0, std^2) with std = weight_scale when
+given (the course's fixed scale), otherwise He's sqrt(2 / fan_in) (right
+for layers followed by ReLU, and used for every Linear and Conv2d without a
+weight_scale, the output layer included); biases start at zero. seed (an
+int or an np.random.Generator) makes it reproducible; None draws from
+NumPy's global generator, so np.random.seed fixes it too.
+"""
+import numbers
+
+import numpy as np
+
+from . import functional as F
+from .parameter import Parameter
+
+__all__ = ["Layer", "Linear", "ReLU", "Sigmoid", "Tanh", "Dropout", "Conv2d", "MaxPool2d",
+           "Flatten", "SoftmaxCrossEntropy", "SVMLoss", "MSELoss"]
+
+
+def _generator(seed):
+    """An np.random.Generator from an int seed, a Generator, or None (one seeded
+    from NumPy's global generator, so that np.random.seed governs it)."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if seed is None:
+        return np.random.default_rng(np.random.randint(0, 2**31 - 1))
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, an np.random.Generator or None, got {seed!r}")
+    return np.random.default_rng(int(seed))
+
+
+def _float_dtype(dtype):
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+    return dtype
+
+
+def _positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def _pair(name, value):
+    """(a, b) from an int or a pair of positive ints."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+        return _positive_int(name, value[0]), _positive_int(name, value[1])
+    value = _positive_int(name, value)
+    return value, value
+
+
+class Layer:
+    """Base class. Subclasses set _parameters (name -> Parameter) in __init__
+    and implement forward(x) and backward(dout).
+
+    Attributes:
+    - training: True in training mode (train()), False after eval()
+    - params, grads: dicts name -> the Parameters' data and grad arrays
+    """
+
+    # Names of parameters that L2 regularisation and weight decay apply to.
+    weight_names = ("W",)
+
+    def __init__(self):
+        self._parameters = {}
+        self.training = True
+
+    @property
+    def params(self):
+        return {name: p.data for name, p in self._parameters.items()}
+
+    @property
+    def grads(self):
+        return {name: p.grad for name, p in self._parameters.items()}
+
+    def parameters(self):
+        """The layer's Parameters, a list."""
+        return list(self._parameters.values())
+
+    def named_parameters(self):
+        """List of (name, Parameter), names as in params ('W', 'b')."""
+        return list(self._parameters.items())
+
+    def train(self):
+        self.training = True
+        return self
+
+    def eval(self):
+        self.training = False
+        return self
+
+    def _add_parameter(self, name, data):
+        self._parameters[name] = Parameter(data, name)
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+class _Weighted(Layer):
+    """Shared by Linear and Conv2d: W drawn at init, optional zero bias, the
+    forward cache, and a backward that writes the parameter gradients."""
+
+    def __init__(self, w_shape, fan_in, n_out, bias, weight_scale, seed, dtype):
+        super().__init__()
+        dtype = _float_dtype(dtype)
+        if weight_scale is None:
+            std = np.sqrt(2.0 / fan_in)
+        else:
+            if isinstance(weight_scale, bool) or not isinstance(weight_scale, numbers.Real) \
+                    or not weight_scale >= 0:
+                raise ValueError(f"weight_scale must be a number >= 0 or None, got {weight_scale!r}")
+            std = float(weight_scale)
+        rng = _generator(seed)
+        self._add_parameter("W", (std * rng.standard_normal(w_shape)).astype(dtype))
+        if bias:
+            self._add_parameter("b", np.zeros(n_out, dtype=dtype))
+        else:
+            self._zero_bias = np.zeros(n_out, dtype=dtype)  # what the kernels add
+        self.dtype = dtype
+        self._cache = None
+
+    def _bias(self):
+        b = self._parameters.get("b")
+        return b.data if b is not None else self._zero_bias
+
+    def _store_grads(self, dw, db):
+        self._parameters["W"].grad[...] = dw
+        if "b" in self._parameters:
+            self._parameters["b"].grad[...] = db
+
+    def _take_cache(self):
+        if self._cache is None:
+            raise RuntimeError(f"{self!r}: backward called without a forward before it")
+        cache, self._cache = self._cache, None
+        return cache
+
+
+class Linear(_Weighted):
+    """Fully-connected layer: out = x.reshape(N, in_features) @ W + b.
+
+    Inputs:
+    - in_features, out_features: sizes
+    - bias: whether to learn a bias b (out_features,)
+    - weight_scale: std of the initial weights; None: He, sqrt(2 / in_features)
+    - seed: int, np.random.Generator or None
+    - dtype: float32 (default) or float64
+
+    Parameters: W (in_features, out_features), b (out_features,).
+    """
+
+    def __init__(self, in_features, out_features, bias=True, weight_scale=None, seed=None,
+                 dtype=np.float32):
+        self.in_features = _positive_int("in_features", in_features)
+        self.out_features = _positive_int("out_features", out_features)
+        super().__init__((self.in_features, self.out_features), self.in_features,
+                         self.out_features, bias, weight_scale, seed, dtype)
+
+    def _check_input(self, x):
+        x = np.asarray(x)
+        if x.ndim < 2 or x.shape[0] == 0 or x.size // x.shape[0] != self.in_features:
+            raise ValueError(f"{self!r} expects input of shape (N, {self.in_features}) "
+                             f"(or any (N, ...) with {self.in_features} features per sample), "
+                             f"got x of shape {x.shape}")
+        return x
+
+    def forward(self, x):
+        """x (N, d_1, ..., d_k) with d_1 * ... * d_k = in_features -> (N, out_features)."""
+        out, cache = F.affine_forward(self._check_input(x), self.params["W"], self._bias())
+        self._cache = (cache, False)
+        return out
+
+    def forward_relu(self, x):
+        """ReLU(forward(x)) in one fused kernel; backward then includes the ReLU.
+        (Sequential calls it for a Linear followed by a ReLU.)"""
+        out, cache = F.affine_relu_forward(self._check_input(x), self.params["W"], self._bias())
+        self._cache = (cache, True)
+        return out
+
+    def backward(self, dout, compute_dx=True):
+        """dout (N, out_features) -> dx shaped like x (None when compute_dx is
+        False: a network's first layer skips that GEMM); writes grads W and b."""
+        cache, fused = self._take_cache()
+        backward = F.affine_relu_backward if fused else F.affine_backward
+        dx, dw, db = backward(dout, cache, compute_dx=compute_dx)
+        self._store_grads(dw, db)
+        return dx
+
+    def __repr__(self):
+        return f"Linear({self.in_features}, {self.out_features})"
+
+
+class Conv2d(_Weighted):
+    """2-d convolution over NCHW inputs (cross-correlation, as torch.nn.Conv2d).
+
+    Inputs:
+    - in_channels, out_channels: channel counts
+    - kernel_size: int or (kh, kw)
+    - stride, padding: ints (the same along both axes; zero padding)
+    - bias, weight_scale, seed, dtype: as Linear; He's std is sqrt(2 / (in_channels*kh*kw))
+
+    Parameters: W (out_channels, in_channels, kh, kw), b (out_channels,).
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
+                 weight_scale=None, seed=None, dtype=np.float32):
+        self.in_channels = _positive_int("in_channels", in_channels)
+        self.out_channels = _positive_int("out_channels", out_channels)
+        self.kernel_size = _pair("kernel_size", kernel_size)
+        self.stride = _positive_int("stride", stride)
+        if isinstance(padding, bool) or not isinstance(padding, numbers.Integral) or padding < 0:
+            raise ValueError(f"padding must be a non-negative int, got {padding!r}")
+        self.padding = int(padding)
+        kh, kw = self.kernel_size
+        super().__init__((self.out_channels, self.in_channels, kh, kw), self.in_channels * kh * kw,
+                         self.out_channels, bias, weight_scale, seed, dtype)
+
+    def forward(self, x):
+        """x (N, in_channels, H, W) -> (N, out_channels, H', W')."""
+        x = np.asarray(x)
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"{self!r} expects input of shape (N, {self.in_channels}, H, W), "
+                             f"got x of shape {x.shape}")
+        out, self._cache = F.conv_forward(x, self.params["W"], self._bias(), self.stride,
+                                          self.padding)
+        return out
+
+    def backward(self, dout, compute_dx=True):
+        """dout (N, out_channels, H', W') -> dx (N, in_channels, H, W), or None
+        when compute_dx is False (skips the col2im); writes grads W and b."""
+        dx, dw, db = F.conv_backward(dout, self._take_cache(), compute_dx=compute_dx)
+        self._store_grads(dw, db)
+        return dx
+
+    def __repr__(self):
+        return (f"Conv2d({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding})")
+
+
+class _Stateless(Layer):
+    """A layer without parameters whose forward is a course function pair."""
+
+    _forward = None   # the functional forward, (x) -> (out, cache)
+    _backward = None  # the functional backward, (dout, cache) -> dx
+
+    def __init__(self):
+        super().__init__()
+        self._cache = None
+
+    def forward(self, x):
+        out, self._cache = type(self)._forward(x)
+        return out
+
+    def backward(self, dout):
+        if self._cache is None:
+            raise RuntimeError(f"{self!r}: backward called without a forward before it")
+        cache, self._cache = self._cache, None
+        return type(self)._backward(dout, cache)
+
+
+class ReLU(_Stateless):
+    """max(0, x) element-wise. Inside a Sequential, a ReLU right after a Linear
+    is folded into the Linear's fused kernel."""
+    _forward = staticmethod(F.relu_forward)
+    _backward = staticmethod(F.relu_backward)
+
+
+class Sigmoid(_Stateless):
+    """1 / (1 + exp(-x)) element-wise."""
+    _forward = staticmethod(F.sigmoid_forward)
+    _backward = staticmethod(F.sigmoid_backward)
+
+
+class Tanh(_Stateless):
+    """tanh(x) element-wise."""
+    _forward = staticmethod(F.tanh_forward)
+    _backward = staticmethod(F.tanh_backward)
+
+
+class Flatten(_Stateless):
+    """(N, d_1, ..., d_k) -> (N, d_1 * ... * d_k), as torch.nn.Flatten()."""
+
+    @staticmethod
+    def _forward(x):
+        x = np.asarray(x)
+        return x.reshape(x.shape[0], -1), x.shape
+
+    @staticmethod
+    def _backward(dout, shape):
+        return np.asarray(dout).reshape(shape)
+
+
+class MaxPool2d(_Stateless):
+    """Max pooling over NCHW inputs.
+
+    Inputs: kernel_size (int or (kh, kw)); stride (int, default kernel_size's height).
+    """
+
+    def __init__(self, kernel_size, stride=None):
+        super().__init__()
+        self.kernel_size = _pair("kernel_size", kernel_size)
+        self.stride = self.kernel_size[0] if stride is None else _positive_int("stride", stride)
+
+    def forward(self, x):
+        out, self._cache = F.max_pool_forward(x, self.kernel_size[0], self.kernel_size[1],
+                                              self.stride)
+        return out
+
+    _backward = staticmethod(F.max_pool_backward)
+
+    def __repr__(self):
+        return f"MaxPool2d(kernel_size={self.kernel_size}, stride={self.stride})"
+
+
+class Dropout(_Stateless):
+    """Inverted dropout: in training mode each element is zeroed with
+    probability p and the others scaled by 1 / (1 - p); identity in eval mode.
+
+    Inputs:
+    - p: probability of dropping, in [0, 1)
+    - seed: int, np.random.Generator or None. Each forward draws a fresh mask
+      from this generator (a seeded run is reproducible).
+    - same_mask: if True (needs an int seed), every training forward uses the
+      one mask given by seed, as the course's dropout_param['seed'] does:
+      the loss is then a deterministic function of the weights, which is what
+      a numerical gradient check needs.
+    """
+
+    def __init__(self, p=0.5, seed=None, same_mask=False):
+        super().__init__()
+        if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= p < 1.0:
+            raise ValueError(f"p (the probability of dropping) must be in [0, 1), got {p!r}")
+        self.p = float(p)
+        self.same_mask = bool(same_mask)
+        if self.same_mask:
+            if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+                raise ValueError(f"same_mask=True needs a non-negative int seed, got {seed!r}")
+            self.seed = int(seed)
+        else:
+            self._rng = _generator(seed)
+
+    def forward(self, x):
+        seed = self.seed if self.same_mask else int(self._rng.integers(0, 2**63 - 1))
+        out, self._cache = F.dropout_forward(x, self.p, train=self.training, seed=seed)
+        return out
+
+    _backward = staticmethod(F.dropout_backward)
+
+    def __repr__(self):
+        return f"Dropout(p={self.p})"
+
+
+# ---- losses ------------------------------------------------------------------
+
+class _Loss:
+    """forward(scores, target) -> loss (a float); backward() -> dL/dscores of
+    the last forward."""
+
+    _function = None  # the functional loss, (scores, target) -> (loss, dscores)
+
+    def __init__(self):
+        self._dscores = None
+
+    def forward(self, scores, target):
+        loss, self._dscores = type(self)._function(scores, target)
+        return float(loss)
+
+    __call__ = forward
+
+    def backward(self):
+        if self._dscores is None:
+            raise RuntimeError(f"{type(self).__name__}: backward called without a forward before it")
+        return self._dscores
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+class SoftmaxCrossEntropy(_Loss):
+    """Softmax cross-entropy averaged over the batch: forward(scores (N, C), y (N,))."""
+    _function = staticmethod(F.softmax_loss)
+
+
+class SVMLoss(_Loss):
+    """Multiclass hinge loss (margin 1) averaged over the batch: forward(scores (N, C), y (N,))."""
+    _function = staticmethod(F.svm_loss)
+
+
+class MSELoss(_Loss):
+    """Mean squared error over all elements: forward(pred, target of pred's shape)."""
+    _function = staticmethod(F.mse_loss)

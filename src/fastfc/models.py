@@ -1,0 +1,385 @@
+"""Networks: Sequential stacks of fastfc.layers, and the course's models.
+
+Object style:
+
+    model = Sequential(Linear(784, 100), ReLU(), Linear(100, 10))
+    scores = model.forward(X)
+    loss = criterion.forward(scores, y)
+    model.backward(criterion.backward())      # fills every Parameter's grad
+    optimizer.step()
+
+Course style (what fastfc.Solver trains): a model with a `params` dict and
+`loss(X, y=None)` returning the class scores when y is None and
+(loss, grads) otherwise, grads keyed like params. Sequential(..., loss=...)
+offers it, and TwoLayerNet, FullyConnectedNet and ConvNet are Sequentials
+built for you. Parameter names are the course's: W1, b1 for the first layer
+with parameters, W2, b2 for the second, and so on.
+
+save(path) writes the parameters to a plain .npz (one array per name);
+load(path) reads them back without unpickling anything.
+"""
+import contextlib
+import numbers
+import os
+import tempfile
+
+import numpy as np
+
+from .layers import (Conv2d, Dropout, Flatten, Layer, Linear, MaxPool2d, ReLU, SoftmaxCrossEntropy,
+                     _generator)
+
+__all__ = ["Sequential", "TwoLayerNet", "FullyConnectedNet", "ConvNet", "save_arrays", "load_arrays"]
+
+
+def save_arrays(path, arrays):
+    """Write arrays (dict name -> array) to path as an uncompressed .npz, atomically:
+    the data go to a temporary file in the same directory, which then replaces
+    path, so a failure midway leaves any old file at path as it was. path is
+    used as given (no '.npz' is appended)."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
+                                         dir=directory)
+    try:
+        with os.fdopen(handle, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+        raise
+
+
+def load_arrays(path, expected):
+    """The arrays of the .npz at path, checked against expected (dict name ->
+    array): the same names, shapes and dtypes, else a ValueError naming the
+    first mismatch. Never unpickles. Returns dict name -> array."""
+    path = os.fspath(path)
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except ValueError as exc:  # e.g. a pickle, which allow_pickle=False refuses
+        raise ValueError(f"{path} is not a parameter file written by save ({exc})") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path} holds a single array, not an .npz of named parameters")
+    with archive:
+        names = set(archive.files)
+        missing = [name for name in expected if name not in names]
+        unexpected = sorted(names - set(expected))
+        if missing or unexpected:
+            raise ValueError(f"{path} does not match the model: "
+                             + "; ".join(filter(None, [
+                                 missing and f"missing parameters {missing}",
+                                 unexpected and f"unexpected parameters {unexpected}"])))
+        loaded = {}
+        for name, want in expected.items():
+            got = archive[name]
+            if got.shape != want.shape:
+                raise ValueError(f"parameter {name!r} has shape {got.shape} in {path} but "
+                                 f"{want.shape} in the model")
+            if got.dtype != want.dtype:
+                raise ValueError(f"parameter {name!r} is {got.dtype} in {path} but "
+                                 f"{want.dtype} in the model")
+            loaded[name] = got
+    return loaded
+
+
+def check_samples(X, y=None):
+    """X as an array with at least one sample (and y, if given, one label per sample)."""
+    X = np.asarray(X)
+    if X.ndim < 1 or X.shape[0] == 0:
+        raise ValueError(f"X must hold at least one sample, got shape {X.shape}")
+    if y is not None:
+        y = np.asarray(y)
+        if y.ndim != 1 or y.shape[0] != X.shape[0]:
+            raise ValueError(f"X has {X.shape[0]} samples but y has shape {y.shape}; "
+                             f"y must hold one label per sample")
+    return X, y
+
+
+def check_batch_size(batch_size):
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    return int(batch_size)
+
+
+class Sequential:
+    """Layers applied in order.
+
+    Inputs:
+    - *layers: fastfc.layers objects. A Linear directly followed by a ReLU
+      runs as one fused affine-ReLU kernel (the ReLU object is then not called).
+    - loss: the loss layer used by loss(X, y) (e.g. SoftmaxCrossEntropy()), or None
+    - reg: L2 strength for loss(X, y): adds reg * sum(W * W) over the weights
+      (not the biases) to the loss and 2 * reg * W to their gradients
+
+    Attributes: layers, loss_fn, reg, training, dtype (of the parameters).
+    """
+
+    def __init__(self, *layers, loss=None, reg=0.0):
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"layers[{i}] must be a fastfc.layers layer, got {type(layer).__name__}")
+        if isinstance(reg, bool) or not isinstance(reg, numbers.Real) or not reg >= 0:
+            raise ValueError(f"reg must be a number >= 0, got {reg!r}")
+        self.layers = list(layers)
+        self.loss_fn = loss
+        self.reg = float(reg)
+        self.training = True
+        # The run order: (layer, fused with the ReLU after it).
+        self._steps = []
+        i = 0
+        while i < len(layers):
+            fused = isinstance(layers[i], Linear) and i + 1 < len(layers) and type(layers[i + 1]) is ReLU
+            self._steps.append((layers[i], fused))
+            i += 2 if fused else 1
+        # The first step with parameters never needs to pass a gradient further back.
+        self._first_weighted = next((i for i, (layer, _) in enumerate(self._steps)
+                                     if layer.parameters()), None)
+        self._named = {}
+        self._weights = []
+        for index, layer in enumerate([layer for layer, _ in self._steps if layer.parameters()], 1):
+            for short, param in layer.named_parameters():
+                param.name = f"{short}{index}"
+                self._named[param.name] = param
+                if short in layer.weight_names:
+                    self._weights.append(param)
+        dtypes = {p.dtype for p in self._named.values()}
+        if len(dtypes) > 1:
+            raise TypeError(f"the layers mix parameter dtypes {sorted(str(d) for d in dtypes)}")
+        self.dtype = dtypes.pop() if dtypes else None
+
+    # ---- parameters ------------------------------------------------------------
+
+    def parameters(self):
+        """Every Parameter, in layer order (a list)."""
+        return list(self._named.values())
+
+    def named_parameters(self):
+        """List of (name, Parameter): W1, b1, W2, ..."""
+        return list(self._named.items())
+
+    @property
+    def params(self):
+        """dict name -> parameter array (the arrays themselves: writes go to the model)."""
+        return {name: p.data for name, p in self._named.items()}
+
+    @property
+    def grads(self):
+        """dict name -> gradient array, as left by the last backward."""
+        return {name: p.grad for name, p in self._named.items()}
+
+    def param_groups(self, weight_decay=0.0):
+        """Optimizer param groups: the weights with weight_decay, the biases
+        (and any other parameter) with none. Empty groups are left out."""
+        weights = {id(p) for p in self._weights}
+        groups = [{"params": self._weights, "weight_decay": weight_decay},
+                  {"params": [p for p in self._named.values() if id(p) not in weights],
+                   "weight_decay": 0.0}]
+        return [group for group in groups if group["params"]]
+
+    # ---- modes -----------------------------------------------------------------
+
+    def train(self):
+        """Training mode (dropout active). Returns self."""
+        self.training = True
+        for layer in self.layers:
+            layer.train()
+        return self
+
+    def eval(self):
+        """Evaluation mode (dropout off). Returns self."""
+        self.training = False
+        for layer in self.layers:
+            layer.eval()
+        return self
+
+    @contextlib.contextmanager
+    def _mode(self, training):
+        """Run a block in the given mode, then go back to the mode before."""
+        before = self.training
+        self.train() if training else self.eval()
+        try:
+            yield
+        finally:
+            self.train() if before else self.eval()
+
+    # ---- passes ----------------------------------------------------------------
+
+    def _as_input(self, X):
+        """X as an array of the parameters' dtype (a copy only when it differs)."""
+        X = np.asarray(X)
+        if self.dtype is not None and X.dtype != self.dtype:
+            X = X.astype(self.dtype)
+        return X
+
+    def forward(self, X):
+        """Output of the last layer for the batch X (N, ...), in the current mode."""
+        h = self._as_input(X)
+        for layer, fused in self._steps:
+            h = layer.forward_relu(h) if fused else layer.forward(h)
+        return h
+
+    def backward(self, dout, need_input_grad=False):
+        """Backpropagates dout (the gradient of the loss with respect to the
+        last forward's output), overwriting every Parameter's grad.
+
+        The gradient with respect to the input X is only computed when
+        need_input_grad is True (e.g. for a gradient check): otherwise the
+        first layer with parameters skips it and None is returned.
+        """
+        for i in reversed(range(len(self._steps))):
+            layer, _ = self._steps[i]
+            if i == self._first_weighted and not need_input_grad:
+                layer.backward(dout, compute_dx=False)
+                return None
+            dout = layer.backward(dout)
+        return dout
+
+    def _scores(self, X, batch_size):
+        """Evaluation-mode outputs for X, batch by batch, as one array."""
+        X, _ = check_samples(X)
+        batch_size = check_batch_size(batch_size)
+        with self._mode(False):
+            return np.concatenate([self.forward(X[i:i + batch_size])
+                                   for i in range(0, len(X), batch_size)])
+
+    def predict(self, X, batch_size=256):
+        """Predicted class (the argmax of the scores) of each sample of X,
+        in evaluation mode. Returns (N,) int64."""
+        return np.argmax(self._scores(X, batch_size), axis=1)
+
+    def loss(self, X, y=None):
+        """The course contract.
+
+        Inputs: X (N, ...) samples; y (N,) labels (or targets for MSELoss), or None.
+        Returns:
+        - y None: the scores (N, C), evaluation mode (dropout off)
+        - else (loss, grads): the loss (including the L2 term) in training mode
+          and dict name -> gradient array, keyed like params
+        """
+        if y is None:
+            with self._mode(False):
+                return self.forward(check_samples(X)[0])
+        if self.loss_fn is None:
+            raise ValueError("this Sequential has no loss: build it with loss=SoftmaxCrossEntropy() "
+                             "(or another loss) to call loss(X, y)")
+        X, y = check_samples(X, y)
+        with self._mode(True):
+            loss = self.loss_fn.forward(self.forward(X), y)
+            self.backward(self.loss_fn.backward())
+        if self.reg:
+            for p in self._weights:
+                loss += self.reg * float(np.vdot(p.data, p.data))
+                p.grad += (2 * self.reg) * p.data
+        return loss, self.grads
+
+    # ---- files -----------------------------------------------------------------
+
+    def save(self, path):
+        """Writes the parameters to path as a plain .npz (names W1, b1, ...),
+        atomically (see save_arrays)."""
+        save_arrays(path, self.params)
+
+    def load(self, path):
+        """Fills the parameters in place from a file written by save. The
+        names, shapes and dtypes must match the model's (ValueError naming the
+        mismatch otherwise; the model is then unchanged). Returns self."""
+        for name, array in load_arrays(path, self.params).items():
+            np.copyto(self._named[name].data, array)
+        return self
+
+    def __repr__(self):
+        inner = ",\n  ".join(repr(layer) for layer in self.layers)
+        return f"{type(self).__name__}(\n  {inner}\n)"
+
+
+def _mlp_layers(dims, dropout, weight_scale, rng, seed, dtype):
+    """Linear-ReLU(-Dropout) blocks through dims, then a Linear to dims[-1]."""
+    stack = []
+    for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:])):
+        stack.append(Linear(d_in, d_out, weight_scale=weight_scale, seed=rng, dtype=dtype))
+        if i < len(dims) - 2:
+            stack.append(ReLU())
+            if dropout > 0:
+                # With an int seed every call uses the same mask, as the course's
+                # dropout_param['seed'] (a gradient check needs that).
+                fixed = isinstance(seed, numbers.Integral)
+                stack.append(Dropout(dropout, seed=seed + i if fixed else rng, same_mask=fixed))
+    return stack
+
+
+class TwoLayerNet(Sequential):
+    """affine - relu - affine - softmax, the course's two-layer network.
+
+    Inputs: input_dim D, hidden_dim H, num_classes C, weight_scale (std of the
+    initial weights), reg (L2 strength), dtype, seed (int/Generator/None).
+    params: W1 (D, H), b1 (H,), W2 (H, C), b2 (C,).
+    """
+
+    def __init__(self, input_dim=3 * 32 * 32, hidden_dim=100, num_classes=10, weight_scale=1e-3,
+                 reg=0.0, dtype=np.float32, seed=None):
+        rng = _generator(seed)
+        super().__init__(*_mlp_layers((input_dim, hidden_dim, num_classes), 0.0, weight_scale, rng,
+                                      None, dtype),
+                         loss=SoftmaxCrossEntropy(), reg=reg)
+
+
+class FullyConnectedNet(Sequential):
+    """{affine - relu - [dropout]} x (L - 1) - affine - softmax, the course's network.
+
+    Inputs:
+    - hidden_dims: list of hidden layer sizes
+    - input_dim, num_classes: sizes
+    - dropout: probability of dropping each hidden unit (0: no dropout layers)
+    - reg: L2 strength
+    - weight_scale: std of the initial weights (None: He initialisation)
+    - dtype: float32 or float64 (use float64 for gradient checks)
+    - seed: makes the initialisation reproducible and, as in the course,
+      fixes the dropout mask: every loss(X, y) call drops the same units
+    params: W1, b1, ..., WL, bL.
+    """
+
+    def __init__(self, hidden_dims, input_dim=3 * 32 * 32, num_classes=10, dropout=0.0, reg=0.0,
+                 weight_scale=1e-2, dtype=np.float32, seed=None):
+        if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        dims = (input_dim, *hidden_dims, num_classes)
+        super().__init__(*_mlp_layers(dims, dropout, weight_scale, _generator(seed), seed, dtype),
+                         loss=SoftmaxCrossEntropy(), reg=reg)
+        self.num_layers = len(dims) - 1
+
+
+class ConvNet(Sequential):
+    """{conv - relu - 2x2 max pool} x len(num_filters) - affine - relu - affine - softmax.
+
+    Inputs:
+    - input_dim: (C, H, W) of the images
+    - num_filters: filters of each conv block
+    - filter_size: odd kernel size; the convolutions pad to keep H and W
+    - hidden_dim: width of the hidden affine layer (None: the head is one affine layer)
+    - num_classes, weight_scale (None: He), reg, dtype, seed: as FullyConnectedNet
+    params: W1, b1 (first conv), ..., then the affine layers'.
+    """
+
+    def __init__(self, input_dim=(3, 32, 32), num_filters=(32, 64), filter_size=3, hidden_dim=100,
+                 num_classes=10, weight_scale=None, reg=0.0, dtype=np.float32, seed=None):
+        channels, height, width = input_dim
+        rng = _generator(seed)
+        stack = []
+        for filters in num_filters:
+            if height < 2 or width < 2:
+                raise ValueError(f"num_filters: {len(num_filters)} conv-pool blocks do not fit "
+                                 f"input_dim {tuple(input_dim)}")
+            stack += [Conv2d(channels, filters, filter_size, padding=(filter_size - 1) // 2,
+                             weight_scale=weight_scale, seed=rng, dtype=dtype),
+                      ReLU(), MaxPool2d(2)]
+            # 'same' padding keeps odd-sized maps; the pool halves them
+            height = (height + 2 * ((filter_size - 1) // 2) - filter_size + 1) // 2
+            width = (width + 2 * ((filter_size - 1) // 2) - filter_size + 1) // 2
+            channels = filters
+        stack.append(Flatten())
+        head = (channels * height * width,) + ((hidden_dim,) if hidden_dim else ()) + (num_classes,)
+        stack += _mlp_layers(head, 0.0, weight_scale, rng, None, dtype)
+        super().__init__(*stack, loss=SoftmaxCrossEntropy(), reg=reg)

@@ -1,0 +1,436 @@
+"""The training loop: Solver (the course's API, and more) and evaluate.
+
+    solver = Solver(model, data, update_rule="adam", optim_config={"learning_rate": 1e-3},
+                    batch_size=64, num_epochs=10, seed=0)
+    solver.train()        # the model ends holding its best-validation parameters
+
+The model is any course-style model (a `params` dict and loss(X, y=None)),
+e.g. a fastfc.models.Sequential with a loss, FullyConnectedNet or ConvNet.
+"""
+import contextlib
+import math
+import numbers
+import signal
+import sys
+import threading
+import time
+
+import numpy as np
+
+from . import functional as F
+from . import optim
+from .layers import _generator
+from .models import check_batch_size, check_samples, save_arrays
+from .parameter import Parameter
+
+__all__ = ["Solver", "evaluate"]
+
+# update_rule name -> (optimizer class, default hyperparameters). The course
+# names keep the course's default learning rates. sgd_momentum is torch's
+# SGD with momentum 0.9: at a constant learning rate it takes the course
+# rule's steps (v = -lr * torch's buffer).
+RULES = {
+    "sgd": (optim.SGD, {"lr": 1e-2}),
+    "sgd_momentum": (optim.SGD, {"lr": 1e-2, "momentum": 0.9}),
+    "rmsprop": (optim.RMSprop, {}),
+    "adam": (optim.Adam, {}),
+    "adamw": (optim.AdamW, {}),
+    "adagrad": (optim.Adagrad, {}),
+}
+
+# The course's config keys, as torch.optim names them.
+COURSE_KEYS = {"learning_rate": "lr", "epsilon": "eps", "decay_rate": "alpha"}
+
+
+def _batch_loss_fn(model):
+    """(scores, y) -> loss of a batch: the model's own loss layer, else softmax."""
+    loss_fn = getattr(model, "loss_fn", None)
+    if loss_fn is not None:
+        return loss_fn.forward
+    return lambda scores, y: F.softmax_loss(scores, y)[0]
+
+
+def evaluate(model, X, y, batch_size=100):
+    """Average loss (without regularisation) and accuracy of a classifier.
+
+    Inputs:
+    - model: a course-style model (loss(X) returns scores (N, C))
+    - X: (N, ...) samples; y: (N,) integer labels
+    - batch_size: samples per forward pass
+
+    Returns (avg_loss, accuracy), both floats.
+    """
+    X, y = check_samples(X, y)
+    batch_size = check_batch_size(batch_size)
+    batch_loss = _batch_loss_fn(model)
+    total_loss, correct = 0.0, 0
+    for start in range(0, len(X), batch_size):
+        yb = y[start:start + batch_size]
+        scores = model.loss(X[start:start + batch_size])
+        total_loss += batch_loss(scores, yb) * len(yb)
+        correct += int(np.count_nonzero(np.argmax(scores, axis=1) == yb))
+    return total_loss / len(X), correct / len(X)
+
+
+def _positive_int(name, value, allow_none=False):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1{' or None' if allow_none else ''}, got {value!r}")
+    return int(value)
+
+
+def _nonnegative(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
+        raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+    return float(value)
+
+
+class _Interrupt:
+    """While active (main thread only), the first Ctrl-C only asks the loop to
+    stop at the next batch boundary; a second one interrupts at once."""
+
+    def __init__(self):
+        self.requested = False
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    @contextlib.contextmanager
+    def active(self):
+        self.requested = False
+        install = (threading.current_thread() is threading.main_thread()
+                   and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+        if install:
+            signal.signal(signal.SIGINT, self._handler)
+        try:
+            yield self
+        finally:
+            if install:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+class Solver:
+    """Trains a classifier with minibatch gradient descent.
+
+    Inputs:
+    - model: course-style model: `params` dict and loss(X, y=None); Sequential
+      models also give their Parameters and param groups
+    - data: dict with X_train, y_train, X_val, y_val
+    - update_rule: "sgd", "sgd_momentum", "rmsprop", "adam", "adamw", "adagrad"
+      (fastfc.optim's fused optimizers, torch.optim's formulas), or a
+      course-style callable rule(w, dw, config) -> (next_w, config)
+    - optim_config: hyperparameters: "learning_rate" (or "lr") and the rule's
+      others, under the course's names (epsilon, decay_rate, beta1, beta2) or
+      torch's (eps, alpha, betas, momentum, ...)
+    - lr_decay: the learning rate is multiplied by this after each epoch
+    - batch_size, num_epochs
+    - num_train_samples: training samples used for the train accuracy of each epoch
+    - num_val_samples: validation samples used each epoch (None: all)
+    - print_every: with verbose, print the loss every this many iterations
+    - verbose: print progress (a tqdm bar when stderr is a terminal; epoch
+      lines unless on_epoch_end is given); False: the Solver prints nothing
+    - checkpoint_name: path of an .npz ('.npz' appended when missing) that
+      holds the best parameters, rewritten when they improve and on Ctrl-C
+    - seed: int or np.random.Generator for shuffling, subsampling and augment
+    - patience: stop after this many epochs without a better val accuracy (None: never)
+    - weight_decay: L2 decay of the weights (never the biases)
+    - augment: callable(X_batch, rng) -> X_batch applied to each training batch
+    - on_epoch_end: callable(solver, record) after each epoch; record has epoch,
+      train_loss, train_acc, val_loss, val_acc, lr, seconds (the epoch's wall
+      time) and samples_per_s (training throughput)
+
+    Attributes: loss_history (per iteration), train_acc_history and
+    val_acc_history (per epoch), epoch_history (the records), best_val_acc,
+    best_params, interrupted, epoch.
+    """
+
+    def __init__(self, model, data, update_rule="adam", optim_config=None, lr_decay=1.0,
+                 batch_size=100, num_epochs=10, num_train_samples=1000, num_val_samples=None,
+                 print_every=10, verbose=True, checkpoint_name=None, seed=None, patience=None,
+                 weight_decay=0.0, augment=None, on_epoch_end=None):
+        self.model = model
+        for key in ("X_train", "y_train", "X_val", "y_val"):
+            if key not in data:
+                raise ValueError(f"data is missing {key!r} (it needs X_train, y_train, X_val, y_val)")
+        self.X_train, self.y_train = self._checked_split(data, "train")
+        self.X_val, self.y_val = self._checked_split(data, "val")
+        self.batch_size = check_batch_size(batch_size)
+        self.num_epochs = _positive_int("num_epochs", num_epochs)
+        self.num_train_samples = _positive_int("num_train_samples", num_train_samples, allow_none=True)
+        self.num_val_samples = _positive_int("num_val_samples", num_val_samples, allow_none=True)
+        self.print_every = _positive_int("print_every", print_every)
+        self.patience = _positive_int("patience", patience, allow_none=True)
+        self.lr_decay = _nonnegative("lr_decay", lr_decay)
+        self.verbose = bool(verbose)
+        self.checkpoint_name = checkpoint_name
+        self.augment = augment
+        self.on_epoch_end = on_epoch_end
+        self.rng = _generator(0 if seed is None else seed)
+        self._check_classes()
+
+        config = dict(optim_config or {})
+        if "weight_decay" in config:
+            if weight_decay:
+                raise ValueError("weight_decay is given twice (as an argument and in optim_config)")
+            weight_decay = config.pop("weight_decay")
+        self.weight_decay = _nonnegative("weight_decay", weight_decay)
+        self._named = self._named_parameters()
+        self._groups = self._param_groups()
+        self._set_up_update(update_rule, config)
+        self._reset()
+
+    # ---- setup -----------------------------------------------------------------
+
+    @staticmethod
+    def _checked_split(data, split):
+        X, y = np.asarray(data[f"X_{split}"]), np.asarray(data[f"y_{split}"])
+        if X.ndim < 1 or X.shape[0] == 0:
+            raise ValueError(f"X_{split} is empty (shape {X.shape}); the Solver needs samples")
+        if y.ndim != 1 or y.shape[0] != X.shape[0]:
+            raise ValueError(f"X_{split} has {X.shape[0]} samples but y_{split} has shape {y.shape}")
+        if y.dtype.kind not in "iu":
+            raise ValueError(f"y_{split} must hold integer labels, got dtype {y.dtype}")
+        return X, y
+
+    def _check_classes(self):
+        """One forward of a single sample checks the input width and gives the
+        number of classes, which the labels must fit."""
+        scores = self.model.loss(self.X_train[:1])
+        num_classes = scores.shape[1]
+        for split, y in (("train", self.y_train), ("val", self.y_val)):
+            low, high = int(y.min()), int(y.max())
+            if low < 0 or high >= num_classes:
+                bad = low if low < 0 else high
+                raise ValueError(f"y_{split} holds label {bad}, outside [0, {num_classes}) "
+                                 f"(the model has {num_classes} classes)")
+
+    def _named_parameters(self):
+        """dict name -> Parameter: the model's own, or Parameters sharing the
+        memory of a plain course model's params arrays."""
+        if hasattr(self.model, "named_parameters"):
+            return dict(self.model.named_parameters())
+        named = {}
+        for name, array in self.model.params.items():
+            named[name] = Parameter(array, name)
+            self.model.params[name] = named[name].data  # the same array from now on
+        return named
+
+    def _param_groups(self):
+        if hasattr(self.model, "param_groups"):
+            return self.model.param_groups(self.weight_decay)
+        # Plain course models: matrices and filters are weights, vectors biases.
+        weights = [p for p in self._named.values() if p.data.ndim >= 2]
+        others = [p for p in self._named.values() if p.data.ndim < 2]
+        groups = [{"params": weights, "weight_decay": self.weight_decay},
+                  {"params": others, "weight_decay": 0.0}]
+        return [group for group in groups if group["params"]]
+
+    def _set_up_update(self, update_rule, config):
+        lr_keys = [key for key in ("learning_rate", "lr") if key in config]
+        if len(lr_keys) == 2:
+            raise ValueError("optim_config gives both 'learning_rate' and 'lr'")
+        for key in lr_keys:
+            value = config[key]
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
+                raise ValueError(f"optim_config[{key!r}] (the learning rate) must be a number >= 0, "
+                                 f"got {value!r}")
+        if callable(update_rule):
+            self.optimizer = None
+            self.update_rule = update_rule
+            if "lr" in config:
+                config["learning_rate"] = config.pop("lr")
+            self.optim_configs = {name: dict(config) for name in self._named}
+            self._decay = {id(p): group["weight_decay"] for group in self._groups
+                           for p in group["params"]}
+            return
+        if update_rule not in RULES:
+            raise ValueError(f"unknown update_rule {update_rule!r}; choose one of "
+                             f"{', '.join(RULES)} or pass a callable rule(w, dw, config)")
+        optimizer_class, defaults = RULES[update_rule]
+        hyper = dict(defaults)
+        for key, value in config.items():
+            hyper[COURSE_KEYS.get(key, key)] = value
+        if "beta1" in hyper or "beta2" in hyper:
+            beta1, beta2 = hyper.pop("betas", (0.9, 0.999))
+            hyper["betas"] = (hyper.pop("beta1", beta1), hyper.pop("beta2", beta2))
+        self.update_rule = update_rule
+        self.optimizer = optimizer_class(self._groups, **hyper)
+        self.optim_configs = None
+
+    def _reset(self):
+        self.epoch = 0
+        self.loss_history = []
+        self.train_acc_history = []
+        self.val_acc_history = []
+        self.epoch_history = []
+        self.best_val_acc = 0.0
+        self.best_params = {name: p.data.copy() for name, p in self._named.items()}
+        self.interrupted = False
+
+    # ---- one step ----------------------------------------------------------------
+
+    def _step(self, X_batch, y_batch):
+        """Loss and gradients of the batch, then the update. Returns the loss."""
+        loss, grads = self.model.loss(X_batch, y_batch)
+        for name, p in self._named.items():
+            if grads[name] is not p.grad:
+                p.grad[...] = grads[name]
+        if self.optimizer is not None:
+            self.optimizer.step()
+            return loss
+        for name, p in self._named.items():
+            if self._decay[id(p)]:
+                p.grad += self._decay[id(p)] * p.data
+            next_w, self.optim_configs[name] = self.update_rule(p.data, p.grad, self.optim_configs[name])
+            if next_w is not p.data:
+                p.data[...] = next_w
+        return loss
+
+    def _learning_rate(self):
+        if self.optimizer is not None:
+            return self.optimizer.param_groups[0]["lr"]
+        return next(iter(self.optim_configs.values()), {}).get("learning_rate")
+
+    def _decay_learning_rate(self):
+        if self.optimizer is not None:
+            for group in self.optimizer.param_groups:
+                group["lr"] *= self.lr_decay
+        else:
+            for config in self.optim_configs.values():
+                if "learning_rate" in config:
+                    config["learning_rate"] *= self.lr_decay
+
+    # ---- checks ------------------------------------------------------------------
+
+    def _subsample(self, X, y, num_samples):
+        if num_samples is not None and len(X) > num_samples:
+            index = self.rng.choice(len(X), num_samples, replace=False)
+            return X[index], y[index]
+        return X, y
+
+    def check_accuracy(self, X, y, num_samples=None, batch_size=100):
+        """Fraction of (a random subsample of num_samples of) X classified as y."""
+        X, y = check_samples(X, y)
+        X, y = self._subsample(X, y, num_samples)
+        return evaluate(self.model, X, y, batch_size)[1]
+
+    def _restore_best(self):
+        for name, p in self._named.items():
+            np.copyto(p.data, self.best_params[name])
+
+    def _write_checkpoint(self):
+        if self.checkpoint_name is None:
+            return
+        path = str(self.checkpoint_name)
+        save_arrays(path if path.endswith(".npz") else path + ".npz", self.best_params)
+
+    def _say(self, text, bar):
+        (bar.write if bar is not None else print)(text)
+
+    # ---- the loop ------------------------------------------------------------------
+
+    def train(self):
+        """Runs the optimisation; the model ends with the best-validation parameters.
+
+        Raises FloatingPointError (best parameters restored) when a loss is
+        NaN or infinite. On Ctrl-C, stops at the next batch boundary, restores
+        the best parameters, writes the checkpoint, sets interrupted and
+        re-raises KeyboardInterrupt.
+        """
+        X, y = self.X_train, self.y_train
+        n = len(X)
+        batch = min(self.batch_size, n)
+        # One buffer per run: each batch is gathered into it, not into a new array.
+        X_buffer = np.empty((batch,) + X.shape[1:], dtype=X.dtype)
+        y_buffer = np.empty(batch, dtype=y.dtype)
+        iterations = -(-n // batch)
+        show_bar = self.verbose and sys.stderr.isatty()
+        stale_epochs = 0
+        interrupt = _Interrupt()
+        bar = None
+        try:
+            with interrupt.active():
+                for epoch in range(self.epoch + 1, self.num_epochs + 1):
+                    started = time.perf_counter()
+                    if show_bar:
+                        from tqdm.auto import tqdm
+                        bar = tqdm(total=iterations, desc=f"epoch {epoch}/{self.num_epochs}",
+                                   unit="batch", leave=False, file=sys.stderr)
+                    order = self.rng.permutation(n)
+                    total_loss = 0.0
+                    for it, start in enumerate(range(0, n, batch)):
+                        if interrupt.requested:
+                            raise KeyboardInterrupt
+                        index = order[start:start + batch]
+                        X_batch, y_batch = X_buffer[:len(index)], y_buffer[:len(index)]
+                        np.take(X, index, axis=0, out=X_batch)
+                        np.take(y, index, out=y_batch)
+                        if self.augment is not None:
+                            X_batch = self.augment(X_batch, self.rng)
+                        loss = float(self._step(X_batch, y_batch))
+                        if not math.isfinite(loss):
+                            self._restore_best()
+                            raise FloatingPointError(
+                                f"the loss is {loss} at epoch {epoch}, iteration {it + 1} of "
+                                f"{iterations}; the best parameters so far are restored (try a "
+                                f"smaller learning rate)")
+                        self.loss_history.append(loss)
+                        total_loss += loss * len(index)
+                        t = len(self.loss_history)
+                        if self.verbose and t % self.print_every == 0:
+                            self._say(f"(Iteration {t} / {iterations * self.num_epochs}) "
+                                      f"loss: {loss:f}", bar)
+                        if bar is not None:
+                            rate = (start + len(index)) / (time.perf_counter() - started)
+                            bar.set_postfix_str(f"loss {loss:.4f}, {rate:,.0f} samples/s",
+                                                refresh=False)
+                            bar.update(1)
+                    train_seconds = time.perf_counter() - started
+                    if bar is not None:
+                        bar.close()
+                        bar = None
+                    if self._end_epoch(epoch, total_loss / n, n / train_seconds, started):
+                        stale_epochs = 0
+                    else:
+                        stale_epochs += 1
+                    if self.patience is not None and stale_epochs >= self.patience:
+                        break
+        except KeyboardInterrupt:
+            self._restore_best()
+            self._write_checkpoint()
+            self.interrupted = True
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+        self._restore_best()
+
+    def _end_epoch(self, epoch, train_loss, samples_per_s, started):
+        """Accuracies, history, best parameters, checkpoint, callback and the
+        learning-rate decay of an epoch. Returns whether val accuracy improved."""
+        self.epoch = epoch
+        train_acc = self.check_accuracy(self.X_train, self.y_train, self.num_train_samples)
+        X_val, y_val = self._subsample(self.X_val, self.y_val, self.num_val_samples)
+        val_loss, val_acc = evaluate(self.model, X_val, y_val)
+        self.train_acc_history.append(train_acc)
+        self.val_acc_history.append(val_acc)
+        improved = val_acc > self.best_val_acc or epoch == 1
+        if improved:
+            self.best_val_acc = val_acc
+            for name, p in self._named.items():
+                np.copyto(self.best_params[name], p.data)
+            self._write_checkpoint()
+        record = dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss,
+                      val_acc=val_acc, lr=self._learning_rate(),
+                      seconds=time.perf_counter() - started, samples_per_s=samples_per_s)
+        self.epoch_history.append(record)
+        if self.on_epoch_end is not None:
+            self.on_epoch_end(self, record)
+        elif self.verbose:
+            print(f"(Epoch {epoch} / {self.num_epochs}) train acc: {train_acc:f}; "
+                  f"val_acc: {val_acc:f}")
+        self._decay_learning_rate()
+        return improved
