@@ -1,0 +1,307 @@
+"""fastfc.models: gradient checks of every model's loss(X, y) in float64, the
+course contract, fused Linear+ReLU, the first layer skipping dx, parameter
+groups, save/load (round trip, mismatches, atomic writes) and bad input."""
+import os
+
+import numpy as np
+import pytest
+
+import fastfc
+from fastfc import layers as L
+from fastfc import reference as R
+from fastfc.gradcheck import eval_numerical_gradient, eval_numerical_gradient_array, rel_error
+from fastfc.models import ConvNet, FullyConnectedNet, Sequential, TwoLayerNet
+
+from testutil import TOLERANCES, assert_close, num_threads
+
+
+def grad_error(numerical, analytic):
+    """Largest difference relative to the gradient's largest entry (entries
+    near zero hold only rounding noise in the numerical gradient)."""
+    scale = max(np.max(np.abs(numerical)), np.max(np.abs(analytic)), 1e-30)
+    return np.max(np.abs(numerical - analytic)) / scale
+
+
+def check_model_gradients(model, X, y, tol=1e-7):
+    loss, grads = model.loss(X, y)
+    grads = {name: g.copy() for name, g in grads.items()}
+    assert sorted(grads) == sorted(model.params)
+    for name, param in model.params.items():
+        numerical = eval_numerical_gradient(lambda _: model.loss(X, y)[0], param, h=1e-5)
+        assert grad_error(numerical, grads[name]) < tol, name
+        assert rel_error(numerical, grads[name]) < 1e-4, name  # the course's measure, loosely
+    return loss
+
+
+def data(rng, n, shape, classes):
+    return rng.standard_normal((n,) + shape), rng.integers(0, classes, n)
+
+
+@pytest.mark.parametrize("options", [
+    dict(), dict(reg=0.7), dict(dropout=0.3, seed=11), dict(dropout=0.25, seed=5, reg=0.3),
+], ids=["plain", "reg", "dropout", "dropout+reg"])
+def test_fully_connected_net_gradients(rng, options):
+    X, y = data(rng, 3, (12,), 6)
+    model = FullyConnectedNet([10, 8], input_dim=12, num_classes=6, weight_scale=None,
+                              dtype=np.float64, **options)
+    assert sorted(model.params) == ["W1", "W2", "W3", "b1", "b2", "b3"]
+    check_model_gradients(model, X, y)
+
+
+def test_two_layer_net_gradients(rng):
+    X, y = data(rng, 4, (9,), 5)
+    model = TwoLayerNet(input_dim=9, hidden_dim=7, num_classes=5, weight_scale=0.3, reg=0.1,
+                        dtype=np.float64, seed=0)
+    assert model.params["W1"].shape == (9, 7) and model.params["b2"].shape == (5,)
+    check_model_gradients(model, X, y)
+
+
+def test_conv_net_gradients(rng):
+    X, y = data(rng, 2, (2, 6, 6), 3)
+    model = ConvNet(input_dim=(2, 6, 6), num_filters=(3, 4), filter_size=3, hidden_dim=5,
+                    num_classes=3, reg=0.05, dtype=np.float64, seed=0)
+    assert model.params["W1"].shape == (3, 2, 3, 3) and model.params["W3"].shape == (4, 5)
+    check_model_gradients(model, X, y)
+
+
+def test_sequential_gradients_with_every_layer(rng):
+    model = Sequential(
+        L.Conv2d(2, 3, 3, padding=1, seed=0, dtype=np.float64), L.Tanh(), L.MaxPool2d(2),
+        L.Flatten(), L.Linear(12, 6, seed=1, dtype=np.float64), L.Sigmoid(),
+        L.Dropout(0.2, seed=3, same_mask=True), L.Linear(6, 4, seed=2, dtype=np.float64),
+        loss=L.SVMLoss())
+    X, y = data(rng, 3, (2, 4, 4), 4)
+    check_model_gradients(model, X, y)
+
+
+def test_input_gradient_only_when_asked(rng):
+    model = Sequential(L.Flatten(), L.Linear(8, 5, seed=0, dtype=np.float64), L.ReLU(),
+                       L.Linear(5, 3, seed=1, dtype=np.float64))
+    X = rng.standard_normal((4, 2, 4))
+    dout = rng.standard_normal((4, 3))
+    model.forward(X)
+    assert model.backward(dout) is None
+    skipped = {k: v.copy() for k, v in model.grads.items()}
+    model.forward(X)
+    dx = model.backward(dout, need_input_grad=True)
+    assert dx.shape == X.shape
+    for name, grad in model.grads.items():
+        np.testing.assert_array_equal(grad, skipped[name])
+    dx_num = eval_numerical_gradient_array(model.forward, X, dout)
+    assert grad_error(dx_num, dx) < 1e-7
+
+
+def test_linear_relu_runs_fused(rng, monkeypatch):
+    relu, linear = L.ReLU(), L.Linear(6, 4, seed=0)
+    model = Sequential(linear, relu, L.Linear(4, 2, seed=1))
+    X = rng.standard_normal((3, 6)).astype(np.float32)
+    calls = []
+    monkeypatch.setattr(fastfc.functional, "affine_relu_forward",
+                        lambda *a: calls.append("fused") or R.affine_relu_forward(*a))
+    monkeypatch.setattr(relu, "forward", lambda x: calls.append("relu"))
+    out = model.forward(X)
+    assert calls == ["fused"]
+    W1, b1, W2, b2 = (model.params[k] for k in ("W1", "b1", "W2", "b2"))
+    assert_close(out, np.maximum(X @ W1 + b1, 0) @ W2 + b2, TOLERANCES[np.float32])
+
+
+def test_params_are_the_layers_arrays():
+    first, last = L.Linear(3, 4), L.Linear(4, 2, bias=False)
+    model = Sequential(first, L.ReLU(), last)
+    assert model.params["W1"] is first.params["W"] and model.params["W2"] is last.params["W"]
+    assert [name for name, _ in model.named_parameters()] == ["W1", "b1", "W2"]
+    assert [p.name for p in model.parameters()] == ["W1", "b1", "W2"]
+    assert model.dtype == np.float32
+    groups = model.param_groups(weight_decay=0.1)
+    assert [(sorted(p.name for p in g["params"]), g["weight_decay"]) for g in groups] == \
+        [(["W1", "W2"], 0.1), (["b1"], 0.0)]
+    with pytest.raises(TypeError, match="dtypes"):
+        Sequential(L.Linear(3, 4), L.Linear(4, 2, dtype=np.float64))
+    with pytest.raises(TypeError, match=r"layers\[1\]"):
+        Sequential(L.ReLU(), "relu")
+
+
+def test_course_contract(rng):
+    model = FullyConnectedNet([16], input_dim=10, num_classes=4, dropout=0.5, seed=0)
+    X, y = data(rng, 7, (10,), 4)
+    X = X.astype(np.float32)
+    scores = model.loss(X)
+    assert scores.shape == (7, 4) and scores.dtype == np.float32
+    np.testing.assert_array_equal(scores, model.loss(X))  # test mode: no dropout
+    np.testing.assert_array_equal(model.predict(X, batch_size=3), np.argmax(scores, axis=1))
+    loss, grads = model.loss(X, y)
+    assert model.loss(X, y)[0] == loss  # a seed fixes the dropout mask
+    assert model.training  # loss() leaves the mode as it found it
+    model.eval()
+    model.loss(X, y)
+    assert not model.training
+    np.testing.assert_array_equal(model.loss(X.astype(np.float64)), scores)  # cast to the model's dtype
+    unseeded = FullyConnectedNet([16], input_dim=10, num_classes=4, dropout=0.5)
+    assert unseeded.loss(X, y)[0] != unseeded.loss(X, y)[0]  # fresh masks
+
+
+def test_regularisation_terms(rng):
+    X, y = data(rng, 5, (6,), 3)
+    plain = FullyConnectedNet([4], input_dim=6, num_classes=3, dtype=np.float64, seed=1)
+    loss0, grads0 = plain.loss(X, y)
+    grads0 = {k: v.copy() for k, v in grads0.items()}
+    plain.reg = 0.5
+    loss1, grads1 = plain.loss(X, y)
+    weights = ["W1", "W2"]
+    expected = loss0 + 0.5 * sum(np.sum(plain.params[w] ** 2) for w in weights)
+    assert abs(loss1 - expected) < 1e-12
+    for name in grads0:
+        extra = 2 * 0.5 * plain.params[name] if name in weights else 0
+        assert_close(grads1[name], grads0[name] + extra, TOLERANCES[np.float64])
+
+
+def test_float32_step_matches_reference(rng):
+    model = FullyConnectedNet([20, 15], input_dim=30, num_classes=5, weight_scale=None, seed=2)
+    X, y = data(rng, 8, (30,), 5)
+    X = X.astype(np.float32)
+    loss, grads = model.loss(X, y)
+    p = model.params
+    h1, c1 = R.affine_relu_forward(X, p["W1"], p["b1"])
+    h2, c2 = R.affine_relu_forward(h1, p["W2"], p["b2"])
+    scores, c3 = R.affine_forward(h2, p["W3"], p["b3"])
+    want_loss, dscores = R.softmax_loss(scores, y)
+    dh2, dW3, db3 = R.affine_backward(dscores, c3)
+    dh1, dW2, db2 = R.affine_relu_backward(dh2, c2)
+    _, dW1, db1 = R.affine_relu_backward(dh1, c1)
+    assert abs(loss - want_loss) < 1e-5
+    want = dict(W1=dW1, b1=db1, W2=dW2, b2=db2, W3=dW3, b3=db3)
+    for name, grad in grads.items():
+        assert grad.dtype == np.float32
+        assert_close(grad, want[name], 1e-4, name)
+
+
+def test_thread_counts_agree(rng):
+    X, y = data(rng, 16, (3, 8, 8), 4)
+    results = []
+    for threads in (1, 2):
+        with num_threads(threads):
+            model = ConvNet(input_dim=(3, 8, 8), num_filters=(4,), hidden_dim=8, num_classes=4,
+                            dtype=np.float64, seed=0)
+            loss, grads = model.loss(X, y)
+            results.append((loss, {k: v.copy() for k, v in grads.items()}))
+    assert abs(results[0][0] - results[1][0]) < 1e-12
+    for name in results[0][1]:
+        assert_close(results[1][1][name], results[0][1][name], TOLERANCES[np.float64])
+
+
+def test_overfit_small_batch(rng):
+    X, y = data(rng, 40, (20,), 5)
+    X = X.astype(np.float32)
+    model = FullyConnectedNet([50, 50], input_dim=20, num_classes=5, weight_scale=None, seed=0)
+    optimizer = fastfc.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(100):
+        model.loss(X, y)
+        optimizer.step()
+    assert np.mean(model.predict(X) == y) == 1.0
+
+
+def test_conv_net_shapes(rng):
+    model = ConvNet(input_dim=(3, 9, 9), num_filters=(4, 6), hidden_dim=None, num_classes=3, seed=0)
+    assert model.loss(rng.standard_normal((2, 3, 9, 9)).astype(np.float32)).shape == (2, 3)
+    assert model.params["W3"].shape == (6 * 2 * 2, 3)
+    with pytest.raises(ValueError, match="num_filters"):
+        ConvNet(input_dim=(1, 4, 4), num_filters=(2, 2, 2))
+
+
+# ---- save / load ----------------------------------------------------------------
+
+def small_model(seed, hidden=6, dtype=np.float32):
+    return FullyConnectedNet([hidden], input_dim=5, num_classes=3, dtype=dtype, seed=seed)
+
+
+def test_save_load_round_trip(tmp_path):
+    path = tmp_path / "model.npz"
+    saved = small_model(0)
+    saved.save(path)
+    with np.load(path, allow_pickle=False) as archive:
+        assert sorted(archive.files) == ["W1", "W2", "b1", "b2"]
+    loaded = small_model(1)
+    arrays = {name: p.data for name, p in loaded.named_parameters()}
+    assert loaded.load(path) is loaded
+    for name, array in saved.params.items():
+        np.testing.assert_array_equal(loaded.params[name], array)
+        assert loaded.params[name] is arrays[name]  # filled in place
+
+
+@pytest.mark.parametrize("other, match", [
+    (lambda: small_model(0, hidden=7), r"'W1' has shape \(5, 7\)"),
+    (lambda: small_model(0, dtype=np.float64), "'W1' is float64"),
+    (lambda: FullyConnectedNet([6, 6], input_dim=5, num_classes=3), r"unexpected parameters \['W3', 'b3'\]"),
+    (lambda: TwoLayerNet(input_dim=5, hidden_dim=6, num_classes=3), None),  # same layout: loads
+])
+def test_load_mismatch(tmp_path, other, match):
+    path = tmp_path / "model.npz"
+    other().save(path)
+    model = small_model(0)
+    before = {k: v.copy() for k, v in model.params.items()}
+    if match is None:  # same names, shapes and dtypes: loads
+        model.load(path)
+        return
+    with pytest.raises(ValueError, match=match):
+        model.load(path)
+    for name, array in model.params.items():  # unchanged by the failed load
+        np.testing.assert_array_equal(array, before[name])
+
+
+def test_load_rejects_other_files(tmp_path):
+    model = small_model(0)
+    np.savez(tmp_path / "extra.npz", **model.params, extra=np.zeros(2))
+    with pytest.raises(ValueError, match=r"unexpected parameters \['extra'\]"):
+        model.load(tmp_path / "extra.npz")
+    np.savez(tmp_path / "fewer.npz", **{k: v for k, v in model.params.items() if k != "b2"})
+    with pytest.raises(ValueError, match=r"missing parameters \['b2'\]"):
+        model.load(tmp_path / "fewer.npz")
+    np.save(tmp_path / "single.npy", np.zeros(3))
+    with pytest.raises(ValueError, match="single array"):
+        model.load(tmp_path / "single.npy")
+    np.save(tmp_path / "pickle.npy", np.array([{"W1": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match="not a parameter file"):
+        model.load(tmp_path / "pickle.npy")
+    with pytest.raises(FileNotFoundError):
+        model.load(tmp_path / "none.npz")
+
+
+def test_save_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "model.npz"
+    small_model(0).save(path)
+    old = path.read_bytes()
+
+    def failing_savez(file, **arrays):
+        file.write(b"PK\x03\x04 half a zip")
+        raise OSError("disk full")
+    monkeypatch.setattr(np, "savez", failing_savez)
+    with pytest.raises(OSError, match="disk full"):
+        small_model(1).save(path)
+    assert path.read_bytes() == old
+    assert os.listdir(tmp_path) == ["model.npz"]  # no temporary file left behind
+    monkeypatch.undo()
+    small_model(1).save(path)
+    assert path.read_bytes() != old and os.listdir(tmp_path) == ["model.npz"]
+
+
+# ---- bad input ----------------------------------------------------------------
+
+def test_bad_input(rng):
+    model = small_model(0)
+    X, y = data(rng, 4, (5,), 3)
+    with pytest.raises(ValueError, match=r"expects input of shape \(N, 5\)"):
+        model.loss(X[:, :4], y)
+    with pytest.raises(ValueError, match="label 3, outside"):
+        model.loss(X, np.array([0, 1, 2, 3]))
+    with pytest.raises(ValueError, match="X has 4 samples but y"):
+        model.loss(X, y[:3])
+    with pytest.raises(ValueError, match="at least one sample"):
+        model.loss(X[:0], y[:0])
+    with pytest.raises(ValueError, match="batch_size"):
+        model.predict(X, batch_size=0)
+    with pytest.raises(ValueError, match="no loss"):
+        Sequential(L.Linear(5, 3)).loss(X, y)
+    with pytest.raises(ValueError, match="dropout"):
+        FullyConnectedNet([3], dropout=1.0)
+    with pytest.raises(ValueError, match="reg"):
+        Sequential(L.Linear(5, 3), reg=-1.0)
