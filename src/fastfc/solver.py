@@ -8,6 +8,7 @@ The model is any course-style model (a `params` dict and loss(X, y=None)),
 e.g. a fastfc.models.Sequential with a loss, FullyConnectedNet or ConvNet.
 """
 import contextlib
+import inspect
 import math
 import numbers
 import signal
@@ -256,6 +257,11 @@ class Solver:
         if "beta1" in hyper or "beta2" in hyper:
             beta1, beta2 = hyper.pop("betas", (0.9, 0.999))
             hyper["betas"] = (hyper.pop("beta1", beta1), hyper.pop("beta2", beta2))
+        known = [name for name in inspect.signature(optimizer_class).parameters if name != "params"]
+        for key in hyper:
+            if key not in known:
+                raise ValueError(f"unknown hyperparameter {key!r} in optim_config for update_rule "
+                                 f"{update_rule!r} (it takes {', '.join(known)})")
         self.update_rule = update_rule
         self.optimizer = optimizer_class(self._groups, **hyper)
         self.optim_configs = None

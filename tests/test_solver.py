@@ -1,0 +1,314 @@
+"""fastfc.Solver and fastfc.evaluate: training end to end on a synthetic
+separable problem, histories, decay, early stopping, weight decay off the
+biases, course-style rules and models, NaN and Ctrl-C handling, checkpoints
+and bad input."""
+import os
+import signal
+
+import numpy as np
+import pytest
+
+import fastfc
+from fastfc import Solver, evaluate
+from fastfc import layers as L
+from fastfc.models import FullyConnectedNet, Sequential
+
+
+def separable(n, d=10, classes=3, seed=0):
+    """n points labelled by the nearest of `classes` well-separated centres."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((classes, d)) * 3
+    y = rng.integers(0, classes, n)
+    X = (centres[y] + rng.standard_normal((n, d))).astype(np.float32)
+    return X, y
+
+
+@pytest.fixture
+def problem():
+    X, y = separable(400)
+    return dict(X_train=X[:300], y_train=y[:300], X_val=X[300:], y_val=y[300:])
+
+
+def mlp(seed=0, dropout=0.0):
+    return FullyConnectedNet([16], input_dim=10, num_classes=3, weight_scale=None, seed=seed,
+                             dropout=dropout)
+
+
+def make_solver(model, problem, **options):
+    settings = dict(optim_config={"learning_rate": 1e-2}, batch_size=32, num_epochs=4,
+                    verbose=False, seed=0)
+    settings.update(options)
+    return Solver(model, problem, **settings)
+
+
+def test_trains_to_high_accuracy(problem, capsys):
+    model = mlp()
+    records = []
+    solver = make_solver(model, problem, on_epoch_end=lambda s, r: records.append(r))
+    solver.train()
+    assert solver.best_val_acc > 0.95
+    assert evaluate(model, problem["X_val"], problem["y_val"])[1] == solver.best_val_acc
+    assert len(solver.loss_history) == 4 * 10  # ceil(300 / 32) batches per epoch
+    assert solver.loss_history[-1] < solver.loss_history[0]
+    assert len(solver.train_acc_history) == len(solver.val_acc_history) == 4
+    assert records == solver.epoch_history and [r["epoch"] for r in records] == [1, 2, 3, 4]
+    assert set(records[0]) == {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr",
+                               "seconds", "samples_per_s"}
+    assert records[0]["samples_per_s"] > 0 and records[0]["lr"] == 1e-2
+    assert not solver.interrupted
+    assert capsys.readouterr() == ("", "")  # verbose=False prints nothing
+
+
+def test_ends_with_best_params(problem):
+    model = mlp()
+    snapshots = []
+    solver = make_solver(model, problem, num_epochs=3,
+                         on_epoch_end=lambda s, r: snapshots.append({k: v.copy() for k, v in model.params.items()}))
+    solver.train()
+    best = int(np.argmax(solver.val_acc_history))
+    assert solver.best_val_acc == solver.val_acc_history[best]
+    for name, array in model.params.items():
+        np.testing.assert_array_equal(array, snapshots[best][name])
+        np.testing.assert_array_equal(array, solver.best_params[name])
+
+
+def test_reproducible(problem):
+    histories = []
+    for _ in range(2):
+        solver = make_solver(mlp(dropout=0.2), problem, num_epochs=2, seed=3)
+        solver.train()
+        histories.append(solver.loss_history)
+    assert histories[0] == histories[1]
+
+
+def test_verbose_prints_epochs_and_iterations(problem, capsys):
+    make_solver(mlp(), problem, num_epochs=2, verbose=True, print_every=5).train()
+    out = capsys.readouterr().out
+    assert "(Epoch 2 / 2) train acc:" in out and "(Iteration 20 / 20) loss:" in out
+
+
+def test_lr_decay_and_patience(problem):
+    solver = make_solver(mlp(), problem, lr_decay=0.5, num_epochs=3)
+    solver.train()
+    assert [r["lr"] for r in solver.epoch_history] == [1e-2, 5e-3, 2.5e-3]
+    assert solver.optimizer.param_groups[0]["lr"] == 1.25e-3
+    frozen = make_solver(mlp(), problem, optim_config={"learning_rate": 0.0}, num_epochs=10, patience=2)
+    frozen.train()  # nothing improves after the first epoch
+    assert len(frozen.epoch_history) == 3
+
+
+def test_weight_decay_spares_biases(problem):
+    solver = make_solver(mlp(), problem, update_rule="sgd", weight_decay=0.1)
+    groups = solver.optimizer.param_groups
+    decays = {p.name: g["weight_decay"] for g in groups for p in g["params"]}
+    assert decays == {"W1": 0.1, "W2": 0.1, "b1": 0.0, "b2": 0.0}
+    via_config = make_solver(mlp(), problem, update_rule="adamw",
+                             optim_config={"lr": 1e-3, "weight_decay": 0.2})
+    assert via_config.optimizer.param_groups[0]["weight_decay"] == 0.2
+    with pytest.raises(ValueError, match="weight_decay"):
+        make_solver(mlp(), problem, weight_decay=0.1, optim_config={"weight_decay": 0.2})
+
+
+@pytest.mark.parametrize("rule, config", [
+    ("sgd_momentum", {"learning_rate": 5e-2}),
+    ("rmsprop", {"learning_rate": 1e-2, "decay_rate": 0.9, "epsilon": 1e-7}),
+    ("adam", {"lr": 1e-2, "beta1": 0.8}),
+    ("adamw", {"learning_rate": 1e-2}),
+    ("adagrad", {"learning_rate": 1e-1}),
+    ("sgd", {"learning_rate": 1e-1}),
+])
+def test_every_update_rule_learns(problem, rule, config):
+    solver = make_solver(mlp(), problem, update_rule=rule, optim_config=config, num_epochs=3)
+    solver.train()
+    assert solver.best_val_acc > 0.9
+    if rule == "adam":
+        assert solver.optimizer.param_groups[0]["betas"] == (0.8, 0.999)
+    if rule == "rmsprop":
+        assert solver.optimizer.param_groups[0]["alpha"] == 0.9
+
+
+class Softmax:
+    """A course-style model of its own: a params dict and loss(X, y=None)."""
+
+    def __init__(self, d, classes):
+        self.params = {"W": np.zeros((d, classes)), "b": np.zeros(classes)}
+
+    def loss(self, X, y=None):
+        scores = X @ self.params["W"] + self.params["b"]
+        if y is None:
+            return scores
+        loss, dscores = fastfc.functional.softmax_loss(scores, y)
+        return loss, {"W": X.T @ dscores, "b": dscores.sum(axis=0)}
+
+
+def test_course_model_and_callable_rule(problem):
+    problem = {k: v.astype(np.float64) if k.startswith("X") else v for k, v in problem.items()}
+    model = Softmax(10, 3)
+    W = model.params["W"]
+    solver = make_solver(model, problem, update_rule=fastfc.optim.sgd_momentum,
+                         optim_config={"lr": 1e-1}, lr_decay=0.9, weight_decay=1e-3)
+    solver.train()
+    assert solver.best_val_acc > 0.95
+    assert model.params["W"] is W  # updated in place
+    assert solver.optim_configs["W"]["learning_rate"] == pytest.approx(0.1 * 0.9 ** 4)
+    named = make_solver(Softmax(10, 3), problem, update_rule="adam")
+    named.train()
+    assert named.best_val_acc > 0.9
+    assert [g["weight_decay"] for g in named.optimizer.param_groups] == [0.0, 0.0]
+
+
+def test_batches_gathered_into_one_buffer(problem):
+    model = mlp()
+    seen = []
+    original = model.loss
+
+    def loss(X, y=None):
+        if y is not None:
+            seen.append(X)
+        return original(X, y)
+    model.loss = loss
+    make_solver(model, problem, batch_size=64, num_epochs=2).train()
+    assert len(seen) == 10 and seen[-1].shape == (300 - 4 * 64, 10)
+    assert all(np.shares_memory(X, seen[0]) for X in seen)
+
+
+def test_augment_gets_each_batch(problem):
+    calls = []
+
+    def augment(X, rng):
+        assert isinstance(rng, np.random.Generator)
+        calls.append(len(X))
+        return X + np.float32(0.01)
+    make_solver(mlp(), problem, num_epochs=1, augment=augment).train()
+    assert sum(calls) == 300
+
+
+class FailingModel:
+    """Wraps a model; loss(X, y) does `action` at training call number `at`."""
+
+    def __init__(self, model, at, action):
+        self.model, self.at, self.action, self.calls = model, at, action, 0
+        self.params = model.params
+        self.named_parameters, self.param_groups = model.named_parameters, model.param_groups
+        self.save = model.save
+
+    def loss(self, X, y=None):
+        if y is None:
+            return self.model.loss(X)
+        self.calls += 1
+        if self.calls == self.at:
+            return self.action(self, X, y)
+        return self.model.loss(X, y)
+
+
+def test_nan_loss_keeps_best_params(problem):
+    model = FailingModel(mlp(), at=10 + 3, action=lambda m, X, y: (float("nan"), m.model.grads))
+    snapshots = []
+    solver = make_solver(model, problem,
+                         on_epoch_end=lambda s, r: snapshots.append({k: v.copy() for k, v in model.params.items()}))
+    with pytest.raises(FloatingPointError, match="nan at epoch 2, iteration 3 of 10"):
+        solver.train()
+    for name, array in model.params.items():
+        np.testing.assert_array_equal(array, snapshots[0][name])
+
+
+def interrupt_raising(model, X, y):
+    raise KeyboardInterrupt
+
+
+def test_keyboard_interrupt_restores_best_and_writes_checkpoint(problem, tmp_path):
+    model = FailingModel(mlp(), at=2 * 10 + 4, action=interrupt_raising)
+    checkpoint = tmp_path / "best"
+    solver = make_solver(model, problem, checkpoint_name=str(checkpoint))
+    with pytest.raises(KeyboardInterrupt):
+        solver.train()
+    assert solver.interrupted and len(solver.epoch_history) == 2
+    restored = mlp(seed=1).load(tmp_path / "best.npz")
+    for name, array in model.params.items():
+        np.testing.assert_array_equal(array, solver.best_params[name])
+        np.testing.assert_array_equal(restored.params[name], array)
+
+
+def test_ctrl_c_stops_at_the_next_batch(problem):
+    def send_sigint(m, X, y):
+        os.kill(os.getpid(), signal.SIGINT)  # arrives mid-step
+        return m.model.loss(X, y)
+    model = FailingModel(mlp(), at=15, action=send_sigint)
+    solver = make_solver(model, problem)
+    with pytest.raises(KeyboardInterrupt):
+        solver.train()
+    assert solver.interrupted
+    assert len(solver.loss_history) == 15  # the interrupted step finished, no further one started
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_checkpoint_holds_best_params(problem, tmp_path):
+    path = tmp_path / "ckpt.npz"
+    model = mlp()
+    solver = make_solver(model, problem, num_epochs=2, checkpoint_name=path)
+    solver.train()
+    assert mlp(seed=5).load(path).params["W1"].tolist() == model.params["W1"].tolist()
+
+
+def test_evaluate(problem):
+    model = mlp()
+    X, y = problem["X_val"], problem["y_val"]
+    loss, acc = evaluate(model, X, y, batch_size=7)
+    scores = model.loss(X)
+    want_loss, _ = fastfc.functional.softmax_loss(scores, y)
+    assert loss == pytest.approx(want_loss, rel=1e-5)
+    assert acc == np.mean(np.argmax(scores, axis=1) == y)
+    assert evaluate(model, X, y, batch_size=1000) == pytest.approx((loss, acc), rel=1e-5)
+    with pytest.raises(ValueError, match="batch_size"):
+        evaluate(model, X, y, batch_size=0)
+    with pytest.raises(ValueError, match="X has 100 samples but y"):
+        evaluate(model, X, y[:5])
+    solver = make_solver(model, problem)
+    assert solver.check_accuracy(X, y) == acc
+    assert 0 <= solver.check_accuracy(X, y, num_samples=20) <= 1
+
+
+@pytest.mark.parametrize("change, match", [
+    (dict(data={"X_train": None}), "missing 'y_train'"),
+    (dict(X_train=np.zeros((0, 10), np.float32), y_train=np.zeros(0, np.int64)), "X_train is empty"),
+    (dict(y_train=np.zeros(299, np.int64)), "X_train has 300 samples but y_train"),
+    (dict(y_val=np.full(100, 3)), "y_val holds label 3"),
+    (dict(y_train=np.full(300, -1)), "y_train holds label -1"),
+    (dict(y_train=np.zeros(300)), "y_train must hold integer labels"),
+    (dict(X_train=np.zeros((300, 9), np.float32)), r"expects input of shape \(N, 10\)"),
+    (dict(batch_size=0), "batch_size"),
+    (dict(num_epochs=0), "num_epochs"),
+    (dict(update_rule="adamax"), "unknown update_rule 'adamax'"),
+    (dict(optim_config={"learning_rate": 1e-3, "momentun": 0.9}), "momentun"),
+    (dict(optim_config={"learning_rate": -1e-3}), "learning_rate"),
+    (dict(optim_config={"lr": -1.0}), r"optim_config\['lr'\]"),
+    (dict(optim_config={"lr": 1e-3, "learning_rate": 1e-3}), "both"),
+    (dict(patience=0), "patience"),
+    (dict(weight_decay=-1.0), "weight_decay"),
+])
+def test_bad_input(problem, change, match):
+    data = dict(problem)
+    options = {}
+    for key, value in change.items():
+        if key == "data":
+            data = value
+        elif key in problem:
+            data[key] = value
+        else:
+            options[key] = value
+    with pytest.raises(ValueError, match=match):
+        make_solver(mlp(), data, **options)
+
+
+def test_object_style_loop(problem):
+    """The hand-written loop the issue describes: layers, loss, optimizer."""
+    model = Sequential(L.Linear(10, 16, seed=0), L.ReLU(), L.Linear(16, 3, seed=1))
+    criterion = L.SoftmaxCrossEntropy()
+    optimizer = fastfc.optim.SGD(model.param_groups(weight_decay=1e-4), lr=0.1, momentum=0.9)
+    X, y = problem["X_train"], problem["y_train"]
+    for _ in range(3):
+        for start in range(0, len(X), 50):
+            criterion.forward(model.forward(X[start:start + 50]), y[start:start + 50])
+            model.backward(criterion.backward())
+            optimizer.step()
+    assert np.mean(model.predict(problem["X_val"]) == problem["y_val"]) > 0.95
