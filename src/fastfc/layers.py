@@ -181,14 +181,14 @@ class Linear(_Weighted):
 
     def forward(self, x):
         """x (N, d_1, ..., d_k) with d_1 * ... * d_k = in_features -> (N, out_features)."""
-        out, cache = F.affine_forward(self._check_input(x), self.params["W"], self._bias())
+        out, cache = F.affine_forward(self._check_input(x), self._parameters["W"].data, self._bias())
         self._cache = (cache, False)
         return out
 
     def forward_relu(self, x):
         """ReLU(forward(x)) in one fused kernel; backward then includes the ReLU.
         (Sequential calls it for a Linear followed by a ReLU.)"""
-        out, cache = F.affine_relu_forward(self._check_input(x), self.params["W"], self._bias())
+        out, cache = F.affine_relu_forward(self._check_input(x), self._parameters["W"].data, self._bias())
         self._cache = (cache, True)
         return out
 
@@ -236,7 +236,7 @@ class Conv2d(_Weighted):
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"{self!r} expects input of shape (N, {self.in_channels}, H, W), "
                              f"got x of shape {x.shape}")
-        out, self._cache = F.conv_forward(x, self.params["W"], self._bias(), self.stride,
+        out, self._cache = F.conv_forward(x, self._parameters["W"].data, self._bias(), self.stride,
                                           self.padding)
         return out
 
