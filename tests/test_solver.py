@@ -4,6 +4,7 @@ biases, course-style rules and models, NaN and Ctrl-C handling, checkpoints
 and bad input."""
 import os
 import signal
+import sys
 
 import numpy as np
 import pytest
@@ -312,3 +313,13 @@ def test_object_style_loop(problem):
             model.backward(criterion.backward())
             optimizer.step()
     assert np.mean(model.predict(problem["X_val"]) == problem["y_val"]) > 0.95
+
+
+def test_progress_bar_only_on_a_terminal(problem, capsys, monkeypatch):
+    make_solver(mlp(), problem, num_epochs=1, verbose=True, print_every=10**9).train()
+    assert "batch" not in capsys.readouterr().err  # stderr is not a terminal here
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    make_solver(mlp(), problem, num_epochs=1, verbose=True, print_every=10**9).train()
+    assert "epoch 1/1" in capsys.readouterr().err
+    make_solver(mlp(), problem, num_epochs=1, verbose=False).train()
+    assert capsys.readouterr() == ("", "")
