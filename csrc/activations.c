@@ -96,8 +96,11 @@ void SFX(tanh_forward)(const REAL *x, REAL *out, int64_t n, int n_threads) {
 FASTFC_CLONES static void SFX(tanh_backward_chunk)(const REAL *restrict dout,
                                                    const REAL *restrict out, REAL *restrict dx,
                                                    int64_t n) {
+    /* (1 - t)(1 + t), not 1 - t*t: near saturation 1 - t is exact while t*t
+     * rounds away the answer, and with no multiply-add to contract the
+     * result is the same whether or not the CPU has FMA. */
 #pragma omp simd
-    for (int64_t i = 0; i < n; i++) dx[i] = dout[i] * ((REAL)1 - out[i] * out[i]);
+    for (int64_t i = 0; i < n; i++) dx[i] = dout[i] * (((REAL)1 - out[i]) * ((REAL)1 + out[i]));
 }
 
 void SFX(tanh_backward)(const REAL *dout, const REAL *out, REAL *dx, int64_t n, int n_threads) {

@@ -67,7 +67,7 @@ def tanh_forward(x):
 
 def tanh_backward(dout, cache):
     t = cache
-    return dout * (1 - t * t)
+    return dout * ((1 - t) * (1 + t))  # 1 - t**2, without cancellation near |t| = 1
 
 
 def _splitmix64(z):
