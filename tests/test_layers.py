@@ -125,13 +125,19 @@ def test_conv2d_matches_reference_float32(rng):
     assert_close(layer.forward(x), want, TOLERANCES[np.float32])
 
 
-def test_parameters_updated_in_place_and_grads_overwritten(rng):
-    layer = L.Linear(4, 3, seed=0, dtype=np.float64)
+@pytest.mark.parametrize("make, x_shape", [
+    (lambda: L.Linear(4, 3, seed=0, dtype=np.float64), (5, 4)),
+    (lambda: L.Conv2d(2, 3, 3, padding=1, seed=0, dtype=np.float64), (2, 2, 5, 5)),
+], ids=["linear", "conv2d"])
+def test_parameters_updated_in_place_and_grads_overwritten(rng, make, x_shape):
+    layer = make()
     params = layer.parameters()
     assert all(isinstance(p, fastfc.Parameter) for p in params)
+    assert [p.name for p in params] == ["W", "b"]
     data_ids = [id(p.data) for p in params]
     grad_ids = [id(p.grad) for p in params]
-    x, dout = rng.standard_normal((5, 4)), rng.standard_normal((5, 3))
+    x = rng.standard_normal(x_shape)
+    dout = rng.standard_normal(layer.forward(x).shape)
     layer.forward(x)
     layer.backward(dout)
     first = {k: v.copy() for k, v in layer.grads.items()}
@@ -190,6 +196,7 @@ def test_flatten_and_pool_shapes(rng):
     x = rng.standard_normal((2, 3, 6, 5)).astype(np.float32)
     pooled = L.MaxPool2d(2).forward(x)
     assert pooled.shape == (2, 3, 3, 2)
+    assert L.MaxPool2d((2, 3), stride=1).forward(x).shape == (2, 3, 5, 3)
     flat = L.Flatten()
     assert flat.forward(x).shape == (2, 90)
     assert flat.backward(np.zeros((2, 90), np.float32)).shape == x.shape
@@ -204,6 +211,7 @@ def test_flatten_and_pool_shapes(rng):
     (lambda: L.Conv2d(3, 4, 3, stride=0), "stride"),
     (lambda: L.Conv2d(3, 4, 3, padding=-1), "padding"),
     (lambda: L.MaxPool2d(0), "kernel_size"),
+    (lambda: L.MaxPool2d((2, 3)), "stride must be given"),  # torch would stride (2, 3)
     (lambda: L.Dropout(1.0), "p"),
     (lambda: L.Dropout(0.5, same_mask=True), "seed"),
 ])
@@ -222,3 +230,12 @@ def test_wrong_input_width(rng):
         L.Linear(5, 2).forward(rng.standard_normal((3, 4)).astype(np.float32))
     with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
         L.Conv2d(3, 2, 3).forward(np.zeros((1, 2, 5, 5), np.float32))
+
+
+def test_top_level_reexports():
+    for name in L.__all__:
+        if name != "Layer":
+            assert getattr(fastfc, name) is getattr(L, name), name
+    assert fastfc.Parameter is fastfc.parameter.Parameter
+    assert fastfc.Solver is fastfc.solver.Solver and fastfc.evaluate is fastfc.solver.evaluate
+    assert {"layers", "models", "optim"} <= set(fastfc.__all__)

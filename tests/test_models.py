@@ -91,6 +91,27 @@ def test_input_gradient_only_when_asked(rng):
     assert grad_error(dx_num, dx) < 1e-7
 
 
+@pytest.mark.parametrize("make, shape", [
+    (lambda: FullyConnectedNet([6, 5], input_dim=8, num_classes=3, seed=0), (4, 8)),
+    (lambda: ConvNet(input_dim=(2, 6, 6), num_filters=(3,), hidden_dim=5, num_classes=3, seed=0),
+     (4, 2, 6, 6)),
+], ids=["fully-connected", "conv"])
+def test_only_the_first_layer_skips_dx(rng, monkeypatch, make, shape):
+    calls = []
+    for name in ("affine_backward", "affine_relu_backward", "conv_backward"):
+        def spy(dout, cache, compute_dx=True, real=getattr(fastfc.functional, name), name=name):
+            calls.append((name, compute_dx))
+            return real(dout, cache, compute_dx=compute_dx)
+        monkeypatch.setattr(fastfc.functional, name, spy)
+    model = make()
+    model.loss(rng.standard_normal(shape), rng.integers(0, 3, shape[0]))
+    # Backward runs from the last layer: each passes dx on but the first.
+    assert len(calls) == len([layer for layer in model.layers if layer.parameters()])
+    assert [compute_dx for _, compute_dx in calls] == [True] * (len(calls) - 1) + [False]
+    first = model.layers[0]
+    assert calls[-1][0] == ("conv_backward" if isinstance(first, L.Conv2d) else "affine_relu_backward")
+
+
 def test_linear_relu_runs_fused(rng, monkeypatch):
     relu, linear = L.ReLU(), L.Linear(6, 4, seed=0)
     model = Sequential(linear, relu, L.Linear(4, 2, seed=1))
@@ -204,8 +225,18 @@ def test_conv_net_shapes(rng):
     model = ConvNet(input_dim=(3, 9, 9), num_filters=(4, 6), hidden_dim=None, num_classes=3, seed=0)
     assert model.loss(rng.standard_normal((2, 3, 9, 9)).astype(np.float32)).shape == (2, 3)
     assert model.params["W3"].shape == (6 * 2 * 2, 3)
-    with pytest.raises(ValueError, match="num_filters"):
+    with pytest.raises(ValueError, match=r"ConvNet expects input of shape \(N, 3, 9, 9\)"):
+        model.loss(np.zeros((2, 3, 8, 8), np.float32))
+    with pytest.raises(ValueError, match="num_filters: conv-pool block 3 of 3"):
         ConvNet(input_dim=(1, 4, 4), num_filters=(2, 2, 2))
+    with pytest.raises(ValueError, match="too small for filter_size 2"):
+        ConvNet(input_dim=(1, 2, 2), num_filters=(2,), filter_size=2)  # 1x1 maps after the conv
+    # One block from an int, as the course's three-layer ConvNet; an even
+    # filter pads by 1 and shrinks 7x7 maps to 6x6 before the pool.
+    single = ConvNet(input_dim=(1, 7, 7), num_filters=4, filter_size=4, hidden_dim=5,
+                     num_classes=2, seed=0)
+    assert single.params["W1"].shape == (4, 1, 4, 4) and single.params["W2"].shape == (4 * 3 * 3, 5)
+    assert single.loss(np.zeros((3, 1, 7, 7), np.float32)).shape == (3, 2)
 
 
 # ---- save / load ----------------------------------------------------------------
@@ -303,5 +334,9 @@ def test_bad_input(rng):
         Sequential(L.Linear(5, 3)).loss(X, y)
     with pytest.raises(ValueError, match="dropout"):
         FullyConnectedNet([3], dropout=1.0)
+    with pytest.raises(ValueError, match="hidden_dims must be a list"):
+        FullyConnectedNet(100)
+    with pytest.raises(ValueError, match="input_dim"):
+        ConvNet(input_dim=(3, 32))
     with pytest.raises(ValueError, match="reg"):
         Sequential(L.Linear(5, 3), reg=-1.0)

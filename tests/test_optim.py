@@ -141,6 +141,11 @@ def test_matches_documented_algorithm(rng, dtype, cls, ref, hyper):
         assert p.data.dtype == dtype
 
 
+def two_groups(items):
+    """Param groups over items: the second overrides lr and weight decay."""
+    return [{"params": items[:2]}, {"params": items[2:], "lr": 0.02, "weight_decay": 0.05}]
+
+
 def torch_optimizer(torch, cls, tensors, hyper):
     return getattr(torch.optim, cls.__name__)(tensors, **hyper)
 
@@ -151,12 +156,8 @@ def test_matches_torch_with_param_groups(rng, dtype, cls, ref, hyper):
     inits, targets = problem(rng, dtype)
     params = [Parameter(a.copy()) for a in inits]
     tensors = [torch.tensor(a.copy(), requires_grad=True) for a in inits]
-
-    def groups(items):  # the second group overrides lr and weight decay
-        return [{"params": items[:2]}, {"params": items[2:], "lr": 0.02, "weight_decay": 0.05}]
-
-    opt = cls(groups(params), **hyper)
-    topt = torch_optimizer(torch, cls, groups(tensors), hyper)
+    opt = cls(two_groups(params), **hyper)
+    topt = torch_optimizer(torch, cls, two_groups(tensors), hyper)
     maximize = hyper.get("maximize", False)
     for k in range(STEPS):
         if k == STEPS // 2:  # a learning-rate schedule edits the groups mid-run
@@ -171,21 +172,33 @@ def test_matches_torch_with_param_groups(rng, dtype, cls, ref, hyper):
         assert_close(p.data, t.detach().numpy(), TOL[dtype])
 
 
+def state_array_ids(opt):
+    """{(parameter id, state key): id of the state array} of an optimizer."""
+    return {(id(p), key): id(a) for p, state in opt.state.items() for key, a in state.items()
+            if isinstance(a, np.ndarray)}
+
+
 @pytest.mark.parametrize("cls, ref, hyper", CASES, ids=CASE_IDS)
 def test_state_dict_round_trip_through_npz(tmp_path, rng, cls, ref, hyper):
     inits, targets = problem(rng, np.float32)
     params = [Parameter(a.copy()) for a in inits]
-    opt = cls(params, **hyper)
+    opt = cls(two_groups(params), **hyper)
     maximize = hyper.get("maximize")
     run_fastfc(opt, params, targets, 10, maximize=maximize)
 
     path = tmp_path / "optim.npz"
     np.savez(path, **optim.flatten_state_dict(opt.state_dict()))
     resumed = [Parameter(p.data.copy()) for p in params]
-    other = cls(resumed, lr=123.0)  # the loaded hyperparameters replace these
+    other = cls(two_groups(resumed), **{**hyper, "lr": 123.0})  # the loaded lr replaces 123
+    # A live optimizer (state already allocated) loads into its own arrays.
+    run_fastfc(other, resumed, targets, 1, maximize=maximize)
+    for q, p in zip(resumed, params):
+        q.data[...] = p.data
+    arrays = state_array_ids(other)
     with np.load(path, allow_pickle=False) as saved:
         other.load_state_dict(saved)
-    assert other.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
+    assert [g["lr"] for g in other.param_groups] == [g["lr"] for g in opt.param_groups]
+    assert state_array_ids(other) == arrays
 
     run_fastfc(opt, params, targets, 10, first_step=10, maximize=maximize)
     run_fastfc(other, resumed, targets, 10, first_step=10, maximize=maximize)

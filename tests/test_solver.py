@@ -1,10 +1,11 @@
 """fastfc.Solver and fastfc.evaluate: training end to end on a synthetic
-separable problem, histories, decay, early stopping, weight decay off the
-biases, course-style rules and models, NaN and Ctrl-C handling, checkpoints
-and bad input."""
+separable problem and on the bundled digits, histories, decay, early
+stopping, weight decay off the biases, course-style rules and models, batch
+buffers, seeding, NaN/inf and Ctrl-C handling, checkpoints and bad input."""
 import os
 import signal
 import sys
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -12,7 +13,9 @@ import pytest
 import fastfc
 from fastfc import Solver, evaluate
 from fastfc import layers as L
-from fastfc.models import FullyConnectedNet, Sequential
+from fastfc.datasets import load_digits
+from fastfc.models import ConvNet, FullyConnectedNet, Sequential
+from fastfc.solver import _BatchBuffers
 
 
 def separable(n, d=10, classes=3, seed=0):
@@ -60,6 +63,25 @@ def test_trains_to_high_accuracy(problem, capsys):
     assert capsys.readouterr() == ("", "")  # verbose=False prints nothing
 
 
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits(seed=0)
+
+
+@pytest.mark.parametrize("make, epochs", [
+    (lambda: FullyConnectedNet([64], input_dim=64, num_classes=10, weight_scale=None, seed=0), 5),
+    (lambda: ConvNet(input_dim=(1, 8, 8), num_filters=(8,), hidden_dim=32, num_classes=10, seed=0), 5),
+], ids=["fully-connected", "conv"])
+def test_digits_end_to_end(digits, make, epochs):
+    model = make()
+    solver = Solver(model, digits, update_rule="adam", optim_config={"learning_rate": 1e-2},
+                    batch_size=64, num_epochs=epochs, verbose=False, seed=0)
+    solver.train()
+    assert solver.best_val_acc > 0.9
+    test_loss, test_acc = evaluate(model, digits["X_test"], digits["y_test"])
+    assert test_acc > 0.9 and test_loss < solver.loss_history[0]
+
+
 def test_ends_with_best_params(problem):
     model = mlp()
     snapshots = []
@@ -71,6 +93,16 @@ def test_ends_with_best_params(problem):
     for name, array in model.params.items():
         np.testing.assert_array_equal(array, snapshots[best][name])
         np.testing.assert_array_equal(array, solver.best_params[name])
+
+
+def test_unseeded_shuffling_follows_numpys_global_seed(problem):
+    def history(global_seed):
+        np.random.seed(global_seed)
+        solver = make_solver(mlp(), problem, num_epochs=1, seed=None)
+        solver.train()
+        return solver.loss_history
+    assert history(0) == history(0)
+    assert history(0) != history(1)  # seed=None is not one fixed seed
 
 
 def test_reproducible(problem):
@@ -158,19 +190,42 @@ def test_course_model_and_callable_rule(problem):
     assert [g["weight_decay"] for g in named.optimizer.param_groups] == [0.0, 0.0]
 
 
-def test_batches_gathered_into_one_buffer(problem):
+@pytest.mark.parametrize("data_dtype", [np.float32, np.float64])
+def test_batches_gathered_into_one_buffer_of_the_models_dtype(problem, data_dtype):
+    problem = {k: v.astype(data_dtype) if k.startswith("X") else v for k, v in problem.items()}
     model = mlp()
     seen = []
     original = model.loss
 
     def loss(X, y=None):
         if y is not None:
-            seen.append(X)
+            seen.append((X, y))
         return original(X, y)
     model.loss = loss
     make_solver(model, problem, batch_size=64, num_epochs=2).train()
-    assert len(seen) == 10 and seen[-1].shape == (300 - 4 * 64, 10)
-    assert all(np.shares_memory(X, seen[0]) for X in seen)
+    assert len(seen) == 10 and seen[-1][0].shape == (300 - 4 * 64, 10)
+    # float64 data are cast into a float32 buffer: the model never casts a batch itself
+    assert all(X.dtype == np.float32 for X, _ in seen)
+    assert all(np.shares_memory(X, seen[0][0]) and np.shares_memory(y, seen[0][1]) for X, y in seen)
+
+
+@pytest.mark.parametrize("data_dtype, model_dtype", [(np.float32, np.float32), (np.float64, None),
+                                                     (np.float64, np.float32)])
+def test_gathering_a_batch_allocates_nothing(data_dtype, model_dtype):
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((2000, 300)).astype(data_dtype), rng.integers(0, 10, 2000)
+    buffers = _BatchBuffers(X, y, 256, model_dtype)
+    index = rng.permutation(2000)[:200]  # a last, shorter batch
+    tracemalloc.start()
+    try:
+        X_batch, y_batch = buffers.gather(index)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < X_batch.nbytes // 10  # no temporary of the batch's size
+    assert X_batch.dtype == (model_dtype or data_dtype)
+    np.testing.assert_array_equal(X_batch, X[index].astype(X_batch.dtype))
+    np.testing.assert_array_equal(y_batch, y[index])
 
 
 def test_augment_gets_each_batch(problem):
@@ -202,12 +257,13 @@ class FailingModel:
         return self.model.loss(X, y)
 
 
-def test_nan_loss_keeps_best_params(problem):
-    model = FailingModel(mlp(), at=10 + 3, action=lambda m, X, y: (float("nan"), m.model.grads))
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_nonfinite_loss_keeps_best_params(problem, bad):
+    model = FailingModel(mlp(), at=10 + 3, action=lambda m, X, y: (bad, m.model.grads))
     snapshots = []
     solver = make_solver(model, problem,
                          on_epoch_end=lambda s, r: snapshots.append({k: v.copy() for k, v in model.params.items()}))
-    with pytest.raises(FloatingPointError, match="nan at epoch 2, iteration 3 of 10"):
+    with pytest.raises(FloatingPointError, match=f"{bad} at epoch 2, iteration 3 of 10"):
         solver.train()
     for name, array in model.params.items():
         np.testing.assert_array_equal(array, snapshots[0][name])
@@ -264,6 +320,8 @@ def test_evaluate(problem):
         evaluate(model, X, y, batch_size=0)
     with pytest.raises(ValueError, match="X has 100 samples but y"):
         evaluate(model, X, y[:5])
+    with pytest.raises(ValueError, match="label 3, outside"):
+        evaluate(model, X, np.full(100, 3))
     solver = make_solver(model, problem)
     assert solver.check_accuracy(X, y) == acc
     assert 0 <= solver.check_accuracy(X, y, num_samples=20) <= 1
@@ -299,6 +357,15 @@ def test_bad_input(problem, change, match):
             options[key] = value
     with pytest.raises(ValueError, match=match):
         make_solver(mlp(), data, **options)
+
+
+def test_trains_a_sequential_with_a_loss(problem):
+    model = Sequential(L.Linear(10, 16, seed=0), L.ReLU(), L.Linear(16, 3, seed=1),
+                       loss=L.SoftmaxCrossEntropy(), reg=1e-4)
+    solver = make_solver(model, problem, num_epochs=3)
+    solver.train()
+    assert solver.best_val_acc > 0.95
+    assert sorted(solver.best_params) == ["W1", "W2", "b1", "b2"]
 
 
 def test_object_style_loop(problem):

@@ -308,13 +308,23 @@ class Flatten(_Stateless):
 class MaxPool2d(_Stateless):
     """Max pooling over NCHW inputs.
 
-    Inputs: kernel_size (int or (kh, kw)); stride (int, default kernel_size's height).
+    Inputs:
+    - kernel_size: int or (kh, kw)
+    - stride: int, the same along both axes; None (as torch): the kernel
+      size, which needs a square kernel (the kernels take one stride)
     """
 
     def __init__(self, kernel_size, stride=None):
         super().__init__()
         self.kernel_size = _pair("kernel_size", kernel_size)
-        self.stride = self.kernel_size[0] if stride is None else _positive_int("stride", stride)
+        if stride is None:
+            kh, kw = self.kernel_size
+            if kh != kw:
+                # torch would stride (kh, kw); one stride for both axes cannot match it.
+                raise ValueError(f"stride must be given for the non-square kernel_size "
+                                 f"{self.kernel_size} (one stride serves both axes)")
+            stride = kh
+        self.stride = _positive_int("stride", stride)
 
     def forward(self, x):
         out, self._cache = F.max_pool_forward(x, self.kernel_size[0], self.kernel_size[1],

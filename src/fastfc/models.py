@@ -26,7 +26,7 @@ import tempfile
 import numpy as np
 
 from .layers import (Conv2d, Dropout, Flatten, Layer, Linear, MaxPool2d, ReLU, SoftmaxCrossEntropy,
-                     _generator)
+                     _generator, _positive_int)
 
 __all__ = ["Sequential", "TwoLayerNet", "FullyConnectedNet", "ConvNet", "save_arrays", "load_arrays"]
 
@@ -345,6 +345,9 @@ class FullyConnectedNet(Sequential):
                  weight_scale=1e-2, dtype=np.float32, seed=None):
         if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0 <= dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        if isinstance(hidden_dims, str) or not hasattr(hidden_dims, "__iter__"):
+            raise ValueError(f"hidden_dims must be a list of layer sizes, e.g. [100, 100], "
+                             f"got {hidden_dims!r}")
         dims = (input_dim, *hidden_dims, num_classes)
         super().__init__(*_mlp_layers(dims, dropout, weight_scale, _generator(seed), seed, dtype),
                          loss=SoftmaxCrossEntropy(), reg=reg)
@@ -356,30 +359,52 @@ class ConvNet(Sequential):
 
     Inputs:
     - input_dim: (C, H, W) of the images
-    - num_filters: filters of each conv block
-    - filter_size: odd kernel size; the convolutions pad to keep H and W
+    - num_filters: filters of each conv block (an int: one block, as the
+      course's three-layer ConvNet)
+    - filter_size: kernel size; the convolutions pad by (filter_size - 1) // 2,
+      which keeps H and W for odd sizes
     - hidden_dim: width of the hidden affine layer (None: the head is one affine layer)
     - num_classes, weight_scale (None: He), reg, dtype, seed: as FullyConnectedNet
     params: W1, b1 (first conv), ..., then the affine layers'.
+
+    forward and loss take X (N, C, H, W) of exactly input_dim's shape.
     """
 
     def __init__(self, input_dim=(3, 32, 32), num_filters=(32, 64), filter_size=3, hidden_dim=100,
                  num_classes=10, weight_scale=None, reg=0.0, dtype=np.float32, seed=None):
-        channels, height, width = input_dim
+        if not isinstance(input_dim, (tuple, list)) or len(input_dim) != 3:
+            raise ValueError(f"input_dim must be (C, H, W), got {input_dim!r}")
+        self.input_dim = tuple(_positive_int("input_dim", size) for size in input_dim)
+        if isinstance(num_filters, numbers.Integral):
+            num_filters = (num_filters,)
+        filter_size = _positive_int("filter_size", filter_size)
+        pad = (filter_size - 1) // 2
+        channels, height, width = self.input_dim
         rng = _generator(seed)
         stack = []
-        for filters in num_filters:
-            if height < 2 or width < 2:
-                raise ValueError(f"num_filters: {len(num_filters)} conv-pool blocks do not fit "
-                                 f"input_dim {tuple(input_dim)}")
-            stack += [Conv2d(channels, filters, filter_size, padding=(filter_size - 1) // 2,
+        for block, filters in enumerate(num_filters, 1):
+            conv_height = height + 2 * pad - filter_size + 1
+            conv_width = width + 2 * pad - filter_size + 1
+            if conv_height < 2 or conv_width < 2:  # the 2x2 pool needs at least 2x2
+                raise ValueError(f"num_filters: conv-pool block {block} of {len(num_filters)} "
+                                 f"gets {height}x{width} maps, too small for filter_size "
+                                 f"{filter_size} and a 2x2 pool (input_dim {self.input_dim})")
+            stack += [Conv2d(channels, filters, filter_size, padding=pad,
                              weight_scale=weight_scale, seed=rng, dtype=dtype),
                       ReLU(), MaxPool2d(2)]
-            # 'same' padding keeps odd-sized maps; the pool halves them
-            height = (height + 2 * ((filter_size - 1) // 2) - filter_size + 1) // 2
-            width = (width + 2 * ((filter_size - 1) // 2) - filter_size + 1) // 2
-            channels = filters
+            channels, height, width = filters, conv_height // 2, conv_width // 2
         stack.append(Flatten())
         head = (channels * height * width,) + ((hidden_dim,) if hidden_dim else ()) + (num_classes,)
         stack += _mlp_layers(head, 0.0, weight_scale, rng, None, dtype)
         super().__init__(*stack, loss=SoftmaxCrossEntropy(), reg=reg)
+
+    def forward(self, X):
+        """Scores (N, num_classes) for images X (N, C, H, W) of input_dim's shape."""
+        X = np.asarray(X)
+        # Checked here: a wrong H or W would otherwise surface as a size
+        # mismatch of an inner Linear layer the caller never built.
+        if X.shape[1:] != self.input_dim:
+            channels, height, width = self.input_dim
+            raise ValueError(f"ConvNet expects input of shape (N, {channels}, {height}, {width}), "
+                             f"got X of shape {X.shape}")
+        return super().forward(X)

@@ -87,6 +87,44 @@ def _nonnegative(name, value):
     return float(value)
 
 
+class _BatchBuffers:
+    """Buffers for the training batches, allocated once per training run.
+
+    Inputs:
+    - X: (N, ...) training samples; y: (N,) labels
+    - batch_size: the most rows of a batch
+    - dtype: the float type the model computes in (a Sequential's dtype), or
+      None to keep X's. When it differs from X's, the rows are cast into a
+      second buffer of that type, so that the model's forward does not make
+      a fresh cast copy of every batch.
+    """
+
+    def __init__(self, X, y, batch_size, dtype=None):
+        self.X, self.y = X, y
+        self.gathered = np.empty((batch_size,) + X.shape[1:], dtype=X.dtype)
+        self.cast = (self.gathered if dtype is None or np.dtype(dtype) == X.dtype
+                     else np.empty(self.gathered.shape, dtype=dtype))
+        self.labels = np.empty(batch_size, dtype=y.dtype)
+
+    def gather(self, index):
+        """The rows index (valid indices, e.g. part of a permutation) of X and y.
+
+        Returns views (X_batch (len(index), ...), y_batch (len(index),)) of
+        the buffers, overwritten by the next gather. Allocates nothing:
+        np.take runs in mode "clip" because its default mode "raise" first
+        copies into a temporary of the batch's size (so that a bad index
+        leaves out untouched).
+        """
+        rows = len(index)
+        X_batch, y_batch = self.gathered[:rows], self.labels[:rows]
+        np.take(self.X, index, axis=0, out=X_batch, mode="clip")
+        np.take(self.y, index, out=y_batch, mode="clip")
+        if self.cast is not self.gathered:
+            X_batch = self.cast[:rows]
+            np.copyto(X_batch, self.gathered[:rows], casting="unsafe")  # as astype would
+        return X_batch, y_batch
+
+
 class _Interrupt:
     """While active (main thread only), the first Ctrl-C only asks the loop to
     stop at the next batch boundary; a second one interrupts at once."""
@@ -135,7 +173,9 @@ class Solver:
       lines unless on_epoch_end is given); False: the Solver prints nothing
     - checkpoint_name: path of an .npz ('.npz' appended when missing) that
       holds the best parameters, rewritten when they improve and on Ctrl-C
-    - seed: int or np.random.Generator for shuffling, subsampling and augment
+    - seed: int or np.random.Generator for shuffling, subsampling and augment;
+      None: a generator seeded from NumPy's global one (as fastfc.layers do),
+      so np.random.seed makes an unseeded run reproducible
     - patience: stop after this many epochs without a better val accuracy (None: never)
     - weight_decay: L2 decay of the weights (never the biases)
     - augment: callable(X_batch, rng) -> X_batch applied to each training batch
@@ -169,7 +209,7 @@ class Solver:
         self.checkpoint_name = checkpoint_name
         self.augment = augment
         self.on_epoch_end = on_epoch_end
-        self.rng = _generator(0 if seed is None else seed)
+        self.rng = _generator(seed)
         self._check_classes()
 
         config = dict(optim_config or {})
@@ -340,18 +380,16 @@ class Solver:
 
     def train(self):
         """Runs the optimisation; the model ends with the best-validation parameters.
+        Each batch is gathered into buffers allocated once per call (_BatchBuffers).
 
         Raises FloatingPointError (best parameters restored) when a loss is
         NaN or infinite. On Ctrl-C, stops at the next batch boundary, restores
         the best parameters, writes the checkpoint, sets interrupted and
         re-raises KeyboardInterrupt.
         """
-        X, y = self.X_train, self.y_train
-        n = len(X)
+        n = len(self.X_train)
         batch = min(self.batch_size, n)
-        # One buffer per run: each batch is gathered into it, not into a new array.
-        X_buffer = np.empty((batch,) + X.shape[1:], dtype=X.dtype)
-        y_buffer = np.empty(batch, dtype=y.dtype)
+        buffers = _BatchBuffers(self.X_train, self.y_train, batch, getattr(self.model, "dtype", None))
         iterations = -(-n // batch)
         show_bar = self.verbose and sys.stderr.isatty()
         stale_epochs = 0
@@ -371,9 +409,7 @@ class Solver:
                         if interrupt.requested:
                             raise KeyboardInterrupt
                         index = order[start:start + batch]
-                        X_batch, y_batch = X_buffer[:len(index)], y_buffer[:len(index)]
-                        np.take(X, index, axis=0, out=X_batch)
-                        np.take(y, index, out=y_batch)
+                        X_batch, y_batch = buffers.gather(index)
                         if self.augment is not None:
                             X_batch = self.augment(X_batch, self.rng)
                         loss = float(self._step(X_batch, y_batch))
