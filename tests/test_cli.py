@@ -6,14 +6,17 @@ import json
 import os
 import re
 import signal
+import struct
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
 
 import fastfc
 from fastfc import cli, plotting
+from test_datasets import make_cifar, make_mnist
 
 # The training commands need the models work (fastfc.layers, fastfc.models, fastfc.Solver).
 needs_models = pytest.mark.skipif(
@@ -90,11 +93,55 @@ def test_train_evaluate_predict(tmp_path):
 
 
 @needs_models
-def test_train_is_reproducible():
-    first = run_fastfc("train", *TINY, "--dropout", "0.2")
-    second = run_fastfc("train", *TINY, "--dropout", "0.2")
-    assert first.returncode == second.returncode == 0, first.stderr + second.stderr
-    assert without_timings(first.stdout) == without_timings(second.stdout)
+def test_train_is_reproducible(tmp_path):
+    """The same seed gives the same run, on 1 thread as on 2 (the kernels'
+    reductions do not depend on the thread count; dropout masks are hashes)."""
+    runs = [run_fastfc("train", *TINY, "--dropout", "0.2", "--threads", threads,
+                       "--save", tmp_path / f"model{threads}.npz")
+            for threads in (1, 1, 2)]
+    assert all(run.returncode == 0 for run in runs), [run.stderr for run in runs]
+    printed = [without_timings(run.stdout).replace(str(tmp_path), "") for run in runs]
+    assert printed[0] == printed[1] and "test accuracy" in printed[0]
+    assert printed[2].replace("model2", "model1") == printed[0]
+    with np.load(tmp_path / "model1.npz") as one, np.load(tmp_path / "model2.npz") as two:
+        assert one.files == two.files
+        for name in one.files:
+            np.testing.assert_array_equal(one[name], two[name], err_msg=name)
+
+
+@needs_models
+def test_train_on_mnist_files_with_classes(tmp_path):
+    """Fashion-MNIST from IDX files, two classes by name; evaluate finds the
+    data again without --data-dir."""
+    arrays = make_mnist(tmp_path, n_train=60, n_test=30, compress=True)
+    model = tmp_path / "model.npz"
+    result = run_fastfc("train", "--dataset", "fashion-mnist", "--data-dir", tmp_path, "--classes",
+                        "sneaker,bag", "--val-size", 4, "--hidden", 8, "--epochs", 2, "--threads", 1,
+                        "--save", model)
+    assert result.returncode == 0, result.stderr
+    n_test = np.isin(arrays["t10k-labels-idx1-ubyte"], [7, 8]).sum()
+    assert f"{n_test} samples" in result.stdout
+    n_train = np.isin(arrays["train-labels-idx1-ubyte"], [7, 8]).sum() - 4
+    assert f"fashion-mnist: {n_train} train, 4 val, {n_test} test; 2 classes" in result.stdout
+    with open(cli.spec_path(model)) as f:
+        spec = json.load(f)
+    assert spec["input_shape"] == [1, 28, 28] and spec["class_names"] == ["sneaker", "bag"]
+    assert spec["data_dir"] == str(tmp_path)
+    evaluated = run_fastfc("evaluate", "--model", model, "--threads", 1)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert test_accuracy_line(evaluated.stdout) == test_accuracy_line(result.stdout)
+
+
+@needs_models
+def test_train_cnn_on_cifar_batches(tmp_path):
+    batches = make_cifar(tmp_path, per_batch=20, n_test=30)
+    result = run_fastfc("train", "--dataset", "cifar10", "--data-dir", tmp_path, "--classes", "horse,ship,truck",
+                        "--val-size", 3, "--model", "cnn", "--filters", 2, "--hidden", 8, "--epochs", 1,
+                        "--augment", "flip,crop", "--threads", 1, "--save", tmp_path / "model.npz")
+    assert result.returncode == 0, result.stderr
+    assert "cifar10:" in result.stdout and "3 classes; model cnn 3x32x32 conv2-pool 8-3" in result.stdout
+    assert f"{sum(label >= 7 for label in batches['test_batch']['labels'])} samples" in result.stdout
+    test_accuracy_line(result.stdout)
 
 
 @needs_models
@@ -186,6 +233,16 @@ def test_plot_without_matplotlib(tmp_path, monkeypatch, capsys):
     (["evaluate"], "--model"),
     (["search", "--lr-range", "1e-2,1e-4"], "--lr-range"),
     (["search", "--lr-range", "0,1e-2", "--trials", "1"], "LOW > 0"),
+    (["search", "--momentum", "0.5"], "--momentum is only for"),
+    (["train", "--seed", "-1"], "--seed"),
+    (["train", "--momentum", "0.9"], "--momentum is only for --optimizer sgd, sgd_momentum or rmsprop"),
+    (["train", "--data-dir", os.path.dirname(__file__)], "digits is embedded"),
+    (["train", "--dataset", "mnist", "--data-dir", __file__], "is a file, not the directory"),
+    (["train", "--save", "/no/such/dir/model.npz"], "directory /no/such/dir does not exist"),
+    (["train", "--log", os.path.dirname(__file__)], "it is a directory"),
+    (["search", "--log", "/no/such/dir/trials.csv"], "/no/such/dir does not exist"),
+    (["predict", "--model", "m.npz", "--output", "/no/such/dir/p.csv"], "/no/such/dir does not exist"),
+    (["evaluate", "--model", "m.npz", "--classes", "1"], "unrecognized arguments: --classes"),
     ([], ""),
 ])
 def test_errors_are_one_line(argv, message, capsys):
@@ -195,6 +252,7 @@ def test_errors_are_one_line(argv, message, capsys):
     if argv:
         assert len(err.strip().splitlines()) == 1, err
         assert message in err and "Traceback" not in err
+        assert "epoch" not in out and "accuracy" not in out  # caught before any training
 
 
 @needs_models
@@ -220,6 +278,71 @@ def test_saved_model_errors(tmp_path, capsys):
     os.remove(sidecar)
     assert cli.main(["evaluate", "--model", str(model)]) == cli.EXIT_ERROR
     assert "model.json not found" in capsys.readouterr().err
+
+
+@needs_models
+def test_search_ctrl_c_keeps_finished_trials(tmp_path, monkeypatch, capsys):
+    real_run_trial = cli.run_trial
+    started = []
+
+    def interrupted_at_third(*args, **kwargs):
+        started.append(1)
+        if len(started) == 3:
+            raise KeyboardInterrupt
+        real_run_trial(*args, **kwargs)
+
+    monkeypatch.setattr(cli, "run_trial", interrupted_at_third)
+    log, best = tmp_path / "trials.csv", tmp_path / "best.npz"
+    status = cli.main(["search", "--trials", "5", "--epochs", "1", "--hidden-choices", "16", "--threads", "1",
+                       "--log", str(log), "--save", str(best)])
+    out, err = capsys.readouterr()
+    assert status == cli.EXIT_INTERRUPTED
+    assert err.strip() == f"fastfc: search interrupted after 2 of 5 trials; saved {log}"
+    with open(log) as f:
+        assert sorted(int(row["number"]) for row in csv.DictReader(f)) == [1, 2]
+    assert "rank" in out and "test accuracy" not in out and not best.exists()
+
+
+@needs_models
+def test_search_reports_diverging_trials(capsys):
+    status = cli.main(["search", "--trials", "2", "--epochs", "1", "--optimizer", "sgd", "--lr-range", "1e3,1e4",
+                       "--hidden-choices", "16", "--threads", "1", "--quiet"])
+    out, err = capsys.readouterr()
+    assert status == cli.EXIT_ERROR and "every trial diverged" in err
+    assert out.count("diverged") == 2 and "test accuracy" not in out
+
+
+# ---------------------------------------------------------------- plots
+
+def png_size(path):
+    """(width, height) from a PNG file's header."""
+    header = path.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", header[16:24])
+
+
+def test_plot_history_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    epochs = [dict(epoch=e, train_acc=0.5 + e / 20, val_acc=0.45 + e / 25) for e in range(1, 6)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no matplotlib warning reaches the user's terminal
+        plotting.plot_history(tmp_path / "curves.png", np.geomspace(2.3, 0.05, 100), epochs, title="digits")
+        # A run stopped before its first batch: empty axes, still no warning.
+        plotting.plot_history(tmp_path / "empty.png", [], [])
+    width, height = png_size(tmp_path / "curves.png")
+    assert width > 2 * height > 400
+    assert png_size(tmp_path / "empty.png") == (width, height)
+
+
+def test_smooth():
+    # Bias-corrected: a constant series is not pulled towards zero at the start.
+    np.testing.assert_allclose(plotting.smooth(np.full(40, 3.0)), 3.0)
+    noisy = np.random.default_rng(0).normal(size=400)
+    smoothed = plotting.smooth(noisy, window=20)
+    assert smoothed.shape == noisy.shape and smoothed[0] == noisy[0]
+    assert smoothed.std() < noisy.std() / 3
+    step = plotting.smooth(np.r_[np.zeros(10), np.ones(40)], window=5)
+    assert (np.diff(step) >= 0).all() and step[10] < 0.5 and step[-1] > 0.99
 
 
 def test_subprocess_error_has_no_traceback():

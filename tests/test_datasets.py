@@ -128,6 +128,22 @@ def test_load_digits_splits_are_disjoint_and_complete():
                                   np.sort(pixels, axis=0))
 
 
+@pytest.mark.parametrize("classes", [(3, 5), ("3", "5"), "3, 5"])
+def test_load_digits_classes(classes):
+    full = datasets.load_digits()
+    data = datasets.load_digits(classes=classes, val_size=50)
+    # The test set is the full test set's 3s and 5s, relabelled 0 and 1.
+    keep = np.isin(full["y_test"], [3, 5])
+    np.testing.assert_array_equal(data["X_test"], full["X_test"][keep])
+    np.testing.assert_array_equal(data["y_test"], np.where(full["y_test"][keep] == 3, 0, 1))
+    # val_size counts images of the kept classes: the rest of them are for training.
+    n_kept = np.isin(np.concatenate([full["y_train"], full["y_val"]]), [3, 5]).sum()
+    assert len(data["y_val"]) == 50 and len(data["y_train"]) == n_kept - 50
+    assert set(np.unique(data["y_train"])) == set(np.unique(data["y_val"])) == {0, 1}
+    reversed_order = datasets.load_digits(classes=(5, 3), val_size=50)
+    np.testing.assert_array_equal(reversed_order["y_test"], 1 - data["y_test"])
+
+
 @pytest.mark.parametrize("kwargs, error, match", [
     (dict(val_size=1797 - 360), ValueError, "val_size"),
     (dict(val_size=-1), ValueError, "val_size"),
@@ -168,6 +184,28 @@ def test_load_mnist_dotted_names(tmp_path):
     for name in arrays:
         os.rename(tmp_path / name, tmp_path / name.replace("-idx", ".idx"))
     assert len(datasets.load_mnist(tmp_path, val_size=2)["y_train"]) == 10
+
+
+def test_load_mnist_classes_by_fashion_name(tmp_path):
+    arrays = make_mnist(tmp_path, n_train=60, n_test=30)
+    data = datasets.load_mnist(tmp_path, val_size=3, classes="bag,sneaker",
+                               names=datasets.FASHION_MNIST_CLASSES)
+    labels = arrays["t10k-labels-idx1-ubyte"]
+    keep = np.isin(labels, [8, 7])
+    assert keep.any()
+    np.testing.assert_array_equal(data["y_test"], np.where(labels[keep] == 8, 0, 1))
+    np.testing.assert_array_equal(data["X_test"][:, 0] * 255, arrays["t10k-images-idx3-ubyte"][keep])
+    n_kept = np.isin(arrays["train-labels-idx1-ubyte"], [7, 8]).sum()
+    assert len(data["y_val"]) == 3 and len(data["y_train"]) == n_kept - 3
+    with pytest.raises(ValueError, match="unknown class 'bag'"):  # digit names unless told otherwise
+        datasets.load_mnist(tmp_path, val_size=3, classes="bag")
+
+
+@pytest.mark.parametrize("load", [datasets.load_mnist, datasets.load_cifar10])
+def test_loaders_want_a_directory(tmp_path, load):
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(b"")
+    with pytest.raises(NotADirectoryError, match="is a file.*train-images-idx3-ubyte"):
+        load(tmp_path / "train-images-idx3-ubyte")
 
 
 def test_load_mnist_missing(tmp_path):
@@ -326,6 +364,18 @@ def test_load_cifar10_val_size_counts_selected_classes(tmp_path):
     with pytest.raises(ValueError, match="val_size"):
         datasets.load_cifar10(tmp_path, classes=["horse"], val_size=n_horses)
     assert len(datasets.load_cifar10(tmp_path, classes=["horse"], val_size=n_horses - 1)["y_train"]) == 1
+
+
+def test_select_classes(rng):
+    labels = {split: rng.integers(0, 10, n) for split, n in (("train", 50), ("val", 20), ("test", 30))}
+    data = {f"X_{split}": np.arange(len(y), dtype=np.float32)[:, None] for split, y in labels.items()}
+    data |= {f"y_{split}": y for split, y in labels.items()}
+    selected = datasets.select_classes(data, "truck,cat", datasets.CIFAR10_CLASSES)
+    for split, y in labels.items():
+        keep = np.flatnonzero(np.isin(y, [9, 3]))
+        np.testing.assert_array_equal(selected[f"X_{split}"][:, 0], keep)  # the rows, in order
+        np.testing.assert_array_equal(selected[f"y_{split}"], np.where(y[keep] == 9, 0, 1))
+    np.testing.assert_array_equal(data["y_train"], labels["train"])  # the input is left alone
 
 
 # ---------------------------------------------------------------- preprocessing

@@ -14,10 +14,12 @@ the parsed arguments, returning the exit status). SUBCOMMANDS lists the
 built-in ones; a module `fastfc.bench`, when it exists, adds its own through
 its add_bench_parser(subparsers), so `fastfc bench` lives in its own module.
 
-User errors (unknown data set, missing files, bad option values) print one
-line on stderr and exit with status 1 (2 for a malformed command line);
-Ctrl-C exits with 130 after saving what was asked for. Set FASTFC_TRACEBACK=1
-to see the full traceback of an error instead.
+User errors (unknown data set, missing files, bad option values, an output
+directory that does not exist) print one line on stderr, before any training,
+and exit with status 1 (2 for a malformed command line). Ctrl-C exits with 130
+after saving what was asked for (train: the best parameters so far and the
+history; search: the finished trials). Set FASTFC_TRACEBACK=1 to see the full
+traceback of an error instead.
 """
 import argparse
 import csv
@@ -44,6 +46,7 @@ CLASS_NAMES = {
 }
 MODELS = ("mlp", "cnn")
 UPDATE_RULES = ("adam", "adamw", "sgd", "sgd_momentum", "rmsprop", "adagrad")
+MOMENTUM_RULES = ("sgd", "sgd_momentum", "rmsprop")  # the rules that take --momentum
 DTYPES = ("float32", "float64")
 
 # Defaults tuned on digits (the demo `fastfc train` runs); see README for
@@ -98,6 +101,7 @@ def _number_parser(kind, low=None, low_open=False, high=None, high_open=False):
 
 
 positive_int = _number_parser(int, low=1)
+non_negative_int = _number_parser(int, low=0)
 positive_float = _number_parser(float, low=0, low_open=True)
 non_negative_float = _number_parser(float, low=0)
 probability = _number_parser(float, low=0, high=1, high_open=True)
@@ -153,52 +157,81 @@ def augment_spec(text):
 # ---------------------------------------------------------------- shared pieces
 
 def configure_threads(args):
+    """Apply --threads (when given) before any kernel runs."""
     if getattr(args, "threads", None) is not None:
         import fastfc
 
         fastfc.set_num_threads(args.threads)
 
 
-def load_data(dataset, data_dir, classes, val_size, seed):
-    """The data set's splits (raw [0, 1] images) and its class names after selection.
+def check_output_paths(*paths):
+    """Fail before any work, not after a training run, when an output file
+    (None: not asked for) cannot be created: its directory is missing or the
+    path is a directory."""
+    for path in filter(None, paths):
+        directory = os.path.dirname(os.path.abspath(path))
+        if os.path.isdir(path):
+            raise CommandError(f"cannot write {path}: it is a directory")
+        if not os.path.isdir(directory):
+            raise CommandError(f"cannot write {path}: directory {directory} does not exist")
 
-    Returns (data dict, tuple of class names, label order).
+
+def load_data(dataset, data_dir, classes, val_size, seed):
+    """The data set's splits (raw [0, 1] images; only `classes`, when given,
+    relabelled 0..k-1, with the validation set drawn from them).
+
+    Returns (data dict, tuple of the class names in label order).
     """
     if dataset not in DATASETS:
         raise CommandError(f"unknown dataset {dataset!r} (choose from {', '.join(DATASETS)})")
     names = CLASS_NAMES[dataset]
-    size = {} if val_size is None else {"val_size": val_size}
+    # Names resolved here, against this data set's own: the loaders then get indices.
+    indices = None if classes is None else datasets.class_indices(classes, names)
+    options = dict(classes=indices, seed=seed)
+    if val_size is not None:
+        options["val_size"] = val_size
     if dataset == "digits":
-        data = datasets.load_digits(seed=seed, **size)
+        if data_dir is not None:
+            raise CommandError("--data-dir is for mnist, fashion-mnist and cifar10: digits is embedded")
+        data = datasets.load_digits(**options)
+    elif data_dir is None:
+        raise CommandError(f"--data-dir is required for {dataset} (nothing is downloaded): "
+                           "the directory holding its files")
+    elif dataset == "cifar10":
+        data = datasets.load_cifar10(data_dir, **options)
     else:
-        if data_dir is None:
-            raise CommandError(f"--data-dir is required for {dataset} (nothing is downloaded): "
-                               "the directory holding its files")
-        if dataset == "cifar10":
-            data = datasets.load_cifar10(data_dir, classes=classes, seed=seed, **size)
-        else:
-            data = datasets.load_mnist(data_dir, seed=seed, **size)
-    if classes is not None:
-        indices = datasets._resolve_classes(classes, names)
-        if dataset != "cifar10":
-            data = datasets.select_classes(data, indices, names)
+        data = datasets.load_mnist(data_dir, **options)
+    if indices is not None:
         names = tuple(names[i] for i in indices)
     return data, names
 
 
-def add_data_arguments(parser, dataset_default="digits"):
+def add_data_arguments(parser, saved_model=False):
+    """--dataset, --data-dir, --val-size and, for training, --classes. For a
+    saved model they default to what it was trained with, and its classes
+    are fixed."""
     group = parser.add_argument_group("data")
-    group.add_argument("--dataset", default=dataset_default,
+    if saved_model:
+        group.add_argument("--dataset", help=f"one of {', '.join(DATASETS)} "
+                                             "(default: the one the model was trained on)")
+        group.add_argument("--data-dir", metavar="DIR",
+                           help="directory with the data set's files (default: the model's, for its data set)")
+        group.add_argument("--val-size", type=positive_int, metavar="N",
+                           help="validation images held out of the training set (default: the model's)")
+        return
+    group.add_argument("--dataset", default="digits",
                        help=f"one of {', '.join(DATASETS)} (default: %(default)s; digits is embedded)")
     group.add_argument("--data-dir", metavar="DIR",
                        help="local directory with the MNIST IDX files or the CIFAR-10 python batches")
     group.add_argument("--classes", metavar="A,B,...",
                        help="keep only these classes (names or indices), relabelled 0..k-1 in this order")
     group.add_argument("--val-size", type=positive_int, metavar="N",
-                       help="validation images held out of the training set (default: the loader's)")
+                       help="validation images held out of the training set, after selecting "
+                            "--classes (default: the loader's)")
 
 
 def add_runtime_arguments(parser):
+    """--threads and --quiet."""
     group = parser.add_argument_group("runtime")
     group.add_argument("--threads", type=positive_int, metavar="N",
                        help="threads for fastfc kernels (default: OMP_NUM_THREADS or all cores)")
@@ -206,6 +239,7 @@ def add_runtime_arguments(parser):
 
 
 def add_model_arguments(parser):
+    """The network's architecture, dtype and input normalisation."""
     group = parser.add_argument_group("model")
     group.add_argument("--model", choices=MODELS, default="mlp", help="network kind (default: %(default)s)")
     group.add_argument("--hidden", type=int_list, metavar="N,N,...",
@@ -222,12 +256,14 @@ def add_model_arguments(parser):
 
 
 def add_optimizer_arguments(parser):
+    """Optimizer, schedule, batching, augmentation and seed."""
     group = parser.add_argument_group("training")
     group.add_argument("--optimizer", choices=UPDATE_RULES, default=TRAIN_DEFAULTS["optimizer"],
                        help="(default: %(default)s)")
     group.add_argument("--lr", type=positive_float, default=TRAIN_DEFAULTS["lr"],
                        help="learning rate (default: %(default)s)")
-    group.add_argument("--momentum", type=probability, metavar="M", help="for sgd_momentum and rmsprop")
+    group.add_argument("--momentum", type=probability, metavar="M",
+                       help=f"for {', '.join(MOMENTUM_RULES)} (sgd_momentum's default: 0.9)")
     group.add_argument("--weight-decay", type=non_negative_float, default=TRAIN_DEFAULTS["weight_decay"],
                        metavar="WD", help="on weights only, never biases (default: %(default)s)")
     group.add_argument("--lr-decay", type=positive_float, default=TRAIN_DEFAULTS["lr_decay"], metavar="F",
@@ -241,7 +277,7 @@ def add_optimizer_arguments(parser):
     group.add_argument("--augment", type=augment_spec, default=augment_spec("none"), metavar="SPEC",
                        help="flip, crop, crop=N or flip,crop (random shifts by up to N pixels; "
                             "default none; do not flip digits)")
-    group.add_argument("--seed", type=int, default=TRAIN_DEFAULTS["seed"],
+    group.add_argument("--seed", type=non_negative_int, default=TRAIN_DEFAULTS["seed"],
                        help="seeds the split, initialisation, dropout and shuffling (default: %(default)s)")
 
 
@@ -259,6 +295,8 @@ def model_spec(args, data, class_names):
         kernel_size=args.kernel_size, dropout=args.dropout, dtype=args.dtype, normalize=args.normalize,
         dataset=args.dataset, classes=list(class_names) if args.classes is not None else None,
         class_names=list(class_names), val_size=args.val_size, seed=args.seed,
+        # So that evaluate/predict find the data again without --data-dir.
+        data_dir=os.path.abspath(os.path.expanduser(args.data_dir)) if args.data_dir else None,
     )
 
 
@@ -383,7 +421,15 @@ def make_augment(spec, image_shape):
     return functools.partial(datasets.augment, flip=spec["flip"], padding=padding)
 
 
+def check_training_args(args):
+    """The checks of train and search options that argparse cannot make."""
+    if args.momentum is not None and args.optimizer not in MOMENTUM_RULES:
+        raise CommandError(f"--momentum is only for --optimizer {', '.join(MOMENTUM_RULES[:-1])} "
+                           f"or {MOMENTUM_RULES[-1]} (not {args.optimizer})")
+
+
 def make_solver(model, data, args, num_epochs=None, on_epoch_end=None, verbose=False):
+    """A Solver for model on the prepared data with the command line's training options."""
     from . import Solver
 
     optim_config = {"learning_rate": args.lr}
@@ -428,6 +474,7 @@ def write_history(args, solver, title):
 
 
 def _evaluate(model, X, y, batch_size=256):
+    """(loss, accuracy) of model on X, y."""
     from . import evaluate
 
     return evaluate(model, X, y, batch_size=batch_size)
@@ -454,6 +501,8 @@ def add_train_parser(subparsers):
 
 
 def run_train(args):
+    check_training_args(args)
+    check_output_paths(args.save, args.plot, args.log)
     configure_threads(args)
     data, class_names = load_data(args.dataset, args.data_dir, args.classes, args.val_size, args.seed)
     prepared, statistics = prepare(data, args)
@@ -503,17 +552,21 @@ def describe_model(spec):
 # ---------------------------------------------------------------- evaluate / predict
 
 def _check_input_shape(X, spec, where):
+    """CommandError unless the images X have the shape the model was built for."""
     if list(X.shape[1:]) != list(spec["input_shape"]):
         raise CommandError(f"{where}: images of shape {tuple(X.shape[1:])}, the model expects "
                            f"{tuple(spec['input_shape'])}")
 
 
 def _model_data(args, spec):
-    """The split asked for, prepared as the model was trained (its own statistics)."""
+    """The split asked for, of the model's classes, prepared as the model was
+    trained (its own statistics)."""
     dataset = args.dataset or spec["dataset"]
-    classes = args.classes if args.classes is not None else spec["classes"]
+    data_dir = args.data_dir
+    if data_dir is None and dataset == spec["dataset"]:
+        data_dir = spec.get("data_dir")
     val_size = args.val_size if args.val_size is not None else spec["val_size"]
-    data, _ = load_data(dataset, args.data_dir, classes, val_size, spec["seed"])
+    data, _ = load_data(dataset, data_dir, spec["classes"], val_size, spec["seed"])
     statistics = None if spec["mean"] is None else (np.array(spec["mean"], np.float32),
                                                    np.array(spec["std"], np.float32))
     prepared, _ = prepare(data, spec, statistics)
@@ -525,7 +578,7 @@ def _model_data(args, spec):
 def add_saved_model_arguments(parser):
     parser.add_argument("--model", required=True, metavar="MODEL.npz",
                         help="a model saved by fastfc train --save (MODEL.json must be next to it)")
-    add_data_arguments(parser, dataset_default=None)
+    add_data_arguments(parser, saved_model=True)
     parser.add_argument("--split", choices=datasets.SPLITS, default="test",
                         help="which split of the data set (default: %(default)s)")
     group = parser.add_argument_group("runtime")
@@ -588,6 +641,7 @@ def _read_images(path, spec, pixel_max):
 
 
 def run_predict(args):
+    check_output_paths(args.output)
     configure_threads(args)
     model, spec = load_model(args.model)
     if args.input is not None:
@@ -648,6 +702,7 @@ def add_search_parser(subparsers):
 
 
 def _log_uniform(rng, low, high):
+    """A draw from [low, high] uniform in log scale (low itself when the range is a point)."""
     if low == high:
         return low
     if low <= 0:
@@ -675,39 +730,76 @@ def sample_trials(args, count):
 
 
 def _trial_args(args, trial):
+    """args with the trial's hyperparameters in place of the command line's."""
     return argparse.Namespace(**dict(vars(args), lr=trial["lr"], weight_decay=trial["weight_decay"],
                                      hidden=tuple(trial["hidden"]), dropout=trial["dropout"]))
 
 
+def run_trial(args, trial, data, prepared, class_names):
+    """Train one configuration briefly; record its accuracies and time in trial.
+
+    A trial whose loss diverges (NaN or infinite) is recorded with val_acc 0,
+    so it ranks last, instead of ending the search.
+    """
+    trial_args = _trial_args(args, trial)
+    solver = make_solver(build_model(model_spec(trial_args, data, class_names), args.seed),
+                         prepared, trial_args)
+    start = time.perf_counter()
+    try:
+        solver.train()
+        trial["diverged"] = False
+    except FloatingPointError:
+        trial["diverged"] = True
+    trial.update(val_acc=0.0 if trial["diverged"] else float(solver.best_val_acc),
+                 train_acc=float(solver.train_acc_history[-1]) if solver.train_acc_history else float("nan"),
+                 seconds=time.perf_counter() - start)
+
+
+def write_trial_log(path, ranked):
+    """The ranked trials as CSV."""
+    columns = ("number", "lr", "weight_decay", "hidden", "dropout", "val_acc", "train_acc", "seconds",
+               "diverged")
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        for t in ranked:
+            writer.writerow(["-".join(map(str, t[c])) if c == "hidden" else t[c] for c in columns])
+
+
 def run_search(args):
+    check_training_args(args)
+    check_output_paths(args.save, args.log)
+    trials = sample_trials(args, args.trials)
     configure_threads(args)
     data, class_names = load_data(args.dataset, args.data_dir, args.classes, args.val_size, args.seed)
     prepared, statistics = prepare(data, args)
-    trials = sample_trials(args, args.trials)
-    for number, trial in enumerate(trials, 1):
-        trial_args = _trial_args(args, trial)
-        spec = model_spec(trial_args, data, class_names)
-        solver = make_solver(build_model(spec, args.seed), prepared, trial_args)
-        start = time.perf_counter()
-        solver.train()
-        trial.update(number=number, val_acc=float(solver.best_val_acc),
-                     train_acc=float(solver.train_acc_history[-1]) if solver.train_acc_history else float("nan"),
-                     seconds=time.perf_counter() - start)
-        if not args.quiet:
-            print(f"trial {number:>{len(str(args.trials))}}/{args.trials}  {format_trial(trial)}", flush=True)
-    ranked = sorted(trials, key=lambda t: (-t["val_acc"], t["number"]))
-    print_trial_table(ranked)
+    finished = []
+    try:
+        for number, trial in enumerate(trials, 1):
+            trial["number"] = number
+            run_trial(args, trial, data, prepared, class_names)
+            finished.append(trial)
+            if not args.quiet:
+                print(f"trial {number:>{len(str(args.trials))}}/{args.trials}  {format_trial(trial)}",
+                      flush=True)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C ends the search: the finished trials are still ranked and logged
+    ranked = sorted(finished, key=lambda t: (-t["val_acc"], t["number"]))
+    if ranked:
+        print_trial_table(ranked)
     written = []
     if args.log:
-        columns = ("number", "lr", "weight_decay", "hidden", "dropout", "val_acc", "train_acc", "seconds")
-        with open(args.log, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(columns)
-            for t in ranked:
-                writer.writerow(["-".join(map(str, t[c])) if c == "hidden" else t[c] for c in columns])
+        write_trial_log(args.log, ranked)
         written.append(args.log)
-
+    if len(finished) < len(trials):
+        saved = f"; saved {', '.join(written)}" if written else ""
+        print(f"fastfc: search interrupted after {len(finished)} of {len(trials)} trials{saved}",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
     best = ranked[0]
+    if best["diverged"]:
+        raise CommandError("every trial diverged (NaN or infinite loss): try a lower --lr-range")
+
     best_args = _trial_args(args, best)
     spec = model_spec(best_args, data, class_names)
     model = build_model(spec, args.seed)
@@ -725,18 +817,23 @@ def run_search(args):
 
 
 def format_trial(trial):
+    """One trial's hyperparameters and result on one line."""
+    result = "diverged" if trial["diverged"] else f"val acc {trial['val_acc']:6.2%}"
     return (f"lr {trial['lr']:.2e}  wd {trial['weight_decay']:.2e}  "
             f"hidden {'-'.join(map(str, trial['hidden'])) or 'none':>9}  dropout {trial['dropout']:.2f}  "
-            f"val acc {trial['val_acc']:6.2%}  ({trial['seconds']:.1f} s)")
+            f"{result}  ({trial['seconds']:.1f} s)")
 
 
 def print_trial_table(ranked):
+    """The trials, best validation accuracy first."""
     print(f"{'rank':>4}  {'trial':>5}  {'lr':>8}  {'wd':>8}  {'hidden':>9}  {'dropout':>7}  "
           f"{'val acc':>7}  {'train acc':>9}")
     for rank, t in enumerate(ranked, 1):
         hidden = "-".join(map(str, t["hidden"])) or "none"
+        val_acc = "diverged" if t["diverged"] else f"{t['val_acc']:.2%}"
+        train_acc = "-" if math.isnan(t["train_acc"]) else f"{t['train_acc']:.2%}"  # nan: no epoch ended
         print(f"{rank:>4}  {t['number']:>5}  {t['lr']:8.2e}  {t['weight_decay']:8.2e}  {hidden:>9}  "
-              f"{t['dropout']:7.2f}  {t['val_acc']:7.2%}  {t['train_acc']:9.2%}")
+              f"{t['dropout']:7.2f}  {val_acc:>7}  {train_acc:>9}")
 
 
 # ---------------------------------------------------------------- info

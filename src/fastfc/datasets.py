@@ -3,10 +3,13 @@
 Every loader returns a dict with X_train, y_train, X_val, y_val, X_test, y_test:
 images as float32 arrays of shape (N, C, H, W) scaled to [0, 1], labels as
 int64 arrays of shape (N,). The validation set is a seeded random part of the
-training files; the test set is the data set's own test part.
+training files; the test set is the data set's own test part (for digits,
+which has none, a fixed random part). `classes` keeps some classes, labelled
+0..k-1 in the order given, before the validation set is drawn.
 
     data = load_digits()                        # embedded, no files needed
     data = load_mnist("~/data/fashion-mnist")   # the four IDX files, .gz or not
+    data = load_mnist("~/data/fashion-mnist", classes="sneaker,bag", names=FASHION_MNIST_CLASSES)
     data = load_cifar10("~/data/cifar-10-batches-py", classes=("horse", "ship", "truck"))
     data = normalize(data)                      # training mean/std applied to every split
 
@@ -86,6 +89,89 @@ def _to_unit_float32(pixels, max_value):
     return np.divide(pixels, np.float32(max_value), dtype=np.float32)
 
 
+# ---------------------------------------------------------------- classes and splits
+
+def class_indices(classes, names):
+    """Label indices for `classes`, in the order given.
+
+    Inputs:
+    - classes: a comma-separated string, or a sequence of names (from
+      `names`, case-insensitive) or indices, e.g. "horse,ship,truck" or (7, 8, 9)
+    - names: the data set's class names, in label order
+
+    Returns a list of distinct ints in 0..len(names)-1; ValueError naming the
+    unknown or repeated class otherwise.
+    """
+    if isinstance(classes, str):
+        classes = classes.split(",")
+    try:
+        classes = list(classes)
+    except TypeError:
+        raise TypeError(f"classes must be a sequence of names or indices, got {classes!r}") from None
+    if not classes:
+        raise ValueError("classes must name at least one class")
+    lowered = [n.lower() for n in names]
+    indices = []
+    for c in classes:
+        if isinstance(c, str) and c.strip().isdigit():
+            c = int(c)
+        if isinstance(c, numbers.Integral) and not isinstance(c, bool):
+            if not 0 <= c < len(names):
+                raise ValueError(f"classes: index {c} outside 0..{len(names) - 1}")
+            indices.append(int(c))
+        elif isinstance(c, str) and c.strip().lower() in lowered:
+            indices.append(lowered.index(c.strip().lower()))
+        else:
+            raise ValueError(f"classes: unknown class {c!r}; known: {', '.join(names)}")
+    if len(set(indices)) != len(indices):
+        raise ValueError(f"classes: a class is named twice in {classes!r}")
+    return indices
+
+
+def _select_classes(X, y, indices):
+    """The samples of the given classes, labelled 0..k-1 in the order of indices."""
+    relabel = np.full(max(int(y.max(initial=0)), max(indices)) + 1, -1, dtype=np.int64)
+    relabel[indices] = np.arange(len(indices))
+    keep = relabel[y] >= 0
+    return X[keep], relabel[y[keep]]
+
+
+def select_classes(data, classes, names=DIGIT_CLASSES):
+    """Keep only some classes of every split, relabelled 0..k-1 in the order given.
+
+    Inputs:
+    - data: dict with X_train, y_train, X_val, y_val, X_test, y_test
+    - classes: as for class_indices, e.g. "horse,ship,truck" or (7, 8, 9)
+    - names: the data set's class names, in label order
+
+    Returns a new dict with the same keys. (The loaders' own `classes`
+    argument selects before drawing the validation set, so that val_size
+    counts images of the kept classes.)
+    """
+    indices = class_indices(classes, names)
+    selected = dict(data)
+    for split in SPLITS:
+        selected[f"X_{split}"], selected[f"y_{split}"] = _select_classes(
+            data[f"X_{split}"], data[f"y_{split}"], indices)
+    return selected
+
+
+def _make_splits(X, y, X_test, y_test, indices, val_size, seed, max_value):
+    """The loaders' common end: keep the classes `indices` (None: all) of the
+    training and test parts, split the validation set off the training part,
+    and scale the pixels (0..max_value) to float32 in [0, 1].
+
+    Selecting and splitting before scaling keeps the large copies in bytes.
+    """
+    if indices is not None:
+        X, y = _select_classes(X, y, indices)
+        X_test, y_test = _select_classes(X_test, y_test, indices)
+    X_train, y_train, X_val, y_val = _split_validation(X, y, val_size, seed)
+    return dict(X_train=_to_unit_float32(X_train, max_value), y_train=y_train,
+                X_val=_to_unit_float32(X_val, max_value), y_val=y_val,
+                X_test=_to_unit_float32(X_test, max_value), y_test=y_test)
+
+
 # ---------------------------------------------------------------- digits
 
 def _read_digits():
@@ -96,27 +182,29 @@ def _read_digits():
     return table[:, :64], table[:, 64]
 
 
-def load_digits(val_size=180, test_size=360, seed=0):
+def load_digits(val_size=180, test_size=360, seed=0, classes=None):
     """The embedded UCI handwritten digits (1797 images of 8x8, 10 classes).
 
     Inputs:
-    - val_size: number of validation images, drawn with `seed`
-    - test_size: number of test images; drawn with a fixed generator so the
-      test set does not change with `seed`
+    - val_size: number of validation images, drawn with `seed` (after
+      selecting the classes)
+    - test_size: number of test images, drawn from all ten classes with a
+      fixed generator so the test set does not change with `seed`
     - seed: int or None, for the validation split
+    - classes: None for all ten, or the digits to keep (indices or names
+      "0".."9"), relabelled 0..k-1 in the order given
 
     Returns a dict with X_train (N, 1, 8, 8) float32 in [0, 1], y_train (N,)
     int64, and the same for X_val/y_val and X_test/y_test.
     """
     test_size = _check_count(test_size, "test_size")
+    indices = None if classes is None else class_indices(classes, DIGIT_CLASSES)
     pixels, labels = _read_digits()
     if test_size >= len(labels):
         raise ValueError(f"test_size={test_size} must be smaller than the {len(labels)} digits")
-    images = _to_unit_float32(pixels, 16).reshape(-1, 1, 8, 8)
+    images = pixels.reshape(-1, 1, 8, 8)
     X_rest, y_rest, X_test, y_test = _split_validation(images, labels, test_size, _DIGITS_TEST_SEED)
-    X_train, y_train, X_val, y_val = _split_validation(X_rest, y_rest, val_size, seed)
-    return dict(X_train=X_train, y_train=y_train, X_val=X_val, y_val=y_val,
-                X_test=X_test, y_test=y_test)
+    return _make_splits(X_rest, y_rest, X_test, y_test, indices, val_size, seed, max_value=16)
 
 
 # ---------------------------------------------------------------- MNIST (IDX files)
@@ -140,6 +228,8 @@ def _check_directory(path, what):
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a directory name, got {path!r}")
     path = os.path.expanduser(os.fspath(path))
+    if os.path.isfile(path):
+        raise NotADirectoryError(f"{what} path is a file, not the directory holding the files: {path}")
     if not os.path.isdir(path):
         raise FileNotFoundError(f"{what} directory not found: {path}")
     return path
@@ -199,7 +289,7 @@ def read_idx(path, ndim):
 
 
 def _read_mnist_part(directory, part):
-    """(images (N, 1, rows, cols) float32, labels (N,) int64) of part 'train' or 'test'."""
+    """(images (N, 1, rows, cols) uint8, labels (N,) int64) of part 'train' or 'test'."""
     images_path = _find_mnist_file(directory, _MNIST_FILES[part + "_images"])
     labels_path = _find_mnist_file(directory, _MNIST_FILES[part + "_labels"])
     images = read_idx(images_path, _IDX_IMAGES)
@@ -209,28 +299,32 @@ def _read_mnist_part(directory, part):
                          f"of {images_path}")
     if labels.size and labels.max() > 9:
         raise ValueError(f"{labels_path}: label {labels.max()} outside 0..9")
-    return _to_unit_float32(images[:, None], 255), labels.astype(np.int64)
+    return images[:, None], labels.astype(np.int64)
 
 
-def load_mnist(path, val_size=5000, seed=0):
+def load_mnist(path, val_size=5000, seed=0, classes=None, names=DIGIT_CLASSES):
     """MNIST or Fashion-MNIST from a local directory holding the four IDX files
     (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte,
     t10k-labels-idx1-ubyte, each optionally .gz).
 
     Inputs:
     - path: the directory
-    - val_size: number of training images held out for validation
+    - val_size: number of training images held out for validation (after
+      selecting the classes)
     - seed: int or None, for the validation split
+    - classes: None for all ten, or names/indices of the classes to keep,
+      relabelled 0..k-1 in the order given
+    - names: the class names `classes` may use: DIGIT_CLASSES ("0".."9") or,
+      for Fashion-MNIST, FASHION_MNIST_CLASSES
 
     Returns a dict with X_train (N, 1, 28, 28) float32 in [0, 1], y_train (N,)
     int64, and the same for the val and test splits.
     """
     directory = _check_directory(path, "MNIST")
+    indices = None if classes is None else class_indices(classes, names)
     X, y = _read_mnist_part(directory, "train")
     X_test, y_test = _read_mnist_part(directory, "test")
-    X_train, y_train, X_val, y_val = _split_validation(X, y, val_size, seed)
-    return dict(X_train=X_train, y_train=y_train, X_val=X_val, y_val=y_val,
-                X_test=X_test, y_test=y_test)
+    return _make_splits(X, y, X_test, y_test, indices, val_size, seed, max_value=255)
 
 
 # ---------------------------------------------------------------- CIFAR-10 (pickled batches)
@@ -298,62 +392,6 @@ def _read_cifar_batch(path):
     return data.reshape((-1,) + _CIFAR_IMAGE_SHAPE), labels
 
 
-def _resolve_classes(classes, names):
-    """Class indices for `classes`: a comma-separated string, or a sequence of
-    names (case-insensitive) or indices into `names`; in the order given."""
-    if isinstance(classes, str):
-        classes = [c for c in classes.split(",")]
-    try:
-        classes = list(classes)
-    except TypeError:
-        raise TypeError(f"classes must be a sequence of names or indices, got {classes!r}") from None
-    if not classes:
-        raise ValueError("classes must name at least one class")
-    lowered = [n.lower() for n in names]
-    indices = []
-    for c in classes:
-        if isinstance(c, str) and c.strip().isdigit():
-            c = int(c)
-        if isinstance(c, numbers.Integral) and not isinstance(c, bool):
-            if not 0 <= c < len(names):
-                raise ValueError(f"classes: index {c} outside 0..{len(names) - 1}")
-            indices.append(int(c))
-        elif isinstance(c, str) and c.strip().lower() in lowered:
-            indices.append(lowered.index(c.strip().lower()))
-        else:
-            raise ValueError(f"classes: unknown class {c!r}; known: {', '.join(names)}")
-    if len(set(indices)) != len(indices):
-        raise ValueError(f"classes: a class is named twice in {classes!r}")
-    return indices
-
-
-def _select_classes(X, y, indices):
-    """The samples of the given classes, labelled 0..k-1 in the order of indices."""
-    relabel = np.full(max(int(y.max(initial=0)), max(indices)) + 1, -1, dtype=np.int64)
-    relabel[indices] = np.arange(len(indices))
-    keep = relabel[y] >= 0
-    return X[keep], relabel[y[keep]]
-
-
-def select_classes(data, classes, names=DIGIT_CLASSES):
-    """Keep only some classes of every split, relabelled 0..k-1 in the order given.
-
-    Inputs:
-    - data: dict with X_train, y_train, X_val, y_val, X_test, y_test
-    - classes: names (from `names`, case-insensitive) or indices, or a
-      comma-separated string of them, e.g. "horse,ship,truck" or (7, 8, 9)
-    - names: the data set's class names, in label order
-
-    Returns a new dict with the same keys.
-    """
-    indices = _resolve_classes(classes, names)
-    selected = dict(data)
-    for split in SPLITS:
-        selected[f"X_{split}"], selected[f"y_{split}"] = _select_classes(
-            data[f"X_{split}"], data[f"y_{split}"], indices)
-    return selected
-
-
 def load_cifar10(path, classes=None, val_size=1000, seed=0):
     """CIFAR-10 from a local copy of its python-version batches (data_batch_1..5
     and test_batch; `path` is that directory or one holding cifar-10-batches-py).
@@ -373,18 +411,12 @@ def load_cifar10(path, classes=None, val_size=1000, seed=0):
     nested = os.path.join(directory, "cifar-10-batches-py")
     if not os.path.exists(os.path.join(directory, _CIFAR_TEST_FILE)) and os.path.isdir(nested):
         directory = nested
-    indices = None if classes is None else _resolve_classes(classes, CIFAR10_CLASSES)
+    indices = None if classes is None else class_indices(classes, CIFAR10_CLASSES)
     parts = [_read_cifar_batch(os.path.join(directory, name)) for name in _CIFAR_TRAIN_FILES]
     X = np.concatenate([images for images, _ in parts])
     y = np.concatenate([labels for _, labels in parts])
     X_test, y_test = _read_cifar_batch(os.path.join(directory, _CIFAR_TEST_FILE))
-    if indices is not None:
-        X, y = _select_classes(X, y, indices)
-        X_test, y_test = _select_classes(X_test, y_test, indices)
-    X_train, y_train, X_val, y_val = _split_validation(X, y, val_size, seed)
-    return dict(X_train=_to_unit_float32(X_train, 255), y_train=y_train,
-                X_val=_to_unit_float32(X_val, 255), y_val=y_val,
-                X_test=_to_unit_float32(X_test, 255), y_test=y_test)
+    return _make_splits(X, y, X_test, y_test, indices, val_size, seed, max_value=255)
 
 
 # ---------------------------------------------------------------- preprocessing

@@ -141,7 +141,8 @@ def plot_history(path, loss_history, epoch_history, title=None):
     acc_axes.set_ylabel("accuracy")
     acc_axes.set_title("Accuracy")
     acc_axes.grid(alpha=0.3)
-    acc_axes.legend(loc="lower right")
+    if acc_axes.get_lines():  # none before the first epoch ends, and an empty legend warns
+        acc_axes.legend(loc="lower right")
     if title:
         figure.suptitle(title)
     figure.savefig(path)
