@@ -2,6 +2,7 @@
 course contract, fused Linear+ReLU, the first layer skipping dx, parameter
 groups, save/load (round trip, mismatches, atomic writes) and bad input."""
 import os
+import stat
 
 import numpy as np
 import pytest
@@ -313,6 +314,17 @@ def test_save_is_atomic(tmp_path, monkeypatch):
     monkeypatch.undo()
     small_model(1).save(path)
     assert path.read_bytes() != old and os.listdir(tmp_path) == ["model.npz"]
+
+
+def test_saved_file_follows_the_umask(tmp_path):
+    """The temporary file renamed into place gets open()'s usual mode, not a
+    private 0o600 (a saved model shared with a group stays readable)."""
+    old_umask = os.umask(0o027)
+    try:
+        small_model(0).save(tmp_path / "model.npz")
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE(os.stat(tmp_path / "model.npz").st_mode) == 0o640
 
 
 # ---- bad input ----------------------------------------------------------------

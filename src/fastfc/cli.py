@@ -338,30 +338,16 @@ def spec_path(model_path):
     return os.path.splitext(os.fspath(model_path))[0] + ".json"
 
 
-def _write_atomically(path, write):
-    """write(temporary_path), then rename it to path: a failed write keeps the old file."""
-    directory = os.path.dirname(os.path.abspath(path))
-    temporary = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-
-
 def save_model(path, model, spec, statistics):
     """Save the parameters (model.save) and, next to them, the spec and the
     normalisation statistics as JSON. Returns the files written."""
     spec = dict(spec, mean=None if statistics is None else [float(v) for v in statistics[0]],
                 std=None if statistics is None else [float(v) for v in statistics[1]])
+    from .models import write_atomically
+
     model.save(path)
     sidecar = spec_path(path)
-
-    def write_spec(temporary):
-        with open(temporary, "w") as f:
-            json.dump(spec, f, indent=1)
-    _write_atomically(sidecar, write_spec)
+    write_atomically(sidecar, lambda f: f.write(json.dumps(spec, indent=1).encode()))
     return [os.fspath(path), sidecar]
 
 

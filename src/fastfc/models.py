@@ -21,28 +21,36 @@ load(path) reads them back without unpickling anything.
 import contextlib
 import numbers
 import os
-import tempfile
+import secrets
 
 import numpy as np
 
 from .layers import (Conv2d, Dropout, Flatten, Layer, Linear, MaxPool2d, ReLU, SoftmaxCrossEntropy,
                      _generator, _positive_int)
 
-__all__ = ["Sequential", "TwoLayerNet", "FullyConnectedNet", "ConvNet", "save_arrays", "load_arrays"]
+__all__ = ["Sequential", "TwoLayerNet", "FullyConnectedNet", "ConvNet", "save_arrays", "load_arrays",
+           "write_atomically"]
 
 
-def save_arrays(path, arrays):
-    """Write arrays (dict name -> array) to path as an uncompressed .npz, atomically:
-    the data go to a temporary file in the same directory, which then replaces
-    path, so a failure midway leaves any old file at path as it was. path is
-    used as given (no '.npz' is appended)."""
+def write_atomically(path, write):
+    """Write a file so that a failure midway (a crash, a full disk) leaves any
+    old file at path as it was: write(f) fills a temporary binary file in the
+    same directory, which is flushed to disk and then renamed over path. The
+    new file gets the usual permissions (0o666 less the umask).
+
+    Inputs:
+    - path: the file to write
+    - write: callable(f) writing the contents to the binary file object f
+    """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
-                                         dir=directory)
+    temporary = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    # O_EXCL: never write through a file (or link) someone else put there; the
+    # 0o666 mode lets the kernel apply the umask, as open() would.
+    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(handle, "wb") as f:
-            np.savez(f, **arrays)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(temporary, path)
@@ -50,6 +58,13 @@ def save_arrays(path, arrays):
         with contextlib.suppress(OSError):
             os.remove(temporary)
         raise
+
+
+def save_arrays(path, arrays):
+    """Write arrays (dict name -> array) to path as an uncompressed .npz,
+    atomically (see write_atomically). path is used as given (no '.npz' is
+    appended)."""
+    write_atomically(path, lambda f: np.savez(f, **arrays))
 
 
 def load_arrays(path, expected):
