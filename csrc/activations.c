@@ -125,25 +125,27 @@ FASTFC_CLONES static void SFX(dropout_chunk)(const REAL *restrict in, REAL *rest
     }
 }
 
-/* Splits [lo, hi) at multiples of 2^32 so each piece has one high word. */
-static void SFX(dropout_range)(const REAL *in, REAL *out, int64_t lo, int64_t hi,
+/* in[0, n), out[0, n): elements [first, first + n) of the whole array, split
+ * at multiples of 2^32 so each piece has one high word. */
+static void SFX(dropout_range)(const REAL *in, REAL *out, int64_t first, int64_t n,
                                uint32_t threshold, REAL scale, uint64_t key) {
     const int64_t span = (int64_t)1 << 32;
-    while (lo < hi) {
-        int64_t end = (lo / span + 1) * span;
-        if (end > hi) end = hi;
-        SFX(dropout_chunk)(in + lo, out + lo, lo, end - lo, threshold, scale, key);
-        lo = end;
+    for (int64_t done = 0; done < n;) {
+        int64_t at = first + done, piece = span - at % span; /* to the next multiple */
+        if (piece > n - done) piece = n - done;
+        SFX(dropout_chunk)(in + done, out + done, at, piece, threshold, scale, key);
+        done += piece;
     }
 }
 
-void SFX(dropout_apply)(const REAL *in, REAL *out, int64_t n, double p, uint64_t seed,
-                        int n_threads) {
+void SFX(dropout_apply)(const REAL *in, REAL *out, int64_t first, int64_t n, double p,
+                        uint64_t seed, int n_threads) {
     uint32_t threshold = dropout_threshold(p);
     REAL scale = (REAL)(1.0 / (1.0 - p));
     uint64_t key = fastfc_dropout_key(seed);
     FASTFC_PARALLEL_BLOCKS(n, n_threads, FASTFC_MIN_PER_THREAD / 4, lo, hi,
-                           SFX(dropout_range)(in, out, lo, hi, threshold, scale, key));
+                           SFX(dropout_range)(in + lo, out + lo, first + lo, hi - lo, threshold,
+                                              scale, key));
 }
 
 #endif

@@ -91,12 +91,17 @@ void tanh_forward_f64(const double *x, double *out, int64_t n, int n_threads);
 /* out: the forward output; dx = dout * (1 - out^2) */
 void tanh_backward_f32(const float *dout, const float *out, float *dx, int64_t n, int n_threads);
 void tanh_backward_f64(const double *dout, const double *out, double *dx, int64_t n, int n_threads);
-/* Inverted dropout: element i is kept when fastfc_dropout_bits(key, i),
- * read as a fraction of 2^32, is >= p, and then scaled by 1/(1-p). The mask is a pure function of (seed, i), so it is
- * the same whatever the thread count, and backward recomputes it instead of
+/* Inverted dropout over elements [first, first + n) of an array: in[i] and
+ * out[i] are its element first + i, kept when fastfc_dropout_bits(key, first + i),
+ * read as a fraction of 2^32, is >= p, and then scaled by 1/(1-p). The mask is
+ * a pure function of (seed, index), so it is the same whatever the thread count
+ * and however the array is cut into calls (the wrappers cut long ones into
+ * pieces to check for Ctrl-C in between), and backward recomputes it instead of
  * storing it. Forward: in = x, out = y. Backward: in = dout, out = dx. */
-void dropout_apply_f32(const float *in, float *out, int64_t n, double p, uint64_t seed, int n_threads);
-void dropout_apply_f64(const double *in, double *out, int64_t n, double p, uint64_t seed, int n_threads);
+void dropout_apply_f32(const float *in, float *out, int64_t first, int64_t n, double p,
+                       uint64_t seed, int n_threads);
+void dropout_apply_f64(const double *in, double *out, int64_t first, int64_t n, double p,
+                       uint64_t seed, int n_threads);
 /* The counter-based generator behind dropout, cheap enough to run at memory
  * speed in 8 or 16 SIMD lanes (32-bit multiplies only):
  *   key = splitmix64(seed)                      (once per call)
@@ -107,18 +112,25 @@ uint64_t fastfc_dropout_key(uint64_t seed);
 uint32_t fastfc_dropout_bits(uint64_t key, uint64_t i);
 
 /* ---- losses (losses.c); labels y are int64 in [0, n_classes) ---------------
- * x: (n_batch, n_classes) scores, dx: same shape. Return the mean loss. */
+ * x: (n_batch, n_classes) scores, dx: same shape, are rows of a batch of
+ * n_total >= n_batch rows (n_total = n_batch for a whole batch; the wrappers
+ * hand a long batch over in pieces). dx is the gradient of the batch's mean
+ * loss; the return value is these rows' share of it (their loss sum / n_total). */
 double softmax_loss_f32(const float *x, const int64_t *y, float *dx, int64_t n_batch,
-                        int64_t n_classes, int n_threads);
+                        int64_t n_classes, int64_t n_total, int n_threads);
 double softmax_loss_f64(const double *x, const int64_t *y, double *dx, int64_t n_batch,
-                        int64_t n_classes, int n_threads);
+                        int64_t n_classes, int64_t n_total, int n_threads);
 double svm_loss_f32(const float *x, const int64_t *y, float *dx, int64_t n_batch,
-                    int64_t n_classes, int n_threads);
+                    int64_t n_classes, int64_t n_total, int n_threads);
 double svm_loss_f64(const double *x, const int64_t *y, double *dx, int64_t n_batch,
-                    int64_t n_classes, int n_threads);
-/* pred, target, dpred: n elements; mean of squared errors. */
-double mse_loss_f32(const float *pred, const float *target, float *dpred, int64_t n, int n_threads);
-double mse_loss_f64(const double *pred, const double *target, double *dpred, int64_t n, int n_threads);
+                    int64_t n_classes, int64_t n_total, int n_threads);
+/* pred, target, dpred: n elements of n_total >= n; dpred is the gradient of
+ * the mean squared error over all n_total, the return value these elements'
+ * share of it (their sum of squared errors / n_total). */
+double mse_loss_f32(const float *pred, const float *target, float *dpred, int64_t n,
+                    int64_t n_total, int n_threads);
+double mse_loss_f64(const double *pred, const double *target, double *dpred, int64_t n,
+                    int64_t n_total, int n_threads);
 
 /* ---- conv (conv.c): 2-d convolution, NCHW, by im2col + BLAS GEMM ----------
  * out[n, f, i, j] = b[f] + sum over c, kh, kw of

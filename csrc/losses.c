@@ -64,8 +64,8 @@ static double SFX(softmax_rows)(const REAL *x, const int64_t *y, REAL *dx, int64
 }
 
 double SFX(softmax_loss)(const REAL *x, const int64_t *y, REAL *dx, int64_t n_batch,
-                         int64_t n_classes, int n_threads) {
-    REAL inv_n = (REAL)(1.0 / (double)n_batch);
+                         int64_t n_classes, int64_t n_total, int n_threads) {
+    REAL inv_n = (REAL)(1.0 / (double)n_total);
     int64_t rows_per_block = SOFTMAX_BLOCK / n_classes > 1 ? SOFTMAX_BLOCK / n_classes : 1;
     int64_t n_blocks = (n_batch + rows_per_block - 1) / rows_per_block;
     double total = 0;
@@ -77,7 +77,7 @@ double SFX(softmax_loss)(const REAL *x, const int64_t *y, REAL *dx, int64_t n_ba
         int64_t r1 = r0 + rows_per_block < n_batch ? r0 + rows_per_block : n_batch;
         total += SFX(softmax_rows)(x, y, dx, r0, r1, n_classes, inv_n);
     }
-    return total / (double)n_batch;
+    return total / (double)n_total;
 }
 
 /* Multiclass hinge loss, margin 1: sum over j != y of max(0, x_j - x_y + 1). */
@@ -89,7 +89,9 @@ static double SFX(svm_row)(const REAL *restrict x, REAL *restrict dx, int64_t la
     for (int64_t j = 0; j < n_classes; j++) {
         REAL margin = x[j] - correct + (REAL)1;
         int active = j != label && margin > 0;
-        loss += active ? margin : (REAL)0;
+        /* a NaN margin (a NaN score) is not > 0 but must reach the loss, as in
+         * the reference: a diverged model must not show a finite loss */
+        loss += active || (j != label && margin != margin) ? margin : (REAL)0;
         n_positive += active;
         dx[j] = active ? inv_n : (REAL)0;
     }
@@ -98,20 +100,20 @@ static double SFX(svm_row)(const REAL *restrict x, REAL *restrict dx, int64_t la
 }
 
 double SFX(svm_loss)(const REAL *x, const int64_t *y, REAL *dx, int64_t n_batch,
-                     int64_t n_classes, int n_threads) {
-    REAL inv_n = (REAL)(1.0 / (double)n_batch);
+                     int64_t n_classes, int64_t n_total, int n_threads) {
+    REAL inv_n = (REAL)(1.0 / (double)n_total);
     double total = 0;
     int nt = fastfc_team(n_threads, n_batch * n_classes, FASTFC_MIN_PER_THREAD / 4);
     (void)nt; /* unused without OpenMP */
 #pragma omp parallel for num_threads(nt) reduction(+ : total) schedule(static)
     for (int64_t i = 0; i < n_batch; i++)
         total += SFX(svm_row)(x + i * n_classes, dx + i * n_classes, y[i], n_classes, inv_n);
-    return total / (double)n_batch;
+    return total / (double)n_total;
 }
 
 double SFX(mse_loss)(const REAL *pred, const REAL *target, REAL *dpred, int64_t n,
-                     int n_threads) {
-    REAL two_over_n = (REAL)(2.0 / (double)n);
+                     int64_t n_total, int n_threads) {
+    REAL two_over_n = (REAL)(2.0 / (double)n_total);
     double total = 0;
     int nt = fastfc_team(n_threads, n, FASTFC_MIN_PER_THREAD);
     (void)nt; /* unused without OpenMP */
@@ -121,7 +123,7 @@ double SFX(mse_loss)(const REAL *pred, const REAL *target, REAL *dpred, int64_t 
         dpred[i] = two_over_n * diff;
         total += (double)diff * (double)diff;
     }
-    return total / (double)n;
+    return total / (double)n_total;
 }
 
 #endif

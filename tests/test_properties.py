@@ -267,28 +267,92 @@ def test_pool_matches_reference(case, kind):
     check_all([out, dx], [want, getattr(R, backward)(dout, ref_cache)], dtype, ["out", "dx"])
 
 
-@settings(max_examples=25, deadline=None)
-@given(cases(st.lists(sizes, min_size=1, max_size=3).map(tuple)),
-       st.sampled_from([np.nan, np.inf, -np.inf]))
-def test_special_values_propagate_like_reference(case, special):
-    """NaN and infinities in the input: no crash, and the element-wise kernels
-    put them where NumPy does."""
-    shape, dtype, rng, layout, nt = case
+SPECIALS = st.sampled_from([np.nan, np.inf, -np.inf])
+
+
+def with_special(rng, shape, dtype, special):
+    """A normal array with special at one random position."""
     x = normal(rng, shape, dtype)
     x.flat[rng.integers(0, x.size)] = special
-    with num_threads(nt):
+    return x
+
+
+def same_specials(got, want, name):
+    """NaN, +inf and -inf at the same places in got as in want."""
+    for kind in (np.isnan, np.isposinf, np.isneginf):
+        np.testing.assert_array_equal(kind(got), kind(want), err_msg=f"{name}: {kind.__name__}")
+
+
+@settings(max_examples=25, deadline=None)
+@given(cases(st.lists(sizes, min_size=1, max_size=3).map(tuple)), SPECIALS)
+def test_special_values_propagate_like_reference(case, special):
+    """NaN and infinities in the input: no crash, the element-wise kernels put
+    them where NumPy does, and every kernel over rows (affine, losses, dropout)
+    puts NaN and infinities where the reference does (a loss that swallowed a
+    NaN would hide a diverged model)."""
+    shape, dtype, rng, layout, nt = case
+    x = with_special(rng, shape, dtype, special)
+    with num_threads(nt), np.errstate(all="ignore"):
         for name in ("relu", "sigmoid", "tanh"):
             out, _ = getattr(F, f"{name}_forward")(relayout(x, layout))
             want, _ = getattr(R, f"{name}_forward")(x)
-            np.testing.assert_array_equal(np.isnan(out), np.isnan(want), err_msg=name)
+            same_specials(out, want, name)
             finite = np.isfinite(want)
             assert_close(out[finite], want[finite], TOLERANCES[dtype], err_msg=name)
-            np.testing.assert_array_equal(out[~finite & ~np.isnan(want)],
-                                          want[~finite & ~np.isnan(want)], err_msg=name)
-        # Losses take any shape of scores as (N, C).
-        scores = x.reshape(x.shape[0], -1)
-        loss, dx = F.softmax_loss(scores, np.zeros(scores.shape[0], dtype=np.int64))
-        assert dx.shape == scores.shape
+        # The kernels over rows take x as (N, D).
+        rows = x.reshape(x.shape[0], -1)
+        w = normal(rng, (rows.shape[1], 3), dtype)
+        b = normal(rng, 3, dtype)
+        dout = normal(rng, (rows.shape[0], 3), dtype)
+        for name in ("affine", "affine_relu"):
+            forward, backward = f"{name}_forward", f"{name}_backward"
+            out, cache = getattr(F, forward)(relayout(rows, layout), w, b)
+            want, ref_cache = getattr(R, forward)(rows, w, b)
+            same_specials(out, want, forward)
+            for grad_name, got, ref in zip(("dx", "dw", "db"), getattr(F, backward)(dout, cache),
+                                           getattr(R, backward)(dout, ref_cache)):
+                same_specials(got, ref, f"{backward} {grad_name}")
+        y = rng.integers(0, rows.shape[1], rows.shape[0])
+        for name in ("softmax_loss", "svm_loss"):
+            loss, dx = getattr(F, name)(relayout(rows, layout), y)
+            want_loss, want_dx = getattr(R, name)(rows, y)
+            same_specials(loss, want_loss, f"{name} loss")
+            same_specials(dx, want_dx, f"{name} dx")
+        target = normal(rng, shape, dtype)
+        loss, dpred = F.mse_loss(relayout(x, layout), target)
+        want_loss, want_dpred = R.mse_loss(x, target)
+        same_specials(loss, want_loss, "mse_loss")
+        same_specials(dpred, want_dpred, "mse_loss dpred")
+        out, _ = F.dropout_forward(relayout(x, layout), 0.5, seed=3)
+        np.testing.assert_array_equal(out, R.dropout_forward(x, 0.5, seed=3)[0])
+
+
+@settings(max_examples=25, deadline=None)
+@given(cases(conv_geometries()), cases(pool_geometries()), SPECIALS)
+def test_special_values_propagate_through_conv_and_pool(conv_case, pool_case, special):
+    """The same for convolution and both poolings, forward and backward."""
+    (x_shape, w_shape, stride, pad), dtype, rng, layout, nt = conv_case
+    x = with_special(rng, x_shape, dtype, special)
+    w = normal(rng, w_shape, dtype)
+    b = normal(rng, w_shape[0], dtype)
+    with num_threads(nt), np.errstate(all="ignore"):
+        out, cache = F.conv_forward(relayout(x, layout), w, b, stride=stride, pad=pad)
+        want, ref_cache = R.conv_forward(x, w, b, stride=stride, pad=pad)
+        same_specials(out, want, "conv_forward")
+        dout = normal(rng, out.shape, dtype)
+        for name, got, ref in zip(("dx", "dw", "db"), F.conv_backward(dout, cache),
+                                  R.conv_backward(dout, ref_cache)):
+            same_specials(got, ref, f"conv_backward {name}")
+        (x_shape, ph, pw, stride), _, _, _, _ = pool_case
+        x = with_special(rng, x_shape, dtype, special)
+        for kind in ("max", "avg"):
+            forward, backward = f"{kind}_pool_forward", f"{kind}_pool_backward"
+            out, cache = getattr(F, forward)(relayout(x, layout), ph, pw, stride)
+            want, ref_cache = getattr(R, forward)(x, ph, pw, stride)
+            same_specials(out, want, forward)
+            dout = normal(rng, out.shape, dtype)
+            same_specials(getattr(F, backward)(dout, cache), getattr(R, backward)(dout, ref_cache),
+                          backward)
 
 
 # ---- optimizers: fastfc.optim against torch.optim's formulas in NumPy ---------------

@@ -4,7 +4,8 @@
  * touched.
  *   - fastfc_block over n > 2^31 and > 2^32: blocks tile [0, n), aligned;
  *   - fastfc_dropout_bits/key near and past i = 2^32 and 2^63 against a
- *     direct evaluation of the formula in fastfc.h;
+ *     direct evaluation of the formula in fastfc.h, and dropout_apply on
+ *     pieces that start past 2^32 (up to INT64_MAX);
  *   - fastfc_gemm, affine_forward and affine_backward with a recording BLAS
  *     that never dereferences: every block's pointers must sit exactly at
  *     row * leading dimension (int64 products past 2^31 and 2^32);
@@ -117,6 +118,25 @@ static void test_dropout_bits(void) {
         for (uint64_t i = 0; i < 64; i++)
             differ += fastfc_dropout_bits(key, i) != fastfc_dropout_bits(key, i + TWO_32);
         CHECK(differ >= 60, "i and i + 2^32 share draws (%d of 64 differ)", differ);
+    }
+}
+
+/* dropout_apply over pieces whose first index is past 2^32, up to INT64_MAX:
+ * each element keeps the draw of its global index, even where a piece
+ * straddles a multiple of 2^32. */
+static void test_dropout_offsets(void) {
+    const int64_t firsts[] = {TWO_32 - 5, 3 * TWO_32 - 16, ((int64_t)1 << 40) + 7, INT64_MAX - 40};
+    const uint64_t seed = 77, key = fastfc_dropout_key(seed);
+    float in[32], out[32];
+    for (int i = 0; i < 32; i++) in[i] = 1.0f;
+    for (size_t f = 0; f < sizeof firsts / sizeof *firsts; f++) {
+        dropout_apply_f32(in, out, firsts[f], 32, 0.5, seed, 2);
+        int ok = 1;
+        for (int64_t i = 0; i < 32; i++) { /* p = 0.5: kept when the draw is >= 2^31 */
+            int kept = direct_bits(key, (uint64_t)(firsts[f] + i)) >= 0x80000000u;
+            ok &= out[i] == (kept ? 2.0f : 0.0f);
+        }
+        CHECK(ok, "dropout_apply from index %lld", (long long)firsts[f]);
     }
 }
 
@@ -364,6 +384,7 @@ static void test_sparse_images(void) {
 int main(void) {
     test_block();
     test_dropout_bits();
+    test_dropout_offsets();
     reserved = reserve(RESERVED_BYTES, 0);
     if (reserved) {
         test_gemm_offsets();

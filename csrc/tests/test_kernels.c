@@ -143,12 +143,18 @@ static void test_activations_and_dropout(void) {
         if (i != 5) ok &= y1[i] == (x[i] < 0 ? 0.0f : x[i]);
     CHECK(ok, "relu forward");
 
-    dropout_apply_f32(x, y1, n, 0.3, 99, 1);
-    dropout_apply_f32(x, y2, n, 0.3, 99, 4);
+    dropout_apply_f32(x, y1, 0, n, 0.3, 99, 1);
+    dropout_apply_f32(x, y2, 0, n, 0.3, 99, 4);
     CHECK(memcmp(y1, y2, sizeof(float) * n) == 0, "dropout mask independent of threads");
     int64_t kept = 0;
     for (int64_t i = 0; i < n; i++) kept += y1[i] != 0 || x[i] == 0;
     CHECK(fabs((double)kept / n - 0.7) < 0.01, "dropout keeps 70%%: %g", (double)kept / n);
+    /* in pieces at offsets that are no SIMD multiple (the wrappers cut long
+     * calls so): each element keeps its draw */
+    memset(y2, 0, sizeof(float) * n);
+    for (int64_t lo = 0; lo < n; lo += 7919)
+        dropout_apply_f32(x + lo, y2 + lo, lo, n - lo < 7919 ? n - lo : 7919, 0.3, 99, 2);
+    CHECK(memcmp(y1, y2, sizeof(float) * n) == 0, "dropout in pieces = in one call");
 
     sigmoid_forward_f32(x, y1, n, 2);
     ok = 1;
@@ -158,12 +164,31 @@ static void test_activations_and_dropout(void) {
     free(x); free(y1); free(y2);
 }
 
+/* The losses of a batch, whole and in pieces of rows (or elements) that each
+ * add their share: the same dx bit for bit, the same loss to rounding. */
+typedef double (*class_loss_fn)(const double *, const int64_t *, double *, int64_t, int64_t,
+                                int64_t, int);
+
+static void check_class_loss_pieces(class_loss_fn loss_fn, const double *x, const int64_t *y,
+                                    int64_t nb, int64_t nc, double loss, const double *dx,
+                                    const char *name) {
+    double *dx_pieces = malloc(sizeof(double) * nb * nc), sum = 0;
+    for (int64_t lo = 0; lo < nb; lo += 3) {
+        int64_t rows = nb - lo < 3 ? nb - lo : 3;
+        sum += loss_fn(x + lo * nc, y + lo, dx_pieces + lo * nc, rows, nc, nb, 2);
+    }
+    CHECK(fabs(sum - loss) < 1e-14 * fabs(loss), "%s in pieces: loss %.17g vs %.17g", name, sum,
+          loss);
+    CHECK(memcmp(dx, dx_pieces, sizeof(double) * nb * nc) == 0, "%s in pieces: dx", name);
+    free(dx_pieces);
+}
+
 static void test_losses(void) {
     const int64_t nb = 7, nc = 5;
     double x[35], dx[35];
     int64_t y[7] = {0, 4, 2, 2, 1, 3, 0};
     for (int i = 0; i < 35; i++) x[i] = sin(i * 1.7) * 3;
-    double loss = softmax_loss_f64(x, y, dx, nb, nc, 2), want = 0;
+    double loss = softmax_loss_f64(x, y, dx, nb, nc, nb, 2), want = 0;
     for (int64_t i = 0; i < nb; i++) {
         double s = 0;
         for (int64_t j = 0; j < nc; j++) s += exp(x[i * nc + j]);
@@ -174,6 +199,17 @@ static void test_losses(void) {
         }
     }
     CHECK(fabs(loss - want / nb) < 1e-12, "softmax loss %g vs %g", loss, want / nb);
+    check_class_loss_pieces(softmax_loss_f64, x, y, nb, nc, loss, dx, "softmax");
+    loss = svm_loss_f64(x, y, dx, nb, nc, nb, 2);
+    check_class_loss_pieces(svm_loss_f64, x, y, nb, nc, loss, dx, "svm");
+
+    double target[35], dpred[35], dpieces[35], sum = 0;
+    for (int i = 0; i < 35; i++) target[i] = cos(i * 0.3);
+    loss = mse_loss_f64(x, target, dpred, 35, 35, 2);
+    for (int64_t lo = 0; lo < 35; lo += 17)
+        sum += mse_loss_f64(x + lo, target + lo, dpieces + lo, 35 - lo < 17 ? 35 - lo : 17, 35, 2);
+    CHECK(fabs(sum - loss) < 1e-14 * loss && memcmp(dpred, dpieces, sizeof dpred) == 0,
+          "mse in pieces: loss %.17g vs %.17g", sum, loss);
 }
 
 int main(void) {

@@ -24,16 +24,20 @@ cdef tuple _unary(object x, unary_f32 f32, unary_f64 f64):
     cdef cnp.ndarray xa = as_float_array(x, "x")
     check_nonempty(xa, "x")
     cdef cnp.ndarray out = np.empty_like(xa)
-    cdef void *px = cnp.PyArray_DATA(xa)
-    cdef void *po = cnp.PyArray_DATA(out)
-    cdef int64_t n = xa.size
+    cdef char *px = <char *>cnp.PyArray_DATA(xa)
+    cdef char *po = <char *>cnp.PyArray_DATA(out)
+    cdef int64_t n = xa.size, size = xa.itemsize, lo = 0, hi
     cdef int nt = num_threads()
-    if is_float32(xa):
+    cdef int64_t piece = piece_items(1, ELEMENTS_PER_PIECE, nt)
+    cdef bint single = is_float32(xa)
+    while lo < n:
+        hi = next_piece(lo, n, piece)
         with nogil:
-            f32(<float *>px, <float *>po, n, nt)
-    else:
-        with nogil:
-            f64(<double *>px, <double *>po, n, nt)
+            if single:
+                f32(<float *>(px + lo * size), <float *>(po + lo * size), hi - lo, nt)
+            else:
+                f64(<double *>(px + lo * size), <double *>(po + lo * size), hi - lo, nt)
+        lo = hi
     return xa, out
 
 
@@ -48,17 +52,22 @@ cdef object _binary(object dout, object cached, str saved_name,
         raise ValueError(f"dout must have the forward output's shape {(<object>saved).shape}, "
                          f"got {(<object>da).shape}")
     cdef cnp.ndarray dx = np.empty_like(da)
-    cdef void *pd = cnp.PyArray_DATA(da)
-    cdef void *ps = cnp.PyArray_DATA(saved)
-    cdef void *px = cnp.PyArray_DATA(dx)
-    cdef int64_t n = da.size
+    cdef char *pd = <char *>cnp.PyArray_DATA(da)
+    cdef char *ps = <char *>cnp.PyArray_DATA(saved)
+    cdef char *px = <char *>cnp.PyArray_DATA(dx)
+    cdef int64_t n = da.size, size = da.itemsize, lo = 0, hi, at
     cdef int nt = num_threads()
-    if is_float32(da):
+    cdef int64_t piece = piece_items(1, ELEMENTS_PER_PIECE, nt)
+    cdef bint single = is_float32(da)
+    while lo < n:
+        hi = next_piece(lo, n, piece)
+        at = lo * size
         with nogil:
-            f32(<float *>pd, <float *>ps, <float *>px, n, nt)
-    else:
-        with nogil:
-            f64(<double *>pd, <double *>ps, <double *>px, n, nt)
+            if single:
+                f32(<float *>(pd + at), <float *>(ps + at), <float *>(px + at), hi - lo, nt)
+            else:
+                f64(<double *>(pd + at), <double *>(ps + at), <double *>(px + at), hi - lo, nt)
+        lo = hi
     return dx
 
 
@@ -112,16 +121,22 @@ cdef object _dropout_apply(object a, str name, double p, uint64_t seed):
     cdef cnp.ndarray arr = as_float_array(a, name)
     check_nonempty(arr, name)
     cdef cnp.ndarray out = np.empty_like(arr)
-    cdef void *pa = cnp.PyArray_DATA(arr)
-    cdef void *po = cnp.PyArray_DATA(out)
-    cdef int64_t n = arr.size
+    cdef char *pa = <char *>cnp.PyArray_DATA(arr)
+    cdef char *po = <char *>cnp.PyArray_DATA(out)
+    cdef int64_t n = arr.size, size = arr.itemsize, lo = 0, hi
     cdef int nt = num_threads()
-    if is_float32(arr):
+    cdef int64_t piece = piece_items(1, ELEMENTS_PER_PIECE, nt)
+    cdef bint single = is_float32(arr)
+    while lo < n:
+        hi = next_piece(lo, n, piece)
         with nogil:
-            dropout_apply_f32(<float *>pa, <float *>po, n, p, seed, nt)
-    else:
-        with nogil:
-            dropout_apply_f64(<double *>pa, <double *>po, n, p, seed, nt)
+            if single:
+                dropout_apply_f32(<float *>(pa + lo * size), <float *>(po + lo * size), lo,
+                                  hi - lo, p, seed, nt)
+            else:
+                dropout_apply_f64(<double *>(pa + lo * size), <double *>(po + lo * size), lo,
+                                  hi - lo, p, seed, nt)
+        lo = hi
     return out
 
 

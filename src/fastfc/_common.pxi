@@ -1,7 +1,9 @@
-# Shared pieces of the Cython wrappers: argument validation, the BLAS table
-# and the thread count. Included (`include "_common.pxi"`) by every wrapper
-# module, so the modules do not import each other.
+# Shared pieces of the Cython wrappers: argument validation, the BLAS table,
+# the thread count and the cutting of long calls into pieces. Included
+# (`include "_common.pxi"`) by every wrapper module, so the modules do not
+# import each other.
 cimport numpy as cnp
+from cpython.exc cimport PyErr_CheckSignals
 from libc.stdint cimport int64_t, uint64_t
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 from fastfc._kernels cimport fastfc_blas, fastfc_sgemm_fn, fastfc_dgemm_fn
@@ -97,3 +99,25 @@ cdef inline void check_blas_size(int64_t size, str name) except *:
 cdef inline void check_nonempty(object arr, str name) except *:
     if arr.size == 0:
         raise ValueError(f"{name} is empty (shape {arr.shape}); need at least one element")
+
+
+# Ctrl-C: a kernel runs without the GIL, and Python runs signal handlers only
+# once it has it back, so a long call is run in pieces and pending handlers
+# run between them (a KeyboardInterrupt raises there). A piece is about this
+# many elements per thread: 1 to 25 ms on one core (tanh is the slowest).
+cdef int64_t ELEMENTS_PER_PIECE = 1 << 20
+
+
+cdef inline int64_t piece_items(double item_work, double work_per_thread, int nt) noexcept:
+    """Items of item_work each per piece: about work_per_thread for each of
+    the nt threads, and at least nt (the kernels split a piece among them)."""
+    cdef double items = work_per_thread * nt / max(item_work, 1.0)
+    return <int64_t>min(max(items, <double>nt), 4e18)
+
+
+cdef inline int64_t next_piece(int64_t lo, int64_t n, int64_t piece) except -1:
+    """End of the piece of [0, n) that starts at lo; before every piece but the
+    first, runs pending signal handlers (a KeyboardInterrupt raises here)."""
+    if lo:
+        PyErr_CheckSignals()
+    return min(lo + piece, n)

@@ -2,12 +2,20 @@
 """2-d convolution (NCHW) by im2col and BLAS GEMM: the wrappers of
 csrc/conv.c. conv_forward returns (out, cache), conv_backward takes
 (dout, cache), as in the course notes."""
+import math
+import sys
+
 cimport numpy as cnp
 from fastfc._kernels cimport (fastfc_conv_geom, conv_forward_f32, conv_forward_f64,
                               conv_backward_f32, conv_backward_f64)
 
 include "_common.pxi"
 include "_image_args.pxi"
+
+# Calls run in pieces of whole images (see next_piece), about this many
+# multiply-adds per thread each: some 0.2 s at 20 GMAC/s, long enough that
+# the kernel's per-call scratch (up to 64 MiB of fresh pages) costs little.
+cdef double MACS_PER_PIECE = 2.0 ** 32
 
 
 cdef fastfc_conv_geom _geometry(cnp.ndarray xa, cnp.ndarray wa, int64_t stride,
@@ -33,7 +41,17 @@ cdef fastfc_conv_geom _geometry(cnp.ndarray xa, cnp.ndarray wa, int64_t stride,
     check_blas_size(g.out_h, "H' (output rows)")
     check_blas_size(g.out_w, "W' (output columns)")
     check_blas_size(g.out_h * g.out_w, "H'*W' (output pixels per image)")
+    # N*F*H'*W' may wrap int64: multiplied as Python ints
+    shape = (g.n_batch, g.n_filters, g.out_h, g.out_w)
+    if math.prod(shape) * xa.itemsize > sys.maxsize:
+        raise ValueError(f"the output (N, F, H', W') = {shape} is too large for any array")
     return g
+
+
+cdef inline double _image_macs(const fastfc_conv_geom *g) noexcept:
+    """Multiply-adds of one image's forward: F * C*HH*WW * H'*W'."""
+    return (<double>g.n_filters * g.channels * g.kernel_h * g.kernel_w
+            * g.out_h * g.out_w)
 
 
 def conv_forward(x, w, b, stride=1, pad=0):
@@ -79,21 +97,30 @@ def conv_forward(x, w, b, stride=1, pad=0):
     cdef cnp.ndarray out = np.empty((g.n_batch, g.n_filters, g.out_h, g.out_w), dtype=xa.dtype)
     cdef fastfc_blas blas = blas_table()
     cdef int nt = num_threads()
-    cdef void *px = cnp.PyArray_DATA(xa)
+    cdef char *px = <char *>cnp.PyArray_DATA(xa)
     cdef void *pw = cnp.PyArray_DATA(wa)
     cdef void *pb = cnp.PyArray_DATA(ba)
-    cdef void *po = cnp.PyArray_DATA(out)
+    cdef char *po = <char *>cnp.PyArray_DATA(out)
+    cdef int64_t image_in = xa.itemsize * g.channels * g.height * g.width
+    cdef int64_t image_out = xa.itemsize * g.n_filters * g.out_h * g.out_w
+    cdef int64_t lo = 0, hi, piece = piece_items(_image_macs(&g), MACS_PER_PIECE, nt)
+    cdef fastfc_conv_geom pg = g  # one piece's images
+    cdef bint single = is_float32(xa)
     cdef int status
-    if is_float32(xa):
+    while lo < g.n_batch:
+        hi = next_piece(lo, g.n_batch, piece)
+        pg.n_batch = hi - lo
         with nogil:
-            status = conv_forward_f32(&g, <float *>px, <float *>pw, <float *>pb, <float *>po,
-                                      &blas, nt)
-    else:
-        with nogil:
-            status = conv_forward_f64(&g, <double *>px, <double *>pw, <double *>pb,
-                                      <double *>po, &blas, nt)
-    if status != 0:
-        raise MemoryError("conv_forward could not allocate its column scratch")
+            if single:
+                status = conv_forward_f32(&pg, <float *>(px + lo * image_in), <float *>pw,
+                                          <float *>pb, <float *>(po + lo * image_out), &blas, nt)
+            else:
+                status = conv_forward_f64(&pg, <double *>(px + lo * image_in), <double *>pw,
+                                          <double *>pb, <double *>(po + lo * image_out), &blas,
+                                          nt)
+        if status != 0:
+            raise MemoryError("conv_forward could not allocate its column scratch")
+        lo = hi
     return out, (xa, wa, ba, {"stride": s, "pad": p})
 
 
@@ -130,21 +157,44 @@ def conv_backward(dout, cache, compute_dx=True):
     cdef cnp.ndarray db = np.empty(g.n_filters, dtype=xa.dtype)
     cdef fastfc_blas blas = blas_table()
     cdef int nt = num_threads()
-    cdef void *pd = cnp.PyArray_DATA(da)
-    cdef void *px = cnp.PyArray_DATA(xa)
+    cdef char *pd = <char *>cnp.PyArray_DATA(da)
+    cdef char *px = <char *>cnp.PyArray_DATA(xa)
     cdef void *pw = cnp.PyArray_DATA(wa)
-    cdef void *pdx = cnp.PyArray_DATA(dx) if dx is not None else NULL
+    cdef char *pdx = <char *>cnp.PyArray_DATA(dx) if dx is not None else NULL
+    cdef int64_t image_in = xa.itemsize * g.channels * g.height * g.width
+    cdef int64_t image_out = xa.itemsize * g.n_filters * g.out_h * g.out_w
+    cdef int64_t lo = 0, hi
+    cdef int64_t piece = piece_items((2 if compute_dx else 1) * _image_macs(&g), MACS_PER_PIECE,
+                                     nt)
+    cdef fastfc_conv_geom pg = g  # one piece's images
+    # The first piece writes dw and db; each later one writes its own sums,
+    # which are added on.
+    cdef cnp.ndarray piece_dw = dw, piece_db = db
     cdef void *pdw = cnp.PyArray_DATA(dw)
     cdef void *pdb = cnp.PyArray_DATA(db)
+    cdef bint single = is_float32(xa)
     cdef int status
-    if is_float32(xa):
+    while lo < g.n_batch:
+        hi = next_piece(lo, g.n_batch, piece)
+        pg.n_batch = hi - lo
+        if lo and piece_dw is dw:
+            piece_dw, piece_db = np.empty_like(dw), np.empty_like(db)
+            pdw, pdb = cnp.PyArray_DATA(piece_dw), cnp.PyArray_DATA(piece_db)
         with nogil:
-            status = conv_backward_f32(&g, <float *>pd, <float *>px, <float *>pw, <float *>pdx,
-                                       <float *>pdw, <float *>pdb, &blas, nt)
-    else:
-        with nogil:
-            status = conv_backward_f64(&g, <double *>pd, <double *>px, <double *>pw,
-                                       <double *>pdx, <double *>pdw, <double *>pdb, &blas, nt)
-    if status != 0:
-        raise MemoryError("conv_backward could not allocate its column scratch")
+            if single:
+                status = conv_backward_f32(
+                    &pg, <float *>(pd + lo * image_out), <float *>(px + lo * image_in),
+                    <float *>pw, <float *>(pdx + lo * image_in) if pdx else NULL,
+                    <float *>pdw, <float *>pdb, &blas, nt)
+            else:
+                status = conv_backward_f64(
+                    &pg, <double *>(pd + lo * image_out), <double *>(px + lo * image_in),
+                    <double *>pw, <double *>(pdx + lo * image_in) if pdx else NULL,
+                    <double *>pdw, <double *>pdb, &blas, nt)
+        if status != 0:
+            raise MemoryError("conv_backward could not allocate its column scratch")
+        if lo:
+            dw += piece_dw
+            db += piece_db
+        lo = hi
     return dx, dw, db

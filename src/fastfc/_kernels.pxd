@@ -54,22 +54,26 @@ cdef extern from "fastfc.h" nogil:
     void tanh_forward_f64(const double *x, double *out, int64_t n, int n_threads)
     void tanh_backward_f32(const float *dout, const float *out, float *dx, int64_t n, int n_threads)
     void tanh_backward_f64(const double *dout, const double *out, double *dx, int64_t n, int n_threads)
-    void dropout_apply_f32(const float *inp, float *out, int64_t n, double p, uint64_t seed, int n_threads)
-    void dropout_apply_f64(const double *inp, double *out, int64_t n, double p, uint64_t seed, int n_threads)
+    void dropout_apply_f32(const float *inp, float *out, int64_t first, int64_t n, double p,
+                           uint64_t seed, int n_threads)
+    void dropout_apply_f64(const double *inp, double *out, int64_t first, int64_t n, double p,
+                           uint64_t seed, int n_threads)
     uint64_t fastfc_dropout_key(uint64_t seed)
     uint32_t fastfc_dropout_bits(uint64_t key, uint64_t i)
 
     # losses.c
     double softmax_loss_f32(const float *x, const int64_t *y, float *dx, int64_t n_batch,
-                            int64_t n_classes, int n_threads)
+                            int64_t n_classes, int64_t n_total, int n_threads)
     double softmax_loss_f64(const double *x, const int64_t *y, double *dx, int64_t n_batch,
-                            int64_t n_classes, int n_threads)
+                            int64_t n_classes, int64_t n_total, int n_threads)
     double svm_loss_f32(const float *x, const int64_t *y, float *dx, int64_t n_batch,
-                        int64_t n_classes, int n_threads)
+                        int64_t n_classes, int64_t n_total, int n_threads)
     double svm_loss_f64(const double *x, const int64_t *y, double *dx, int64_t n_batch,
-                        int64_t n_classes, int n_threads)
-    double mse_loss_f32(const float *pred, const float *target, float *dpred, int64_t n, int n_threads)
-    double mse_loss_f64(const double *pred, const double *target, double *dpred, int64_t n, int n_threads)
+                        int64_t n_classes, int64_t n_total, int n_threads)
+    double mse_loss_f32(const float *pred, const float *target, float *dpred, int64_t n,
+                        int64_t n_total, int n_threads)
+    double mse_loss_f64(const double *pred, const double *target, double *dpred, int64_t n,
+                        int64_t n_total, int n_threads)
 
     # conv.c
     ctypedef struct fastfc_conv_geom:

@@ -8,9 +8,9 @@ from fastfc._kernels cimport (softmax_loss_f32, softmax_loss_f64, svm_loss_f32, 
 include "_common.pxi"
 
 ctypedef double (*class_loss_f32)(const float *, const int64_t *, float *, int64_t, int64_t,
-                                  int) noexcept nogil
+                                  int64_t, int) noexcept nogil
 ctypedef double (*class_loss_f64)(const double *, const int64_t *, double *, int64_t, int64_t,
-                                  int) noexcept nogil
+                                  int64_t, int) noexcept nogil
 
 
 cdef tuple _class_loss(object x, object y, class_loss_f32 f32, class_loss_f64 f64):
@@ -22,17 +22,25 @@ cdef tuple _class_loss(object x, object y, class_loss_f32 f32, class_loss_f64 f6
     cdef int64_t n_classes = xa.shape[1]
     cdef cnp.ndarray ya = as_labels(y, n_batch, n_classes, "y")
     cdef cnp.ndarray dx = np.empty_like(xa)
-    cdef void *px = cnp.PyArray_DATA(xa)
+    cdef char *px = <char *>cnp.PyArray_DATA(xa)
     cdef const int64_t *py = <const int64_t *>cnp.PyArray_DATA(ya)
-    cdef void *pdx = cnp.PyArray_DATA(dx)
+    cdef char *pdx = <char *>cnp.PyArray_DATA(dx)
     cdef int nt = num_threads()
-    cdef double loss
-    if is_float32(xa):
+    # pieces of whole rows; each adds its rows' share of the mean
+    cdef int64_t row = n_classes * xa.itemsize, lo = 0, hi
+    cdef int64_t piece = piece_items(n_classes, ELEMENTS_PER_PIECE, nt)
+    cdef bint single = is_float32(xa)
+    cdef double loss = 0
+    while lo < n_batch:
+        hi = next_piece(lo, n_batch, piece)
         with nogil:
-            loss = f32(<float *>px, py, <float *>pdx, n_batch, n_classes, nt)
-    else:
-        with nogil:
-            loss = f64(<double *>px, py, <double *>pdx, n_batch, n_classes, nt)
+            if single:
+                loss += f32(<float *>(px + lo * row), py + lo, <float *>(pdx + lo * row),
+                            hi - lo, n_classes, n_batch, nt)
+            else:
+                loss += f64(<double *>(px + lo * row), py + lo, <double *>(pdx + lo * row),
+                            hi - lo, n_classes, n_batch, nt)
+        lo = hi
     return loss, dx
 
 
@@ -75,16 +83,23 @@ def mse_loss(pred, target):
         raise ValueError(f"pred has shape {(<object>pa).shape} but target has shape {(<object>ta).shape}")
     check_nonempty(pa, "pred")
     cdef cnp.ndarray dpred = np.empty_like(pa)
-    cdef void *pp = cnp.PyArray_DATA(pa)
-    cdef void *pt = cnp.PyArray_DATA(ta)
-    cdef void *pd = cnp.PyArray_DATA(dpred)
-    cdef int64_t n = pa.size
+    cdef char *pp = <char *>cnp.PyArray_DATA(pa)
+    cdef char *pt = <char *>cnp.PyArray_DATA(ta)
+    cdef char *pd = <char *>cnp.PyArray_DATA(dpred)
+    cdef int64_t n = pa.size, size = pa.itemsize, lo = 0, hi, at
     cdef int nt = num_threads()
-    cdef double loss
-    if is_float32(pa):
+    cdef int64_t piece = piece_items(1, ELEMENTS_PER_PIECE, nt)
+    cdef bint single = is_float32(pa)
+    cdef double loss = 0
+    while lo < n:
+        hi = next_piece(lo, n, piece)
+        at = lo * size
         with nogil:
-            loss = mse_loss_f32(<float *>pp, <float *>pt, <float *>pd, n, nt)
-    else:
-        with nogil:
-            loss = mse_loss_f64(<double *>pp, <double *>pt, <double *>pd, n, nt)
+            if single:
+                loss += mse_loss_f32(<float *>(pp + at), <float *>(pt + at), <float *>(pd + at),
+                                     hi - lo, n, nt)
+            else:
+                loss += mse_loss_f64(<double *>(pp + at), <double *>(pt + at),
+                                     <double *>(pd + at), hi - lo, n, nt)
+        lo = hi
     return loss, dpred

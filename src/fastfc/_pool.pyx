@@ -41,6 +41,56 @@ cdef dict _pool_param(pool_height, pool_width, stride):
     return {"pool_height": pool_height, "pool_width": pool_width, "stride": stride}
 
 
+# Calls run in pieces of whole planes (see next_piece), about this many
+# window steps per thread each: some 20 ms on one core.
+cdef double STEPS_PER_PIECE = 2.0 ** 22
+
+cdef enum Kernel:
+    MAX_FORWARD, MAX_BACKWARD, AVG_FORWARD, AVG_BACKWARD
+
+
+cdef void _run(Kernel kernel, const fastfc_pool_geom *g, cnp.ndarray src, cnp.ndarray dst,
+               object argmax) except *:
+    """The kernel over all planes, in pieces: src is x (forward) or dout
+    (backward), dst is out or dx; argmax is max pooling's (N, C, H', W')."""
+    cdef bint single = is_float32(src)
+    cdef bint forward = kernel == MAX_FORWARD or kernel == AVG_FORWARD
+    cdef int64_t size = src.itemsize
+    cdef int64_t plane_in = g.height * g.width, plane_out = g.out_h * g.out_w
+    cdef int64_t src_plane = size * (plane_in if forward else plane_out)
+    cdef int64_t dst_plane = size * (plane_out if forward else plane_in)
+    cdef char *ps = <char *>cnp.PyArray_DATA(src)
+    cdef char *pd = <char *>cnp.PyArray_DATA(dst)
+    cdef int32_t *pa = <int32_t *>cnp.PyArray_DATA(argmax) if argmax is not None else NULL
+    cdef int nt = num_threads()
+    cdef int64_t lo = 0, hi
+    cdef int64_t piece = piece_items(plane_in + <double>plane_out * g.pool_h * g.pool_w,
+                                     STEPS_PER_PIECE, nt)
+    cdef fastfc_pool_geom pg = g[0]  # one piece's planes
+    cdef void *s
+    cdef void *d
+    cdef int32_t *a
+    while lo < g.planes:
+        hi = next_piece(lo, g.planes, piece)
+        pg.planes = hi - lo
+        s, d = ps + lo * src_plane, pd + lo * dst_plane
+        a = pa + lo * plane_out if pa else NULL
+        with nogil:
+            if kernel == MAX_FORWARD:
+                if single: max_pool_forward_f32(&pg, <float *>s, <float *>d, a, nt)
+                else: max_pool_forward_f64(&pg, <double *>s, <double *>d, a, nt)
+            elif kernel == MAX_BACKWARD:
+                if single: max_pool_backward_f32(&pg, <float *>s, a, <float *>d, nt)
+                else: max_pool_backward_f64(&pg, <double *>s, a, <double *>d, nt)
+            elif kernel == AVG_FORWARD:
+                if single: avg_pool_forward_f32(&pg, <float *>s, <float *>d, nt)
+                else: avg_pool_forward_f64(&pg, <double *>s, <double *>d, nt)
+            else:
+                if single: avg_pool_backward_f32(&pg, <float *>s, <float *>d, nt)
+                else: avg_pool_backward_f64(&pg, <double *>s, <double *>d, nt)
+        lo = hi
+
+
 cdef cnp.ndarray _check_dout(object dout, cnp.ndarray xa, fastfc_pool_geom *g):
     cdef cnp.ndarray da = as_float_array(dout, "dout")
     check_same_dtype(da, "dout", xa, "x (from the cache)")
@@ -73,16 +123,7 @@ def max_pool_forward(x, pool_height=2, pool_width=2, stride=2):
     shape = (xa.shape[0], xa.shape[1], g.out_h, g.out_w)
     cdef cnp.ndarray out = np.empty(shape, dtype=xa.dtype)
     cdef cnp.ndarray argmax = np.empty(shape, dtype=np.int32)
-    cdef int nt = num_threads()
-    cdef void *px = cnp.PyArray_DATA(xa)
-    cdef void *po = cnp.PyArray_DATA(out)
-    cdef int32_t *pa = <int32_t *>cnp.PyArray_DATA(argmax)
-    if is_float32(xa):
-        with nogil:
-            max_pool_forward_f32(&g, <float *>px, <float *>po, pa, nt)
-    else:
-        with nogil:
-            max_pool_forward_f64(&g, <double *>px, <double *>po, pa, nt)
+    _run(MAX_FORWARD, &g, xa, out, argmax)
     return out, (xa, argmax, pool_param)
 
 
@@ -110,16 +151,7 @@ def max_pool_backward(dout, cache):
             and (argmax.min() < 0 or argmax.max() >= g.height * g.width):
         raise ValueError("cache does not come from max_pool_forward (argmax outside the planes)")
     cdef cnp.ndarray dx = np.empty_like(xa)
-    cdef int nt = num_threads()
-    cdef void *pd = cnp.PyArray_DATA(da)
-    cdef void *pdx = cnp.PyArray_DATA(dx)
-    cdef const int32_t *pa = <int32_t *>cnp.PyArray_DATA(argmax)
-    if is_float32(xa):
-        with nogil:
-            max_pool_backward_f32(&g, <float *>pd, pa, <float *>pdx, nt)
-    else:
-        with nogil:
-            max_pool_backward_f64(&g, <double *>pd, pa, <double *>pdx, nt)
+    _run(MAX_BACKWARD, &g, da, dx, argmax)
     return dx
 
 
@@ -136,15 +168,7 @@ def avg_pool_forward(x, pool_height=2, pool_width=2, stride=2):
     cdef dict pool_param = _pool_param(pool_height, pool_width, stride)
     cdef fastfc_pool_geom g = _geometry(xa, pool_param)
     cdef cnp.ndarray out = np.empty((xa.shape[0], xa.shape[1], g.out_h, g.out_w), dtype=xa.dtype)
-    cdef int nt = num_threads()
-    cdef void *px = cnp.PyArray_DATA(xa)
-    cdef void *po = cnp.PyArray_DATA(out)
-    if is_float32(xa):
-        with nogil:
-            avg_pool_forward_f32(&g, <float *>px, <float *>po, nt)
-    else:
-        with nogil:
-            avg_pool_forward_f64(&g, <double *>px, <double *>po, nt)
+    _run(AVG_FORWARD, &g, xa, out, None)
     return out, (xa, pool_param)
 
 
@@ -164,13 +188,5 @@ def avg_pool_backward(dout, cache):
     cdef fastfc_pool_geom g = _geometry(xa, pool_param)
     cdef cnp.ndarray da = _check_dout(dout, xa, &g)
     cdef cnp.ndarray dx = np.empty_like(xa)
-    cdef int nt = num_threads()
-    cdef void *pd = cnp.PyArray_DATA(da)
-    cdef void *pdx = cnp.PyArray_DATA(dx)
-    if is_float32(xa):
-        with nogil:
-            avg_pool_backward_f32(&g, <float *>pd, <float *>pdx, nt)
-    else:
-        with nogil:
-            avg_pool_backward_f64(&g, <double *>pd, <double *>pdx, nt)
+    _run(AVG_BACKWARD, &g, da, dx, None)
     return dx
