@@ -47,7 +47,7 @@ void SFX(affine_forward)(const REAL *x, const REAL *w, const REAL *b, REAL *out,
 /* Columns [j0, j1) of the bias gradient; with relu_out, also the masked
  * gradient dh, in the same pass over dout. Sums run over rows in order, so
  * the result does not depend on the thread count. */
-static void SFX(bias_grad_cols)(const REAL *dout, const REAL *relu_out, REAL *dh, REAL *db,
+FASTFC_CLONES static void SFX(bias_grad_cols)(const REAL *dout, const REAL *relu_out, REAL *dh, REAL *db,
                                 int64_t n_batch, int64_t d_out, int64_t j0, int64_t j1) {
     for (int64_t j = j0; j < j1; j++) db[j] = 0;
     for (int64_t i = 0; i < n_batch; i++) {
@@ -58,7 +58,10 @@ static void SFX(bias_grad_cols)(const REAL *dout, const REAL *relu_out, REAL *dh
             REAL *restrict h = dh + i * d_out;
 #pragma omp simd
             for (int64_t j = j0; j < j1; j++) {
-                REAL v = r[j] > 0 ? g[j] : (REAL)0;
+                /* g[j] loaded unconditionally so that GCC turns the select
+                 * into a blend and vectorizes (a conditional load blocks it). */
+                REAL gj = g[j];
+                REAL v = r[j] > 0 ? gj : (REAL)0;
                 h[j] = v;
                 acc[j] += v;
             }
