@@ -591,7 +591,7 @@ def epoch_contenders(setup, n, dims=(784, 100, 10), batch=64, seed=0, sides=SIDE
     """One epoch of a training loop per side, each as a user would write it:
     shuffle (each side's own generator, seeded alike, so all see the same
     batches), gather the batch, then the training step of the network.
-    fastfc gathers into buffers allocated once (np.take(..., out=)); the
+    fastfc gathers into buffers allocated once (np.take(..., out=), as the Solver); the
     reference indexes with the permutation (a new array per batch); torch
     indexes its tensor view of the data. Each call returns the mean loss.
     sides: which sides to build (torch only when setup has it)."""
@@ -606,8 +606,9 @@ def epoch_contenders(setup, n, dims=(784, 100, 10), batch=64, seed=0, sides=SIDE
         for start in range(0, n, batch):
             index = order[start:start + batch]
             xb, yb = X_batch[:len(index)], y_batch[:len(index)]
-            np.take(X, index, axis=0, out=xb)
-            np.take(y, index, out=yb)
+            # mode="clip": the default "raise" gathers into a temporary first
+            np.take(X, index, axis=0, out=xb, mode="clip")
+            np.take(y, index, out=yb, mode="clip")
             total += nets["fastfc"].step(xb, yb) * len(index)
         return total / n
 
