@@ -19,11 +19,12 @@ ctypedef void (*binary_f32)(const float *, const float *, float *, int64_t, int)
 ctypedef void (*binary_f64)(const double *, const double *, double *, int64_t, int) noexcept nogil
 
 
-cdef tuple _unary(object x, unary_f32 f32, unary_f64 f64):
-    """out = f(x) element-wise; returns (x as the kernel saw it, out)."""
+cdef tuple _unary(object x, unary_f32 f32, unary_f64 f64, object out):
+    """out = f(x) element-wise (into out if given, see output_array); returns
+    (x as the kernel saw it, out)."""
     cdef cnp.ndarray xa = as_float_array(x, "x")
     check_nonempty(xa, "x")
-    cdef cnp.ndarray out = np.empty_like(xa)
+    out = output_array(out, "out", (<object>xa).shape, xa.dtype, (xa,))
     cdef char *px = <char *>cnp.PyArray_DATA(xa)
     cdef char *po = <char *>cnp.PyArray_DATA(out)
     cdef int64_t n = xa.size, size = xa.itemsize, lo = 0, hi
@@ -42,16 +43,16 @@ cdef tuple _unary(object x, unary_f32 f32, unary_f64 f64):
 
 
 cdef object _binary(object dout, object cached, str saved_name,
-                    binary_f32 f32, binary_f64 f64):
-    """dx = f(dout, saved) element-wise, saved being what forward cached
-    (checked like dout: the kernel reads as many elements from both)."""
+                    binary_f32 f32, binary_f64 f64, object dx):
+    """dx = f(dout, saved) element-wise (into dx if given), saved being what
+    forward cached (checked like dout: the kernel reads as many elements from both)."""
     cdef cnp.ndarray saved = as_float_array(cached, saved_name)
     cdef cnp.ndarray da = as_float_array(dout, "dout")
     check_same_dtype(da, "dout", saved, saved_name)
     if (<object>da).shape != (<object>saved).shape:
         raise ValueError(f"dout must have the forward output's shape {(<object>saved).shape}, "
                          f"got {(<object>da).shape}")
-    cdef cnp.ndarray dx = np.empty_like(da)
+    dx = output_array(dx, "dx", (<object>da).shape, da.dtype, (da, saved))
     cdef char *pd = <char *>cnp.PyArray_DATA(da)
     cdef char *ps = <char *>cnp.PyArray_DATA(saved)
     cdef char *px = <char *>cnp.PyArray_DATA(dx)
@@ -71,56 +72,66 @@ cdef object _binary(object dout, object cached, str saved_name,
     return dx
 
 
-def relu_forward(x):
+def relu_forward(x, *, out=None):
     """ReLU: out = max(0, x) element-wise (NaN stays NaN).
 
-    Inputs: x, a float array of any shape.
+    Inputs:
+    - x: a float array of any shape
+    - out: None, or an array shaped like x, of its dtype (C-contiguous,
+      writeable, apart from x) to write the result into
     Returns (out shaped like x, cache = x).
     """
-    xa, out = _unary(x, relu_forward_f32, relu_forward_f64)
+    xa, out = _unary(x, relu_forward_f32, relu_forward_f64, out)
     return out, xa
 
 
-def relu_backward(dout, cache):
+def relu_backward(dout, cache, *, dx=None):
     """dx = dout where x > 0, else 0 (0 at exactly x == 0, as PyTorch).
 
-    Inputs: dout shaped like x; cache = x from relu_forward.
+    Inputs: dout shaped like x; cache = x from relu_forward; dx: None, or an
+    array to write the result into (as out of relu_forward).
     Returns dx shaped like x.
     """
-    return _binary(dout, cache, "x (from the cache)", relu_backward_f32, relu_backward_f64)
+    return _binary(dout, cache, "x (from the cache)", relu_backward_f32, relu_backward_f64, dx)
 
 
-def sigmoid_forward(x):
+def sigmoid_forward(x, *, out=None):
     """Logistic sigmoid 1 / (1 + exp(-x)), computed without overflow.
 
+    Inputs: x and out as in relu_forward.
     Returns (out shaped like x, cache = out).
     """
-    _, out = _unary(x, sigmoid_forward_f32, sigmoid_forward_f64)
+    _, out = _unary(x, sigmoid_forward_f32, sigmoid_forward_f64, out)
     return out, out
 
 
-def sigmoid_backward(dout, cache):
-    """dx = dout * s * (1 - s), where s = cache is the forward output."""
+def sigmoid_backward(dout, cache, *, dx=None):
+    """dx = dout * s * (1 - s), where s = cache is the forward output (dx as
+    in relu_backward)."""
     return _binary(dout, cache, "the sigmoid output (from the cache)",
-                   sigmoid_backward_f32, sigmoid_backward_f64)
+                   sigmoid_backward_f32, sigmoid_backward_f64, dx)
 
 
-def tanh_forward(x):
-    """Hyperbolic tangent. Returns (out shaped like x, cache = out)."""
-    _, out = _unary(x, tanh_forward_f32, tanh_forward_f64)
+def tanh_forward(x, *, out=None):
+    """Hyperbolic tangent (x and out as in relu_forward). Returns (out shaped
+    like x, cache = out)."""
+    _, out = _unary(x, tanh_forward_f32, tanh_forward_f64, out)
     return out, out
 
 
-def tanh_backward(dout, cache):
-    """dx = dout * (1 - t^2), where t = cache is the forward output."""
+def tanh_backward(dout, cache, *, dx=None):
+    """dx = dout * (1 - t^2), where t = cache is the forward output (dx as in
+    relu_backward)."""
     return _binary(dout, cache, "the tanh output (from the cache)",
-                   tanh_backward_f32, tanh_backward_f64)
+                   tanh_backward_f32, tanh_backward_f64, dx)
 
 
-cdef object _dropout_apply(object a, str name, double p, uint64_t seed):
+cdef object _dropout_apply(object a, str name, double p, uint64_t seed, object out,
+                           str out_name):
+    """The dropout mask of seed applied to a, into out (see output_array)."""
     cdef cnp.ndarray arr = as_float_array(a, name)
     check_nonempty(arr, name)
-    cdef cnp.ndarray out = np.empty_like(arr)
+    out = output_array(out, out_name, (<object>arr).shape, arr.dtype, (arr,))
     cdef char *pa = <char *>cnp.PyArray_DATA(arr)
     cdef char *po = <char *>cnp.PyArray_DATA(out)
     cdef int64_t n = arr.size, size = arr.itemsize, lo = 0, hi
@@ -138,6 +149,14 @@ cdef object _dropout_apply(object a, str name, double p, uint64_t seed):
                                   hi - lo, p, seed, nt)
         lo = hi
     return out
+
+
+cdef object _copy_into(cnp.ndarray src, object dst, str name):
+    """src copied into dst, checked as an output of src's shape (the identity
+    of test-time dropout, asked to write into dst)."""
+    dst = output_array(dst, name, (<object>src).shape, src.dtype, (src,))
+    np.copyto(dst, src)
+    return dst
 
 
 def draw_seed():
@@ -158,7 +177,7 @@ def check_dropout_args(p, seed):
     return float(p), int(seed)
 
 
-def dropout_forward(x, p, train=True, seed=None):
+def dropout_forward(x, p, train=True, seed=None, *, out=None):
     """Inverted dropout: in training, each element is dropped with probability p
     and the kept ones are scaled by 1 / (1 - p) (PyTorch's convention); at test
     time (train=False) it is the identity.
@@ -169,6 +188,8 @@ def dropout_forward(x, p, train=True, seed=None):
     - train: whether to drop
     - seed: int in [0, 2**64); None draws one from np.random. The mask is a
       pure function of (seed, element index): the same for any thread count.
+    - out: None, or an array to write the result into (as in relu_forward);
+      without it, the test-time identity returns x itself, not a copy
 
     Returns (out shaped like x, cache) for dropout_backward.
     """
@@ -177,15 +198,19 @@ def dropout_forward(x, p, train=True, seed=None):
     p, seed = check_dropout_args(p, seed)
     if not train:
         xa = as_float_array(x, "x")
+        if out is not None:
+            xa = _copy_into(xa, out, "out")
         return xa, (p, False, seed, xa.shape, xa.dtype)
-    out = _dropout_apply(x, "x", p, seed)
+    out = _dropout_apply(x, "x", p, seed, out, "out")
     return out, (p, True, seed, out.shape, out.dtype)
 
 
-def dropout_backward(dout, cache):
+def dropout_backward(dout, cache, *, dx=None):
     """dx = dout * mask / (1 - p), the mask recomputed from the seed in the cache.
 
-    Inputs: dout shaped like x; cache from dropout_forward.
+    Inputs: dout shaped like x; cache from dropout_forward; dx: None, or an
+    array to write the result into (without it, the test-time identity
+    returns dout itself).
     Returns dx shaped like x.
     """
     p, train, seed, shape, dtype = cache
@@ -196,5 +221,6 @@ def dropout_backward(dout, cache):
     if da.shape != shape:
         raise ValueError(f"dout must have the forward input's shape {shape}, got {(<object>da).shape}")
     if not train:
-        return da
-    return _dropout_apply(da, "dout", p, seed)
+        return da if dx is None else _copy_into(da, dx, "dx")
+    return _dropout_apply(da, "dout", p, seed, dx, "dx")
+

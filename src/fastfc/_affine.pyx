@@ -9,52 +9,69 @@ from fastfc._kernels cimport (affine_forward_f32, affine_forward_f64, fastfc_gem
 include "_common.pxi"
 
 
-cdef tuple _forward(object x, object w, object b, bint relu):
+# Calls run in pieces of whole rows (see next_piece), about this many
+# multiply-adds per thread each: some 50 ms on one core.
+cdef double MACS_PER_PIECE = 2.0 ** 32
+
+
+cdef tuple _forward(object x, object w, object b, bint relu, object out):
     """Validate, then run the kernel; returns (x, w, b, out) as the kernel saw them."""
-    cdef cnp.ndarray xa = as_float_array(x, "x")
+    # Shapes first, on x as given: a broadcast or strided x is copied only
+    # once it is known to fit.
+    cdef object xv = check_float_array(x, "x")
+    if xv.ndim < 2:
+        raise ValueError(f"x must have shape (N, d_1, ..., d_k) with a batch axis first, "
+                         f"got shape {xv.shape}")
+    check_nonempty(xv, "x")
     cdef cnp.ndarray wa = as_float_array(w, "w")
     cdef cnp.ndarray ba = as_float_array(b, "b")
-    check_same_dtype(xa, "x", wa, "w")
-    check_same_dtype(xa, "x", ba, "b")
-    if xa.ndim < 2:
-        raise ValueError(f"x must have shape (N, d_1, ..., d_k) with a batch axis first, "
-                         f"got shape {(<object>xa).shape}")
-    check_nonempty(xa, "x")
     if wa.ndim != 2:
         raise ValueError(f"w must have shape (D, M), got shape {(<object>wa).shape}")
-    cdef int64_t n_batch = xa.shape[0]
-    cdef int64_t d_in = xa.size // n_batch
+    cdef int64_t n_batch = xv.shape[0]
+    cdef int64_t d_in = xv.size // n_batch
     cdef int64_t d_out = wa.shape[1]
     if wa.shape[0] != d_in:
         raise ValueError(f"w has shape {(<object>wa).shape} but x has D = {d_in} features per row "
-                         f"(x shape {(<object>xa).shape}); w must be (D, M)")
+                         f"(x shape {xv.shape}); w must be (D, M)")
     if ba.ndim != 1 or ba.shape[0] != d_out:
         raise ValueError(f"b must have shape ({d_out},) to match w {(<object>wa).shape}, got {(<object>ba).shape}")
     check_nonempty(wa, "w")
     check_blas_size(n_batch, "N (batch size)")
     check_blas_size(d_in, "D (input features)")
     check_blas_size(d_out, "M (output features)")
+    cdef cnp.ndarray xa = as_float_array(xv, "x")
+    check_same_dtype(xa, "x", wa, "w")
+    check_same_dtype(xa, "x", ba, "b")
 
-    cdef cnp.ndarray out = np.empty((n_batch, d_out), dtype=xa.dtype)
+    out = output_array(out, "out", (n_batch, d_out), xa.dtype, (xa, wa, ba))
     cdef fastfc_blas blas = blas_table()
     cdef int nt = num_threads()
-    cdef void *px = cnp.PyArray_DATA(xa)
+    cdef char *px = <char *>cnp.PyArray_DATA(xa)
     cdef void *pw = cnp.PyArray_DATA(wa)
     cdef void *pb = cnp.PyArray_DATA(ba)
-    cdef void *po = cnp.PyArray_DATA(out)
-    if is_float32(xa):
+    cdef char *po = <char *>cnp.PyArray_DATA(out)
+    cdef int64_t size = xa.itemsize, lo = 0, hi
+    cdef int64_t piece = piece_items(<double>d_in * d_out, MACS_PER_PIECE, nt)
+    cdef bint single = is_float32(xa)
+    while lo < n_batch:
+        hi = next_piece(lo, n_batch, piece)
         with nogil:
-            affine_forward_f32(<float *>px, <float *>pw, <float *>pb, <float *>po,
-                               n_batch, d_in, d_out, relu, &blas, nt)
-    else:
-        with nogil:
-            affine_forward_f64(<double *>px, <double *>pw, <double *>pb, <double *>po,
-                               n_batch, d_in, d_out, relu, &blas, nt)
+            if single:
+                affine_forward_f32(<float *>(px + lo * d_in * size), <float *>pw, <float *>pb,
+                                   <float *>(po + lo * d_out * size), hi - lo, d_in, d_out, relu,
+                                   &blas, nt)
+            else:
+                affine_forward_f64(<double *>(px + lo * d_in * size), <double *>pw, <double *>pb,
+                                   <double *>(po + lo * d_out * size), hi - lo, d_in, d_out, relu,
+                                   &blas, nt)
+        lo = hi
     return xa, wa, ba, out
 
 
-cdef tuple _backward(object dout, object x, object w, object relu_out, bint compute_dx):
-    """dx (or None), dw, db for a forward that saw x, w (and relu_out if fused).
+cdef tuple _backward(object dout, object x, object w, object relu_out, bint compute_dx,
+                     object dx, object dw, object db):
+    """dx (or None), dw, db for a forward that saw x, w (and relu_out if fused),
+    written into dx, dw, db where those are given (see output_array).
     The cached arrays are checked too (O(1) unless one was swapped for a
     non-contiguous copy): the kernel would read and write past them otherwise."""
     cdef cnp.ndarray xa = as_float_array(x, "x (from the cache)")
@@ -78,34 +95,58 @@ cdef tuple _backward(object dout, object x, object w, object relu_out, bint comp
         if relu_out.shape != (<object>da).shape:
             raise ValueError(f"out (from the cache) must have shape {(<object>da).shape}, "
                              f"got {relu_out.shape}")
-    cdef cnp.ndarray dw = np.empty((d_in, d_out), dtype=xa.dtype)
-    cdef cnp.ndarray db = np.empty(d_out, dtype=xa.dtype)
-    cdef object dx = np.empty((<object>xa).shape, dtype=xa.dtype) if compute_dx else None
+    inputs = (da, xa, wa, relu_out)
+    dw = output_array(dw, "dw", (d_in, d_out), xa.dtype, inputs)
+    db = output_array(db, "db", (d_out,), xa.dtype, inputs + (dw,))
+    if compute_dx:
+        dx = output_array(dx, "dx", (<object>xa).shape, xa.dtype, inputs + (dw, db))
+    elif dx is not None:
+        raise ValueError("dx is given but compute_dx is False")
     cdef object dh = np.empty((n_batch, d_out), dtype=xa.dtype) if relu_out is not None else None
     cdef fastfc_blas blas = blas_table()
     cdef int nt = num_threads()
-    cdef void *pd = cnp.PyArray_DATA(da)
-    cdef void *px = cnp.PyArray_DATA(xa)
+    cdef char *pd = <char *>cnp.PyArray_DATA(da)
+    cdef char *px = <char *>cnp.PyArray_DATA(xa)
     cdef void *pw = cnp.PyArray_DATA(wa)
-    cdef void *pr = cnp.PyArray_DATA(relu_out) if relu_out is not None else NULL
-    cdef void *ph = cnp.PyArray_DATA(dh) if dh is not None else NULL
-    cdef void *pdx = cnp.PyArray_DATA(dx) if dx is not None else NULL
+    cdef char *pr = <char *>cnp.PyArray_DATA(relu_out) if relu_out is not None else NULL
+    cdef char *ph = <char *>cnp.PyArray_DATA(dh) if dh is not None else NULL
+    cdef char *pdx = <char *>cnp.PyArray_DATA(dx) if dx is not None else NULL
+    cdef int64_t size = xa.itemsize, lo = 0, hi, row_in, row_out
+    cdef int64_t piece = piece_items((3 if compute_dx else 2) * <double>d_in * d_out,
+                                     MACS_PER_PIECE, nt)
+    # The first piece writes dw and db; each later one writes its own sums
+    # over its rows, which are added on.
+    cdef object piece_dw = dw, piece_db = db
     cdef void *pdw = cnp.PyArray_DATA(dw)
     cdef void *pdb = cnp.PyArray_DATA(db)
-    if is_float32(xa):
+    cdef bint single = is_float32(xa)
+    while lo < n_batch:
+        hi = next_piece(lo, n_batch, piece)
+        if lo and piece_dw is dw:
+            piece_dw, piece_db = np.empty_like(dw), np.empty_like(db)
+            pdw, pdb = cnp.PyArray_DATA(piece_dw), cnp.PyArray_DATA(piece_db)
+        row_in, row_out = lo * d_in * size, lo * d_out * size
         with nogil:
-            affine_backward_f32(<float *>pd, <float *>px, <float *>pw, <float *>pr, <float *>ph,
-                                <float *>pdx, <float *>pdw, <float *>pdb,
-                                n_batch, d_in, d_out, &blas, nt)
-    else:
-        with nogil:
-            affine_backward_f64(<double *>pd, <double *>px, <double *>pw, <double *>pr,
-                                <double *>ph, <double *>pdx, <double *>pdw, <double *>pdb,
-                                n_batch, d_in, d_out, &blas, nt)
+            if single:
+                affine_backward_f32(<float *>(pd + row_out), <float *>(px + row_in), <float *>pw,
+                                    <float *>(pr + row_out) if pr else NULL,
+                                    <float *>(ph + row_out) if ph else NULL,
+                                    <float *>(pdx + row_in) if pdx else NULL,
+                                    <float *>pdw, <float *>pdb, hi - lo, d_in, d_out, &blas, nt)
+            else:
+                affine_backward_f64(<double *>(pd + row_out), <double *>(px + row_in), <double *>pw,
+                                    <double *>(pr + row_out) if pr else NULL,
+                                    <double *>(ph + row_out) if ph else NULL,
+                                    <double *>(pdx + row_in) if pdx else NULL,
+                                    <double *>pdw, <double *>pdb, hi - lo, d_in, d_out, &blas, nt)
+        if lo:
+            dw += piece_dw
+            db += piece_db
+        lo = hi
     return dx, dw, db
 
 
-def affine_forward(x, w, b):
+def affine_forward(x, w, b, *, out=None):
     """Forward pass of an affine (fully-connected) layer: out = x.reshape(N, D) @ w + b.
 
     Inputs:
@@ -113,22 +154,26 @@ def affine_forward(x, w, b):
     - w: (D, M) weights
     - b: (M,) biases
     All float32 or all float64.
+    - out: None, or an (N, M) array of x's dtype (C-contiguous, writeable, apart
+      from the inputs) to write the result into instead of a new one
 
     Returns a tuple of:
     - out: (N, M)
     - cache: (x, w, b) for affine_backward
     """
-    xa, wa, ba, out = _forward(x, w, b, False)
+    xa, wa, ba, out = _forward(x, w, b, False, out)
     return out, (xa, wa, ba)
 
 
-def affine_backward(dout, cache, compute_dx=True):
+def affine_backward(dout, cache, compute_dx=True, *, dx=None, dw=None, db=None):
     """Backward pass of an affine layer.
 
     Inputs:
     - dout: (N, M) upstream gradient
     - cache: (x, w, b) from affine_forward
     - compute_dx: False skips dx (a network's first layer never needs it)
+    - dx, dw, db: None, or arrays of the shapes below to write the results
+      into (C-contiguous, writeable, the dtype of x, apart from the inputs)
 
     Returns a tuple of:
     - dx: shaped like x (None when compute_dx is False)
@@ -136,34 +181,35 @@ def affine_backward(dout, cache, compute_dx=True):
     - db: (M,)
     """
     xa, wa, _ = cache
-    return _backward(dout, xa, wa, None, compute_dx)
+    return _backward(dout, xa, wa, None, compute_dx, dx, dw, db)
 
 
-def affine_relu_forward(x, w, b):
+def affine_relu_forward(x, w, b, *, out=None):
     """Affine layer followed by ReLU, fused: out = max(0, x.reshape(N, D) @ w + b).
 
-    Inputs: x (N, d_1, ..., d_k), w (D, M), b (M,).
+    Inputs: x (N, d_1, ..., d_k), w (D, M), b (M,); out as in affine_forward.
 
     Returns a tuple of:
     - out: (N, M)
     - cache: (x, w, b, out) for affine_relu_backward
     """
-    xa, wa, ba, out = _forward(x, w, b, True)
+    xa, wa, ba, out = _forward(x, w, b, True, out)
     return out, (xa, wa, ba, out)
 
 
-def affine_relu_backward(dout, cache, compute_dx=True):
+def affine_relu_backward(dout, cache, compute_dx=True, *, dx=None, dw=None, db=None):
     """Backward pass of the fused affine-ReLU layer (ReLU gradient 0 at exactly 0).
 
     Inputs:
     - dout: (N, M) upstream gradient
     - cache: (x, w, b, out) from affine_relu_forward
     - compute_dx: False skips dx
+    - dx, dw, db: as in affine_backward
 
     Returns a tuple of (dx shaped like x or None, dw (D, M), db (M,)).
     """
     xa, wa, _, out = cache
-    return _backward(dout, xa, wa, out, compute_dx)
+    return _backward(dout, xa, wa, out, compute_dx, dx, dw, db)
 
 
 def affine_gemms_only(x, w, dout):

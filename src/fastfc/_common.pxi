@@ -42,8 +42,9 @@ cdef inline int num_threads():
     return _config._state.num_threads
 
 
-cdef inline object as_float_array(object a, str name):
-    """a as a C-contiguous float32/float64 array of at least one dimension."""
+cdef inline object check_float_array(object a, str name):
+    """a as a float32/float64 array of at least one dimension, in any layout
+    (no copy: its shape can be checked before as_float_array copies it)."""
     if not isinstance(a, np.ndarray):
         a = np.asarray(a)
     cdef cnp.ndarray arr = <cnp.ndarray>a
@@ -51,6 +52,12 @@ cdef inline object as_float_array(object a, str name):
         raise TypeError(f"{name} must be a float32 or float64 array, got dtype {arr.dtype}")
     if arr.ndim == 0:
         raise ValueError(f"{name} must be an array with at least one dimension, got a 0-d array")
+    return arr
+
+
+cdef inline object as_float_array(object a, str name):
+    """a as a C-contiguous float32/float64 array of at least one dimension."""
+    cdef cnp.ndarray arr = check_float_array(a, name)
     # C dereferences float/double pointers, which must be aligned: a view at
     # an odd byte offset of a buffer is copied like a strided one.
     if (not cnp.PyArray_IS_C_CONTIGUOUS(arr) or not cnp.PyArray_ISALIGNED(arr)
@@ -99,6 +106,28 @@ cdef inline void check_blas_size(int64_t size, str name) except *:
 cdef inline void check_nonempty(object arr, str name) except *:
     if arr.size == 0:
         raise ValueError(f"{name} is empty (shape {arr.shape}); need at least one element")
+
+
+cdef object output_array(object out, str name, tuple shape, object dtype, tuple inputs):
+    """The array a kernel writes a result into: a new one when out is None,
+    else out itself, which must be exactly what the kernel would allocate (a
+    C-contiguous, aligned, writeable array of this shape and dtype) and must
+    not overlap any of the inputs (kernels read their inputs while writing)."""
+    if out is None:
+        return np.empty(shape, dtype=dtype)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a NumPy array or None, got {type(out).__name__}")
+    cdef cnp.ndarray arr = <cnp.ndarray>out
+    if arr.dtype != dtype or (<object>arr).shape != shape:
+        raise ValueError(f"{name} must be a {np.dtype(dtype)} array of shape {shape}, "
+                         f"got {arr.dtype} {(<object>arr).shape}")
+    if not (cnp.PyArray_IS_C_CONTIGUOUS(arr) and cnp.PyArray_ISALIGNED(arr)
+            and cnp.PyArray_ISWRITEABLE(arr)):
+        raise ValueError(f"{name} must be C-contiguous, aligned and writeable")
+    for other in inputs:
+        if other is not None and np.may_share_memory(out, other):
+            raise ValueError(f"{name} overlaps an input of the call; pass a separate array")
+    return out
 
 
 # Ctrl-C: a kernel runs without the GIL, and Python runs signal handlers only

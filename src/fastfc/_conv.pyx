@@ -54,7 +54,7 @@ cdef inline double _image_macs(const fastfc_conv_geom *g) noexcept:
             * g.out_h * g.out_w)
 
 
-def conv_forward(x, w, b, stride=1, pad=0):
+def conv_forward(x, w, b, stride=1, pad=0, *, out=None):
     """Forward pass of a convolutional layer (cross-correlation, as in the course notes).
 
     out[n, f, i, j] = b[f] + sum over c, kh, kw of
@@ -68,6 +68,8 @@ def conv_forward(x, w, b, stride=1, pad=0):
     - stride: step between neighbouring windows (int >= 1)
     - pad: zeros added on each side of H and W (int >= 0)
     All arrays float32 or all float64.
+    - out: None, or an (N, F, H', W') array of x's dtype (C-contiguous,
+      writeable, apart from the inputs) to write the result into
 
     Returns a tuple of:
     - out: (N, F, H', W'), H' = (H + 2*pad - HH) // stride + 1 and
@@ -94,7 +96,8 @@ def conv_forward(x, w, b, stride=1, pad=0):
     cdef int64_t p = as_int_param(pad, "pad", 0)
     cdef fastfc_conv_geom g = _geometry(xa, wa, s, p)
 
-    cdef cnp.ndarray out = np.empty((g.n_batch, g.n_filters, g.out_h, g.out_w), dtype=xa.dtype)
+    out = output_array(out, "out", (g.n_batch, g.n_filters, g.out_h, g.out_w), xa.dtype,
+                       (xa, wa, ba))
     cdef fastfc_blas blas = blas_table()
     cdef int nt = num_threads()
     cdef char *px = <char *>cnp.PyArray_DATA(xa)
@@ -124,13 +127,15 @@ def conv_forward(x, w, b, stride=1, pad=0):
     return out, (xa, wa, ba, {"stride": s, "pad": p})
 
 
-def conv_backward(dout, cache, compute_dx=True):
+def conv_backward(dout, cache, compute_dx=True, *, dx=None, dw=None, db=None):
     """Backward pass of a convolutional layer.
 
     Inputs:
     - dout: (N, F, H', W') upstream gradient
     - cache: (x, w, b, conv_param) from conv_forward
     - compute_dx: False skips dx (a network's first layer never needs it)
+    - dx, dw, db: None, or arrays of the shapes below to write the results
+      into (C-contiguous, writeable, the dtype of x, apart from the inputs)
 
     Returns a tuple of:
     - dx: (N, C, H, W), or None when compute_dx is False
@@ -152,9 +157,13 @@ def conv_backward(dout, cache, compute_dx=True):
     if (<object>da).shape != expected:
         raise ValueError(f"dout must have the forward output's shape {expected}, "
                          f"got {(<object>da).shape}")
-    cdef object dx = np.empty_like(xa) if compute_dx else None
-    cdef cnp.ndarray dw = np.empty_like(wa)
-    cdef cnp.ndarray db = np.empty(g.n_filters, dtype=xa.dtype)
+    inputs = (da, xa, wa)
+    dw = output_array(dw, "dw", (<object>wa).shape, xa.dtype, inputs)
+    db = output_array(db, "db", (g.n_filters,), xa.dtype, inputs + (dw,))
+    if compute_dx:
+        dx = output_array(dx, "dx", (<object>xa).shape, xa.dtype, inputs + (dw, db))
+    elif dx is not None:
+        raise ValueError("dx is given but compute_dx is False")
     cdef fastfc_blas blas = blas_table()
     cdef int nt = num_threads()
     cdef char *pd = <char *>cnp.PyArray_DATA(da)
@@ -169,7 +178,7 @@ def conv_backward(dout, cache, compute_dx=True):
     cdef fastfc_conv_geom pg = g  # one piece's images
     # The first piece writes dw and db; each later one writes its own sums,
     # which are added on.
-    cdef cnp.ndarray piece_dw = dw, piece_db = db
+    cdef object piece_dw = dw, piece_db = db
     cdef void *pdw = cnp.PyArray_DATA(dw)
     cdef void *pdb = cnp.PyArray_DATA(db)
     cdef bint single = is_float32(xa)

@@ -101,13 +101,15 @@ cdef cnp.ndarray _check_dout(object dout, cnp.ndarray xa, fastfc_pool_geom *g):
     return da
 
 
-def max_pool_forward(x, pool_height=2, pool_width=2, stride=2):
+def max_pool_forward(x, pool_height=2, pool_width=2, stride=2, *, out=None):
     """Forward pass of max pooling: each output is the maximum of its window.
 
     Inputs:
     - x: (N, C, H, W), float32 or float64
     - pool_height, pool_width: window size (ints >= 1, at most H and W)
     - stride: step between windows (int >= 1); windows may overlap
+    - out: None, or an (N, C, H', W') array of x's dtype (C-contiguous,
+      writeable, apart from x) to write the result into
 
     Returns a tuple of:
     - out: (N, C, H', W'), H' = (H - pool_height) // stride + 1, likewise W';
@@ -121,19 +123,21 @@ def max_pool_forward(x, pool_height=2, pool_width=2, stride=2):
     cdef dict pool_param = _pool_param(pool_height, pool_width, stride)
     cdef fastfc_pool_geom g = _geometry(xa, pool_param)
     shape = (xa.shape[0], xa.shape[1], g.out_h, g.out_w)
-    cdef cnp.ndarray out = np.empty(shape, dtype=xa.dtype)
+    out = output_array(out, "out", shape, xa.dtype, (xa,))
     cdef cnp.ndarray argmax = np.empty(shape, dtype=np.int32)
     _run(MAX_FORWARD, &g, xa, out, argmax)
     return out, (xa, argmax, pool_param)
 
 
-def max_pool_backward(dout, cache):
+def max_pool_backward(dout, cache, *, dx=None):
     """Backward pass of max pooling: each upstream gradient goes to its window's
     maximum; where windows overlap, the contributions add up.
 
     Inputs:
     - dout: (N, C, H', W') upstream gradient
     - cache: (x, argmax, pool_param) from max_pool_forward
+    - dx: None, or an (N, C, H, W) array to write the result into (as out
+      of max_pool_forward)
 
     Returns:
     - dx: (N, C, H, W)
@@ -150,15 +154,15 @@ def max_pool_backward(dout, cache):
     if not (g.pool_h == 2 and g.pool_w == 2 and g.stride == 2) and argmax.size \
             and (argmax.min() < 0 or argmax.max() >= g.height * g.width):
         raise ValueError("cache does not come from max_pool_forward (argmax outside the planes)")
-    cdef cnp.ndarray dx = np.empty_like(xa)
+    dx = output_array(dx, "dx", (<object>xa).shape, xa.dtype, (da, xa, argmax))
     _run(MAX_BACKWARD, &g, da, dx, argmax)
     return dx
 
 
-def avg_pool_forward(x, pool_height=2, pool_width=2, stride=2):
+def avg_pool_forward(x, pool_height=2, pool_width=2, stride=2, *, out=None):
     """Forward pass of average pooling: each output is the mean of its window.
 
-    Inputs: as max_pool_forward.
+    Inputs: as max_pool_forward (out too).
 
     Returns a tuple of:
     - out: (N, C, H', W'), sizes as in max_pool_forward
@@ -167,18 +171,19 @@ def avg_pool_forward(x, pool_height=2, pool_width=2, stride=2):
     cdef cnp.ndarray xa = as_image_batch(x, "x")
     cdef dict pool_param = _pool_param(pool_height, pool_width, stride)
     cdef fastfc_pool_geom g = _geometry(xa, pool_param)
-    cdef cnp.ndarray out = np.empty((xa.shape[0], xa.shape[1], g.out_h, g.out_w), dtype=xa.dtype)
+    out = output_array(out, "out", (xa.shape[0], xa.shape[1], g.out_h, g.out_w), xa.dtype, (xa,))
     _run(AVG_FORWARD, &g, xa, out, None)
     return out, (xa, pool_param)
 
 
-def avg_pool_backward(dout, cache):
+def avg_pool_backward(dout, cache, *, dx=None):
     """Backward pass of average pooling: each window's entries receive
     dout / (pool_height * pool_width), summed where windows overlap.
 
     Inputs:
     - dout: (N, C, H', W') upstream gradient
     - cache: (x, pool_param) from avg_pool_forward
+    - dx: as in max_pool_backward
 
     Returns:
     - dx: (N, C, H, W)
@@ -187,6 +192,6 @@ def avg_pool_backward(dout, cache):
     cdef cnp.ndarray xa = as_image_batch(x, "x (from the cache)")
     cdef fastfc_pool_geom g = _geometry(xa, pool_param)
     cdef cnp.ndarray da = _check_dout(dout, xa, &g)
-    cdef cnp.ndarray dx = np.empty_like(xa)
+    dx = output_array(dx, "dx", (<object>xa).shape, xa.dtype, (da, xa))
     _run(AVG_BACKWARD, &g, da, dx, None)
     return dx

@@ -6,68 +6,82 @@ import math
 import numpy as np
 
 
+def _into(out, result):
+    """result, or result copied into out when out is given: the twin of the
+    out=, dx=, dw=, db= arguments with which fastfc writes into arrays the
+    caller owns (their shape and dtype must match exactly)."""
+    if out is None:
+        return result
+    if out.shape != result.shape or out.dtype != result.dtype:
+        raise ValueError(f"the output array must be {result.dtype} {result.shape}, "
+                         f"got {out.dtype} {out.shape}")
+    np.copyto(out, result)
+    return out
 
-def affine_forward(x, w, b):
+
+def affine_forward(x, w, b, *, out=None):
     """out = x.reshape(N, D) @ w + b. Inputs x (N, d_1, ..., d_k), w (D, M), b (M,).
     Returns (out (N, M), cache (x, w, b))."""
-    out = x.reshape(x.shape[0], -1) @ w + b
+    out = _into(out, x.reshape(x.shape[0], -1) @ w + b)
     return out, (x, w, b)
 
 
-def affine_backward(dout, cache, compute_dx=True):
+def affine_backward(dout, cache, compute_dx=True, *, dx=None, dw=None, db=None):
     """Returns (dx shaped like x or None, dw (D, M), db (M,))."""
     x, w, _ = cache
     x2 = x.reshape(x.shape[0], -1)
-    dx = (dout @ w.T).reshape(x.shape) if compute_dx else None
-    return dx, x2.T @ dout, dout.sum(axis=0)
+    if not compute_dx and dx is not None:
+        raise ValueError("dx is given but compute_dx is False")
+    dx = _into(dx, (dout @ w.T).reshape(x.shape)) if compute_dx else None
+    return dx, _into(dw, x2.T @ dout), _into(db, dout.sum(axis=0))
 
 
-def relu_forward(x):
+def relu_forward(x, *, out=None):
     """out = max(0, x), NaN propagating. Returns (out, cache = x)."""
-    return np.where(x < 0, np.zeros_like(x), x), x
+    return _into(out, np.where(x < 0, np.zeros_like(x), x)), x
 
 
-def relu_backward(dout, cache):
+def relu_backward(dout, cache, *, dx=None):
     """dx = dout where x > 0 else 0."""
     x = cache
-    return np.where(x > 0, dout, np.zeros_like(dout))
+    return _into(dx, np.where(x > 0, dout, np.zeros_like(dout)))
 
 
-def affine_relu_forward(x, w, b):
+def affine_relu_forward(x, w, b, *, out=None):
     """ReLU(affine(x)). Returns (out, cache (x, w, b, out))."""
     a, _ = affine_forward(x, w, b)
-    out, _ = relu_forward(a)
+    out, _ = relu_forward(a, out=out)
     return out, (x, w, b, out)
 
 
-def affine_relu_backward(dout, cache, compute_dx=True):
+def affine_relu_backward(dout, cache, compute_dx=True, *, dx=None, dw=None, db=None):
     """Returns (dx or None, dw, db) of the affine-ReLU pair."""
     x, w, b, out = cache
     da = relu_backward(dout, out)
-    return affine_backward(da, (x, w, b), compute_dx)
+    return affine_backward(da, (x, w, b), compute_dx, dx=dx, dw=dw, db=db)
 
 
-def sigmoid_forward(x):
+def sigmoid_forward(x, *, out=None):
     """1 / (1 + exp(-x)) without overflow. Returns (out, cache = out)."""
     e = np.exp(-np.abs(x))
-    out = np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+    out = _into(out, np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False))
     return out, out
 
 
-def sigmoid_backward(dout, cache):
+def sigmoid_backward(dout, cache, *, dx=None):
     s = cache
-    return dout * s * (1 - s)
+    return _into(dx, dout * s * (1 - s))
 
 
-def tanh_forward(x):
+def tanh_forward(x, *, out=None):
     """Returns (tanh(x), cache = the output)."""
-    out = np.tanh(x)
+    out = _into(out, np.tanh(x))
     return out, out
 
 
-def tanh_backward(dout, cache):
+def tanh_backward(dout, cache, *, dx=None):
     t = cache
-    return dout * ((1 - t) * (1 + t))  # 1 - t**2, without cancellation near |t| = 1
+    return _into(dx, dout * ((1 - t) * (1 + t)))  # 1 - t**2, without cancellation near |t| = 1
 
 
 def _splitmix64(z):
@@ -102,20 +116,18 @@ def dropout_keep_mask(seed, n, p):
     return h >= np.uint32(threshold)
 
 
-def dropout_forward(x, p, train=True, seed=None):
+def dropout_forward(x, p, train=True, seed=None, *, out=None):
     """Inverted dropout: drop with probability p, scale the rest by 1/(1-p).
     Returns (out, cache (p, train, seed, shape, dtype))."""
     if seed is None:
         seed = int(np.random.randint(0, 2**63 - 1, dtype=np.int64))
     cache = (p, train, seed, x.shape, x.dtype)
-    if not train:
-        return x, cache
-    return _dropout_apply(x, p, seed), cache
+    return _into(out, _dropout_apply(x, p, seed) if train else x), cache
 
 
-def dropout_backward(dout, cache):
+def dropout_backward(dout, cache, *, dx=None):
     p, train, seed, _, _ = cache
-    return _dropout_apply(dout, p, seed) if train else dout
+    return _into(dx, _dropout_apply(dout, p, seed) if train else dout)
 
 
 def _dropout_apply(a, p, seed):
@@ -183,7 +195,7 @@ def _im2col(xp, kh, kw, stride, out_h, out_w):
     return win.transpose(0, 2, 3, 1, 4, 5).reshape(-1, xp.shape[1] * kh * kw)
 
 
-def conv_forward(x, w, b, stride=1, pad=0):
+def conv_forward(x, w, b, stride=1, pad=0, *, out=None):
     """Convolution by im2col (stride tricks) and one matmul.
 
     Inputs: x (N, C, H, W), w (F, C, HH, WW), b (F,), stride, pad.
@@ -191,12 +203,12 @@ def conv_forward(x, w, b, stride=1, pad=0):
     n, f = x.shape[0], w.shape[0]
     xp, out_h, out_w = _conv_geometry(x, w, stride, pad)
     cols = _im2col(xp, w.shape[2], w.shape[3], stride, out_h, out_w)
-    out = cols @ w.reshape(f, -1).T + b
-    out = np.ascontiguousarray(out.reshape(n, out_h, out_w, f).transpose(0, 3, 1, 2))
+    rows = cols @ w.reshape(f, -1).T + b  # (N*H'*W', F)
+    out = _into(out, np.ascontiguousarray(rows.reshape(n, out_h, out_w, f).transpose(0, 3, 1, 2)))
     return out, (x, w, b, {"stride": stride, "pad": pad})
 
 
-def conv_backward(dout, cache, compute_dx=True):
+def conv_backward(dout, cache, compute_dx=True, *, dx=None, dw=None, db=None):
     """Returns (dx (N, C, H, W) or None, dw (F, C, HH, WW), db (F,)); col2im adds
     the column gradients back one kernel tap at a time."""
     x, w, _, conv_param = cache
@@ -206,9 +218,11 @@ def conv_backward(dout, cache, compute_dx=True):
     xp, out_h, out_w = _conv_geometry(x, w, stride, pad)
     dout_rows = dout.transpose(0, 2, 3, 1).reshape(-1, f)  # (N*H'*W', F)
     cols = _im2col(xp, kh, kw, stride, out_h, out_w)
-    dw = (dout_rows.T @ cols).reshape(w.shape)
-    db = dout.sum(axis=(0, 2, 3))
+    dw = _into(dw, (dout_rows.T @ cols).reshape(w.shape))
+    db = _into(db, dout.sum(axis=(0, 2, 3)))
     if not compute_dx:
+        if dx is not None:
+            raise ValueError("dx is given but compute_dx is False")
         return None, dw, db
     dcols = (dout_rows @ w.reshape(f, -1)).reshape(n, out_h, out_w, c, kh, kw)
     dxp = np.zeros_like(xp)
@@ -216,7 +230,7 @@ def conv_backward(dout, cache, compute_dx=True):
         for j in range(kw):
             dxp[:, :, i:i + stride * out_h:stride, j:j + stride * out_w:stride] += \
                 dcols[:, :, :, :, i, j].transpose(0, 3, 1, 2)
-    return dxp[:, :, pad:pad + h, pad:pad + wd], dw, db
+    return _into(dx, dxp[:, :, pad:pad + h, pad:pad + wd]), dw, db
 
 
 def conv_forward_naive(x, w, b, stride=1, pad=0):
@@ -281,7 +295,7 @@ def _scatter_windows(x, pool_param, part):
     return dx
 
 
-def max_pool_forward(x, pool_height=2, pool_width=2, stride=2):
+def max_pool_forward(x, pool_height=2, pool_width=2, stride=2, *, out=None):
     """Max over each window. Ties: the first maximum in row-major window order;
     a window with NaN gives NaN (np.argmax picks the first NaN).
     Returns (out (N, C, H', W'), cache (x, argmax, pool_param)), argmax the tap
@@ -289,28 +303,28 @@ def max_pool_forward(x, pool_height=2, pool_width=2, stride=2):
     pool_param = _pool_param(pool_height, pool_width, stride)
     win = _pool_windows(x, pool_param)
     argmax = win.argmax(axis=-1)
-    out = np.take_along_axis(win, argmax[..., None], axis=-1)[..., 0]
+    out = _into(out, np.take_along_axis(win, argmax[..., None], axis=-1)[..., 0])
     return out, (x, argmax, pool_param)
 
 
-def max_pool_backward(dout, cache):
+def max_pool_backward(dout, cache, *, dx=None):
     """dx: each dout entry added at its window's argmax (accumulating on overlaps)."""
     x, argmax, pool_param = cache
     zero = np.zeros_like(dout)
-    return _scatter_windows(x, pool_param, lambda k: np.where(argmax == k, dout, zero))
+    return _into(dx, _scatter_windows(x, pool_param, lambda k: np.where(argmax == k, dout, zero)))
 
 
-def avg_pool_forward(x, pool_height=2, pool_width=2, stride=2):
+def avg_pool_forward(x, pool_height=2, pool_width=2, stride=2, *, out=None):
     """Mean over each window. Returns (out (N, C, H', W'), cache (x, pool_param))."""
     pool_param = _pool_param(pool_height, pool_width, stride)
-    return _pool_windows(x, pool_param).mean(axis=-1), (x, pool_param)
+    return _into(out, _pool_windows(x, pool_param).mean(axis=-1)), (x, pool_param)
 
 
-def avg_pool_backward(dout, cache):
+def avg_pool_backward(dout, cache, *, dx=None):
     """dx: dout / (ph*pw) added to every entry of its window."""
     x, pool_param = cache
     share = dout / (pool_param["pool_height"] * pool_param["pool_width"])
-    return _scatter_windows(x, pool_param, lambda k: share)
+    return _into(dx, _scatter_windows(x, pool_param, lambda k: share))
 
 
 def max_pool_forward_naive(x, pool_height=2, pool_width=2, stride=2):
