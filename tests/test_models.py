@@ -3,6 +3,7 @@ course contract, fused Linear+ReLU, the first layer skipping dx, parameter
 groups, save/load (round trip, mismatches, atomic writes) and bad input."""
 import os
 import stat
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -100,9 +101,10 @@ def test_input_gradient_only_when_asked(rng):
 def test_only_the_first_layer_skips_dx(rng, monkeypatch, make, shape):
     calls = []
     for name in ("affine_backward", "affine_relu_backward", "conv_backward"):
-        def spy(dout, cache, compute_dx=True, real=getattr(fastfc.functional, name), name=name):
+        def spy(dout, cache, compute_dx=True, real=getattr(fastfc.functional, name), name=name,
+                **outputs):
             calls.append((name, compute_dx))
-            return real(dout, cache, compute_dx=compute_dx)
+            return real(dout, cache, compute_dx=compute_dx, **outputs)
         monkeypatch.setattr(fastfc.functional, name, spy)
     model = make()
     model.loss(rng.standard_normal(shape), rng.integers(0, 3, shape[0]))
@@ -113,13 +115,69 @@ def test_only_the_first_layer_skips_dx(rng, monkeypatch, make, shape):
     assert calls[-1][0] == ("conv_backward" if isinstance(first, L.Conv2d) else "affine_relu_backward")
 
 
+def _small_conv_net(dropout=False):
+    """conv - relu - pool (- dropout) - flatten - linear+relu - linear, float32."""
+    layers = [L.Conv2d(1, 4, 3, padding=1, seed=0), L.ReLU(), L.MaxPool2d(2)]
+    layers += [L.Dropout(0.2, seed=3)] if dropout else []
+    layers += [L.Flatten(), L.Linear(64, 16, seed=1), L.ReLU(), L.Linear(16, 3, seed=2)]
+    return Sequential(*layers, loss=L.SoftmaxCrossEntropy())
+
+
+def test_training_steps_reuse_activation_and_gradient_buffers(rng):
+    """After the first step of a batch size, a training step allocates no
+    activation or gradient: the inner layers write into buffers kept from
+    the step before (here a conv output alone is 32 KiB; what is left are
+    the scores, the pooling argmax and small per-call scratch)."""
+    model = _small_conv_net()
+    X, y = data(rng, 32, (1, 8, 8), 3)
+    X = X.astype(np.float32)
+    model.loss(X, y)
+    tracemalloc.start()
+    try:
+        model.loss(X, y)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    conv_output_bytes = 32 * 4 * 8 * 8 * 4
+    assert peak < conv_output_bytes
+
+
+@pytest.mark.parametrize("dropout", [False, True], ids=["plain", "dropout"])
+def test_reused_buffers_change_no_result(rng, dropout):
+    """Steps over different batches (of two sizes, in both modes) give what a
+    model fresh from the same weights gives, and forward's output is the
+    caller's: the next forward does not overwrite it."""
+    model = _small_conv_net(dropout)
+    batches = [data(rng, n, (1, 8, 8), 3) for n in (8, 8, 5, 8)]
+    first_scores = model.forward(batches[0][0])
+    kept = first_scores.copy()
+    for X, y in batches:
+        for training in (True, False):
+            model.train() if training else model.eval()
+            fresh = _small_conv_net(dropout)
+            params = dict(model.named_parameters())
+            for name, p in fresh.named_parameters():
+                p.data[...] = params[name].data
+            if dropout:  # the same mask stream: copy the generator's state
+                fresh.layers[3]._rng.bit_generator.state = model.layers[3]._rng.bit_generator.state
+            fresh.train() if training else fresh.eval()
+            scores = model.forward(X)
+            np.testing.assert_array_equal(scores, fresh.forward(X))
+            dout = rng.standard_normal(scores.shape).astype(np.float32)
+            model.backward(dout)
+            fresh.backward(dout)
+            for name, p in fresh.named_parameters():
+                np.testing.assert_array_equal(params[name].grad, p.grad, err_msg=name)
+    np.testing.assert_array_equal(first_scores, kept)
+
+
 def test_linear_relu_runs_fused(rng, monkeypatch):
     relu, linear = L.ReLU(), L.Linear(6, 4, seed=0)
     model = Sequential(linear, relu, L.Linear(4, 2, seed=1))
     X = rng.standard_normal((3, 6)).astype(np.float32)
     calls = []
     monkeypatch.setattr(fastfc.functional, "affine_relu_forward",
-                        lambda *a: calls.append("fused") or R.affine_relu_forward(*a))
+                        lambda *a, **o: calls.append("fused") or R.affine_relu_forward(*a, **o))
     monkeypatch.setattr(relu, "forward", lambda x: calls.append("relu"))
     out = model.forward(X)
     assert calls == ["fused"]

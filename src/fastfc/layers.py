@@ -12,6 +12,11 @@ whole life: optimizers update .data in place and backward overwrites .grad
 (it does not accumulate). layer.params['W'] and layer.grads['W'] are those
 arrays by name.
 
+Output arrays: forward(x, out=None) and backward(dout, dx=None) of every
+layer here can write their result into an array the caller passes (see
+fastfc.functional's out=/dx= arguments); Sequential does so with buffers it
+keeps between steps. Called without them, each call returns new arrays.
+
 Initialisation: weights are drawn N(0, std^2) with std = weight_scale when
 given (the course's fixed scale), otherwise He's sqrt(2 / fan_in) (right
 for layers followed by ReLU, and used for every Linear and Conv2d without a
@@ -76,6 +81,9 @@ class Layer:
 
     # Names of parameters that L2 regularisation and weight decay apply to.
     weight_names = ("W",)
+    # Whether forward takes out= and backward dx= (a container then hands
+    # the layer buffers to reuse; layers written elsewhere need not).
+    takes_output_arrays = False
 
     def __init__(self):
         self._parameters = {}
@@ -114,7 +122,9 @@ class Layer:
 
 class _Weighted(Layer):
     """Shared by Linear and Conv2d: W drawn at init, optional zero bias, the
-    forward cache, and a backward that writes the parameter gradients."""
+    forward cache, and the gradient arrays backward writes into."""
+
+    takes_output_arrays = True
 
     def __init__(self, w_shape, fan_in, n_out, bias, weight_scale, seed, dtype):
         super().__init__()
@@ -139,10 +149,11 @@ class _Weighted(Layer):
         b = self._parameters.get("b")
         return b.data if b is not None else self._zero_bias
 
-    def _store_grads(self, dw, db):
-        self._parameters["W"].grad[...] = dw
-        if "b" in self._parameters:
-            self._parameters["b"].grad[...] = db
+    def _grad_arrays(self):
+        """dw=, db= for the backward kernel: the Parameters' own grad arrays,
+        written in place (db None without a bias: the kernel's is dropped)."""
+        b = self._parameters.get("b")
+        return dict(dw=self._parameters["W"].grad, db=b.grad if b is not None else None)
 
     def _take_cache(self):
         if self._cache is None:
@@ -179,27 +190,29 @@ class Linear(_Weighted):
                              f"got x of shape {x.shape}")
         return x
 
-    def forward(self, x):
-        """x (N, d_1, ..., d_k) with d_1 * ... * d_k = in_features -> (N, out_features)."""
-        out, cache = F.affine_forward(self._check_input(x), self._parameters["W"].data, self._bias())
+    def forward(self, x, out=None):
+        """x (N, d_1, ..., d_k) with d_1 * ... * d_k = in_features -> (N, out_features)
+        (into out if given)."""
+        out, cache = F.affine_forward(self._check_input(x), self._parameters["W"].data, self._bias(),
+                                      out=out)
         self._cache = (cache, False)
         return out
 
-    def forward_relu(self, x):
+    def forward_relu(self, x, out=None):
         """ReLU(forward(x)) in one fused kernel; backward then includes the ReLU.
         (Sequential calls it for a Linear followed by a ReLU.)"""
-        out, cache = F.affine_relu_forward(self._check_input(x), self._parameters["W"].data, self._bias())
+        out, cache = F.affine_relu_forward(self._check_input(x), self._parameters["W"].data,
+                                           self._bias(), out=out)
         self._cache = (cache, True)
         return out
 
-    def backward(self, dout, compute_dx=True):
-        """dout (N, out_features) -> dx shaped like x (None when compute_dx is
-        False: a network's first layer skips that GEMM); writes grads W and b."""
+    def backward(self, dout, compute_dx=True, dx=None):
+        """dout (N, out_features) -> dx shaped like x (into dx if given; None
+        when compute_dx is False: a network's first layer skips that GEMM);
+        writes grads W and b in place."""
         cache, fused = self._take_cache()
         backward = F.affine_relu_backward if fused else F.affine_backward
-        dx, dw, db = backward(dout, cache, compute_dx=compute_dx)
-        self._store_grads(dw, db)
-        return dx
+        return backward(dout, cache, compute_dx=compute_dx, dx=dx, **self._grad_arrays())[0]
 
     def __repr__(self):
         return f"Linear({self.in_features}, {self.out_features})"
@@ -230,22 +243,22 @@ class Conv2d(_Weighted):
         super().__init__((self.out_channels, self.in_channels, kh, kw), self.in_channels * kh * kw,
                          self.out_channels, bias, weight_scale, seed, dtype)
 
-    def forward(self, x):
-        """x (N, in_channels, H, W) -> (N, out_channels, H', W')."""
+    def forward(self, x, out=None):
+        """x (N, in_channels, H, W) -> (N, out_channels, H', W') (into out if given)."""
         x = np.asarray(x)
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"{self!r} expects input of shape (N, {self.in_channels}, H, W), "
                              f"got x of shape {x.shape}")
         out, self._cache = F.conv_forward(x, self._parameters["W"].data, self._bias(), self.stride,
-                                          self.padding)
+                                          self.padding, out=out)
         return out
 
-    def backward(self, dout, compute_dx=True):
-        """dout (N, out_channels, H', W') -> dx (N, in_channels, H, W), or None
-        when compute_dx is False (skips the col2im); writes grads W and b."""
-        dx, dw, db = F.conv_backward(dout, self._take_cache(), compute_dx=compute_dx)
-        self._store_grads(dw, db)
-        return dx
+    def backward(self, dout, compute_dx=True, dx=None):
+        """dout (N, out_channels, H', W') -> dx (N, in_channels, H, W) (into dx
+        if given), or None when compute_dx is False (skips the col2im); writes
+        grads W and b in place."""
+        return F.conv_backward(dout, self._take_cache(), compute_dx=compute_dx, dx=dx,
+                               **self._grad_arrays())[0]
 
     def __repr__(self):
         return (f"Conv2d({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -255,22 +268,25 @@ class Conv2d(_Weighted):
 class _Stateless(Layer):
     """A layer without parameters whose forward is a course function pair."""
 
-    _forward = None   # the functional forward, (x) -> (out, cache)
-    _backward = None  # the functional backward, (dout, cache) -> dx
+    takes_output_arrays = True
+    _forward = None   # the functional forward, (x, out=) -> (out, cache)
+    _backward = None  # the functional backward, (dout, cache, dx=) -> dx
 
     def __init__(self):
         super().__init__()
         self._cache = None
 
-    def forward(self, x):
-        out, self._cache = type(self)._forward(x)
+    def forward(self, x, out=None):
+        """The layer's output for x (into out if given)."""
+        out, self._cache = type(self)._forward(x, out=out)
         return out
 
-    def backward(self, dout):
+    def backward(self, dout, dx=None):
+        """dL/dx for the last forward (into dx if given)."""
         if self._cache is None:
             raise RuntimeError(f"{self!r}: backward called without a forward before it")
         cache, self._cache = self._cache, None
-        return type(self)._backward(dout, cache)
+        return type(self)._backward(dout, cache, dx=dx)
 
 
 class ReLU(_Stateless):
@@ -293,15 +309,20 @@ class Tanh(_Stateless):
 
 
 class Flatten(_Stateless):
-    """(N, d_1, ..., d_k) -> (N, d_1 * ... * d_k), as torch.nn.Flatten()."""
+    """(N, d_1, ..., d_k) -> (N, d_1 * ... * d_k), as torch.nn.Flatten():
+    views of its input and of dout, so it takes no output arrays."""
 
-    @staticmethod
-    def _forward(x):
+    takes_output_arrays = False
+
+    def forward(self, x):
         x = np.asarray(x)
-        return x.reshape(x.shape[0], -1), x.shape
+        self._cache = x.shape
+        return x.reshape(x.shape[0], -1)
 
-    @staticmethod
-    def _backward(dout, shape):
+    def backward(self, dout):
+        if self._cache is None:
+            raise RuntimeError(f"{self!r}: backward called without a forward before it")
+        shape, self._cache = self._cache, None
         return np.asarray(dout).reshape(shape)
 
 
@@ -326,9 +347,9 @@ class MaxPool2d(_Stateless):
             stride = kh
         self.stride = _positive_int("stride", stride)
 
-    def forward(self, x):
+    def forward(self, x, out=None):
         out, self._cache = F.max_pool_forward(x, self.kernel_size[0], self.kernel_size[1],
-                                              self.stride)
+                                              self.stride, out=out)
         return out
 
     _backward = staticmethod(F.max_pool_backward)
@@ -364,9 +385,9 @@ class Dropout(_Stateless):
         else:
             self._rng = _generator(seed)
 
-    def forward(self, x):
+    def forward(self, x, out=None):
         seed = self.seed if self.same_mask else int(self._rng.integers(0, 2**63 - 1))
-        out, self._cache = F.dropout_forward(x, self.p, train=self.training, seed=seed)
+        out, self._cache = F.dropout_forward(x, self.p, train=self.training, seed=seed, out=out)
         return out
 
     _backward = staticmethod(F.dropout_backward)

@@ -119,12 +119,39 @@ def check_batch_size(batch_size):
     return int(batch_size)
 
 
+class _Buffers:
+    """The arrays one layer of a Sequential writes into, kept between steps,
+    keyed by the (shape, dtype) of the layer's forward input (which fixes the
+    shapes of its output and of its dx), so that steps of the same batch size
+    allocate nothing. Two keys at most (an epoch's full batches and its last,
+    shorter one); a third starts over."""
+
+    def __init__(self):
+        self._arrays = {}
+
+    def run(self, key, compute, source):
+        """compute(array): the layer's pass writing into the array kept for
+        key, or into a new one (array None), which is then kept, unless it is
+        source itself (test-time dropout passes its input through)."""
+        array = self._arrays.get(key)
+        result = compute(array)
+        if array is None and not np.may_share_memory(result, source):
+            if len(self._arrays) >= 2:
+                self._arrays.clear()
+            self._arrays[key] = result
+        return result
+
+
 class Sequential:
     """Layers applied in order.
 
     Inputs:
     - *layers: fastfc.layers objects. A Linear directly followed by a ReLU
       runs as one fused affine-ReLU kernel (the ReLU object is then not called).
+      Every layer but the last writes its output (and, in backward, its input
+      gradient) into a buffer kept from the step before, so that training
+      steps of the same batch size allocate no activations or gradients; the
+      output of forward and the input gradient of backward are new arrays.
     - loss: the loss layer used by loss(X, y) (e.g. SoftmaxCrossEntropy()), or None
     - reg: L2 strength for loss(X, y): adds reg * sum(W * W) over the weights
       (not the biases) to the loss and 2 * reg * W to their gradients
@@ -152,6 +179,11 @@ class Sequential:
         # The first step with parameters never needs to pass a gradient further back.
         self._first_weighted = next((i for i, (layer, _) in enumerate(self._steps)
                                      if layer.parameters()), None)
+        # Per step: the buffers its forward output and its backward dx go to,
+        # and the key of its last forward input (the key of both).
+        self._out_buffers = [_Buffers() for _ in self._steps]
+        self._dx_buffers = [_Buffers() for _ in self._steps]
+        self._input_keys = [None] * len(self._steps)
         self._named = {}
         self._weights = []
         for index, layer in enumerate([layer for layer, _ in self._steps if layer.parameters()], 1):
@@ -230,10 +262,18 @@ class Sequential:
         return X
 
     def forward(self, X):
-        """Output of the last layer for the batch X (N, ...), in the current mode."""
+        """Output of the last layer for the batch X (N, ...), in the current
+        mode: a new array (the inner layers' outputs are buffers the next
+        forward overwrites)."""
         h = self._as_input(X)
-        for layer, fused in self._steps:
-            h = layer.forward_relu(h) if fused else layer.forward(h)
+        last = len(self._steps) - 1
+        for i, (layer, fused) in enumerate(self._steps):
+            run = layer.forward_relu if fused else layer.forward
+            key = self._input_keys[i] = (h.shape, h.dtype)
+            if i == last or not layer.takes_output_arrays:
+                h = run(h)
+                continue
+            h = self._out_buffers[i].run(key, lambda out: run(h, out=out), h)
         return h
 
     def backward(self, dout, need_input_grad=False):
@@ -249,7 +289,11 @@ class Sequential:
             if i == self._first_weighted and not need_input_grad:
                 layer.backward(dout, compute_dx=False)
                 return None
-            dout = layer.backward(dout)
+            if i == 0 or not layer.takes_output_arrays:  # dx of step 0 goes to the caller
+                dout = layer.backward(dout)
+                continue
+            dout = self._dx_buffers[i].run(self._input_keys[i],
+                                           lambda dx: layer.backward(dout, dx=dx), dout)
         return dout
 
     def _scores(self, X, batch_size):
