@@ -318,6 +318,31 @@ def test_thread_count_agreement(rng, cls, hyper):
         np.testing.assert_array_equal(one, two)  # element-wise: no rounding-order freedom
 
 
+@pytest.mark.parametrize("cls, hyper", THREAD_CASES, ids=[c.__name__ for c, _ in THREAD_CASES])
+def test_long_steps_in_pieces_change_nothing(rng, cls, hyper):
+    """Past 2**20 elements a thread, a step runs in pieces of parameter slices
+    (so that Ctrl-C is seen between them); it must update exactly as small
+    steps do: here 2.5M elements in three parameters (pieces cut inside each
+    of them) against the same elements as 25 parameters, each its own step."""
+    inits, targets = problem(rng, np.float32, shapes=[(700_001,), (1_099_999,), (700_000,)])
+
+    def run(params, targets):
+        opt = cls(params, **hyper)
+        for k in range(2):  # element-wise IEEE arithmetic only, so slices see the same values
+            for p, target in zip(params, targets):
+                np.multiply(np.subtract(p.data, target, out=p.grad), 0.5 + k, out=p.grad)
+            opt.step()
+
+    whole = [Parameter(a.copy()) for a in inits]
+    with num_threads(1):
+        run(whole, targets)
+        for init, target, updated in zip(inits, targets, whole):
+            for part in np.array_split(np.arange(init.size), 9 if init.size > 10**6 else 8):
+                small = [Parameter(init[part].copy())]
+                run(small, [target[part]])
+                np.testing.assert_array_equal(updated.data[part], small[0].data)
+
+
 # ---- bad input ------------------------------------------------------------------
 
 BAD_HYPERPARAMETERS = [

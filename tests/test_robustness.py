@@ -567,8 +567,9 @@ def test_kernels_release_the_gil():
 # has the GIL back, so the wrappers cut long calls into pieces (of whole
 # images, planes, rows) and run pending handlers in between. The sizes below
 # are chosen to span several pieces: 2**20 elements per thread for the
-# element-wise kernels and losses, 2**22 window steps per thread for pooling,
-# 2**32 multiply-adds per thread for convolution.
+# element-wise kernels, losses and optimizer steps, 2**22 window steps per
+# thread for pooling, 2**32 multiply-adds per thread for convolution and the
+# affine layers.
 
 def big_conv(n_images, rng):
     """(x, w, b) of a big-kernel conv layer, float32: 512 3x3 filters over 512
@@ -610,7 +611,16 @@ x, w, b = big_conv(4 * 113 + 1, rng)  # 5 pieces, forward and backward without d
 maps = rng.standard_normal((64, 16, 64, 64)).astype(np.float32)  # 3x3 windows: 10 pieces
 pooled, max_cache = F.max_pool_forward(maps, 3, 3, 1)
 averaged, avg_cache = F.avg_pool_forward(maps, 3, 3, 1)
+rows = rng.standard_normal((4096, 2048)).astype(np.float32)  # 4 forward pieces
+weights = rng.standard_normal((2048, 2048)).astype(np.float32) / 50
+_, affine_cache = F.affine_forward(rows, weights, weights[0])
+param = fastfc.Parameter(v.copy())
+param.grad[...] = v
+adam = fastfc.optim.Adam([param])
 calls = {
+    "affine_forward": lambda: F.affine_forward(rows, weights, weights[0]),
+    "affine_backward": lambda: F.affine_backward(rows[:, :2048], affine_cache, compute_dx=False),
+    "adam_step": adam.step,
     "tanh_forward": lambda: F.tanh_forward(v),
     "tanh_backward": lambda: F.tanh_backward(v, v),
     "dropout_forward": lambda: F.dropout_forward(v, 0.5, seed=1),
@@ -633,8 +643,8 @@ print(json.dumps({name: handler_runs(call) for name, call in calls.items()}))
 def test_long_calls_run_signal_handlers_between_pieces():
     """Python signal handlers run all through a long call, never more than a
     second apart. A call that held on to the signals until it returned would
-    go (nearly) its whole length without one: an affine_forward, which is not
-    cut into pieces, goes 0.57 s of its 0.58 s here."""
+    go (nearly) its whole length without one (an affine_forward did, 0.57 s
+    of its 0.58 s here, before it was cut into pieces of rows)."""
     for name, (seconds, runs, longest) in child_json(SIGNALS_DURING_CALLS, timeout=300).items():
         assert runs >= 3 and longest < seconds / 2, \
             f"{name}: {runs} handler runs in {seconds:.3f} s, {longest:.3f} s without"

@@ -3,7 +3,8 @@
 
 Each function updates a list of parameter arrays in place, in one C call
 (one OpenMP team over all their elements; two calls when the list mixes
-float32 and float64). Arguments, all lists of the same length:
+float32 and float64; more, on slices, past some 2**20 elements a thread, so
+that Ctrl-C is seen between them). Arguments, all lists of the same length:
 - datas: the parameter arrays (C-contiguous float32/float64, writeable)
 - grads: their gradients, same shape and dtype
 - states: per parameter a 3-tuple of state arrays (same dtype and size as the
@@ -107,6 +108,86 @@ cdef _TensorList _checked_list(list datas, list grads, list states, list steps, 
     return _tensor_list(datas, grads, states, steps, owners)
 
 
+cdef enum Rule:
+    SGD, SGD_VELOCITY, ADAGRAD, RMSPROP, ADAM
+
+
+cdef void _call(Rule rule, bint single, const void *config, const fastfc_optim_tensor *tensors,
+                int64_t n, int nt) noexcept nogil:
+    """The C update of rule over n tensors of one float type."""
+    if rule == SGD:
+        if single: sgd_step_f32(<const fastfc_sgd_config *>config, tensors, n, nt)
+        else: sgd_step_f64(<const fastfc_sgd_config *>config, tensors, n, nt)
+    elif rule == SGD_VELOCITY:
+        if single: sgd_velocity_step_f32(<const fastfc_sgd_config *>config, tensors, n, nt)
+        else: sgd_velocity_step_f64(<const fastfc_sgd_config *>config, tensors, n, nt)
+    elif rule == ADAGRAD:
+        if single: adagrad_step_f32(<const fastfc_adagrad_config *>config, tensors, n, nt)
+        else: adagrad_step_f64(<const fastfc_adagrad_config *>config, tensors, n, nt)
+    elif rule == RMSPROP:
+        if single: rmsprop_step_f32(<const fastfc_rmsprop_config *>config, tensors, n, nt)
+        else: rmsprop_step_f64(<const fastfc_rmsprop_config *>config, tensors, n, nt)
+    else:
+        if single: adam_step_f32(<const fastfc_adam_config *>config, tensors, n, nt)
+        else: adam_step_f64(<const fastfc_adam_config *>config, tensors, n, nt)
+
+
+cdef void _run_pieces(Rule rule, bint single, const void *config,
+                      const fastfc_optim_tensor *tensors, int64_t n, int nt) except *:
+    """The update over n tensors of one float type, in pieces of about
+    ELEMENTS_PER_PIECE elements per thread with pending signal handlers run
+    between them (Ctrl-C, see next_piece). A piece is a list of slices of
+    the tensors; elements update independently (each tensor's step scalars
+    go with every slice of it), so the pieces change no result."""
+    cdef int64_t total = 0, k
+    for k in range(n):
+        total += tensors[k].n
+    cdef int64_t piece = piece_items(1, ELEMENTS_PER_PIECE, nt)
+    if total <= piece:  # the usual case: one call, no slices
+        with nogil:
+            _call(rule, single, config, tensors, n, nt)
+        return
+    # A piece holds at most n + 1 slices (n tensors, the first one cut twice).
+    cdef fastfc_optim_tensor *part = <fastfc_optim_tensor *>PyMem_Malloc(
+        (n + 1) * sizeof(fastfc_optim_tensor))
+    if part == NULL:
+        raise MemoryError()
+    cdef int64_t size = 4 if single else 8, done = 0, off = 0, budget, take, count, slot
+    k = 0
+    try:
+        while done < total:
+            next_piece(done, total, piece)  # runs signal handlers before every piece but the first
+            count, budget = 0, piece
+            while k < n and budget > 0:
+                take = min(tensors[k].n - off, budget)
+                part[count] = tensors[k]
+                part[count].n = take
+                part[count].param = <char *>tensors[k].param + off * size
+                part[count].grad = <const char *>tensors[k].grad + off * size
+                for slot in range(3):
+                    if tensors[k].state[slot] != NULL:
+                        part[count].state[slot] = <char *>tensors[k].state[slot] + off * size
+                count += 1
+                budget -= take
+                done += take
+                off += take
+                if off == tensors[k].n:
+                    k, off = k + 1, 0
+            with nogil:
+                _call(rule, single, config, part, count, nt)
+    finally:
+        PyMem_Free(part)
+
+
+cdef void _step(Rule rule, const void *config, _TensorList ts) except *:
+    """The update of rule over every tensor of ts: its float32 ones, then its float64 ones."""
+    cdef int nt = num_threads()
+    if ts.n_f32:
+        _run_pieces(rule, True, config, ts.tensors, ts.n_f32, nt)
+    if ts.n > ts.n_f32:
+        _run_pieces(rule, False, config, ts.tensors + ts.n_f32, ts.n - ts.n_f32, nt)
+
+
 def sgd_step(list datas, list grads, list states, list steps, owners, double lr,
              double momentum, double dampening, double weight_decay, bint nesterov,
              bint maximize):
@@ -116,12 +197,7 @@ def sgd_step(list datas, list grads, list states, list steps, owners, double lr,
     cdef fastfc_sgd_config c
     c.lr, c.momentum, c.dampening, c.weight_decay = lr, momentum, dampening, weight_decay
     c.nesterov, c.maximize = nesterov, maximize
-    cdef int nt = num_threads()
-    with nogil:
-        if ts.n_f32:
-            sgd_step_f32(&c, ts.tensors, ts.n_f32, nt)
-        if ts.n > ts.n_f32:
-            sgd_step_f64(&c, ts.tensors + ts.n_f32, ts.n - ts.n_f32, nt)
+    _step(SGD, &c, ts)
 
 
 def sgd_velocity_step(list datas, list grads, list states, list steps, owners, double lr,
@@ -132,12 +208,7 @@ def sgd_velocity_step(list datas, list grads, list states, list steps, owners, d
     cdef fastfc_sgd_config c
     c.lr, c.momentum, c.dampening, c.weight_decay = lr, momentum, 0.0, 0.0
     c.nesterov, c.maximize = False, False
-    cdef int nt = num_threads()
-    with nogil:
-        if ts.n_f32:
-            sgd_velocity_step_f32(&c, ts.tensors, ts.n_f32, nt)
-        if ts.n > ts.n_f32:
-            sgd_velocity_step_f64(&c, ts.tensors + ts.n_f32, ts.n - ts.n_f32, nt)
+    _step(SGD_VELOCITY, &c, ts)
 
 
 def adagrad_step(list datas, list grads, list states, list steps, owners, double lr,
@@ -146,12 +217,7 @@ def adagrad_step(list datas, list grads, list states, list steps, owners, double
     cdef _TensorList ts = _checked_list(datas, grads, states, steps, owners)
     cdef fastfc_adagrad_config c
     c.lr, c.lr_decay, c.weight_decay, c.eps, c.maximize = lr, lr_decay, weight_decay, eps, maximize
-    cdef int nt = num_threads()
-    with nogil:
-        if ts.n_f32:
-            adagrad_step_f32(&c, ts.tensors, ts.n_f32, nt)
-        if ts.n > ts.n_f32:
-            adagrad_step_f64(&c, ts.tensors + ts.n_f32, ts.n - ts.n_f32, nt)
+    _step(ADAGRAD, &c, ts)
 
 
 def rmsprop_step(list datas, list grads, list states, list steps, owners, double lr,
@@ -163,12 +229,7 @@ def rmsprop_step(list datas, list grads, list states, list steps, owners, double
     cdef fastfc_rmsprop_config c
     c.lr, c.alpha, c.eps, c.weight_decay, c.momentum = lr, alpha, eps, weight_decay, momentum
     c.maximize = maximize
-    cdef int nt = num_threads()
-    with nogil:
-        if ts.n_f32:
-            rmsprop_step_f32(&c, ts.tensors, ts.n_f32, nt)
-        if ts.n > ts.n_f32:
-            rmsprop_step_f64(&c, ts.tensors + ts.n_f32, ts.n - ts.n_f32, nt)
+    _step(RMSPROP, &c, ts)
 
 
 def adam_step(list datas, list grads, list states, list steps, owners, double lr,
@@ -180,9 +241,4 @@ def adam_step(list datas, list grads, list states, list steps, owners, double lr
     cdef fastfc_adam_config c
     c.lr, c.beta1, c.beta2, c.eps, c.weight_decay = lr, beta1, beta2, eps, weight_decay
     c.decoupled, c.maximize = decoupled, maximize
-    cdef int nt = num_threads()
-    with nogil:
-        if ts.n_f32:
-            adam_step_f32(&c, ts.tensors, ts.n_f32, nt)
-        if ts.n > ts.n_f32:
-            adam_step_f64(&c, ts.tensors + ts.n_f32, ts.n - ts.n_f32, nt)
+    _step(ADAM, &c, ts)
