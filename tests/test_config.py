@@ -9,6 +9,7 @@ import sys
 import pytest
 
 import fastfc
+import fastfc._config
 import fastfc.reference
 
 
@@ -28,11 +29,39 @@ def test_set_num_threads_rejects(bad, error):
         fastfc.set_num_threads(bad)
 
 
-def test_default_honours_omp_num_threads():
-    code = "import fastfc; print(fastfc.get_num_threads())"
-    env = dict(os.environ, OMP_NUM_THREADS="3")
+@pytest.mark.parametrize("cores, limit", [(1, 64), (2, 64), (16, 64), (32, 128)])
+def test_set_num_threads_ceiling(monkeypatch, cores, limit):
+    """At most 4 threads per usable core and never fewer than 64 (so 4
+    threads oversubscribe one core on purpose): above that, a ValueError
+    naming n, where OpenMP would try to start that many threads and libgomp
+    aborts the process when it cannot."""
+    monkeypatch.setattr(fastfc._config, "_usable_cores", lambda: cores)
+    old = fastfc.get_num_threads()
+    try:
+        fastfc.set_num_threads(limit)
+        assert fastfc.get_num_threads() == limit
+        for n in (limit + 1, 10**6):
+            with pytest.raises(ValueError, match=f"at most {limit} .*got {n}$"):
+                fastfc.set_num_threads(n)
+        assert fastfc.get_num_threads() == limit  # unchanged by the refusals
+    finally:
+        fastfc.set_num_threads(old)
+
+
+@pytest.mark.parametrize("value, want", [
+    ("3", 3), ("4,2", 4),
+    ("1000000", "limit"),  # capped like set_num_threads
+    ("9" * 5000, "cores"),  # more digits than int() reads: ignored, not a failed import
+    ("\u00b2", "cores"), ("0", "cores"), ("-2", "cores"), ("many", "cores"),
+], ids=["3", "list", "huge", "5000 digits", "superscript", "0", "negative", "word"])
+def test_default_from_omp_num_threads(value, want):
+    code = ("import fastfc, fastfc._config as c; "
+            "print(fastfc.get_num_threads(), c._max_num_threads(), c._usable_cores())")
+    env = dict(os.environ, OMP_NUM_THREADS=value)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert out.stdout.strip() == "3", out.stderr
+    assert out.returncode == 0, out.stderr
+    threads, limit, cores = map(int, out.stdout.split())
+    assert threads == {"limit": limit, "cores": cores}.get(want, want)
 
 
 def test_show_config_reports_the_build():

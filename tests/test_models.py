@@ -354,6 +354,19 @@ def test_load_rejects_other_files(tmp_path):
         model.load(tmp_path / "pickle.npy")
     with pytest.raises(FileNotFoundError):
         model.load(tmp_path / "none.npz")
+    with pytest.raises(IsADirectoryError):  # an OSError of the path itself stays one
+        model.load(tmp_path)
+
+
+def test_load_reads_what_numpy_writes(tmp_path):
+    """Compressed archives (np.savez_compressed) of Fortran-ordered arrays
+    load too, each value in its place."""
+    saved = small_model(0)
+    np.savez_compressed(tmp_path / "compressed.npz",
+                        **{name: np.asfortranarray(array) for name, array in saved.params.items()})
+    loaded = small_model(1).load(tmp_path / "compressed.npz")
+    for name, array in saved.params.items():
+        np.testing.assert_array_equal(loaded.params[name], array)
 
 
 def test_save_is_atomic(tmp_path, monkeypatch):

@@ -1020,23 +1020,37 @@ def test_full_disk_midway_keeps_the_previous_file(tmp_path):
                  "files": ["best.npz", "model.npz"]}
 
 
-def _rewrite_member(path, name, write):
-    """Rebuild the .npz at path with member name.npy written by write(f)."""
+def _rewrite(path, compression=zipfile.ZIP_STORED, **replace):
+    """Rebuild the .npz at path, every member stored with compression, member
+    NAME.npy written by replace[NAME](f) instead of its own bytes."""
     with zipfile.ZipFile(path) as z:
         members = {info.filename: z.read(info) for info in z.infolist()}
-    buffer = io.BytesIO()
-    write(buffer)
-    members[f"{name}.npy"] = buffer.getvalue()
-    with zipfile.ZipFile(path, "w") as z:
+    for name, write in replace.items():
+        buffer = io.BytesIO()
+        write(buffer)
+        members[f"{name}.npy"] = buffer.getvalue()
+    with zipfile.ZipFile(path, "w", compression) as z:
         for member, data in members.items():
             z.writestr(member, data)
 
 
-def _huge_header(f):
-    """W1 whose header claims 6e12 columns (120 TB) over 30 floats of data."""
-    np.lib.format.write_array_header_1_0(
-        f, {"descr": "<f4", "fortran_order": False, "shape": (5, 6 * 10**12)})
-    f.write(np.zeros(30, np.float32).tobytes())
+def _float32_member(shape, data):
+    """A member write(f): the header np.save writes for float32 of shape,
+    then data (bytes), however many."""
+    def write(f):
+        np.lib.format.write_array_header_1_0(
+            f, {"descr": "<f4", "fortran_order": False, "shape": shape})
+        f.write(data)
+    return write
+
+
+def _raw_member(version, length, header):
+    """A member write(f): the .npy magic, version, a header length field
+    (claiming whatever length) and the header text."""
+    def write(f):
+        f.write(np.lib.format.MAGIC_PREFIX + bytes(version)
+                + length.to_bytes(2 if version == (1, 0) else 4, "little") + header.encode("latin1"))
+    return write
 
 
 def _flip_bytes(path):
@@ -1046,36 +1060,69 @@ def _flip_bytes(path):
     path.write_bytes(bytes(data))
 
 
-# models.load_arrays catches only ValueError from np.load, and reads each array
-# before checking its shape: these surface as zipfile.BadZipFile, EOFError,
-# numpy's own message without the path, or an attempt to allocate 120 TB.
-LOAD_GAP = pytest.mark.xfail(strict=True, reason="models.load_arrays: see the comment above")
+UNBALANCED_HEADER = "{'descr': '<f4', 'shape': (5, 6".ljust(47) + "\n"
+NESTED_HEADER = "{'descr': '<f4', 'fortran_order': False, 'shape': " + "-" * 5000 + "5}"
+W1_BYTES = 5 * 6 * 4
 DAMAGES = {
     "truncated": lambda path: path.write_bytes(path.read_bytes()[:path.stat().st_size // 2]),
     "empty": lambda path: path.write_bytes(b""),
     "flipped bytes": _flip_bytes,
-    "object member": lambda path: _rewrite_member(
-        path, "W1", lambda f: np.save(f, np.full((5, 6), None, object), allow_pickle=True)),
-    "huge header": lambda path: _rewrite_member(path, "W1", _huge_header),
+    "object member": lambda path: _rewrite(
+        path, W1=lambda f: np.save(f, np.full((5, 6), None, object), allow_pickle=True)),
+    # 6e12 columns (120 TB) over 30 floats of data
+    "huge header": lambda path: _rewrite(path, W1=_float32_member((5, 6 * 10**12), bytes(W1_BYTES))),
     "text": lambda path: path.write_text("not an archive"),
+    "truncated member": lambda path: _rewrite(path, W1=_float32_member((5, 6), bytes(W1_BYTES - 40))),
+    "bytes after the array": lambda path: _rewrite(
+        path, W1=_float32_member((5, 6), bytes(W1_BYTES) + b"extra")),
+    "header length past the member": lambda path: _rewrite(
+        path, W1=_raw_member((2, 0), 2**32 - 1, "{'descr': '<f4'")),
+    "unbalanced header": lambda path: _rewrite(
+        path, W1=_raw_member((1, 0), len(UNBALANCED_HEADER), UNBALANCED_HEADER)),
+    "header nested too deep": lambda path: _rewrite(
+        path, W1=_raw_member((1, 0), len(NESTED_HEADER), NESTED_HEADER)),
+    "bzip2 members": lambda path: _rewrite(path, zipfile.ZIP_BZIP2),
 }
 
 
-@pytest.mark.parametrize("damage", [pytest.param(name, marks=() if name == "text" else LOAD_GAP)
-                                    for name in DAMAGES])
-def test_damaged_parameter_file_is_a_clear_error(tmp_path, damage):
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_damaged_parameter_file_is_a_clear_error(tmp_path, monkeypatch, damage):
     """A truncated, corrupted or hostile parameter file: a ValueError naming
-    the file, never unpickling or allocating what its header claims; the
-    model keeps its parameters."""
+    the file, never unpickling or reading what its header claims (each read
+    from a member asks for at most 64 KiB, so a compressed one cannot inflate
+    gigabytes either); the model keeps its parameters."""
     path = tmp_path / "model.npz"
     FullyConnectedNet([6], input_dim=5, num_classes=3, seed=0).save(path)
     DAMAGES[damage](path)
     model = FullyConnectedNet([6], input_dim=5, num_classes=3, seed=1)
     before = {name: array.copy() for name, array in model.params.items()}
+    requested = []
+    read = zipfile.ZipExtFile.read
+    monkeypatch.setattr(zipfile.ZipExtFile, "read", lambda self, n=-1: requested.append(n) or read(self, n))
     with pytest.raises(ValueError, match=re.escape(str(path))):
         model.load(path)
+    assert all(0 <= n <= 1 << 16 for n in requested), requested
     for name, array in model.params.items():
         np.testing.assert_array_equal(array, before[name])
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
+def test_device_is_not_a_parameter_file():
+    """/dev/zero as the parameter file: a ValueError naming it, where zipfile
+    would read it until memory runs out (the child's memory is capped, so
+    that fails fast)."""
+    r = child_json(CAP_ADDRESS_SPACE + """
+import json
+from fastfc.models import FullyConnectedNet
+model = FullyConnectedNet([6], input_dim=5, num_classes=3, seed=0)
+cap_address_space(1 << 30)
+try:
+    model.load("/dev/zero")
+    print(json.dumps(["loaded", ""]))
+except Exception as exc:
+    print(json.dumps([type(exc).__name__, str(exc)]))
+""")
+    assert r[0] == "ValueError" and "/dev/zero" in r[1], r
 
 
 # ---- leaks ----------------------------------------------------------------------

@@ -16,15 +16,36 @@ class _State:
         self.num_threads = num_threads
 
 
-def _default_num_threads():
-    """OMP_NUM_THREADS if set (its first entry), else the cores this process may use."""
-    env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
-    if env.isdigit() and int(env) > 0:
-        return int(env)
+def _usable_cores():
+    """The number of cores this process may run on."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+def _max_num_threads():
+    """The most threads set_num_threads accepts: 4 per usable core, and never
+    fewer than 64. Past a few threads per core a kernel only gains overhead,
+    while a slip like set_num_threads(10**6) would have OpenMP start thousands
+    of threads per kernel, and libgomp aborts the process when it cannot
+    create one. 64 keeps deliberate oversubscription (and any script that asks
+    for a modest count) working on small machines."""
+    return max(64, 4 * _usable_cores())
+
+
+def _default_num_threads():
+    """OMP_NUM_THREADS if set (its first entry, at most _max_num_threads()),
+    else the cores this process may use. An unreadable value is ignored: the
+    variable is often set for other programs, so it must not break the import."""
+    env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    try:
+        requested = int(env) if env.isdigit() else 0
+    except ValueError:  # digits int() refuses: superscripts, or thousands of them
+        requested = 0
+    if requested > 0:
+        return min(requested, _max_num_threads())
+    return _usable_cores()
 
 
 _state = _State(_default_num_threads())
@@ -34,12 +55,17 @@ def set_num_threads(n):
     """Use n threads in every fastfc kernel (the BLAS runs single-threaded inside them).
 
     Inputs:
-    - n: a positive int. The default honours OMP_NUM_THREADS, else uses every core.
+    - n: an int from 1 to 4 per usable core (at least 64 is always allowed;
+      see _max_num_threads). The default honours OMP_NUM_THREADS, capped the
+      same way, else uses every core.
     """
     if isinstance(n, bool) or not isinstance(n, numbers.Integral):
         raise TypeError(f"n must be a positive int, got {n!r}")
     if n < 1:
         raise ValueError(f"n must be a positive int, got {n}")
+    limit = _max_num_threads()
+    if n > limit:
+        raise ValueError(f"n must be at most {limit} (4 threads per usable core, at least 64), got {n}")
     _state.num_threads = int(n)
 
 

@@ -19,9 +19,14 @@ save(path) writes the parameters to a plain .npz (one array per name);
 load(path) reads them back without unpickling anything.
 """
 import contextlib
+import io
 import numbers
 import os
 import secrets
+import stat
+import tokenize
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -67,37 +72,120 @@ def save_arrays(path, arrays):
     write_atomically(path, lambda f: np.savez(f, **arrays))
 
 
+# numpy's .npy header readers trust the header's length field (up to 4 GiB in
+# version 2.0) and read that much before checking it, so headers are parsed
+# from a bounded prefix of each member. 10000 is numpy's own max_header_size.
+_MAX_NPY_HEADER = 10_000
+_NPY_PREFIX = np.lib.format.MAGIC_LEN + 4 + _MAX_NPY_HEADER  # magic, version, length, header
+_NPY_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0,
+                       (2, 0): np.lib.format.read_array_header_2_0}
+# What np.savez and np.savez_compressed write; anything else (bzip2, lzma,
+# encryption) is refused before zipfile tries it.
+_ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+_ZIP_ENCRYPTED = 0x1  # general purpose flag bit 0
+# What zipfile, zlib and numpy's header parser raise on damaged or hostile
+# bytes (OSError: zipfile seeks wherever a damaged directory points, EINVAL
+# when that is before the start). The file itself is opened outside their
+# reach, so a missing, unreadable or directory path keeps its
+# FileNotFoundError, PermissionError or IsADirectoryError.
+_DAMAGE = (zipfile.BadZipFile, EOFError, OSError, ValueError, OverflowError, NotImplementedError,
+           zlib.error)
+
+
+class _Mismatch(Exception):
+    """A sound parameter file that does not fit the model: load_arrays reports
+    its message as it is, not as damage."""
+
+
 def load_arrays(path, expected):
     """The arrays of the .npz at path, checked against expected (dict name ->
     array): the same names, shapes and dtypes, else a ValueError naming the
-    first mismatch. Never unpickles. Returns dict name -> array."""
+    first mismatch. A damaged or hostile file (truncated, corrupted, not an
+    .npz, holding Python objects) is a ValueError naming path. Never
+    unpickles, and allocates no more than expected's arrays (and a 10 KB
+    header prefix per member): each member's shape and dtype are checked from
+    its .npy header before its data is read.
+    Returns dict name -> array."""
     path = os.fspath(path)
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except ValueError as exc:  # e.g. a pickle, which allow_pickle=False refuses
-        raise ValueError(f"{path} is not a parameter file written by save ({exc})") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path} holds a single array, not an .npz of named parameters")
-    with archive:
-        names = set(archive.files)
-        missing = [name for name in expected if name not in names]
-        unexpected = sorted(names - set(expected))
-        if missing or unexpected:
-            raise ValueError(f"{path} does not match the model: "
-                             + "; ".join(filter(None, [
-                                 missing and f"missing parameters {missing}",
-                                 unexpected and f"unexpected parameters {unexpected}"])))
-        loaded = {}
-        for name, want in expected.items():
-            got = archive[name]
-            if got.shape != want.shape:
-                raise ValueError(f"parameter {name!r} has shape {got.shape} in {path} but "
-                                 f"{want.shape} in the model")
-            if got.dtype != want.dtype:
-                raise ValueError(f"parameter {name!r} is {got.dtype} in {path} but "
-                                 f"{want.dtype} in the model")
-            loaded[name] = got
+    with open(path, "rb") as f:
+        # zipfile would read a device such as /dev/zero until memory runs out.
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise _not_a_parameter_file(path, "not a regular file")
+        if f.read(len(np.lib.format.MAGIC_PREFIX)) == np.lib.format.MAGIC_PREFIX:
+            raise _not_a_parameter_file(path, "it holds a single array, not an .npz of named parameters")
+        f.seek(0)
+        try:
+            with zipfile.ZipFile(f) as archive:
+                return _read_npz(archive, expected, path)
+        except _Mismatch as exc:
+            raise ValueError(str(exc)) from None
+        except _DAMAGE as exc:
+            raise _not_a_parameter_file(path, exc) from None
+
+
+def _not_a_parameter_file(path, reason):
+    return ValueError(f"{path} is not a parameter file written by save ({reason})")
+
+
+def _read_npz(archive, expected, path):
+    """load_arrays from the open zipfile archive: _Mismatch where the file does
+    not fit expected, ValueError (or another _DAMAGE) where it is damaged."""
+    # Member names as np.load gives them: np.savez stores "W1" as "W1.npy".
+    members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
+    missing = [name for name in expected if name not in members]
+    unexpected = sorted(set(members) - set(expected))
+    if missing or unexpected:
+        raise _Mismatch(f"{path} does not match the model: "
+                        + "; ".join(filter(None, [
+                            missing and f"missing parameters {missing}",
+                            unexpected and f"unexpected parameters {unexpected}"])))
+    loaded = {}
+    for name, want in expected.items():
+        info = members[name]
+        if info.compress_type not in _ZIP_METHODS or info.flag_bits & _ZIP_ENCRYPTED:
+            raise ValueError(f"member {info.filename!r} is encrypted or compressed in a way "
+                             "np.savez never writes")
+        with archive.open(info) as member:
+            head = io.BytesIO(member.read(_NPY_PREFIX))
+            shape, fortran_order, dtype = _read_npy_header(head, info.filename)
+            if dtype.hasobject:
+                raise ValueError(f"member {info.filename!r} holds Python objects, which loading "
+                                 "never unpickles")
+            if shape != want.shape:
+                raise _Mismatch(f"parameter {name!r} has shape {shape} in {path} but "
+                                f"{want.shape} in the model")
+            if dtype != want.dtype:
+                raise _Mismatch(f"parameter {name!r} is {dtype} in {path} but "
+                                f"{want.dtype} in the model")
+            # Sized by the model (which the header has just matched), never by the file.
+            buffer = np.empty(shape[::-1] if fortran_order else shape, dtype)
+            raw = buffer.reshape(-1).view(np.uint8)
+            filled = head.readinto(raw)
+            filled += member.readinto(raw[filled:])
+            if filled < raw.size:
+                raise ValueError(f"member {info.filename!r} holds {filled} of the {raw.size} "
+                                 "data bytes its header describes")
+            # Reading to the member's end also makes zipfile verify its CRC.
+            if head.read(1) or member.read(1):
+                raise ValueError(f"member {info.filename!r} has bytes after its array")
+        loaded[name] = buffer.T if fortran_order else buffer
     return loaded
+
+
+def _read_npy_header(head, filename):
+    """(shape, fortran_order, dtype) from the .npy header at the start of the
+    bytes file head (member filename); ValueError if it is not one."""
+    version = np.lib.format.read_magic(head)
+    if version not in _NPY_HEADER_READERS:
+        raise ValueError(f"member {filename!r} is .npy version {version[0]}.{version[1]}, "
+                         "np.savez writes 1.0 or 2.0 for numbers")
+    try:
+        return _NPY_HEADER_READERS[version](head, max_header_size=_MAX_NPY_HEADER)
+    # Besides its ValueErrors, numpy's parser lets through what tokenize,
+    # ast.literal_eval (on a header nested too deep) and np.dtype raise.
+    except (SyntaxError, tokenize.TokenError, RecursionError, MemoryError) as exc:
+        raise ValueError(f"member {filename!r} has a .npy header numpy cannot parse "
+                         f"({type(exc).__name__})") from None
 
 
 def check_samples(X, y=None):
