@@ -171,6 +171,53 @@ def test_reused_buffers_change_no_result(rng, dropout):
     np.testing.assert_array_equal(first_scores, kept)
 
 
+@pytest.mark.parametrize("last", [L.Flatten, lambda: L.Dropout(0.5, seed=0)], ids=["Flatten", "Dropout"])
+def test_outputs_never_alias_the_buffers(rng, last):
+    """A last layer that passes its input through (Flatten's view, test-time
+    dropout) would hand the caller an inner buffer; the outputs of forward
+    and the input gradients of backward stay the caller's, call after call."""
+    model = Sequential(L.Linear(5, 4, seed=0), L.Tanh(), last()).eval()
+    X1, X2 = rng.standard_normal((2, 3, 5)).astype(np.float32)
+    first = model.forward(X1)
+    kept = first.copy()
+    second = model.forward(X2)
+    assert not np.shares_memory(first, second)
+    np.testing.assert_array_equal(first, kept)
+    np.testing.assert_array_equal(model.predict(np.concatenate([X1, X2]), batch_size=3),
+                                  np.argmax(np.concatenate([kept, second]), axis=1))
+
+    # A first layer that is a view (Flatten) would hand back an inner dx buffer.
+    model = Sequential(L.Flatten(), L.Linear(6, 4, seed=0), L.ReLU(), L.Linear(4, 2, seed=1))
+    grads, copies = [], []
+    for X in rng.standard_normal((2, 3, 2, 3)).astype(np.float32):
+        model.forward(X)
+        grads.append(model.backward(rng.standard_normal((3, 2)).astype(np.float32),
+                                    need_input_grad=True))
+        copies.append(grads[-1].copy())
+    assert not np.shares_memory(*grads)
+    np.testing.assert_array_equal(grads[0], copies[0])
+
+
+def test_layers_subclassed_without_output_arrays_still_work(rng):
+    """A subclass overriding forward(x)/backward(dout) without out=/dx= (as
+    fastfc's own layers take) runs in a Sequential: it gets no buffers."""
+    seen = []
+
+    class LoggedTanh(L.Tanh):
+        def forward(self, x):
+            seen.append(x.shape)
+            return super().forward(x)
+
+        def backward(self, dout):
+            return super().backward(dout)
+
+    model = Sequential(L.Linear(5, 4, seed=0), LoggedTanh(), L.Linear(4, 2, seed=1))
+    X = rng.standard_normal((3, 5)).astype(np.float32)
+    for _ in range(2):
+        model.backward(model.forward(X))
+    assert seen == [(3, 4), (3, 4)]
+
+
 def test_linear_relu_runs_fused(rng, monkeypatch):
     relu, linear = L.ReLU(), L.Linear(6, 4, seed=0)
     model = Sequential(linear, relu, L.Linear(4, 2, seed=1))

@@ -13,9 +13,10 @@ whole life: optimizers update .data in place and backward overwrites .grad
 arrays by name.
 
 Output arrays: forward(x, out=None) and backward(dout, dx=None) of every
-layer here can write their result into an array the caller passes (see
-fastfc.functional's out=/dx= arguments); Sequential does so with buffers it
-keeps between steps. Called without them, each call returns new arrays.
+layer here but Flatten (whose results are views) can write their result into
+an array the caller passes (see fastfc.functional's out=/dx= arguments);
+Sequential does so with buffers it keeps between steps. Called without them,
+each call returns new arrays.
 
 Initialisation: weights are drawn N(0, std^2) with std = weight_scale when
 given (the course's fixed scale), otherwise He's sqrt(2 / fan_in) (right
@@ -386,9 +387,19 @@ class Dropout(_Stateless):
             self._rng = _generator(seed)
 
     def forward(self, x, out=None):
+        """The dropped-out x in training mode (into out if given); x itself
+        in eval mode, where out is left alone (a copy would cost a pass)."""
         seed = self.seed if self.same_mask else int(self._rng.integers(0, 2**63 - 1))
-        out, self._cache = F.dropout_forward(x, self.p, train=self.training, seed=seed, out=out)
+        out, self._cache = F.dropout_forward(x, self.p, train=self.training, seed=seed,
+                                             out=out if self.training else None)
         return out
+
+    def backward(self, dout, dx=None):
+        """dL/dx for the last forward (into dx if given, after a training-mode
+        forward; after an eval-mode one, dout itself)."""
+        if self._cache is not None and not self._cache[1]:  # the forward's train flag
+            dx = None
+        return super().backward(dout, dx=dx)
 
     _backward = staticmethod(F.dropout_backward)
 

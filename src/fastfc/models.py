@@ -19,6 +19,7 @@ save(path) writes the parameters to a plain .npz (one array per name);
 load(path) reads them back without unpickling anything.
 """
 import contextlib
+import inspect
 import io
 import numbers
 import os
@@ -208,26 +209,47 @@ def check_batch_size(batch_size):
 
 
 class _Buffers:
-    """The arrays one layer of a Sequential writes into, kept between steps,
-    keyed by the (shape, dtype) of the layer's forward input (which fixes the
-    shapes of its output and of its dx), so that steps of the same batch size
-    allocate nothing. Two keys at most (an epoch's full batches and its last,
-    shorter one); a third starts over."""
+    """The arrays one layer of a Sequential writes into, kept between steps.
+    They are keyed by the layer's forward input without its batch size (its
+    shape[1:] and dtype fix the rest of the output's and dx's shapes): a batch
+    of N rows uses the first N rows of the array kept for the largest batch
+    seen, so training, evaluation and the short last batch of an epoch share
+    one array, and steps allocate no activation or gradient."""
 
     def __init__(self):
         self._arrays = {}
 
-    def run(self, key, compute, source):
-        """compute(array): the layer's pass writing into the array kept for
-        key, or into a new one (array None), which is then kept, unless it is
-        source itself (test-time dropout passes its input through)."""
-        array = self._arrays.get(key)
+    def run(self, x, compute, source):
+        """compute(array): the layer's pass for input x, writing into the
+        kept array's first len(x) rows, or into a new array (array None)
+        when none is kept or it is too short; a new result is kept unless it
+        shares memory with source (test-time dropout passes its input through)."""
+        key = (x.shape[1:], x.dtype)
+        kept = self._arrays.get(key)
+        array = kept[:len(x)] if kept is not None and len(kept) >= len(x) else None
         result = compute(array)
         if array is None and not np.may_share_memory(result, source):
-            if len(self._arrays) >= 2:
-                self._arrays.clear()
             self._arrays[key] = result
         return result
+
+
+def _owned(result, source, source_owned, buffers):
+    """Whether a step's result is (a view of) one of the model's buffers: a
+    kept buffer when the step has buffers and made a new array, else the
+    source's status when the result is a view of the source (Flatten, test-time
+    dropout), else not (a new array)."""
+    if np.may_share_memory(result, source):
+        return source_owned
+    return buffers is not None
+
+
+def _takes(method, name):
+    """Whether the bound method accepts the keyword argument name: a layer
+    subclassed outside fastfc may override forward(x) without out=."""
+    try:
+        return name in inspect.signature(method).parameters
+    except (TypeError, ValueError):  # no signature to read
+        return False
 
 
 class Sequential:
@@ -267,11 +289,15 @@ class Sequential:
         # The first step with parameters never needs to pass a gradient further back.
         self._first_weighted = next((i for i, (layer, _) in enumerate(self._steps)
                                      if layer.parameters()), None)
-        # Per step: the buffers its forward output and its backward dx go to,
-        # and the key of its last forward input (the key of both).
-        self._out_buffers = [_Buffers() for _ in self._steps]
-        self._dx_buffers = [_Buffers() for _ in self._steps]
-        self._input_keys = [None] * len(self._steps)
+        # Per step: the buffers its forward output and its backward dx go
+        # to (None where the layer takes no output arrays), and its last
+        # forward input (the backward's dx has its shape).
+        self._out_buffers = [_Buffers() if layer.takes_output_arrays and _takes(
+            layer.forward_relu if fused else layer.forward, "out") else None
+            for layer, fused in self._steps]
+        self._dx_buffers = [_Buffers() if layer.takes_output_arrays and _takes(
+            layer.backward, "dx") else None for layer, _ in self._steps]
+        self._inputs = [None] * len(self._steps)
         self._named = {}
         self._weights = []
         for index, layer in enumerate([layer for layer, _ in self._steps if layer.parameters()], 1):
@@ -351,18 +377,21 @@ class Sequential:
 
     def forward(self, X):
         """Output of the last layer for the batch X (N, ...), in the current
-        mode: a new array (the inner layers' outputs are buffers the next
-        forward overwrites)."""
+        mode: an array of the caller's (the inner layers' outputs are buffers
+        the next forward overwrites)."""
         h = self._as_input(X)
-        last = len(self._steps) - 1
+        owned = False  # whether h is (a view of) one of the model's buffers
         for i, (layer, fused) in enumerate(self._steps):
             run = layer.forward_relu if fused else layer.forward
-            key = self._input_keys[i] = (h.shape, h.dtype)
-            if i == last or not layer.takes_output_arrays:
-                h = run(h)
-                continue
-            h = self._out_buffers[i].run(key, lambda out: run(h, out=out), h)
-        return h
+            self._inputs[i] = h
+            buffers = self._out_buffers[i] if i < len(self._steps) - 1 else None
+            if buffers is None:
+                result = run(h)
+            else:
+                result = buffers.run(h, lambda out: run(h, out=out), h)
+            owned = _owned(result, h, owned, buffers)
+            h = result
+        return h.copy() if owned else h
 
     def backward(self, dout, need_input_grad=False):
         """Backpropagates dout (the gradient of the loss with respect to the
@@ -370,19 +399,23 @@ class Sequential:
 
         The gradient with respect to the input X is only computed when
         need_input_grad is True (e.g. for a gradient check): otherwise the
-        first layer with parameters skips it and None is returned.
+        first layer with parameters skips it and None is returned. The
+        gradient returned is an array of the caller's.
         """
+        owned = False
         for i in reversed(range(len(self._steps))):
             layer, _ = self._steps[i]
             if i == self._first_weighted and not need_input_grad:
                 layer.backward(dout, compute_dx=False)
                 return None
-            if i == 0 or not layer.takes_output_arrays:  # dx of step 0 goes to the caller
-                dout = layer.backward(dout)
-                continue
-            dout = self._dx_buffers[i].run(self._input_keys[i],
-                                           lambda dx: layer.backward(dout, dx=dx), dout)
-        return dout
+            buffers = self._dx_buffers[i] if i > 0 else None
+            if buffers is None:
+                result = layer.backward(dout)
+            else:
+                result = buffers.run(self._inputs[i], lambda dx: layer.backward(dout, dx=dx), dout)
+            owned = _owned(result, dout, owned, buffers)
+            dout = result
+        return dout.copy() if owned else dout
 
     def _scores(self, X, batch_size):
         """Evaluation-mode outputs for X, batch by batch, as one array."""
