@@ -144,3 +144,19 @@ def test_bad_dout(forward, backward):
         getattr(F, backward)(np.ones((2, 5)), cache)
     with pytest.raises(TypeError, match="dout is float32"):
         getattr(F, backward)(np.ones((2, 4), np.float32), cache)
+
+
+def test_bias_gradient_of_a_call_in_pieces_does_not_depend_on_threads(rng):
+    """A backward of 8.6G multiply-adds runs in two pieces of rows (for
+    Ctrl-C), db summed piece by piece: the pieces are cut the same on any
+    thread count, so db stays bit for bit the same."""
+    x = rng.standard_normal((1024, 4096)).astype(np.float32)
+    w = (rng.standard_normal((4096, 1024)) / 64).astype(np.float32)
+    dout = rng.standard_normal((1024, 1024)).astype(np.float32)
+    _, cache = F.affine_forward(x, w, np.zeros(1024, np.float32))
+    db = {}
+    for n in (1, 2):
+        with num_threads(n):
+            db[n] = F.affine_backward(dout, cache, compute_dx=False)[2]
+    np.testing.assert_array_equal(db[1], db[2])
+    assert_close(db[1], dout.astype(np.float64).sum(axis=0), 1e-5)
