@@ -2,6 +2,9 @@
 documented algorithms (and torch itself when installed), state_dict round
 trips, the course-style rules against the course formulas, thread-count
 agreement and bad input."""
+import signal
+import time
+
 import numpy as np
 import pytest
 
@@ -341,6 +344,37 @@ def test_long_steps_in_pieces_change_nothing(rng, cls, hyper):
                 small = [Parameter(init[part].copy())]
                 run(small, [target[part]])
                 np.testing.assert_array_equal(updated.data[part], small[0].data)
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs an interval timer")
+def test_ctrl_c_inside_a_step_raises_after_the_whole_update(rng):
+    """A KeyboardInterrupt raised by a signal handler between the pieces of a
+    long step comes out of step() only once every piece and the step count
+    are done: no parameter is left half updated."""
+    start = rng.standard_normal(1 << 23).astype(np.float32)
+    grad = rng.standard_normal(start.size).astype(np.float32)
+    interrupted, whole = Parameter(start.copy()), Parameter(start.copy())
+    interrupted.grad[...] = grad
+    whole.grad[...] = grad
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    opt = optim.Adam([interrupted])
+    returned = False
+    try:
+        with num_threads(1), pytest.raises(KeyboardInterrupt):
+            signal.setitimer(signal.ITIMER_REAL, 0.002)  # inside the ~20 ms of 8 pieces
+            opt.step()
+            returned = True
+            time.sleep(1)  # where the interrupt lands if it missed the step
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert not returned, "the timer fired after the step: make the step longer"
+    optim.Adam([whole]).step()
+    np.testing.assert_array_equal(interrupted.data, whole.data)
+    assert opt.state[interrupted]["step"] == 1
 
 
 # ---- bad input ------------------------------------------------------------------

@@ -12,6 +12,9 @@ that Ctrl-C is seen between them). Arguments, all lists of the same length:
 - steps: per parameter the count of updates including this one (1 first)
 - owners: per parameter what to name in an error message (e.g. the Parameter)
 Every array is checked before any is touched, so a bad one changes nothing.
+Each returns None, or the exception (a KeyboardInterrupt) that a signal
+handler raised between the pieces of a long update: the update has run in
+full, and the caller raises it once its bookkeeping is done.
 fastfc.optim builds these lists; use its classes rather than these.
 """
 cimport numpy as cnp
@@ -132,13 +135,18 @@ cdef void _call(Rule rule, bint single, const void *config, const fastfc_optim_t
         else: adam_step_f64(<const fastfc_adam_config *>config, tensors, n, nt)
 
 
-cdef void _run_pieces(Rule rule, bint single, const void *config,
-                      const fastfc_optim_tensor *tensors, int64_t n, int nt) except *:
+cdef object _run_pieces(Rule rule, bint single, const void *config,
+                        const fastfc_optim_tensor *tensors, int64_t n, int nt):
     """The update over n tensors of one float type, in pieces of about
     ELEMENTS_PER_PIECE elements per thread with pending signal handlers run
     between them (Ctrl-C, see next_piece). A piece is a list of slices of
     the tensors; elements update independently (each tensor's step scalars
-    go with every slice of it), so the pieces change no result."""
+    go with every slice of it), so the pieces change no result.
+
+    A step is all or nothing: the first exception a handler raises (a
+    KeyboardInterrupt) is returned after every piece has run, for the caller
+    to raise once its own bookkeeping is done; None when there was none."""
+    cdef object raised = None
     cdef int64_t total = 0, k
     for k in range(n):
         total += tensors[k].n
@@ -146,7 +154,7 @@ cdef void _run_pieces(Rule rule, bint single, const void *config,
     if total <= piece:  # the usual case: one call, no slices
         with nogil:
             _call(rule, single, config, tensors, n, nt)
-        return
+        return None
     # A piece holds at most n + 1 slices (n tensors, the first one cut twice).
     cdef fastfc_optim_tensor *part = <fastfc_optim_tensor *>PyMem_Malloc(
         (n + 1) * sizeof(fastfc_optim_tensor))
@@ -156,7 +164,10 @@ cdef void _run_pieces(Rule rule, bint single, const void *config,
     k = 0
     try:
         while done < total:
-            next_piece(done, total, piece)  # runs signal handlers before every piece but the first
+            try:
+                next_piece(done, total, piece)  # runs signal handlers before every piece but the first
+            except BaseException as exc:
+                raised = exc if raised is None else raised
             count, budget = 0, piece
             while k < n and budget > 0:
                 take = min(tensors[k].n - off, budget)
@@ -177,15 +188,20 @@ cdef void _run_pieces(Rule rule, bint single, const void *config,
                 _call(rule, single, config, part, count, nt)
     finally:
         PyMem_Free(part)
+    return raised
 
 
-cdef void _step(Rule rule, const void *config, _TensorList ts) except *:
-    """The update of rule over every tensor of ts: its float32 ones, then its float64 ones."""
+cdef object _step(Rule rule, const void *config, _TensorList ts):
+    """The update of rule over every tensor of ts, its float32 ones, then its
+    float64 ones; returns what _run_pieces returns (the first of the two)."""
     cdef int nt = num_threads()
+    cdef object raised = None
     if ts.n_f32:
-        _run_pieces(rule, True, config, ts.tensors, ts.n_f32, nt)
+        raised = _run_pieces(rule, True, config, ts.tensors, ts.n_f32, nt)
     if ts.n > ts.n_f32:
-        _run_pieces(rule, False, config, ts.tensors + ts.n_f32, ts.n - ts.n_f32, nt)
+        second = _run_pieces(rule, False, config, ts.tensors + ts.n_f32, ts.n - ts.n_f32, nt)
+        raised = second if raised is None else raised
+    return raised
 
 
 def sgd_step(list datas, list grads, list states, list steps, owners, double lr,
@@ -197,7 +213,7 @@ def sgd_step(list datas, list grads, list states, list steps, owners, double lr,
     cdef fastfc_sgd_config c
     c.lr, c.momentum, c.dampening, c.weight_decay = lr, momentum, dampening, weight_decay
     c.nesterov, c.maximize = nesterov, maximize
-    _step(SGD, &c, ts)
+    return _step(SGD, &c, ts)
 
 
 def sgd_velocity_step(list datas, list grads, list states, list steps, owners, double lr,
@@ -208,7 +224,7 @@ def sgd_velocity_step(list datas, list grads, list states, list steps, owners, d
     cdef fastfc_sgd_config c
     c.lr, c.momentum, c.dampening, c.weight_decay = lr, momentum, 0.0, 0.0
     c.nesterov, c.maximize = False, False
-    _step(SGD_VELOCITY, &c, ts)
+    return _step(SGD_VELOCITY, &c, ts)
 
 
 def adagrad_step(list datas, list grads, list states, list steps, owners, double lr,
@@ -217,7 +233,7 @@ def adagrad_step(list datas, list grads, list states, list steps, owners, double
     cdef _TensorList ts = _checked_list(datas, grads, states, steps, owners)
     cdef fastfc_adagrad_config c
     c.lr, c.lr_decay, c.weight_decay, c.eps, c.maximize = lr, lr_decay, weight_decay, eps, maximize
-    _step(ADAGRAD, &c, ts)
+    return _step(ADAGRAD, &c, ts)
 
 
 def rmsprop_step(list datas, list grads, list states, list steps, owners, double lr,
@@ -229,7 +245,7 @@ def rmsprop_step(list datas, list grads, list states, list steps, owners, double
     cdef fastfc_rmsprop_config c
     c.lr, c.alpha, c.eps, c.weight_decay, c.momentum = lr, alpha, eps, weight_decay, momentum
     c.maximize = maximize
-    _step(RMSPROP, &c, ts)
+    return _step(RMSPROP, &c, ts)
 
 
 def adam_step(list datas, list grads, list states, list steps, owners, double lr,
@@ -241,4 +257,4 @@ def adam_step(list datas, list grads, list states, list steps, owners, double lr
     cdef fastfc_adam_config c
     c.lr, c.beta1, c.beta2, c.eps, c.weight_decay = lr, beta1, beta2, eps, weight_decay
     c.decoupled, c.maximize = decoupled, maximize
-    _step(ADAM, &c, ts)
+    return _step(ADAM, &c, ts)

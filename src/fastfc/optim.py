@@ -185,6 +185,7 @@ class Optimizer:
         place, one C call per param group. closure, if given, is called first
         (re-evaluating the loss) and its result returned, as in torch."""
         loss = None if closure is None else closure()
+        interrupted = None  # a Ctrl-C seen inside a kernel: raised once the step is whole
         for group in self.param_groups:
             slots = self._state_slots(group)
             owners, datas, grads, states, steps, pending = [], [], [], [], [], []
@@ -216,13 +217,15 @@ class Optimizer:
                 pending.append((p, state, added, step))
             if not datas:
                 continue
-            self._update(group, datas, grads, states, steps, owners)
+            raised = self._update(group, datas, grads, states, steps, owners)
+            interrupted = raised if interrupted is None else interrupted
             for p, state, added, step in pending:
                 if added:
                     state.update(added)
                 if self._counts_steps:
                     state["step"] = step
                 self.state[p] = state
+        _raise_pending(interrupted)
         return loss
 
     # ---- saving and loading ----------------------------------------------------
@@ -397,7 +400,7 @@ class SGD(Optimizer):
         return 1 if added else 2  # a new momentum buffer starts as the gradient
 
     def _update(self, group, datas, grads, states, steps, owners):
-        _optim.sgd_step(datas, grads, states, steps, owners, group["lr"], group["momentum"],
+        return _optim.sgd_step(datas, grads, states, steps, owners, group["lr"], group["momentum"],
                         group["dampening"], group["weight_decay"], group["nesterov"],
                         group["maximize"])
 
@@ -432,7 +435,7 @@ class Adagrad(Optimizer):
         return np.full_like(p.data, group["initial_accumulator_value"])
 
     def _update(self, group, datas, grads, states, steps, owners):
-        _optim.adagrad_step(datas, grads, states, steps, owners, group["lr"],
+        return _optim.adagrad_step(datas, grads, states, steps, owners, group["lr"],
                             group["lr_decay"], group["weight_decay"], group["eps"],
                             group["maximize"])
 
@@ -465,7 +468,7 @@ class RMSprop(Optimizer):
                 "grad_avg" if group["centered"] else None)
 
     def _update(self, group, datas, grads, states, steps, owners):
-        _optim.rmsprop_step(datas, grads, states, steps, owners, group["lr"], group["alpha"],
+        return _optim.rmsprop_step(datas, grads, states, steps, owners, group["lr"], group["alpha"],
                             group["eps"], group["weight_decay"], group["momentum"],
                             group["maximize"])
 
@@ -500,9 +503,9 @@ class Adam(Optimizer):
 
     def _update(self, group, datas, grads, states, steps, owners):
         beta1, beta2 = group["betas"]
-        _optim.adam_step(datas, grads, states, steps, owners, group["lr"], beta1, beta2,
-                         group["eps"], group["weight_decay"], self._decoupled,
-                         group["maximize"])
+        return _optim.adam_step(datas, grads, states, steps, owners, group["lr"], beta1, beta2,
+                                group["eps"], group["weight_decay"], self._decoupled,
+                                group["maximize"])
 
 
 class AdamW(Adam):
@@ -572,6 +575,13 @@ def _step_count(name, value):
     return int(value)
 
 
+def _raise_pending(interrupt):
+    """Raise what a kernel call returned (a KeyboardInterrupt seen between the
+    pieces of an update that has run in full), if anything."""
+    if interrupt is not None:
+        raise interrupt
+
+
 def sgd(w, dw, config=None):
     """Vanilla stochastic gradient descent: w = w - learning_rate * dw.
 
@@ -580,8 +590,8 @@ def sgd(w, dw, config=None):
     Returns (next_w, config); next_w is w updated in place when w is C-contiguous.
     """
     w, dw, config = _course_setup(w, dw, config, {"learning_rate": (1e-2, _nonnegative)}, ())
-    _optim.sgd_step([w], [dw], [None], [1], ["w"], config["learning_rate"], 0.0, 0.0, 0.0,
-                    False, False)
+    _raise_pending(_optim.sgd_step([w], [dw], [None], [1], ["w"], config["learning_rate"], 0.0,
+                                   0.0, 0.0, False, False))
     return w, config
 
 
@@ -595,8 +605,8 @@ def sgd_momentum(w, dw, config=None):
     w, dw, config = _course_setup(
         w, dw, config, {"learning_rate": (1e-2, _nonnegative), "momentum": (0.9, _nonnegative)},
         ("velocity",))
-    _optim.sgd_velocity_step([w], [dw], [(config["velocity"], None, None)], [1], ["w"],
-                             config["learning_rate"], config["momentum"])
+    _raise_pending(_optim.sgd_velocity_step([w], [dw], [(config["velocity"], None, None)], [1],
+                                            ["w"], config["learning_rate"], config["momentum"]))
     return w, config
 
 
@@ -611,9 +621,9 @@ def rmsprop(w, dw, config=None):
     w, dw, config = _course_setup(
         w, dw, config, {"learning_rate": (1e-2, _nonnegative), "decay_rate": (0.99, _beta),
                         "epsilon": (1e-8, _nonnegative)}, ("cache",))
-    _optim.rmsprop_step([w], [dw], [(config["cache"], None, None)], [1], ["w"],
-                        config["learning_rate"], config["decay_rate"], config["epsilon"], 0.0,
-                        0.0, False)
+    _raise_pending(_optim.rmsprop_step([w], [dw], [(config["cache"], None, None)], [1], ["w"],
+                                       config["learning_rate"], config["decay_rate"],
+                                       config["epsilon"], 0.0, 0.0, False))
     return w, config
 
 
@@ -632,8 +642,9 @@ def adam(w, dw, config=None):
                         "beta2": (0.999, _beta), "epsilon": (1e-8, _nonnegative),
                         "t": (0, _step_count)}, ("m", "v"))
     t = config["t"] + 1
-    _optim.adam_step([w], [dw], [(config["m"], config["v"], None)], [t], ["w"],
-                     config["learning_rate"], config["beta1"], config["beta2"],
-                     config["epsilon"], 0.0, False, False)
+    pending = _optim.adam_step([w], [dw], [(config["m"], config["v"], None)], [t], ["w"],
+                               config["learning_rate"], config["beta1"], config["beta2"],
+                               config["epsilon"], 0.0, False, False)
     config["t"] = t
+    _raise_pending(pending)
     return w, config
