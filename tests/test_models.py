@@ -434,6 +434,21 @@ def test_save_is_atomic(tmp_path, monkeypatch):
     assert path.read_bytes() != old and os.listdir(tmp_path) == ["model.npz"]
 
 
+def test_load_needs_no_more_memory_than_the_parameters(tmp_path):
+    """Loading reads each array into the model-sized buffer in chunks: the
+    peak is the arrays themselves, not twice them (as a whole-member read
+    through a temporary bytes object would be)."""
+    model = Sequential(L.Linear(2048, 2048, seed=0))  # 16 MiB of weights
+    model.save(tmp_path / "big.npz")
+    tracemalloc.start()
+    try:
+        model.load(tmp_path / "big.npz")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1.25 * model.params["W1"].nbytes
+
+
 def test_saved_file_follows_the_umask(tmp_path):
     """The temporary file renamed into place gets open()'s usual mode, not a
     private 0o600 (a saved model shared with a group stays readable)."""

@@ -124,6 +124,9 @@ def load_arrays(path, expected):
             raise _not_a_parameter_file(path, exc) from None
 
 
+_READ_CHUNK = 1 << 20  # bytes of a member read at a time
+
+
 def _not_a_parameter_file(path, reason):
     return ValueError(f"{path} is not a parameter file written by save ({reason})")
 
@@ -162,7 +165,14 @@ def _read_npz(archive, expected, path):
             buffer = np.empty(shape[::-1] if fortran_order else shape, dtype)
             raw = buffer.reshape(-1).view(np.uint8)
             filled = head.readinto(raw)
-            filled += member.readinto(raw[filled:])
+            # In chunks: zipfile's readinto reads the whole request into a
+            # temporary bytes object first, doubling the peak for a big array.
+            while filled < raw.size:
+                chunk = member.read(min(_READ_CHUNK, raw.size - filled))
+                if not chunk:
+                    break
+                raw[filled:filled + len(chunk)] = np.frombuffer(chunk, np.uint8)
+                filled += len(chunk)
             if filled < raw.size:
                 raise ValueError(f"member {info.filename!r} holds {filled} of the {raw.size} "
                                  "data bytes its header describes")
