@@ -224,7 +224,7 @@ class _Buffers:
     shape[1:] and dtype fix the rest of the output's and dx's shapes): a batch
     of N rows uses the first N rows of the array kept for the largest batch
     seen, so training, evaluation and the short last batch of an epoch share
-    one array, and steps allocate no activation or gradient."""
+    one array, and a step allocates no layer output or input gradient."""
 
     def __init__(self):
         self._arrays = {}
@@ -269,9 +269,11 @@ class Sequential:
     - *layers: fastfc.layers objects. A Linear directly followed by a ReLU
       runs as one fused affine-ReLU kernel (the ReLU object is then not called).
       Every layer but the last writes its output (and, in backward, its input
-      gradient) into a buffer kept from the step before, so that training
-      steps of the same batch size allocate no activations or gradients; the
-      output of forward and the input gradient of backward are new arrays.
+      gradient) into a buffer kept from the step before, and weight gradients
+      go straight into Parameter.grad, so that a training step allocates no
+      layer output or gradient (what remains per call is scratch: the fused
+      backward's masked gradient, pooling's argmax). The output of forward
+      and the input gradient of backward are the caller's to keep.
     - loss: the loss layer used by loss(X, y) (e.g. SoftmaxCrossEntropy()), or None
     - reg: L2 strength for loss(X, y): adds reg * sum(W * W) over the weights
       (not the biases) to the loss and 2 * reg * W to their gradients
