@@ -97,13 +97,8 @@ cdef tuple _backward(object dout, object x, object w, object relu_out, bint comp
         if relu_out.shape != (<object>da).shape:
             raise ValueError(f"out (from the cache) must have shape {(<object>da).shape}, "
                              f"got {relu_out.shape}")
-    inputs = (da, xa, wa, relu_out)
-    dw = output_array(dw, "dw", (d_in, d_out), xa.dtype, inputs)
-    db = output_array(db, "db", (d_out,), xa.dtype, inputs + (dw,))
-    if compute_dx:
-        dx = output_array(dx, "dx", (<object>xa).shape, xa.dtype, inputs + (dw, db))
-    elif dx is not None:
-        raise ValueError("dx is given but compute_dx is False")
+    dx, dw, db = gradient_outputs(dx, dw, db, compute_dx, (<object>xa).shape, (d_in, d_out), d_out,
+                                  xa.dtype, (da, xa, wa, relu_out))
     cdef object dh = np.empty((n_batch, d_out), dtype=xa.dtype) if relu_out is not None else None
     cdef fastfc_blas blas = blas_table()
     cdef int nt = num_threads()

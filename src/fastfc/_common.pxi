@@ -130,6 +130,19 @@ cdef object output_array(object out, str name, tuple shape, object dtype, tuple 
     return out
 
 
+cdef tuple gradient_outputs(object dx, object dw, object db, bint compute_dx, tuple x_shape,
+                            tuple w_shape, int64_t n_bias, object dtype, tuple inputs):
+    """(dx or None, dw, db) a weighted layer's backward writes into (see
+    output_array): dx shaped x_shape (only with compute_dx), dw w_shape, db (n_bias,)."""
+    dw = output_array(dw, "dw", w_shape, dtype, inputs)
+    db = output_array(db, "db", (n_bias,), dtype, inputs + (dw,))
+    if compute_dx:
+        dx = output_array(dx, "dx", x_shape, dtype, inputs + (dw, db))
+    elif dx is not None:
+        raise ValueError("dx is given but compute_dx is False")
+    return dx, dw, db
+
+
 # Ctrl-C: a kernel runs without the GIL, and Python runs signal handlers only
 # once it has it back, so a long call is run in pieces and pending handlers
 # run between them (a KeyboardInterrupt raises there). A piece is about this

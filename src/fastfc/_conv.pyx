@@ -157,13 +157,8 @@ def conv_backward(dout, cache, compute_dx=True, *, dx=None, dw=None, db=None):
     if (<object>da).shape != expected:
         raise ValueError(f"dout must have the forward output's shape {expected}, "
                          f"got {(<object>da).shape}")
-    inputs = (da, xa, wa)
-    dw = output_array(dw, "dw", (<object>wa).shape, xa.dtype, inputs)
-    db = output_array(db, "db", (g.n_filters,), xa.dtype, inputs + (dw,))
-    if compute_dx:
-        dx = output_array(dx, "dx", (<object>xa).shape, xa.dtype, inputs + (dw, db))
-    elif dx is not None:
-        raise ValueError("dx is given but compute_dx is False")
+    dx, dw, db = gradient_outputs(dx, dw, db, compute_dx, (<object>xa).shape, (<object>wa).shape,
+                                  g.n_filters, xa.dtype, (da, xa, wa))
     cdef fastfc_blas blas = blas_table()
     cdef int nt = num_threads()
     cdef char *pd = <char *>cnp.PyArray_DATA(da)

@@ -189,7 +189,8 @@ def load_digits(val_size=180, test_size=360, seed=0, classes=None):
     - val_size: number of validation images, drawn with `seed` (after
       selecting the classes)
     - test_size: number of test images, drawn from all ten classes with a
-      fixed generator so the test set does not change with `seed`
+      fixed generator so the test set does not change with `seed` (with
+      `classes`, the test set keeps only theirs, so it holds fewer)
     - seed: int or None, for the validation split
     - classes: None for all ten, or the digits to keep (indices or names
       "0".."9"), relabelled 0..k-1 in the order given

@@ -114,6 +114,14 @@ class Layer:
         self.training = False
         return self
 
+    def _take_cache(self):
+        """What the last forward kept for backward (self._cache), now consumed."""
+        cache = getattr(self, "_cache", None)
+        if cache is None:
+            raise RuntimeError(f"{self!r}: backward called without a forward before it")
+        self._cache = None
+        return cache
+
     def _add_parameter(self, name, data):
         self._parameters[name] = Parameter(data, name)
 
@@ -155,12 +163,6 @@ class _Weighted(Layer):
         written in place (db None without a bias: the kernel's is dropped)."""
         b = self._parameters.get("b")
         return dict(dw=self._parameters["W"].grad, db=b.grad if b is not None else None)
-
-    def _take_cache(self):
-        if self._cache is None:
-            raise RuntimeError(f"{self!r}: backward called without a forward before it")
-        cache, self._cache = self._cache, None
-        return cache
 
 
 class Linear(_Weighted):
@@ -284,10 +286,7 @@ class _Stateless(Layer):
 
     def backward(self, dout, dx=None):
         """dL/dx for the last forward (into dx if given)."""
-        if self._cache is None:
-            raise RuntimeError(f"{self!r}: backward called without a forward before it")
-        cache, self._cache = self._cache, None
-        return type(self)._backward(dout, cache, dx=dx)
+        return type(self)._backward(dout, self._take_cache(), dx=dx)
 
 
 class ReLU(_Stateless):
@@ -321,10 +320,7 @@ class Flatten(_Stateless):
         return x.reshape(x.shape[0], -1)
 
     def backward(self, dout):
-        if self._cache is None:
-            raise RuntimeError(f"{self!r}: backward called without a forward before it")
-        shape, self._cache = self._cache, None
-        return np.asarray(dout).reshape(shape)
+        return np.asarray(dout).reshape(self._take_cache())
 
 
 class MaxPool2d(_Stateless):
