@@ -82,9 +82,6 @@ class Layer:
 
     # Names of parameters that L2 regularisation and weight decay apply to.
     weight_names = ("W",)
-    # Whether forward takes out= and backward dx= (a container then hands
-    # the layer buffers to reuse; layers written elsewhere need not).
-    takes_output_arrays = False
 
     def __init__(self):
         self._parameters = {}
@@ -132,8 +129,6 @@ class Layer:
 class _Weighted(Layer):
     """Shared by Linear and Conv2d: W drawn at init, optional zero bias, the
     forward cache, and the gradient arrays backward writes into."""
-
-    takes_output_arrays = True
 
     def __init__(self, w_shape, fan_in, n_out, bias, weight_scale, seed, dtype):
         super().__init__()
@@ -271,7 +266,6 @@ class Conv2d(_Weighted):
 class _Stateless(Layer):
     """A layer without parameters whose forward is a course function pair."""
 
-    takes_output_arrays = True
     _forward = None   # the functional forward, (x, out=) -> (out, cache)
     _backward = None  # the functional backward, (dout, cache, dx=) -> dx
 
@@ -311,8 +305,6 @@ class Tanh(_Stateless):
 class Flatten(_Stateless):
     """(N, d_1, ..., d_k) -> (N, d_1 * ... * d_k), as torch.nn.Flatten():
     views of its input and of dout, so it takes no output arrays."""
-
-    takes_output_arrays = False
 
     def forward(self, x):
         x = np.asarray(x)

@@ -254,8 +254,9 @@ def _owned(result, source, source_owned, buffers):
 
 
 def _takes(method, name):
-    """Whether the bound method accepts the keyword argument name: a layer
-    subclassed outside fastfc may override forward(x) without out=."""
+    """Whether the bound method accepts the keyword argument name: fastfc's
+    layers take out=/dx= (Flatten, whose results are views, does not), and a
+    layer written or subclassed elsewhere may implement forward(x) alone."""
     try:
         return name in inspect.signature(method).parameters
     except (TypeError, ValueError):  # no signature to read
@@ -302,13 +303,15 @@ class Sequential:
         self._first_weighted = next((i for i, (layer, _) in enumerate(self._steps)
                                      if layer.parameters()), None)
         # Per step: the buffers its forward output and its backward dx go
-        # to (None where the layer takes no output arrays), and its last
-        # forward input (the backward's dx has its shape).
-        self._out_buffers = [_Buffers() if layer.takes_output_arrays and _takes(
+        # to, and its last forward input (the backward's dx has its shape).
+        # None where the layer takes no out=/dx=, or where the result goes to
+        # the caller (the last step's output, the first step's dx).
+        last = len(self._steps) - 1
+        self._out_buffers = [_Buffers() if i < last and _takes(
             layer.forward_relu if fused else layer.forward, "out") else None
-            for layer, fused in self._steps]
-        self._dx_buffers = [_Buffers() if layer.takes_output_arrays and _takes(
-            layer.backward, "dx") else None for layer, _ in self._steps]
+            for i, (layer, fused) in enumerate(self._steps)]
+        self._dx_buffers = [_Buffers() if i > 0 and _takes(layer.backward, "dx") else None
+                            for i, (layer, _) in enumerate(self._steps)]
         self._inputs = [None] * len(self._steps)
         self._named = {}
         self._weights = []
@@ -396,7 +399,7 @@ class Sequential:
         for i, (layer, fused) in enumerate(self._steps):
             run = layer.forward_relu if fused else layer.forward
             self._inputs[i] = h
-            buffers = self._out_buffers[i] if i < len(self._steps) - 1 else None
+            buffers = self._out_buffers[i]
             if buffers is None:
                 result = run(h)
             else:
@@ -420,7 +423,7 @@ class Sequential:
             if i == self._first_weighted and not need_input_grad:
                 layer.backward(dout, compute_dx=False)
                 return None
-            buffers = self._dx_buffers[i] if i > 0 else None
+            buffers = self._dx_buffers[i]
             if buffers is None:
                 result = layer.backward(dout)
             else:
