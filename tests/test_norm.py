@@ -542,7 +542,7 @@ def check_model_gradients(model, X, y):
 def test_mlp_with_batchnorm_in_a_sequential(rng):
     """Linear - BatchNorm1d - ReLU - Linear - LayerNorm - Linear with softmax
     cross-entropy: the loss's gradient with respect to every parameter, the
-    normalization parameters named like the course's (gamma2, beta2), and
+    normalization parameters named like the course's (gamma1, beta1 with W1), and
     kept out of weight decay."""
     model = Sequential(L.Linear(6, 7, seed=0, dtype=np.float64), L.BatchNorm1d(7, dtype=np.float64),
                        L.ReLU(), L.Linear(7, 5, seed=1, dtype=np.float64),
@@ -551,10 +551,10 @@ def test_mlp_with_batchnorm_in_a_sequential(rng):
     for p in model.parameters():
         if p.name.startswith(("gamma", "beta")):
             p.data[...] = rng.standard_normal(p.shape)
-    assert sorted(model.params) == ["W1", "W3", "W5", "b1", "b3", "b5", "beta2", "beta4",
-                                    "gamma2", "gamma4"]
+    assert sorted(model.params) == ["W1", "W2", "W3", "b1", "b2", "b3", "beta1", "beta2",
+                                    "gamma1", "gamma2"]
     decayed = {p.name for p in model.param_groups(1e-3)[0]["params"]}
-    assert decayed == {"W1", "W3", "W5"}
+    assert decayed == {"W1", "W2", "W3"}
     X, y = rng.standard_normal((8, 6)), rng.integers(0, 3, 8)
     check_model_gradients(model, X, y)
 

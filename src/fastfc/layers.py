@@ -83,6 +83,9 @@ class Layer:
 
     # Names of parameters that L2 regularisation and weight decay apply to.
     weight_names = ("W",)
+    # In a Sequential, whether the parameters carry the number of the layer
+    # with parameters before this one (normalization: W1, b1, gamma1, beta1).
+    numbered_with_previous = False
 
     def __init__(self):
         self._parameters = {}
@@ -107,6 +110,11 @@ class Layer:
     def named_parameters(self):
         """List of (name, Parameter), names as in params ('W', 'b')."""
         return list(self._parameters.items())
+
+    def named_state(self):
+        """dict name -> array of state that is not a Parameter but belongs to
+        the trained model (batch norm's running statistics): saved with it."""
+        return {}
 
     def train(self):
         self.training = True
@@ -416,6 +424,7 @@ class _Normalization(Layer):
     Parameter.grad."""
 
     _backward = None  # the functional backward, (dout, cache, dx=, dgamma=, dbeta=) -> grads
+    numbered_with_previous = True
 
     def __init__(self, channels, eps, dtype):
         super().__init__()
@@ -459,6 +468,9 @@ class _BatchNorm(_Normalization):
         self.momentum = float(momentum)
         self.running_mean = np.zeros(self.num_features, dtype=self.dtype)
         self.running_var = np.ones(self.num_features, dtype=self.dtype)
+
+    def named_state(self):
+        return {"running_mean": self.running_mean, "running_var": self.running_var}
 
     def forward(self, x, out=None):
         """Normalized x (into out if given): with the batch's statistics in
