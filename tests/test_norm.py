@@ -1,7 +1,8 @@
 """Batch, spatial batch, layer and group normalization: every function
 against fastfc.reference in both float types, numerical gradients in
-float64, the running statistics, test mode, thread-count invariance, the
-output arrays, bad input, and the layers (alone and in a Sequential)."""
+float64, the running statistics, test mode, thread-count invariance, bad
+input, and the layers (alone and in a Sequential). The out=, dx=, dgamma=,
+dbeta= arrays are tested with every other kernel's in test_output_arrays.py."""
 import numpy as np
 import pytest
 
@@ -304,27 +305,6 @@ def test_any_input_layout(kind, rng):
         np.testing.assert_array_equal(out2, out)
         for a, b in zip(backward(F, kind, relayout(dout), cache2), grads):
             np.testing.assert_array_equal(a, b)
-
-
-# ---- output arrays ------------------------------------------------------------------
-
-@pytest.mark.parametrize("module", [F, R], ids=["functional", "reference"])
-@pytest.mark.parametrize("kind", KINDS)
-def test_writes_into_given_arrays(kind, module, rng):
-    x, gamma, beta, stats, dout = inputs(rng, SHAPES[kind][3], np.float32)
-    fresh, cache = forward(module, kind, x, gamma, beta, [s.copy() for s in stats])
-    out = np.full_like(fresh, np.nan)
-    got, cache = forward(module, kind, x, gamma, beta, [s.copy() for s in stats], out=out)
-    assert got is out
-    np.testing.assert_array_equal(out, fresh)
-    want = backward(module, kind, dout, cache)
-    given = dict(dx=np.full_like(want[0], np.nan), dgamma=np.full_like(want[1], np.nan),
-                 dbeta=np.full_like(want[2], np.nan))
-    for _ in range(2):  # overwritten, not accumulated into
-        got = backward(module, kind, dout, cache, **given)
-        for (name, array), g, w in zip(given.items(), got, want):
-            assert g is array, name
-            np.testing.assert_array_equal(g, w, err_msg=name)
 
 
 # ---- bad input ---------------------------------------------------------------------
