@@ -12,7 +12,7 @@ import fastfc.reference as R
 from fastfc.gradcheck import eval_numerical_gradient, eval_numerical_gradient_array
 from fastfc.models import Sequential
 
-from testutil import TOLERANCES, assert_close, noncontiguous, num_threads
+from testutil import TOLERANCES, assert_close, check_norm_dx, noncontiguous, num_threads
 
 
 # ---- the four kinds, called alike ------------------------------------------------
@@ -65,39 +65,6 @@ def inputs(rng, shape, dtype, loc=2.0, scale=3.0):
     return x, gamma, beta, stats, dout
 
 
-def dx_magnitude(kind, x, gamma, cache, dout):
-    """Per element, a bound on the size of the terms of dx = inv_std * (g -
-    mean(g) - x_hat * mean(g * x_hat)), g = dout * gamma: dx itself can be
-    far smaller where they cancel (a group of two values), so rounding is
-    judged against this (in float64)."""
-    mean, inv_std = (np.asarray(a, np.float64) for a in cache[2:4])
-    shape = x.shape
-    c = shape[1]
-    per_channel = (1, c) + (1,) * (x.ndim - 2)
-    g = dout.astype(np.float64) * gamma.astype(np.float64).reshape(per_channel)
-    if kind in BATCH_KINDS:
-        x_hat = (x - mean.reshape(per_channel)) * inv_std.reshape(per_channel)
-        axes = (0,) + tuple(range(2, x.ndim))
-        scale = inv_std.reshape(per_channel)
-        mean_g = np.abs(g).mean(axis=axes, keepdims=True)
-        mean_gx = np.abs(g * x_hat).mean(axis=axes, keepdims=True)
-        return scale * (np.abs(g) + mean_g + np.abs(x_hat) * mean_gx)
-    groups = mean.size // shape[0]
-    rows = (shape[0], groups, -1)
-    x_hat = (x.reshape(rows) - mean.reshape(shape[0], groups, 1)) * inv_std.reshape(shape[0], groups, 1)
-    gg = g.reshape(rows)
-    terms = inv_std.reshape(shape[0], groups, 1) * (
-        np.abs(gg) + np.abs(gg).mean(axis=2, keepdims=True)
-        + np.abs(x_hat) * np.abs(gg * x_hat).mean(axis=2, keepdims=True))
-    return terms.reshape(shape)
-
-
-def check_dx(got, want, magnitude, dtype):
-    bound = 8 * TOLERANCES[dtype] * (magnitude + np.finfo(dtype).tiny)
-    excess = np.abs(got.astype(np.float64) - want) - bound
-    assert np.all(excess <= 0), float(excess.max())
-
-
 def run_both(kind, shape, dtype, rng, train=True, **kw):
     """(fastfc's results, the reference's) for one forward and backward:
     each a dict with out, cache, running statistics and gradients."""
@@ -131,8 +98,8 @@ def test_matches_reference(kind, shape, train, dtype, tol, rng):
         assert_close(a, b, tol)
     for a, b in zip(got["stats"], want["stats"]):
         assert_close(a, b, tol)
-    check_dx(got["dx"], want["dx"].astype(np.float64),
-             dx_magnitude(kind, want["x"], want["gamma"], want["cache"], want["dout"]), dtype)
+    check_norm_dx(got["dx"], want["dx"], want["x"], want["gamma"], want["cache"], want["dout"],
+                  kind in BATCH_KINDS)
 
 
 @pytest.mark.parametrize("kind", KINDS)
