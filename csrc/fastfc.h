@@ -276,21 +276,40 @@ typedef struct {
     void *out, *dx, *dgamma, *dbeta;
     void *mean, *inv_std;            /* batch norm (channels); group norm (n_batch, groups) */
     void *running_mean, *running_var; /* batch norm (channels) */
+    void *grad_factors;              /* batch norm backward scratch (3, channels) */
     double *partial;                 /* group norm backward scratch (chunks, 2, channels) */
     int train;                       /* batch norm: batch statistics (1) or running ones (0) */
     double momentum, eps;
 } fastfc_norm_args;
 
-/* Batch norm of channels [c_lo, c_hi). Forward with train: mean, inv_std
- * from the batch, and running = momentum * running + (1 - momentum) * batch
- * statistic (the biased variance); without: from the running statistics,
- * left alone. Reads x, gamma, beta; writes mean, inv_std, out. Backward
- * reads dout, x, gamma, mean, inv_std; writes dx, dgamma, dbeta (test-mode
- * dx = dout * gamma * inv_std). */
-void batchnorm_forward_f32(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi, int n_threads);
-void batchnorm_forward_f64(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi, int n_threads);
-void batchnorm_backward_f32(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi, int n_threads);
-void batchnorm_backward_f64(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi, int n_threads);
+/* Batch norm, in passes called in turn, each over a range (so that a long
+ * call can be cut into pieces): the reductions over channels [c_lo, c_hi),
+ * the element-wise passes over samples [n_lo, n_hi).
+ *   batchnorm_stats: with train, mean and inv_std from the batch, and running
+ *     = momentum * running + (1 - momentum) * batch statistic (the biased
+ *     variance); without, from the running statistics, left alone. Reads x
+ *     (train), running_mean, running_var, eps; writes mean, inv_std.
+ *   batchnorm_normalize: out from x, mean, inv_std, gamma, beta.
+ *   batchnorm_grad_sums: dgamma = Σ dout * x_hat, dbeta = Σ dout, and in
+ *     grad_factors gamma * inv_std and the means of dout and dout * x_hat
+ *     over the channel's n_batch * spatial values. Reads dout, x, gamma,
+ *     mean, inv_std.
+ *   batchnorm_input_grad: dx from dout, x, mean, inv_std, grad_factors
+ *     (with train; without, dx = dout * gamma * inv_std: fixed statistics). */
+void batchnorm_stats_f32(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi, int n_threads);
+void batchnorm_stats_f64(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi, int n_threads);
+void batchnorm_normalize_f32(const fastfc_norm_args *a, int64_t n_lo, int64_t n_hi,
+                             int n_threads);
+void batchnorm_normalize_f64(const fastfc_norm_args *a, int64_t n_lo, int64_t n_hi,
+                             int n_threads);
+void batchnorm_grad_sums_f32(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi,
+                             int n_threads);
+void batchnorm_grad_sums_f64(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi,
+                             int n_threads);
+void batchnorm_input_grad_f32(const fastfc_norm_args *a, int64_t n_lo, int64_t n_hi,
+                              int n_threads);
+void batchnorm_input_grad_f64(const fastfc_norm_args *a, int64_t n_lo, int64_t n_hi,
+                              int n_threads);
 
 /* Group norm: row r = n * groups + group holds the channels/groups * spatial
  * contiguous values of one sample's group (layer norm: groups = 1, spatial = 1).

@@ -181,14 +181,19 @@ NORM_INLINE void SFX(run_scale)(const REAL *restrict dout, REAL *restrict dx, in
     for (int64_t i = 0; i < n; i++) dx[i] = dout[i] * scale;
 }
 
-/* ---- batch normalization ------------------------------------------------- */
+/* ---- batch normalization -------------------------------------------------
+ * Each pass is its own call: the reductions (the statistics, the parameter
+ * gradients) over ranges of channels, the element-wise passes (out, dx)
+ * over ranges of samples. The wrappers cut long calls into such ranges, and
+ * so the element-wise passes write the output in memory order: a range of
+ * channels would touch every row of a fresh output at once, and the first
+ * piece would take all of its page faults. */
 
 /* Channel c's mean and inv_std, from the shifted sums of its count values
  * in training (and the running averages updated), else from the running
  * averages. */
 NORM_INLINE void SFX(channel_stats)(const fastfc_norm_args *a, int64_t c, double shift,
-                                    double sum, double squares, double count, REAL *mean_out,
-                                    REAL *inv_std_out) {
+                                    double sum, double squares, double count) {
     REAL *running_mean = (REAL *)a->running_mean, *running_var = (REAL *)a->running_var;
     double mean, var;
     if (a->train) {
@@ -199,20 +204,19 @@ NORM_INLINE void SFX(channel_stats)(const fastfc_norm_args *a, int64_t c, double
         mean = running_mean[c];
         var = running_var[c];
     }
-    *mean_out = (REAL)mean;
-    *inv_std_out = (REAL)(1.0 / sqrt(var + a->eps));
+    ((REAL *)a->mean)[c] = (REAL)mean;
+    ((REAL *)a->inv_std)[c] = (REAL)(1.0 / sqrt(var + a->eps));
 }
 
-/* The column kernels go down the batch ROWS_AT_ONCE rows at a time: the
- * per-column values (sums, statistics, gamma) then pass through registers
- * once per group of rows instead of once per row. Each step below handles
- * `rows` rows from x (row stride d) in the columns [0, w), and is called with
- * rows = ROWS_AT_ONCE and, for the last rows of the batch, rows = 1 (always
- * inlined, its loop over the rows unrolls). */
+/* The column reductions (spatial = 1) go down the batch ROWS_AT_ONCE rows at
+ * a time: the block's sums then pass through the cache once per group of
+ * rows instead of once per row. Each step handles `rows` rows from x (row
+ * stride d) in the columns [0, w); it is called with rows = ROWS_AT_ONCE and,
+ * for the last rows of the batch, rows = 1 (always inlined, its loop over the
+ * rows unrolls). A column's sum adds up its groups' sums (each in row order)
+ * in order down the batch. */
 #define ROWS_AT_ONCE 4
 
-/* sum[j], squares[j] += Σ over the rows of d, d^2, d = x - shift[j]: first
- * within the group, in row order, then into the column's sums. */
 NORM_INLINE void SFX(columns_moments)(const REAL *restrict x, int64_t d, int rows, int64_t w,
                                       const double *restrict shift, double *restrict sum,
                                       double *restrict squares) {
@@ -229,97 +233,7 @@ NORM_INLINE void SFX(columns_moments)(const REAL *restrict x, int64_t d, int row
     }
 }
 
-NORM_INLINE void SFX(columns_normalize)(const REAL *restrict x, REAL *restrict out, int64_t d,
-                                        int rows, int64_t w, const REAL *restrict mean,
-                                        const REAL *restrict inv_std, const REAL *restrict gamma,
-                                        const REAL *restrict beta) {
-#pragma omp simd
-    for (int64_t j = 0; j < w; j++)
-        for (int r = 0; r < rows; r++)
-            out[r * d + j] = (x[r * d + j] - mean[j]) * inv_std[j] * gamma[j] + beta[j];
-}
-
-/* Columns [j0, j0 + w) of x (n_batch, d), w <= COLUMN_BLOCK: the block's
- * rows in order, each a contiguous run of w values; a column's sum adds up
- * the sums of its groups of rows in order down the batch. */
-FASTFC_CLONES static void SFX(bn_forward_columns)(const fastfc_norm_args *a, int64_t j0,
-                                                  int64_t w) {
-    const int64_t n = a->geom.n_batch, d = a->geom.channels;
-    const REAL *x = (const REAL *)a->x + j0;
-    const REAL *gamma = (const REAL *)a->gamma + j0, *beta = (const REAL *)a->beta + j0;
-    REAL *out = (REAL *)a->out + j0;
-    REAL *mean = (REAL *)a->mean + j0, *inv_std = (REAL *)a->inv_std + j0;
-    double shift[COLUMN_BLOCK], sum[COLUMN_BLOCK], squares[COLUMN_BLOCK];
-    for (int64_t j = 0; j < w; j++) {
-        shift[j] = (double)x[j];
-        sum[j] = squares[j] = 0.0;
-    }
-    int64_t i;
-    if (a->train) {
-        for (i = 0; i + ROWS_AT_ONCE <= n; i += ROWS_AT_ONCE)
-            SFX(columns_moments)(x + i * d, d, ROWS_AT_ONCE, w, shift, sum, squares);
-        for (; i < n; i++) SFX(columns_moments)(x + i * d, d, 1, w, shift, sum, squares);
-    }
-    for (int64_t j = 0; j < w; j++)
-        SFX(channel_stats)(a, j0 + j, shift[j], sum[j], squares[j], (double)n, &mean[j],
-                           &inv_std[j]);
-    for (i = 0; i + ROWS_AT_ONCE <= n; i += ROWS_AT_ONCE)
-        SFX(columns_normalize)(x + i * d, out + i * d, d, ROWS_AT_ONCE, w, mean, inv_std, gamma,
-                               beta);
-    for (; i < n; i++)
-        SFX(columns_normalize)(x + i * d, out + i * d, d, 1, w, mean, inv_std, gamma, beta);
-}
-
-/* Channels [c0, c0 + w) of x (n_batch, channels, spatial), w <= COLUMN_BLOCK:
- * the block's planes sample by sample; a channel's sum adds its planes' sums
- * in order down the batch. */
-FASTFC_CLONES static void SFX(bn_forward_planes)(const fastfc_norm_args *a, int64_t c0,
-                                                 int64_t w) {
-    const int64_t n = a->geom.n_batch, s = a->geom.spatial, sample = a->geom.channels * s;
-    const REAL *x = (const REAL *)a->x + c0 * s;
-    REAL *out = (REAL *)a->out + c0 * s;
-    const REAL *gamma = (const REAL *)a->gamma + c0, *beta = (const REAL *)a->beta + c0;
-    REAL *mean = (REAL *)a->mean + c0, *inv_std = (REAL *)a->inv_std + c0;
-    double shift[COLUMN_BLOCK], sum[COLUMN_BLOCK], squares[COLUMN_BLOCK];
-    for (int64_t j = 0; j < w; j++) {
-        shift[j] = (double)x[j * s];
-        sum[j] = squares[j] = 0.0;
-    }
-    if (a->train)
-        for (int64_t i = 0; i < n; i++)
-            for (int64_t j = 0; j < w; j++) {
-                double plane_sum, plane_squares;
-                SFX(run_moments)(x + i * sample + j * s, s, shift[j], &plane_sum, &plane_squares);
-                sum[j] += plane_sum;
-                squares[j] += plane_squares;
-            }
-    for (int64_t j = 0; j < w; j++)
-        SFX(channel_stats)(a, c0 + j, shift[j], sum[j], squares[j], (double)n * (double)s,
-                           &mean[j], &inv_std[j]);
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t j = 0; j < w; j++)
-            SFX(run_normalize)(x + i * sample + j * s, out + i * sample + j * s, s, mean[j],
-                               inv_std[j], gamma[j], beta[j]);
-}
-
-/* The parameter gradients of w channels from their sums over count values,
- * and the per-channel factors of dx = scale * (dout - mean_dout - x_hat *
- * mean_dout_xhat) (test mode: dx = scale * dout). */
-NORM_INLINE void SFX(channel_grads)(const fastfc_norm_args *a, int64_t c0, int64_t w,
-                                    const double *sum, const double *sum_xhat, double count,
-                                    REAL *scale, REAL *mean_dout, REAL *mean_dout_xhat) {
-    const REAL *gamma = (const REAL *)a->gamma + c0, *inv_std = (const REAL *)a->inv_std + c0;
-    for (int64_t j = 0; j < w; j++) {
-        ((REAL *)a->dbeta)[c0 + j] = (REAL)sum[j];
-        ((REAL *)a->dgamma)[c0 + j] = (REAL)sum_xhat[j];
-        scale[j] = gamma[j] * inv_std[j];
-        mean_dout[j] = (REAL)(sum[j] / count);
-        mean_dout_xhat[j] = (REAL)(sum_xhat[j] / count);
-    }
-}
-
-/* sum[j] += Σ dout, sum_xhat[j] += Σ dout * x_hat over the rows (grouped
- * as in columns_moments). */
+/* sum[j] += Σ dout, sum_xhat[j] += Σ dout * x_hat over the rows. */
 NORM_INLINE void SFX(columns_grad_sums)(const REAL *restrict dout, const REAL *restrict x,
                                         int64_t d, int rows, int64_t w, const REAL *restrict mean,
                                         const REAL *restrict inv_std, double *restrict sum,
@@ -337,100 +251,93 @@ NORM_INLINE void SFX(columns_grad_sums)(const REAL *restrict dout, const REAL *r
     }
 }
 
-/* dx of the rows: train-mode (mean_dout non-NULL) or test-mode. */
-NORM_INLINE void SFX(columns_input_grad)(const REAL *restrict dout, const REAL *restrict x,
-                                         REAL *restrict dx, int64_t d, int rows, int64_t w,
-                                         const REAL *restrict mean, const REAL *restrict inv_std,
-                                         const REAL *restrict scale,
-                                         const REAL *restrict mean_dout,
-                                         const REAL *restrict mean_dout_xhat) {
-    if (mean_dout) {
-#pragma omp simd
-        for (int64_t j = 0; j < w; j++)
-            for (int r = 0; r < rows; r++) {
-                REAL xhat = (x[r * d + j] - mean[j]) * inv_std[j];
-                dx[r * d + j] = scale[j] * (dout[r * d + j] - mean_dout[j] - xhat * mean_dout_xhat[j]);
-            }
-    } else {
-#pragma omp simd
-        for (int64_t j = 0; j < w; j++)
-            for (int r = 0; r < rows; r++) dx[r * d + j] = dout[r * d + j] * scale[j];
+/* Statistics of channels [c0, c0 + w), w <= COLUMN_BLOCK: with spatial = 1
+ * columns of x (n_batch, channels), otherwise the channels' planes, sample
+ * by sample, each plane's sums added in order down the batch. */
+FASTFC_CLONES static void SFX(bn_stats_block)(const fastfc_norm_args *a, int64_t c0, int64_t w) {
+    const int64_t n = a->geom.n_batch, s = a->geom.spatial, sample = a->geom.channels * s;
+    const REAL *x = (const REAL *)a->x + c0 * s;
+    double shift[COLUMN_BLOCK], sum[COLUMN_BLOCK], squares[COLUMN_BLOCK];
+    for (int64_t j = 0; j < w; j++) {
+        shift[j] = (double)x[j * s];
+        sum[j] = squares[j] = 0.0;
     }
+    if (a->train && s == 1) {
+        int64_t i = 0;
+        for (; i + ROWS_AT_ONCE <= n; i += ROWS_AT_ONCE)
+            SFX(columns_moments)(x + i * sample, sample, ROWS_AT_ONCE, w, shift, sum, squares);
+        for (; i < n; i++) SFX(columns_moments)(x + i * sample, sample, 1, w, shift, sum, squares);
+    } else if (a->train) {
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < w; j++) {
+                double plane_sum, plane_squares;
+                SFX(run_moments)(x + i * sample + j * s, s, shift[j], &plane_sum, &plane_squares);
+                sum[j] += plane_sum;
+                squares[j] += plane_squares;
+            }
+    }
+    for (int64_t j = 0; j < w; j++)
+        SFX(channel_stats)(a, c0 + j, shift[j], sum[j], squares[j], (double)n * (double)s);
 }
 
-FASTFC_CLONES static void SFX(bn_backward_columns)(const fastfc_norm_args *a, int64_t j0,
-                                                   int64_t w) {
-    const int64_t n = a->geom.n_batch, d = a->geom.channels;
-    const REAL *dout = (const REAL *)a->dout + j0, *x = (const REAL *)a->x + j0;
-    const REAL *mean = (const REAL *)a->mean + j0, *inv_std = (const REAL *)a->inv_std + j0;
-    REAL *dx = (REAL *)a->dx + j0;
-    double sum[COLUMN_BLOCK], sum_xhat[COLUMN_BLOCK];
-    REAL scale[COLUMN_BLOCK], mean_dout[COLUMN_BLOCK], mean_dout_xhat[COLUMN_BLOCK];
-    for (int64_t j = 0; j < w; j++) sum[j] = sum_xhat[j] = 0.0;
-    int64_t i;
-    for (i = 0; i + ROWS_AT_ONCE <= n; i += ROWS_AT_ONCE)
-        SFX(columns_grad_sums)(dout + i * d, x + i * d, d, ROWS_AT_ONCE, w, mean, inv_std, sum,
-                               sum_xhat);
-    for (; i < n; i++)
-        SFX(columns_grad_sums)(dout + i * d, x + i * d, d, 1, w, mean, inv_std, sum, sum_xhat);
-    SFX(channel_grads)(a, j0, w, sum, sum_xhat, (double)n, scale, mean_dout, mean_dout_xhat);
-    const REAL *train_mean_dout = a->train ? mean_dout : NULL;
-    for (i = 0; i + ROWS_AT_ONCE <= n; i += ROWS_AT_ONCE)
-        SFX(columns_input_grad)(dout + i * d, x + i * d, dx + i * d, d, ROWS_AT_ONCE, w, mean,
-                                inv_std, scale, train_mean_dout, mean_dout_xhat);
-    for (; i < n; i++)
-        SFX(columns_input_grad)(dout + i * d, x + i * d, dx + i * d, d, 1, w, mean, inv_std,
-                                scale, train_mean_dout, mean_dout_xhat);
-}
-
-FASTFC_CLONES static void SFX(bn_backward_planes)(const fastfc_norm_args *a, int64_t c0,
+/* Σ dout and Σ dout * x_hat of channels [c0, c0 + w) (summed as the
+ * statistics are): dbeta, dgamma, and the factors of the input gradient
+ * dx = scale * (dout - mean_dout - x_hat * mean_dout_xhat) into grad_factors:
+ * [0][c] scale = gamma * inv_std, [1][c] mean_dout, [2][c] mean_dout_xhat. */
+FASTFC_CLONES static void SFX(bn_grad_sums_block)(const fastfc_norm_args *a, int64_t c0,
                                                   int64_t w) {
     const int64_t n = a->geom.n_batch, s = a->geom.spatial, sample = a->geom.channels * s;
     const REAL *dout = (const REAL *)a->dout + c0 * s, *x = (const REAL *)a->x + c0 * s;
     const REAL *mean = (const REAL *)a->mean + c0, *inv_std = (const REAL *)a->inv_std + c0;
-    REAL *dx = (REAL *)a->dx + c0 * s;
     double sum[COLUMN_BLOCK], sum_xhat[COLUMN_BLOCK];
-    REAL scale[COLUMN_BLOCK], mean_dout[COLUMN_BLOCK], mean_dout_xhat[COLUMN_BLOCK];
     for (int64_t j = 0; j < w; j++) sum[j] = sum_xhat[j] = 0.0;
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t j = 0; j < w; j++) {
-            double plane, plane_xhat;
-            SFX(run_grad_sums)(dout + i * sample + j * s, x + i * sample + j * s, s, mean[j],
-                               inv_std[j], &plane, &plane_xhat);
-            sum[j] += plane;
-            sum_xhat[j] += plane_xhat;
-        }
-    SFX(channel_grads)(a, c0, w, sum, sum_xhat, (double)n * (double)s, scale, mean_dout,
-                       mean_dout_xhat);
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t j = 0; j < w; j++) {
-            const int64_t at = i * sample + j * s;
-            if (a->train)
-                SFX(run_input_grad)(dout + at, x + at, dx + at, s, mean[j], inv_std[j], scale[j],
-                                    mean_dout[j], mean_dout_xhat[j]);
-            else
-                SFX(run_scale)(dout + at, dx + at, s, scale[j]);
-        }
+    if (s == 1) {
+        int64_t i = 0;
+        for (; i + ROWS_AT_ONCE <= n; i += ROWS_AT_ONCE)
+            SFX(columns_grad_sums)(dout + i * sample, x + i * sample, sample, ROWS_AT_ONCE, w,
+                                   mean, inv_std, sum, sum_xhat);
+        for (; i < n; i++)
+            SFX(columns_grad_sums)(dout + i * sample, x + i * sample, sample, 1, w, mean, inv_std,
+                                   sum, sum_xhat);
+    } else {
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < w; j++) {
+                double plane, plane_xhat;
+                SFX(run_grad_sums)(dout + i * sample + j * s, x + i * sample + j * s, s, mean[j],
+                                   inv_std[j], &plane, &plane_xhat);
+                sum[j] += plane;
+                sum_xhat[j] += plane_xhat;
+            }
+    }
+    const double count = (double)n * (double)s;
+    REAL *scale = (REAL *)a->grad_factors + c0, *mean_dout = scale + a->geom.channels;
+    REAL *mean_dout_xhat = mean_dout + a->geom.channels;
+    for (int64_t j = 0; j < w; j++) {
+        ((REAL *)a->dbeta)[c0 + j] = (REAL)sum[j];
+        ((REAL *)a->dgamma)[c0 + j] = (REAL)sum_xhat[j];
+        scale[j] = ((const REAL *)a->gamma)[c0 + j] * inv_std[j];
+        mean_dout[j] = (REAL)(sum[j] / count);
+        mean_dout_xhat[j] = (REAL)(sum_xhat[j] / count);
+    }
 }
 
 typedef void (*SFX(bn_block_fn))(const fastfc_norm_args *, int64_t, int64_t);
 
-/* Channels [c_lo, c_hi) on a team, in blocks of adjacent channels (a
- * channel's sums never straddle two threads); with spatial = 1 the blocks
- * are whole multiples of 16 columns, so no two threads share a cache line. */
-static void SFX(bn_run)(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi, int n_threads,
-                        SFX(bn_block_fn) columns, SFX(bn_block_fn) planes) {
+/* A reduction over channels [c_lo, c_hi) on a team, in blocks of adjacent
+ * channels (a channel's sums never straddle two threads); with spatial = 1
+ * the blocks are whole multiples of 16 columns, so that no two threads
+ * share a cache line. */
+static void SFX(bn_channels)(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi, int n_threads,
+                             SFX(bn_block_fn) run) {
     const int64_t width = c_hi - c_lo;
     if (width <= 0) return;
     int team = fastfc_team(n_threads, a->geom.n_batch * a->geom.spatial * width,
                            NORM_MIN_PER_THREAD);
-    const int columnar = a->geom.spatial == 1;
     int64_t block = (width + team - 1) / team;
-    if (columnar) block = (block + 15) / 16 * 16;
+    if (a->geom.spatial == 1) block = (block + 15) / 16 * 16;
     if (block > COLUMN_BLOCK) block = COLUMN_BLOCK;
     const int64_t n_blocks = (width + block - 1) / block;
     if (team > n_blocks) team = (int)n_blocks;
-    SFX(bn_block_fn) run = columnar ? columns : planes;
 #pragma omp parallel for num_threads(team) schedule(static)
     for (int64_t k = 0; k < n_blocks; k++) {
         int64_t c0 = c_lo + k * block;
@@ -438,14 +345,98 @@ static void SFX(bn_run)(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi, i
     }
 }
 
-void SFX(batchnorm_forward)(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi,
-                            int n_threads) {
-    SFX(bn_run)(a, c_lo, c_hi, n_threads, SFX(bn_forward_columns), SFX(bn_forward_planes));
+/* The element-wise passes, over the values [lo, hi) of x counted in memory
+ * order, lo and hi within the batch: each stretch of one row (spatial = 1)
+ * or of one plane goes to a loop over contiguous values. */
+FASTFC_CLONES static void SFX(bn_normalize_range)(const fastfc_norm_args *a, int64_t lo,
+                                                  int64_t hi) {
+    const int64_t s = a->geom.spatial, sample = a->geom.channels * s;
+    const REAL *x = (const REAL *)a->x, *mean = (const REAL *)a->mean;
+    const REAL *inv_std = (const REAL *)a->inv_std, *gamma = (const REAL *)a->gamma;
+    const REAL *beta = (const REAL *)a->beta;
+    REAL *out = (REAL *)a->out;
+    for (int64_t at = lo; at < hi;) {
+        const int64_t in_row = at % sample;
+        if (s == 1) {
+            const int64_t end = at - in_row + sample < hi ? at - in_row + sample : hi;
+            const REAL *restrict xr = x + at - in_row, *restrict m = mean, *restrict is = inv_std;
+            const REAL *restrict g = gamma, *restrict b = beta;
+            REAL *restrict o = out + at - in_row;
+#pragma omp simd
+            for (int64_t j = in_row; j < in_row + (end - at); j++)
+                o[j] = (xr[j] - m[j]) * is[j] * g[j] + b[j];
+            at = end;
+        } else {
+            const int64_t c = in_row / s, in_plane = in_row % s;
+            const int64_t end = at - in_plane + s < hi ? at - in_plane + s : hi;
+            SFX(run_normalize)(x + at, out + at, end - at, mean[c], inv_std[c], gamma[c], beta[c]);
+            at = end;
+        }
+    }
 }
 
-void SFX(batchnorm_backward)(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi,
-                             int n_threads) {
-    SFX(bn_run)(a, c_lo, c_hi, n_threads, SFX(bn_backward_columns), SFX(bn_backward_planes));
+FASTFC_CLONES static void SFX(bn_input_grad_range)(const fastfc_norm_args *a, int64_t lo,
+                                                   int64_t hi) {
+    const int64_t channels = a->geom.channels, s = a->geom.spatial, sample = channels * s;
+    const REAL *dout = (const REAL *)a->dout, *x = (const REAL *)a->x;
+    const REAL *mean = (const REAL *)a->mean, *inv_std = (const REAL *)a->inv_std;
+    const REAL *scale = (const REAL *)a->grad_factors, *mean_dout = scale + channels;
+    const REAL *mean_dout_xhat = mean_dout + channels;
+    REAL *dx = (REAL *)a->dx;
+    for (int64_t at = lo; at < hi;) {
+        const int64_t in_row = at % sample;
+        if (s == 1) {
+            const int64_t end = at - in_row + sample < hi ? at - in_row + sample : hi;
+            const int64_t row = at - in_row, j_end = in_row + (end - at);
+            const REAL *restrict d = dout + row, *restrict xr = x + row;
+            const REAL *restrict m = mean, *restrict is = inv_std, *restrict k = scale;
+            const REAL *restrict md = mean_dout, *restrict mdx = mean_dout_xhat;
+            REAL *restrict o = dx + row;
+            if (a->train) {
+#pragma omp simd
+                for (int64_t j = in_row; j < j_end; j++) {
+                    REAL xhat = (xr[j] - m[j]) * is[j];
+                    o[j] = k[j] * (d[j] - md[j] - xhat * mdx[j]);
+                }
+            } else {
+#pragma omp simd
+                for (int64_t j = in_row; j < j_end; j++) o[j] = d[j] * k[j];
+            }
+            at = end;
+        } else {
+            const int64_t c = in_row / s, in_plane = in_row % s;
+            const int64_t end = at - in_plane + s < hi ? at - in_plane + s : hi;
+            if (a->train)
+                SFX(run_input_grad)(dout + at, x + at, dx + at, end - at, mean[c], inv_std[c],
+                                    scale[c], mean_dout[c], mean_dout_xhat[c]);
+            else
+                SFX(run_scale)(dout + at, dx + at, end - at, scale[c]);
+            at = end;
+        }
+    }
+}
+
+void SFX(batchnorm_stats)(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi, int n_threads) {
+    SFX(bn_channels)(a, c_lo, c_hi, n_threads, SFX(bn_stats_block));
+}
+
+void SFX(batchnorm_normalize)(const fastfc_norm_args *a, int64_t n_lo, int64_t n_hi,
+                              int n_threads) {
+    const int64_t sample = a->geom.channels * a->geom.spatial, first = n_lo * sample;
+    FASTFC_PARALLEL_BLOCKS((n_hi - n_lo) * sample, n_threads, NORM_MIN_PER_THREAD, lo, hi,
+                           SFX(bn_normalize_range)(a, first + lo, first + hi));
+}
+
+void SFX(batchnorm_grad_sums)(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi,
+                              int n_threads) {
+    SFX(bn_channels)(a, c_lo, c_hi, n_threads, SFX(bn_grad_sums_block));
+}
+
+void SFX(batchnorm_input_grad)(const fastfc_norm_args *a, int64_t n_lo, int64_t n_hi,
+                               int n_threads) {
+    const int64_t sample = a->geom.channels * a->geom.spatial, first = n_lo * sample;
+    FASTFC_PARALLEL_BLOCKS((n_hi - n_lo) * sample, n_threads, NORM_MIN_PER_THREAD, lo, hi,
+                           SFX(bn_input_grad_range)(a, first + lo, first + hi));
 }
 
 /* ---- group (and layer) normalization ------------------------------------- */

@@ -1,7 +1,8 @@
 """Batch, spatial batch, layer and group normalization: every function
 against fastfc.reference in both float types, numerical gradients in
-float64, the running statistics, test mode, thread-count invariance, the
-output arrays, bad input, and the layers (alone and in a Sequential)."""
+float64, the running statistics, test mode, thread-count invariance, bad
+input, and the layers (alone and in a Sequential). The out=, dx=, dgamma=,
+dbeta= arrays are tested with every other kernel's in test_output_arrays.py."""
 import numpy as np
 import pytest
 
@@ -11,7 +12,7 @@ import fastfc.reference as R
 from fastfc.gradcheck import eval_numerical_gradient, eval_numerical_gradient_array
 from fastfc.models import Sequential
 
-from testutil import TOLERANCES, assert_close, noncontiguous, num_threads
+from testutil import TOLERANCES, assert_close, check_norm_dx, noncontiguous, num_threads
 
 
 # ---- the four kinds, called alike ------------------------------------------------
@@ -64,39 +65,6 @@ def inputs(rng, shape, dtype, loc=2.0, scale=3.0):
     return x, gamma, beta, stats, dout
 
 
-def dx_magnitude(kind, x, gamma, cache, dout):
-    """Per element, a bound on the size of the terms of dx = inv_std * (g -
-    mean(g) - x_hat * mean(g * x_hat)), g = dout * gamma: dx itself can be
-    far smaller where they cancel (a group of two values), so rounding is
-    judged against this (in float64)."""
-    mean, inv_std = (np.asarray(a, np.float64) for a in cache[2:4])
-    shape = x.shape
-    c = shape[1]
-    per_channel = (1, c) + (1,) * (x.ndim - 2)
-    g = dout.astype(np.float64) * gamma.astype(np.float64).reshape(per_channel)
-    if kind in BATCH_KINDS:
-        x_hat = (x - mean.reshape(per_channel)) * inv_std.reshape(per_channel)
-        axes = (0,) + tuple(range(2, x.ndim))
-        scale = inv_std.reshape(per_channel)
-        mean_g = np.abs(g).mean(axis=axes, keepdims=True)
-        mean_gx = np.abs(g * x_hat).mean(axis=axes, keepdims=True)
-        return scale * (np.abs(g) + mean_g + np.abs(x_hat) * mean_gx)
-    groups = mean.size // shape[0]
-    rows = (shape[0], groups, -1)
-    x_hat = (x.reshape(rows) - mean.reshape(shape[0], groups, 1)) * inv_std.reshape(shape[0], groups, 1)
-    gg = g.reshape(rows)
-    terms = inv_std.reshape(shape[0], groups, 1) * (
-        np.abs(gg) + np.abs(gg).mean(axis=2, keepdims=True)
-        + np.abs(x_hat) * np.abs(gg * x_hat).mean(axis=2, keepdims=True))
-    return terms.reshape(shape)
-
-
-def check_dx(got, want, magnitude, dtype):
-    bound = 8 * TOLERANCES[dtype] * (magnitude + np.finfo(dtype).tiny)
-    excess = np.abs(got.astype(np.float64) - want) - bound
-    assert np.all(excess <= 0), float(excess.max())
-
-
 def run_both(kind, shape, dtype, rng, train=True, **kw):
     """(fastfc's results, the reference's) for one forward and backward:
     each a dict with out, cache, running statistics and gradients."""
@@ -130,8 +98,8 @@ def test_matches_reference(kind, shape, train, dtype, tol, rng):
         assert_close(a, b, tol)
     for a, b in zip(got["stats"], want["stats"]):
         assert_close(a, b, tol)
-    check_dx(got["dx"], want["dx"].astype(np.float64),
-             dx_magnitude(kind, want["x"], want["gamma"], want["cache"], want["dout"]), dtype)
+    check_norm_dx(got["dx"], want["dx"], want["x"], want["gamma"], want["cache"], want["dout"],
+                  kind in BATCH_KINDS)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -304,27 +272,6 @@ def test_any_input_layout(kind, rng):
         np.testing.assert_array_equal(out2, out)
         for a, b in zip(backward(F, kind, relayout(dout), cache2), grads):
             np.testing.assert_array_equal(a, b)
-
-
-# ---- output arrays ------------------------------------------------------------------
-
-@pytest.mark.parametrize("module", [F, R], ids=["functional", "reference"])
-@pytest.mark.parametrize("kind", KINDS)
-def test_writes_into_given_arrays(kind, module, rng):
-    x, gamma, beta, stats, dout = inputs(rng, SHAPES[kind][3], np.float32)
-    fresh, cache = forward(module, kind, x, gamma, beta, [s.copy() for s in stats])
-    out = np.full_like(fresh, np.nan)
-    got, cache = forward(module, kind, x, gamma, beta, [s.copy() for s in stats], out=out)
-    assert got is out
-    np.testing.assert_array_equal(out, fresh)
-    want = backward(module, kind, dout, cache)
-    given = dict(dx=np.full_like(want[0], np.nan), dgamma=np.full_like(want[1], np.nan),
-                 dbeta=np.full_like(want[2], np.nan))
-    for _ in range(2):  # overwritten, not accumulated into
-        got = backward(module, kind, dout, cache, **given)
-        for (name, array), g, w in zip(given.items(), got, want):
-            assert g is array, name
-            np.testing.assert_array_equal(g, w, err_msg=name)
 
 
 # ---- bad input ---------------------------------------------------------------------

@@ -46,6 +46,8 @@ def _call(M, name, a):
     if name == "conv_backward":
         cache = M.conv_forward(a["x4"], a["wc"], a["bc"], 1, 1)[1]
         return (lambda **o: M.conv_backward(a["doutc"], cache, **o)), ("dx", "dw", "db")
+    if name.removesuffix("_backward") in NORMS:
+        return _norm_call(M, name, a)
     pool = name.split("_")[0]  # max or avg
     if name.endswith("forward"):
         return (lambda **o: (getattr(M, f"{pool}_pool_forward")(a["x4"], 2, 2, 2, **o)[0],)), ("out",)
@@ -53,11 +55,36 @@ def _call(M, name, a):
     return (lambda **o: (getattr(M, f"{pool}_pool_backward")(a["doutp"], cache, **o),)), ("dx",)
 
 
+# The normalizations and the input each runs on.
+NORMS = {"batchnorm": "x2", "spatial_batchnorm": "x4", "layernorm": "x2", "groupnorm": "x4"}
+
+
+def _norm_call(M, name, a):
+    """The forward (name) or backward (name_backward) of a normalization; the
+    batchnorms get fresh running statistics each call (they are updated in place)."""
+    kind = name.removesuffix("_backward")
+    x_name = NORMS[kind]
+    x = a[x_name]
+    c = x.shape[1]
+    gamma, beta = a["w"].ravel()[:c] + 1, a["w"].ravel()[-c:]
+
+    def forward(**o):
+        extra = ((np.zeros(c, x.dtype), np.ones(c, x.dtype)) if "batchnorm" in kind
+                 else (1,) if kind == "groupnorm" else ())
+        return getattr(M, f"{kind}_forward")(x, gamma, beta, *extra, **o)
+    if name == kind:
+        return (lambda **o: (forward(**o)[0],)), ("out",)
+    cache = forward()[1]
+    dout = a["dx4"] if x_name == "x4" else a["x2"][::-1].copy()
+    return (lambda **o: getattr(M, name)(dout, cache, **o)), ("dx", "dgamma", "dbeta")
+
+
 CASES = ["affine_forward", "affine_relu_forward", "affine_backward", "affine_relu_backward",
          "relu", "sigmoid", "tanh", "relu_backward", "sigmoid_backward", "tanh_backward",
          "dropout", "dropout_eval", "dropout_backward", "dropout_eval_backward",
          "conv_forward", "conv_backward", "max_pool_forward", "max_pool_backward",
-         "avg_pool_forward", "avg_pool_backward"]
+         "avg_pool_forward", "avg_pool_backward",
+         *NORMS, *[f"{kind}_backward" for kind in NORMS]]
 
 
 @pytest.mark.parametrize("module", [F, R], ids=["functional", "reference"])
@@ -90,7 +117,9 @@ def _bad_outputs(like, overlapping):
 
 
 # What each case reads, to build an output that overlaps an input.
-READS = {case: ("x2" if "forward" in case else "dout2") if case.startswith("affine")
+READS = {case: NORMS[case] if case in NORMS
+         else "x2" if NORMS.get(case.removesuffix("_backward")) == "x2"  # and its cache
+         else ("x2" if "forward" in case else "dout2") if case.startswith("affine")
          else "doutc" if case == "conv_backward"
          else "doutp" if case in ("max_pool_backward", "avg_pool_backward")
          else "dx4" if case.endswith("backward")

@@ -18,7 +18,7 @@ import fastfc.optim as optim
 import fastfc.reference as R
 from fastfc.parameter import Parameter
 
-from testutil import TOLERANCES, assert_close, num_threads
+from testutil import TOLERANCES, assert_close, check_norm_dx, norm_x_hat, num_threads
 
 # Modest example counts keep the whole file within about 20 s on two cores.
 PROPERTY = settings(max_examples=100, deadline=None)
@@ -353,6 +353,79 @@ def test_special_values_propagate_through_conv_and_pool(conv_case, pool_case, sp
             dout = normal(rng, out.shape, dtype)
             same_specials(getattr(F, backward)(dout, cache), getattr(R, backward)(dout, ref_cache),
                           backward)
+
+
+# ---- normalization --------------------------------------------------------------
+
+@st.composite
+def norm_geometries(draw):
+    """(kind, x shape, groups, train): batchnorm and layernorm on (N, D), the
+    spatial batchnorm and groupnorm on (N, C, H, W), any group count dividing C."""
+    kind = draw(st.sampled_from(["batchnorm", "spatial_batchnorm", "layernorm", "groupnorm"]))
+    n, c = draw(sizes), draw(sizes)
+    shape = (n, c) if kind in ("batchnorm", "layernorm") else (n, c, draw(sizes), draw(sizes))
+    groups = draw(st.sampled_from([g for g in range(1, c + 1) if c % g == 0]))
+    return kind, shape, groups, draw(st.booleans())
+
+
+def norm_forward(M, kind, x, gamma, beta, groups, train, running):
+    if kind in ("batchnorm", "spatial_batchnorm"):
+        return getattr(M, f"{kind}_forward")(x, gamma, beta, *running, train=train)
+    if kind == "groupnorm":
+        return M.groupnorm_forward(x, gamma, beta, groups)
+    return M.layernorm_forward(x, gamma, beta)
+
+
+def norm_both(case, x, layout, nt):
+    """fastfc's (on x in the layout, nt threads) and the reference's results:
+    (out, cache, running statistics, (dx, dgamma, dbeta)) each, and dout."""
+    (kind, shape, groups, train), dtype, rng = case
+    c = shape[1]
+    gamma, beta, dout = normal(rng, c, dtype), normal(rng, c, dtype), normal(rng, shape, dtype)
+    start = normal(rng, c, dtype), (0.5 + rng.random(c)).astype(dtype)
+    results = []
+    for M, use_layout, threads in ((F, layout, nt), (R, "C", 1)):
+        running = [a.copy() for a in start]
+        with num_threads(threads):
+            out, cache = norm_forward(M, kind, relayout(x, use_layout), relayout(gamma, use_layout),
+                                      beta, groups, train, running)
+            grads = getattr(M, f"{kind}_backward")(relayout(dout, use_layout), cache)
+        results.append((out, cache, running, grads))
+    return results, dout
+
+
+@PROPERTY
+@given(cases(norm_geometries()), st.sampled_from([1.0, 100.0]), st.sampled_from([0.0, 50.0]))
+def test_norms_match_reference(case, scale, loc):
+    """Every normalization, forward and backward, both modes of the batchnorms."""
+    (kind, shape, groups, train), dtype, rng, layout, nt = case
+    x = normal(rng, shape, dtype, scale) + dtype(loc)
+    (got, want), dout = norm_both(((kind, shape, groups, train), dtype, rng), x, layout, nt)
+    check_all([got[0], *got[1][2:4], *got[2]], [want[0], *want[1][2:4], *want[2]], dtype,
+              ["out", "mean", "inv_std", "running_mean", "running_var"][:3 + len(got[2])])
+    batch = kind.endswith("batchnorm")
+    check_norm_dx(got[3][0], want[3][0], x, got[1][1], want[1], dout, batch)
+    # dgamma = Σ dout * x_hat, dbeta = Σ dout over the batch: terms of either
+    # sign, whose rounding scales with the sums of their sizes
+    x_hat, _, _ = norm_x_hat(x, want[1], batch)
+    axes = tuple(i for i in range(x.ndim) if i != 1)
+    check_all(got[3][1:], want[3][1:], dtype, ["dgamma", "dbeta"],
+              [np.abs(dout * x_hat).sum(axis=axes), np.abs(dout).sum(axis=axes)])
+
+
+@settings(max_examples=25, deadline=None)
+@given(cases(norm_geometries()), SPECIALS)
+def test_special_values_propagate_through_norms(case, special):
+    """NaN and infinities in x: NaN and infinities in the same places as the
+    reference's, forward and backward (a NaN statistic spreads over its
+    channel, row or group, nowhere else)."""
+    (kind, shape, groups, train), dtype, rng, layout, nt = case
+    x = with_special(rng, shape, dtype, special)
+    with np.errstate(all="ignore"):
+        (got, want), _ = norm_both(((kind, shape, groups, train), dtype, rng), x, layout, nt)
+    same_specials(got[0], want[0], f"{kind} out")
+    for name, g, w in zip(("dx", "dgamma", "dbeta"), got[3], want[3]):
+        same_specials(g, w, f"{kind} {name}")
 
 
 # ---- optimizers: fastfc.optim against torch.optim's formulas in NumPy ---------------

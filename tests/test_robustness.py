@@ -103,6 +103,11 @@ pool_out, pool_cache = F.max_pool_forward(x4, 3, 3, 1)
 _, drop_cache = F.dropout_forward(x2, 0.5, seed=1)
 conv_param = {"stride": 1, "pad": 0}
 pool_param = {"pool_height": 3, "pool_width": 3, "stride": 1}
+g6, z6, g3, z3 = np.ones(6), np.zeros(6), np.ones(3), np.zeros(3)
+_, bn_cache = F.batchnorm_forward(x2, g6, z6, np.zeros(6), np.ones(6))
+_, sbn_cache = F.spatial_batchnorm_forward(x4, g3, z3, np.zeros(3), np.ones(3))
+_, ln_cache = F.layernorm_forward(x2, g6, z6)
+_, gn_cache = F.groupnorm_forward(x4, g3, z3, 3)
 """
 
 # Every function's first array, replaced by something that is not a float array.
@@ -124,6 +129,16 @@ FIRST_ARRAY_CALLS = {
     "conv_backward": ("F.conv_backward({}, conv_cache)", "dout", (2, 4, 6, 6)),
     "max_pool_backward": ("F.max_pool_backward({}, pool_cache)", "dout", (2, 3, 6, 6)),
     "dropout_backward": ("F.dropout_backward({}, drop_cache)", "dout", (4, 6)),
+    "batchnorm_forward": ("F.batchnorm_forward({}, g6, z6, np.zeros(6), np.ones(6))", "x", (4, 6)),
+    "spatial_batchnorm_forward": ("F.spatial_batchnorm_forward({}, g3, z3, np.zeros(3), np.ones(3))",
+                                  "x", (2, 3, 8, 8)),
+    "layernorm_forward": ("F.layernorm_forward({}, g6, z6)", "x", (4, 6)),
+    "groupnorm_forward": ("F.groupnorm_forward({}, g3, z3, 3)", "x", (2, 3, 8, 8)),
+    "batchnorm_backward": ("F.batchnorm_backward({}, bn_cache)", "dout", (4, 6)),
+    "spatial_batchnorm_backward": ("F.spatial_batchnorm_backward({}, sbn_cache)", "dout",
+                                   (2, 3, 8, 8)),
+    "layernorm_backward": ("F.layernorm_backward({}, ln_cache)", "dout", (4, 6)),
+    "groupnorm_backward": ("F.groupnorm_backward({}, gn_cache)", "dout", (2, 3, 8, 8)),
 }
 NOT_FLOAT_ARRAYS = {
     "int32": "np.ones({shape}, dtype=np.int32)",
@@ -273,6 +288,29 @@ GARBAGE = [
      ValueError, "p"),
     ("dropout-cache-seed-negative", "F.dropout_backward(x2, (0.5, True, -1, (4, 6), np.float64))",
      ValueError, "seed"),
+    # normalization: running statistics the kernel would write past or into a copy of,
+    # statistics and groups that do not fit x
+    ("batchnorm-running-mean-short", "F.batchnorm_forward(x2, g6, z6, np.zeros(2), np.ones(6))",
+     ValueError, "running_mean"),
+    ("batchnorm-running-var-read-only",
+     "F.batchnorm_forward(x2, g6, z6, np.zeros(6), np.broadcast_to(1.0, (6,)))", ValueError,
+     "running_var"),
+    ("batchnorm-gamma-huge-view", "F.batchnorm_forward(x2, np.broadcast_to(1.0, (2**40,)), z6, "
+     "np.zeros(6), np.ones(6))", ValueError, "gamma"),
+    ("groupnorm-groups-2**40", "F.groupnorm_forward(x4, g3, z3, 2**40)", ValueError, "num_groups"),
+    ("groupnorm-groups-2**70", "F.groupnorm_forward(x4, g3, z3, 2**70)", ValueError, "num_groups"),
+    ("batchnorm-cache-mean-short", "F.batchnorm_backward(x2, bn_cache[:2] + (np.ones(2),) + "
+     "bn_cache[3:])", ValueError, "mean"),
+    ("batchnorm-cache-x-wider", "F.batchnorm_backward(np.ones((4, 600)), (np.ones((4, 600)),) + "
+     "bn_cache[1:])", ValueError, "gamma"),
+    ("spatial-batchnorm-cache-x-2d", "F.spatial_batchnorm_backward(x2, (x2,) + sbn_cache[1:])",
+     ValueError, "x"),
+    ("layernorm-cache-inv-std-short", "F.layernorm_backward(x2, ln_cache[:3] + (np.ones(1),))",
+     ValueError, "inv_std"),
+    ("groupnorm-cache-groups-2**40", "F.groupnorm_backward(x4, gn_cache[:4] + (2**40,))",
+     ValueError, "num_groups"),
+    ("groupnorm-cache-groups-changed", "F.groupnorm_backward(x4, gn_cache[:4] + (1,))",
+     ValueError, "mean"),
 ]
 GARBAGE_BY_ID = {case[0]: case for case in GARBAGE}
 assert len(GARBAGE_BY_ID) == len(GARBAGE), "duplicate case ids"
@@ -358,6 +396,16 @@ def test_read_only_inputs_are_accepted_and_left_unchanged(rng):
     F.max_pool_backward(pool_out, cache)
     F.softmax_loss(dout, np.zeros(5, dtype=int))
     F.mse_loss(x, x)
+    g7, g3 = frozen(7), frozen(3)
+    inputs += [g7, g3]
+    copies += [g7.copy(), g3.copy()]
+    # the running statistics too, in test mode (training writes them)
+    _, cache = F.batchnorm_forward(x, g7, g7, g7, g7 * g7, train=False)
+    F.batchnorm_backward(x, cache)
+    _, cache = F.spatial_batchnorm_forward(x4, g3, g3, g3, g3 * g3, train=False)
+    F.spatial_batchnorm_backward(x4, cache)
+    F.layernorm_backward(x, F.layernorm_forward(x, g7, g7)[1])
+    F.groupnorm_backward(x4, F.groupnorm_forward(x4, g3, g3, 3)[1])
     for a, before in zip(inputs, copies):
         np.testing.assert_array_equal(a, before)
     assert_close(out, R.affine_relu_forward(x, w, b)[0], TOLERANCES[np.float64])
@@ -487,6 +535,16 @@ def workload(seed, dtype):
     for name in ("softmax_loss", "svm_loss"):
         r[name], r[f"{name} dx"] = getattr(F, name)(r["affine"], labels)
     r["mse_loss"], r["mse_loss dx"] = F.mse_loss(x, r["dropout"])
+    rows = x.reshape(len(x), -1)
+    running = lambda c: (np.zeros(c, dtype), np.ones(c, dtype))  # noqa: E731
+    for name, a, extra in (("batchnorm", rows, running(rows.shape[1])),
+                           ("spatial_batchnorm", x, running(x.shape[1])), ("layernorm", rows, ()),
+                           ("groupnorm", x, (3,))):
+        c = a.shape[1]
+        r[name], cache = getattr(F, f"{name}_forward")(a, np.linspace(0.5, 2, c).astype(dtype),
+                                                      np.zeros(c, dtype), *extra)
+        r[f"{name} dx"], r[f"{name} dgamma"], r[f"{name} dbeta"] = \
+            getattr(F, f"{name}_backward")(a[::-1], cache)  # not a itself: dx would be ~0
     return r
 
 
@@ -617,6 +675,13 @@ _, affine_cache = F.affine_forward(rows, weights, weights[0])
 param = fastfc.Parameter(v.copy())
 param.grad[...] = v
 adam = fastfc.optim.Adam([param])
+# 16 pieces each: batchnorm of whole channels (1024 columns, 4 maps),
+# layer norm of 256 rows, group norm of 32 (sample, group) rows or tiles
+table, square, maps4 = v.reshape(1 << 10, 1 << 14), v.reshape(1 << 12, 1 << 12), v.reshape(64, 64, 64, 64)
+ones, zeros = np.ones(1 << 14, np.float32), np.zeros(1 << 14, np.float32)
+running = np.zeros(1 << 14, np.float32), np.ones(1 << 14, np.float32)
+_, bn_cache = F.batchnorm_forward(table, ones, zeros, *running)
+_, gn_cache = F.groupnorm_forward(maps4, ones[:64], zeros[:64], 8)
 calls = {
     "affine_forward": lambda: F.affine_forward(rows, weights, weights[0]),
     "affine_backward": lambda: F.affine_backward(rows[:, :2048], affine_cache, compute_dx=False),
@@ -634,6 +699,13 @@ calls = {
     "max_pool_backward": lambda: F.max_pool_backward(pooled, max_cache),
     "avg_pool_forward": lambda: F.avg_pool_forward(maps, 3, 3, 1),
     "avg_pool_backward": lambda: F.avg_pool_backward(averaged, avg_cache),
+    "batchnorm_forward": lambda: F.batchnorm_forward(table, ones, zeros, *running),
+    "batchnorm_backward": lambda: F.batchnorm_backward(table, bn_cache),
+    "spatial_batchnorm_forward": lambda: F.spatial_batchnorm_forward(
+        maps4, ones[:64], zeros[:64], running[0][:64], running[1][:64]),
+    "layernorm_forward": lambda: F.layernorm_forward(square, ones[:1 << 12], zeros[:1 << 12]),
+    "groupnorm_forward": lambda: F.groupnorm_forward(maps4, ones[:64], zeros[:64], 8),
+    "groupnorm_backward": lambda: F.groupnorm_backward(maps4, gn_cache),
 }
 print(json.dumps({name: handler_runs(call) for name, call in calls.items()}))
 """
@@ -726,6 +798,24 @@ def test_calls_in_pieces_match_the_reference(rng, threads):
         # 17x17 planes: a piece is ~7,700 of them with 2x2/2 windows (their own
         # path), ~1,800 with 3x3/1
         maps = rng.standard_normal((1000 * threads + 3, 8, 17, 17)).astype(np.float32)
+        # normalization in 3 pieces: of 618 batchnorm columns, of 847 layer norm
+        # rows (1237 wide), of 3 channels of maps, of 1814 group rows (2 channels
+        # of 17x17) or 120 tiles of 15 samples
+        table = v[:len(v) // 1237 * 1237].reshape(-1, 1237)
+        # the further arguments, fresh for each call: running statistics change
+        running = lambda: (np.zeros(a.shape[1], np.float32), np.ones(a.shape[1], np.float32))  # noqa: E731
+        for name, a, extra in (("batchnorm", table, running), ("layernorm", table, tuple),
+                               ("spatial_batchnorm", maps, running), ("groupnorm", maps, lambda: (4,))):
+            c = a.shape[1]
+            gamma, beta = np.linspace(0.5, 2, c).astype(np.float32), np.ones(c, np.float32)
+            got = getattr(F, f"{name}_forward")(a, gamma, beta, *extra())
+            want = getattr(R, f"{name}_forward")(a, gamma, beta, *extra())
+            assert_close(got[0], want[0], tol, err_msg=name)
+            dout = a[::-1]  # not a itself: the gradient along x is ~0, all rounding
+            for grad_name, g, w in zip(("dx", "dgamma", "dbeta"),
+                                       getattr(F, f"{name}_backward")(dout, got[1]),
+                                       getattr(R, f"{name}_backward")(dout, want[1])):
+                assert_close(g, w, 10 * tol, err_msg=f"{name} {grad_name}")
         for kind in ("max", "avg"):
             for window in ((2, 2, 2), (3, 3, 1)):
                 out, cache = getattr(F, f"{kind}_pool_forward")(maps, *window)

@@ -174,17 +174,26 @@ cdef extern from "fastfc.h" nogil:
         void *inv_std
         void *running_mean
         void *running_var
+        void *grad_factors
         double *partial
         int train
         double momentum, eps
-    void batchnorm_forward_f32(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi,
-                               int n_threads)
-    void batchnorm_forward_f64(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi,
-                               int n_threads)
-    void batchnorm_backward_f32(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi,
-                                int n_threads)
-    void batchnorm_backward_f64(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi,
-                                int n_threads)
+    void batchnorm_stats_f32(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi,
+                             int n_threads)
+    void batchnorm_stats_f64(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi,
+                             int n_threads)
+    void batchnorm_normalize_f32(const fastfc_norm_args *a, int64_t n_lo, int64_t n_hi,
+                                 int n_threads)
+    void batchnorm_normalize_f64(const fastfc_norm_args *a, int64_t n_lo, int64_t n_hi,
+                                 int n_threads)
+    void batchnorm_grad_sums_f32(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi,
+                                 int n_threads)
+    void batchnorm_grad_sums_f64(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi,
+                                 int n_threads)
+    void batchnorm_input_grad_f32(const fastfc_norm_args *a, int64_t n_lo, int64_t n_hi,
+                                  int n_threads)
+    void batchnorm_input_grad_f64(const fastfc_norm_args *a, int64_t n_lo, int64_t n_hi,
+                                  int n_threads)
     int64_t groupnorm_chunk_samples(int64_t n_batch, int64_t group_size)
     int64_t groupnorm_tiles(const fastfc_norm_geom *g)
     void groupnorm_forward_f32(const fastfc_norm_args *a, int64_t row_lo, int64_t row_hi,

@@ -8,8 +8,9 @@ import numbers
 cimport numpy as cnp
 from libc.string cimport memset
 from fastfc._kernels cimport (
-    fastfc_norm_args, batchnorm_forward_f32, batchnorm_forward_f64, batchnorm_backward_f32,
-    batchnorm_backward_f64, groupnorm_chunk_samples, groupnorm_tiles, groupnorm_forward_f32,
+    fastfc_norm_args, batchnorm_stats_f32, batchnorm_stats_f64, batchnorm_normalize_f32,
+    batchnorm_normalize_f64, batchnorm_grad_sums_f32, batchnorm_grad_sums_f64,
+    batchnorm_input_grad_f32, batchnorm_input_grad_f64, groupnorm_chunk_samples, groupnorm_tiles, groupnorm_forward_f32,
     groupnorm_forward_f64, groupnorm_backward_f32, groupnorm_backward_f64,
     groupnorm_param_grads_f32, groupnorm_param_grads_f64)
 
@@ -53,13 +54,15 @@ cdef cnp.ndarray _input(object x, str name, int ndim, str layout):
 
 
 cdef cnp.ndarray _vector(object a, str name, tuple shape, cnp.ndarray like, str like_name):
-    """a as a C-contiguous float array of exactly this shape, of like's dtype."""
-    cdef cnp.ndarray arr = as_float_array(a, name)
-    check_same_dtype(like, like_name, arr, name)
+    """a as a C-contiguous float array of exactly this shape, of like's dtype
+    (checked before a copy is made)."""
+    cdef cnp.ndarray arr = check_float_array(a, name)
+    if arr.dtype.newbyteorder("=") != like.dtype:
+        check_same_dtype(like, like_name, arr, name)
     if (<object>arr).shape != shape:
         raise ValueError(f"{name} must have shape {shape} (from {like_name}'s shape "
                          f"{(<object>like).shape}), got {(<object>arr).shape}")
-    return arr
+    return as_float_array(arr, name)
 
 
 cdef cnp.ndarray _running_stat(object a, str name, int64_t channels, cnp.ndarray xa, bint train):
@@ -140,25 +143,40 @@ cdef tuple _batchnorm_forward(cnp.ndarray xa, int64_t spatial, object gamma, obj
     args.running_mean, args.running_var = _data(rm), _data(rv)
     args.mean, args.inv_std, args.out = _data(mean), _data(inv_std), _data(out)
     args.train, args.momentum, args.eps = training, momentum_value, eps_value
-    _batchnorm_run(&args, True, is_float32(xa))
+    cdef bint single = is_float32(xa)
+    _batchnorm_run(&args, STATS, single)
+    _batchnorm_run(&args, NORMALIZE, single)
     return out, (xa, ga, mean, inv_std, training)
 
 
-cdef void _batchnorm_run(const fastfc_norm_args *args, bint forward, bint single) except *:
-    """The kernel over every channel, in pieces of whole channels."""
+cdef enum BatchnormPass:
+    STATS, NORMALIZE, GRAD_SUMS, INPUT_GRAD
+
+
+cdef void _batchnorm_run(const fastfc_norm_args *args, BatchnormPass kernel, bint single) except *:
+    """One pass of the kernel in pieces: the reductions (STATS, GRAD_SUMS)
+    over whole channels, the element-wise passes over whole samples."""
     cdef int nt = num_threads()
-    cdef int64_t channels = args.geom.channels, lo = 0, hi
-    cdef int64_t piece = piece_items(<double>args.geom.n_batch * args.geom.spatial,
-                                     ELEMENTS_PER_PIECE, nt)
-    while lo < channels:
-        hi = next_piece(lo, channels, piece)
+    cdef bint by_channel = kernel == STATS or kernel == GRAD_SUMS
+    cdef int64_t count = args.geom.channels if by_channel else args.geom.n_batch
+    cdef double item_work = args.geom.spatial * <double>(
+        args.geom.n_batch if by_channel else args.geom.channels)
+    cdef int64_t piece = piece_items(item_work, ELEMENTS_PER_PIECE, nt), lo = 0, hi
+    while lo < count:
+        hi = next_piece(lo, count, piece)
         with nogil:
-            if forward:
-                if single: batchnorm_forward_f32(args, lo, hi, nt)
-                else: batchnorm_forward_f64(args, lo, hi, nt)
+            if kernel == STATS:
+                if single: batchnorm_stats_f32(args, lo, hi, nt)
+                else: batchnorm_stats_f64(args, lo, hi, nt)
+            elif kernel == NORMALIZE:
+                if single: batchnorm_normalize_f32(args, lo, hi, nt)
+                else: batchnorm_normalize_f64(args, lo, hi, nt)
+            elif kernel == GRAD_SUMS:
+                if single: batchnorm_grad_sums_f32(args, lo, hi, nt)
+                else: batchnorm_grad_sums_f64(args, lo, hi, nt)
             else:
-                if single: batchnorm_backward_f32(args, lo, hi, nt)
-                else: batchnorm_backward_f64(args, lo, hi, nt)
+                if single: batchnorm_input_grad_f32(args, lo, hi, nt)
+                else: batchnorm_input_grad_f64(args, lo, hi, nt)
         lo = hi
 
 
@@ -186,7 +204,11 @@ cdef tuple _batchnorm_backward(object dout, object cache, int ndim, str layout, 
     args.mean, args.inv_std = _data(ma), _data(sa)
     args.dx, args.dgamma, args.dbeta = _data(dx), _data(dgamma), _data(dbeta)
     args.train = training
-    _batchnorm_run(&args, False, is_float32(xa))
+    cdef cnp.ndarray factors = np.empty((3, channels), xa.dtype)
+    args.grad_factors = _data(factors)
+    cdef bint single = is_float32(xa)
+    _batchnorm_run(&args, GRAD_SUMS, single)
+    _batchnorm_run(&args, INPUT_GRAD, single)
     return dx, dgamma, dbeta
 
 

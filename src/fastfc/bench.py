@@ -298,6 +298,62 @@ def max_pool_case(x_shape, size=2):
     return Case(f"max pool {size}x{size}/{size} fwd+bwd", "(%s)" % ",".join(map(str, x_shape)), build)
 
 
+# ---------------------------------------------------------------- normalization
+
+NORM_KINDS = {
+    # kind: (torch.nn.functional's call on (x, gamma, beta), given the case's groups)
+    "batchnorm": lambda torch, groups: (
+        lambda x, g, b: torch.nn.functional.batch_norm(x, None, None, g, b, training=True)),
+    "spatial_batchnorm": lambda torch, groups: (
+        lambda x, g, b: torch.nn.functional.batch_norm(x, None, None, g, b, training=True)),
+    "layernorm": lambda torch, groups: (
+        lambda x, g, b: torch.nn.functional.layer_norm(x, x.shape[1:], g, b)),
+    "groupnorm": lambda torch, groups: (
+        lambda x, g, b: torch.nn.functional.group_norm(x, groups, g, b)),
+}
+
+
+def norm_forward(module, kind, x, gamma, beta, groups=None):
+    """module's forward of a normalization in training mode; the batchnorms
+    get running statistics of their own (updated in place, as in training)."""
+    if kind in ("batchnorm", "spatial_batchnorm"):
+        running = np.zeros_like(gamma), np.ones_like(gamma)
+        return lambda a: getattr(module, f"{kind}_forward")(a, gamma, beta, *running)
+    if kind == "groupnorm":
+        return lambda a: module.groupnorm_forward(a, gamma, beta, groups)
+    return lambda a: module.layernorm_forward(a, gamma, beta)
+
+
+def norm_case(kind, shape, groups=None):
+    """A normalization's forward and backward (dx, dgamma, dbeta), training
+    mode. Ceiling: a copy moving 5 sweeps over x's size, the least the pair
+    can move (forward reads x and writes out; backward reads dout and x and
+    writes dx); the kernels also re-read x (and dout) for their statistics,
+    from the cache when it holds them. torch: F.batch_norm (no running
+    statistics), layer_norm, group_norm."""
+    def build(setup):
+        x = _normal(setup, shape)
+        dout = _normal(setup, shape)
+        gamma = 1 + _normal(setup, shape[1], 0.1)
+        beta = _normal(setup, shape[1])
+        backward = f"{kind}_backward"
+        calls = {
+            "fastfc": _fwd_bwd(norm_forward(F, kind, x, gamma, beta, groups),
+                               getattr(F, backward), x, dout),
+            "reference": _fwd_bwd(norm_forward(R, kind, x, gamma, beta, groups),
+                                  getattr(R, backward), x, dout),
+            CEILING: _copy_moving(setup, 5, x.size),
+        }
+        if setup.torch:
+            calls["torch"] = _torch_fwd_bwd(
+                setup.torch, NORM_KINDS[kind](setup.torch, groups),
+                _torch_tensors(setup.torch, x, gamma, beta, grad=(0, 1, 2)),
+                setup.torch.from_numpy(dout))
+        return Contenders(calls)
+    label = "(%s)" % ",".join(map(str, shape)) + (f" G={groups}" if groups else "")
+    return Case(f"{kind} fwd+bwd", label, build, needs=("fastfc._norm",), ceiling="copy")
+
+
 # ---------------------------------------------------------------- Adam
 
 class NumpyAdam:
@@ -658,6 +714,10 @@ CASES = [
     conv_case((64, 3, 32, 32), (32, 3, 3, 3)),
     conv_case((64, 32, 16, 16), (64, 32, 3, 3)),
     max_pool_case((64, 32, 32, 32)),
+    norm_case("batchnorm", (128, 512)),
+    norm_case("spatial_batchnorm", (64, 32, 32, 32)),
+    norm_case("layernorm", (128, 512)),
+    norm_case("groupnorm", (64, 32, 32, 32), groups=8),
     adam_case(1 << 20, "1M"),
     adam_case(BIG, "16M"),
     train_step_case("mlp 784-100-10", mlp(784, 100, 10), 64),
