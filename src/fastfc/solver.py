@@ -173,6 +173,7 @@ class Solver:
       lines unless on_epoch_end is given); False: the Solver prints nothing
     - checkpoint_name: path of an .npz ('.npz' appended when missing) that
       holds the best parameters, rewritten when they improve and on Ctrl-C
+      (not before the first epoch has ended)
     - seed: int or np.random.Generator for shuffling, subsampling and augment;
       None: a generator seeded from NumPy's global one (as fastfc.layers do),
       so np.random.seed makes an unseeded run reproducible
@@ -368,7 +369,10 @@ class Solver:
             np.copyto(p.data, self.best_params[name])
 
     def _write_checkpoint(self):
-        if self.checkpoint_name is None:
+        """Saves best_params, once an epoch has ended: before that they are
+        the initial parameters, which must never replace a checkpoint of
+        an earlier run (Ctrl-C during the first epoch writes nothing)."""
+        if self.checkpoint_name is None or self.epoch == 0:
             return
         path = str(self.checkpoint_name)
         save_arrays(path if path.endswith(".npz") else path + ".npz", self.best_params)
