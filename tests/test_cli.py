@@ -1,10 +1,13 @@
 """The `fastfc` command line: end to end in subprocesses on the embedded digits
-(few epochs, tiny networks), Ctrl-C, and the error paths (one line, no traceback)."""
+(few epochs, tiny networks), Ctrl-C and SIGTERM, the error paths (one line, no
+traceback), outputs checked before training and rescued after it, saved
+models as checked pairs, hostile model descriptions and input images."""
 import csv
 import importlib.util
 import json
 import os
 import re
+import shutil
 import signal
 import struct
 import subprocess
@@ -15,7 +18,9 @@ import numpy as np
 import pytest
 
 import fastfc
+import fastfc.solver
 from fastfc import cli, plotting
+from fastfc.io import check_output_path
 from test_datasets import make_cifar, make_mnist
 
 # The training commands need the models work (fastfc.layers, fastfc.models, fastfc.Solver).
@@ -243,6 +248,10 @@ def test_plot_without_matplotlib(tmp_path, monkeypatch, capsys):
     (["search", "--log", "/no/such/dir/trials.csv"], "/no/such/dir does not exist"),
     (["predict", "--model", "m.npz", "--output", "/no/such/dir/p.csv"], "/no/such/dir does not exist"),
     (["evaluate", "--model", "m.npz", "--classes", "1"], "unrecognized arguments: --classes"),
+    (["train", "--classes", "3"], "at least two classes"),
+    (["search", "--classes", "7"], "at least two classes"),
+    (["train", "--hidden", "100000000000"], "parameters: training needs at least"),
+    (["train", "--model", "cnn", "--filters", "4000000,4000000"], "parameters: training needs at least"),
     ([], ""),
 ])
 def test_errors_are_one_line(argv, message, capsys):
@@ -349,3 +358,372 @@ def test_subprocess_error_has_no_traceback():
     result = run_fastfc("train", "--dataset", "fashion-mnist", "--data-dir", "/no/such/dir")
     assert result.returncode == 1
     assert result.stderr.strip() == "fastfc: error: MNIST directory not found: /no/such/dir"
+
+
+# ---------------------------------------------------------------- saved models as pairs, hostile sidecars
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A small digits model saved by `fastfc train --save` (in-process): its .npz path."""
+    model = tmp_path_factory.mktemp("trained") / "model.npz"
+    assert cli.main(["train", *TINY, "--quiet", "--save", str(model)]) == 0
+    return model
+
+
+def copy_model(source, directory, name="model.npz"):
+    """A copy of a saved model (both files) in directory; the new .npz path."""
+    target = directory / name
+    shutil.copy(source, target)
+    shutil.copy(cli.spec_path(source), cli.spec_path(target))
+    return target
+
+
+def edit_spec(model, edit):
+    """Rewrite a saved model's description with edit(spec) applied."""
+    path = cli.spec_path(model)
+    with open(path) as f:
+        spec = json.load(f)
+    edit(spec)
+    with open(path, "w") as f:
+        json.dump(spec, f)
+
+
+def one_line_error(capsys, status, message):
+    """The command failed with exit status 1 and one stderr line holding message, before any epoch."""
+    out, err = capsys.readouterr()
+    assert status == cli.EXIT_ERROR, err
+    assert len(err.strip().splitlines()) == 1 and message in err and "Traceback" not in err, err
+    assert "epoch" not in out
+    return err
+
+
+@needs_models
+def test_parameters_from_another_save_are_refused(tmp_path, capsys):
+    """Two runs with the classes in opposite orders: the same shapes, so one's
+    parameters load under the other's description and answer with swapped
+    class names, unless the recorded digest ties the pair together."""
+    first, second = tmp_path / "first.npz", tmp_path / "second.npz"
+    for path, classes in ((first, "3,5"), (second, "5,3")):
+        assert cli.main(["train", *TINY, "--quiet", "--classes", classes, "--save", str(path)]) == 0
+    shutil.copy(second, first)  # second's parameters beside first's description, as a crash could leave them
+    capsys.readouterr()
+    for argv in (["evaluate", "--model", str(first)], ["predict", "--model", str(first)]):
+        one_line_error(capsys, cli.main(argv), "come from different saves")
+    assert cli.main(["evaluate", "--model", str(second)]) == 0
+
+
+@needs_models
+def test_version_1_descriptions_still_load(trained, tmp_path, capsys):
+    model = copy_model(trained, tmp_path)
+    edit_spec(model, lambda spec: [spec.update(version=1)] + [spec.pop(key) for key in
+                                                              ("pixel_max", "input_range", "parameters_sha256")])
+    assert cli.main(["evaluate", "--model", str(model)]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+
+
+def _replace(**fields):
+    return lambda spec: spec.update(fields)
+
+
+def _delete(field):
+    return lambda spec: spec.pop(field)
+
+
+HOSTILE_SPECS = {
+    "mean NaN": (_replace(mean=[float("nan")]), "'mean'"),
+    "std zero": (_replace(std=[0.0]), "'std'"),
+    "std infinite": (_replace(std=[float("inf")]), "'std'"),
+    "mean of two channels": (_replace(mean=[0.1, 0.2]), "'mean'"),
+    "mean missing": (_delete("mean"), "'mean'"),
+    "unknown model": (_replace(model="rnn"), "'model'"),
+    "unknown dataset": (_replace(dataset="imagenet"), "'dataset'"),
+    "dtype float16": (_replace(dtype="float16"), "'dtype'"),
+    "short class names": (_replace(class_names=["0", "1"]), "'class_names'"),
+    "class names not text": (_replace(class_names=list(range(10))), "'class_names'"),
+    "empty class name": (_replace(class_names=[""] + [str(d) for d in range(1, 10)]), "'class_names'"),
+    "classes of another length": (_replace(classes=["3"]), "'classes'"),
+    "num_classes a bool": (_replace(num_classes=True), "'num_classes'"),
+    "one class": (_replace(num_classes=1), "'num_classes'"),
+    "widths not numbers": (_replace(hidden=["x"]), "'hidden'"),
+    "width beyond any machine": (_replace(hidden=[10**12]), "'hidden'"),
+    "widths not a list": (_replace(hidden=32), "'hidden'"),
+    "filters for an mlp": (_replace(filters=[8]), "'filters'"),
+    "kernel size zero": (_replace(kernel_size=0), "'kernel_size'"),
+    "dropout 1.5": (_replace(dropout=1.5), "'dropout'"),
+    "input shape of two": (_replace(input_shape=[1, 8]), "'input_shape'"),
+    "input shape of floats": (_replace(input_shape=[1.0, 8.0, 8.0]), "'input_shape'"),
+    "normalize a string": (_replace(normalize="yes"), "'normalize'"),
+    "negative seed": (_replace(seed=-1), "'seed'"),
+    "val_size zero": (_replace(val_size=0), "'val_size'"),
+    "data_dir a number": (_replace(data_dir=5), "'data_dir'"),
+    "digest missing": (_delete("parameters_sha256"), "'parameters_sha256'"),
+    "digest not hex": (_replace(parameters_sha256="x" * 64), "'parameters_sha256'"),
+    "input range reversed": (_replace(input_range=[1.0, 0.0]), "'input_range'"),
+    "pixel max zero": (_replace(pixel_max=0), "'pixel_max'"),
+    "version 3": (_replace(version=3), "version 3"),
+    "width not the file's": (_replace(hidden=[31]), "does not fit its description"),
+}
+HOSTILE_SPEC_TEXTS = {
+    "nested 100,000 deep": ("[" * 100_000, "nested too deep"),
+    "2 MiB": (json.dumps({"format": cli.SPEC_FORMAT, "pad": "x" * (2 << 20)}), "larger than"),
+    "bad UTF-8": (b'{"format": "\xff"}', "not valid JSON"),
+    "an integer of 5000 digits": ('{"version": ' + "9" * 5000 + "}", "not valid JSON"),
+    "a list": ("[1, 2]", "not a fastfc model description"),
+}
+
+
+@needs_models
+@pytest.mark.parametrize("case", list(HOSTILE_SPECS) + list(HOSTILE_SPEC_TEXTS))
+def test_hostile_descriptions_are_one_line_errors(trained, tmp_path, capsys, case):
+    """Every field of a model's description is checked (type, range,
+    finiteness, length; the JSON's size and depth) before it is used: a
+    NaN std would give NaN predictions, an unknown model was built as an
+    mlp, short class names raised IndexError, deep nesting RecursionError."""
+    model = copy_model(trained, tmp_path)
+    if case in HOSTILE_SPECS:
+        edit, message = HOSTILE_SPECS[case]
+        edit_spec(model, edit)
+    else:
+        text, message = HOSTILE_SPEC_TEXTS[case]
+        with open(cli.spec_path(model), "wb") as f:
+            f.write(text if isinstance(text, bytes) else text.encode())
+    one_line_error(capsys, cli.main(["evaluate", "--model", str(model)]), message)
+
+
+@needs_models
+def test_predicted_class_names_are_not_spreadsheet_formulas(trained, tmp_path, capsys):
+    model = copy_model(trained, tmp_path)
+    names = ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx", "=cmd|' /C calc'!A0", "7", "-", "nine"]
+    edit_spec(model, _replace(class_names=names))
+    output = tmp_path / "predictions.csv"
+    assert cli.main(["predict", "--model", str(model), "--output", str(output)]) == 0
+    with open(output, newline="") as f:
+        classes = {row["class"] for row in csv.DictReader(f)}
+    assert classes and all(name.startswith("'") or name in ("7", "nine") for name in classes), classes
+    assert classes <= {"'" + name for name in names} | {"7", "nine"}
+
+
+@needs_models
+def test_predict_scales_images_by_their_dtype(trained, tmp_path, capsys):
+    """Integer images are divided by the data set's white value (16 for
+    digits) without --pixel-max; floats are taken as already scaled; images
+    far outside the training images' range (or NaN) are refused, where
+    they used to be classified, wrongly."""
+    unit = fastfc.datasets.load_digits()["X_test"][:50]  # [0, 1] floats, as trained
+    files = {"unit": unit, "bytes": np.rint(unit * 16).astype(np.uint8),
+             "raw floats": unit * 16, "bytes of 0..255": np.rint(unit * 255).astype(np.uint8),
+             "nan": np.where(unit > 0.5, np.nan, unit)}
+    for name, images in files.items():
+        np.save(tmp_path / f"{name}.npy", images)
+
+    def predict(name, *options):
+        status = cli.main(["predict", "--model", str(trained), "--input", str(tmp_path / f"{name}.npy"),
+                           *options])
+        return status, capsys.readouterr()
+
+    def labels(out):
+        return [row["label"] for row in csv.DictReader(out.splitlines())]
+
+    status, expected = predict("unit")
+    assert status == 0
+    for name, options in (("bytes", ()), ("raw floats", ("--pixel-max", "16"))):
+        status, got = predict(name, *options)
+        assert status == 0 and got.out == expected.out, name
+    status, got = predict("bytes of 0..255", "--pixel-max", "255")  # rounded to 1/255 steps
+    assert status == 0 and labels(got.out) == labels(expected.out)
+    for name, message in (("raw floats", "give --pixel-max"), ("bytes of 0..255", "give --pixel-max"),
+                          ("nan", "NaN")):
+        status, got = predict(name)
+        assert status == cli.EXIT_ERROR and message in got.err and len(got.err.strip().splitlines()) == 1, got.err
+
+
+@needs_models
+def test_predict_refuses_an_npz_as_input(trained, tmp_path, capsys):
+    """An .npz (named .npz or .npy) where a single array is expected: one line, not AttributeError."""
+    for name in ("images.npz", "images.npy"):
+        with open(tmp_path / name, "wb") as f:
+            np.savez(f, images=np.zeros((2, 64), np.float32))
+        status = cli.main(["predict", "--model", str(trained), "--input", str(tmp_path / name)])
+        one_line_error(capsys, status, ".npz archive")
+
+
+# ---------------------------------------------------------------- outputs: checked before, rescued after
+
+OVERWRITES = {
+    "--save names its own description": (["train", "--save", "{d}/m.json"], "would both write"),
+    "--log is the model": (["train", "--save", "{d}/m.npz", "--log", "{d}/m.npz"], "would both write"),
+    "--log is the description": (["train", "--save", "{d}/m.npz", "--log", "{d}/m.json"], "would both write"),
+    "--plot is the per-iteration log": (["train", "--log", "{d}/h.csv", "--plot", "{d}/h-iterations.csv"],
+                                        "would both write"),
+    "search --log is the description": (["search", "--save", "{d}/m.npz", "--log", "{d}/m.json"],
+                                        "would both write"),
+    "--output is the model": (["predict", "--model", "{model}", "--output", "{model}"], "is --model,"),
+    "--output is the description": (["predict", "--model", "{model}", "--output", "{d}/model.json"],
+                                    "is --model's description"),
+    "--output is the input": (["predict", "--model", "{model}", "--input", "{d}/x.npy", "--output", "{d}/x.npy"],
+                              "is --input"),
+    "--output is a hard link to the model": (["predict", "--model", "{model}", "--output", "{d}/hard.npz"],
+                                             "is --model,"),
+    "--output is a symbolic link to the model": (["predict", "--model", "{model}", "--output", "{d}/soft.npz"],
+                                                 "is --model,"),
+    "--log is a data file": (["train", "--dataset", "mnist", "--data-dir", "{d}", "--log",
+                              "{d}/train-labels-idx1-ubyte"], "is a mnist file"),
+}
+
+
+@needs_models
+@pytest.mark.parametrize("case", OVERWRITES)
+def test_outputs_that_are_inputs_or_other_outputs_are_refused(trained, tmp_path, capsys, case):
+    """An output path that is an input (also through a link) or another
+    output of the same command is refused before any work; every file is
+    left as it was."""
+    model = copy_model(trained, tmp_path)
+    os.link(model, tmp_path / "hard.npz")
+    os.symlink(model, tmp_path / "soft.npz")
+    np.save(tmp_path / "x.npy", np.zeros((2, 64), np.float32))
+    make_mnist(tmp_path)
+    for name in ("m.npz", "m.json", "h.csv", "h-iterations.csv"):
+        (tmp_path / name).write_text("an earlier run's file")
+    before = {path: path.read_bytes() for path in tmp_path.iterdir()}
+    argv, message = OVERWRITES[case]
+    status = cli.main([arg.format(d=tmp_path, model=model) for arg in argv])
+    one_line_error(capsys, status, message)
+    assert {path: path.read_bytes() for path in tmp_path.iterdir()} == before
+
+
+@needs_models
+@pytest.mark.parametrize("case", ["trailing slash", "description is a directory", "parent is a file",
+                                  "name too long for the temporary name", "log name too long",
+                                  "read-only model", "read-only log", "unwritable directory"])
+def test_output_paths_are_checked_before_training(tmp_path, monkeypatch, capsys, case):
+    """What would make a save fail after the run makes the command fail
+    before it: the temporary file's name is about 20 characters longer
+    than the model's, so a legal 240-character name cannot be saved."""
+    monkeypatch.setattr(fastfc.Solver, "train", lambda self: pytest.fail("trained before refusing"))
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    (tmp_path / "file").write_text("")
+    (tmp_path / "m.json").mkdir()
+    for name in ("ro.npz", "ro.csv"):
+        (tmp_path / name).write_text("keep")
+        os.chmod(tmp_path / name, 0o444)
+    if case == "unwritable directory":
+        try:
+            check_output_path("/sys/model.npz")
+            pytest.skip("/sys is writable here")
+        except OSError:
+            pass
+    option, path, message = {
+        "trailing slash": ("--save", f"{tmp_path}/sub/", "ends with a separator"),
+        "description is a directory": ("--save", tmp_path / "m.npz", "it is a directory"),
+        "parent is a file": ("--save", tmp_path / "file" / "m.npz", "cannot"),
+        "name too long for the temporary name": ("--save", tmp_path / ("m" * (limit - 19) + ".npz"), "too long"),
+        "log name too long": ("--log", tmp_path / ("h" * (limit - 3) + ".csv"), "too long"),
+        "read-only model": ("--save", tmp_path / "ro.npz", "read-only"),
+        "read-only log": ("--log", tmp_path / "ro.csv", "read-only"),
+        "unwritable directory": ("--save", "/sys/model.npz", "cannot create a file in /sys"),
+    }[case]
+    status = cli.main(["train", *TINY, "--quiet", option, str(path)])
+    one_line_error(capsys, status, message)
+    assert (tmp_path / "ro.npz").read_text() == "keep" and (tmp_path / "ro.csv").read_text() == "keep"
+
+
+@needs_models
+def test_a_save_failing_after_training_is_rescued(tmp_path, monkeypatch, capsys):
+    """The output directory disappears during the run: the model and the
+    history are saved under rescue names (here in the working directory)
+    with one line each saying where, rather than lost."""
+    out = tmp_path / "out"
+    out.mkdir()
+    monkeypatch.chdir(tmp_path)
+    real_train = fastfc.Solver.train
+
+    def train_then_lose_the_directory(self):
+        real_train(self)
+        shutil.rmtree(out)
+    monkeypatch.setattr(fastfc.Solver, "train", train_then_lose_the_directory)
+    status = cli.main(["train", *TINY, "--quiet", "--save", str(out / "m.npz"), "--log", str(out / "h.csv")])
+    stdout, err = capsys.readouterr()
+    assert status == cli.EXIT_ERROR and "test accuracy" in stdout
+    lines = err.strip().splitlines()
+    assert len(lines) == 2 and all(f"cannot write {out}" in line for line in lines), err
+    rescued = [re.search(r"saved it as (\S+) instead", line)[1] for line in lines]
+    assert [os.path.dirname(path) for path in rescued] == [str(tmp_path)] * 2
+    monkeypatch.undo()
+    assert cli.main(["evaluate", "--model", rescued[0]]) == 0
+    with open(rescued[1]) as f:
+        assert [int(row["epoch"]) for row in csv.DictReader(f)] == [1, 2, 3]
+
+
+# ---------------------------------------------------------------- interrupted and diverging runs
+
+def step_failing_at(monkeypatch, call, action):
+    """Make the Solver's step number call run action(solver) instead."""
+    real_step = fastfc.solver.Solver._step
+    calls = []
+
+    def step(self, X, y):
+        calls.append(1)
+        return action(self) if len(calls) == call else real_step(self, X, y)
+    monkeypatch.setattr(fastfc.solver.Solver, "_step", step)
+
+
+def interrupt(solver):
+    raise KeyboardInterrupt
+
+
+@needs_models
+def test_ctrl_c_in_the_first_epoch_keeps_the_existing_model(trained, tmp_path, monkeypatch, capsys):
+    """Interrupted before any epoch ended, the untrained parameters never
+    replace the model saved by an earlier run; the message says what was
+    and was not saved."""
+    model = copy_model(trained, tmp_path)
+    before = model.read_bytes(), open(cli.spec_path(model), "rb").read()
+    step_failing_at(monkeypatch, 3, interrupt)
+    log = tmp_path / "history.csv"
+    status = cli.main(["train", *TINY, "--quiet", "--save", str(model), "--log", str(log)])
+    err = capsys.readouterr().err
+    assert status == cli.EXIT_INTERRUPTED and len(err.strip().splitlines()) == 1
+    assert "interrupted after 0 epochs" in err and f"{model} not written: no epoch finished" in err
+    assert f"saved {log}" in err and log.exists()
+    assert (model.read_bytes(), open(cli.spec_path(model), "rb").read()) == before
+    monkeypatch.undo()
+    assert cli.main(["evaluate", "--model", str(model)]) == 0
+
+
+@needs_models
+def test_nan_loss_saves_the_best_epoch_and_exits_1(tmp_path, monkeypatch, capsys):
+    """A loss turning NaN in epoch 2 (20 steps an epoch): the best parameters
+    (epoch 1's) and the history are saved, then one line and exit status 1."""
+    model, log = tmp_path / "model.npz", tmp_path / "history.csv"
+    step_failing_at(monkeypatch, 25, lambda solver: float("nan"))
+    status = cli.main(["train", *TINY, "--quiet", "--save", str(model), "--log", str(log)])
+    err = capsys.readouterr().err
+    assert status == cli.EXIT_ERROR and len(err.strip().splitlines()) == 1, err
+    assert "the loss is nan at epoch 2, iteration 5" in err and f"saved {model}" in err
+    with open(log) as f:
+        assert [int(row["epoch"]) for row in csv.DictReader(f)] == [1]
+    monkeypatch.undo()
+    assert cli.main(["evaluate", "--model", str(model)]) == 0
+
+
+@needs_models
+def test_sigterm_saves_and_exits_130(tmp_path):
+    """SIGTERM (what kill, systemd and batch schedulers send) is handled
+    like Ctrl-C: training stops at the next batch and saves."""
+    model = tmp_path / "model.npz"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")])))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fastfc", "train", "--hidden", "16", "--epochs", "100000", "--threads", "1",
+         "--save", str(model)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        for line in process.stdout:  # wait until an epoch has ended
+            if line.startswith("epoch "):
+                break
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "interrupted" in stderr and str(model) in stderr
+    assert sorted(os.listdir(tmp_path)) == ["model.json", "model.npz"]
+    assert cli.main(["evaluate", "--model", str(model)]) == 0

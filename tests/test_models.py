@@ -1,8 +1,11 @@
 """fastfc.models: gradient checks of every model's loss(X, y) in float64, the
 course contract, fused Linear+ReLU, the first layer skipping dx, parameter
-groups, save/load (round trip, mismatches, atomic writes) and bad input."""
+groups, save/load (round trip, mismatches, atomic writes, modes, stale
+temporaries, hostile member counts), fastfc.io's other file helpers and bad input."""
+import io
 import os
 import stat
+import struct
 import tracemalloc
 
 import numpy as np
@@ -12,6 +15,7 @@ import fastfc
 from fastfc import layers as L
 from fastfc import reference as R
 from fastfc.gradcheck import eval_numerical_gradient, eval_numerical_gradient_array, rel_error
+from fastfc.io import check_output_path, parameters_digest, read_array
 from fastfc.models import ConvNet, FullyConnectedNet, Sequential, TwoLayerNet
 
 from testutil import TOLERANCES, assert_close, num_threads
@@ -578,6 +582,188 @@ def test_saved_file_follows_the_umask(tmp_path):
     finally:
         os.umask(old_umask)
     assert stat.S_IMODE(os.stat(tmp_path / "model.npz").st_mode) == 0o640
+
+
+def test_resave_keeps_the_files_mode(tmp_path):
+    """Saving over a file keeps its permissions (a private 0o600 model stays
+    private) instead of widening them to the umask's default."""
+    path = tmp_path / "model.npz"
+    small_model(0).save(path)
+    os.chmod(path, 0o600)
+    small_model(1).save(path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    np.testing.assert_array_equal(small_model(2).load(path).params["W1"], small_model(1).params["W1"])
+
+
+def test_read_only_file_is_not_replaced(tmp_path):
+    """A file without write permission is refused, not replaced (even for
+    root, who could), and left as it was."""
+    path = tmp_path / "model.npz"
+    small_model(0).save(path)
+    os.chmod(path, 0o444)
+    old = path.read_bytes()
+    with pytest.raises(PermissionError, match="read-only"):
+        small_model(1).save(path)
+    assert path.read_bytes() == old and os.listdir(tmp_path) == ["model.npz"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_special_file_is_not_replaced(tmp_path):
+    """Saving to a FIFO (or a device: renaming over /dev/null as root would
+    replace the node) is refused and leaves it in place."""
+    path = tmp_path / "model.npz"
+    os.mkfifo(path)
+    with pytest.raises(ValueError, match="not a regular file .a FIFO."):
+        small_model(0).save(path)
+    assert stat.S_ISFIFO(os.stat(path).st_mode) and os.listdir(tmp_path) == ["model.npz"]
+
+
+def test_stale_temporaries_are_removed_on_the_next_save(tmp_path):
+    """Temporaries of earlier saves to the same name that were killed midway
+    (SIGKILL) are removed by the next save; a live writer's, a fresh one, or
+    one of another name or pattern is never touched."""
+    dead_pid = 9_999_999  # above any pid_max (4194304 at most), so no process has it
+    old = os.path.getmtime(tmp_path) - 3600
+
+    def temporary(name, pid, mtime=old):
+        path = tmp_path / f".{name}.{pid}.deadbeef.tmp"
+        path.write_bytes(b"half a model")
+        os.utime(path, (mtime, mtime))
+        return path.name
+
+    stale = temporary("model.npz", dead_pid)
+    kept = [temporary("model.npz", 1),  # pid 1 is alive: maybe a writer still writing
+            temporary("model.npz", dead_pid + 1, mtime=os.path.getmtime(tmp_path) + 3600),  # written lately
+            temporary("other.npz", dead_pid)]  # another file's
+    (tmp_path / ".model.npz.123.tmp").write_bytes(b"not our pattern")
+    small_model(0).save(tmp_path / "model.npz")
+    assert stale not in os.listdir(tmp_path)
+    assert sorted(os.listdir(tmp_path)) == sorted(kept + [".model.npz.123.tmp", "model.npz"])
+
+
+def test_mismatch_lists_a_few_names_then_how_many_more(tmp_path):
+    model = small_model(0)
+    np.savez(tmp_path / "extra.npz", **model.params, **{f"extra{i:02}": np.zeros(1) for i in range(20)})
+    with pytest.raises(ValueError, match=r"\['extra00', 'extra01', 'extra02', 'extra03', 'extra04' "
+                                         r"and 15 more\]$"):
+        model.load(tmp_path / "extra.npz")
+
+
+def write_zip_of_empty_members(path, count):
+    """A zip64 archive of count empty members x0.npy, x1.npy, ..., written
+    directly (zipfile takes about 100 us a member): local headers, central
+    directory, zip64 end record and locator, end record (PKWARE APPNOTE 4.3)."""
+    local, central, offset = [], [], 0
+    for i in range(count):
+        name = f"x{i}.npy".encode()
+        local.append(struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, 0, 0, 0x21, 0, 0, 0, len(name), 0) + name)
+        central.append(struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, 0, 0, 0x21, 0, 0, 0,
+                                   len(name), 0, 0, 0, 0, 0, offset) + name)
+        offset += len(local[-1])
+    directory = b"".join(central)
+    end64 = struct.pack("<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, count, count, len(directory), offset)
+    locator = struct.pack("<4sLQL", b"PK\x06\x07", 0, offset + len(directory), 1)
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
+    path.write_bytes(b"".join(local) + directory + end64 + locator + end)
+
+
+def test_many_unexpected_members_are_refused_from_the_count(tmp_path):
+    """70,000 members (zip64) where the model has 4: refused from the end
+    record's count before zipfile parses the directory (which takes seconds
+    and hundreds of MB for such files), with a short message."""
+    path = tmp_path / "many.npz"
+    write_zip_of_empty_members(path, 70_000)
+    model = small_model(0)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match="holds 70000 members, the model has 4 parameters") as error:
+            model.load(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(str(error.value)) < 300 and peak < 1 << 20
+
+
+def test_digest_is_of_the_values_not_the_layout():
+    arrays = dict(small_model(0).params)
+    digest = parameters_digest(arrays)
+    assert parameters_digest({k: np.asfortranarray(v) for k, v in reversed(arrays.items())}) == digest
+    changed = dict(arrays, b2=arrays["b2"] + 1)
+    assert parameters_digest(changed) != digest
+    renamed = dict(arrays)
+    renamed["b3"] = renamed.pop("b2")
+    assert parameters_digest(renamed) != digest
+
+
+def test_read_array(tmp_path):
+    """fastfc.io.read_array: the one array of an .npy (C or Fortran order);
+    an .npz, a truncated file, a header claiming more data than the file
+    holds (checked before allocating), or Python objects are a ValueError."""
+    array = np.arange(12, dtype=np.float32).reshape(3, 4)
+    for order in ("C", "F"):
+        np.save(tmp_path / "a.npy", np.asarray(array, order=order))
+        np.testing.assert_array_equal(read_array(tmp_path / "a.npy"), array)
+    with open(tmp_path / "z.npy", "wb") as f:  # an .npz by another name
+        np.savez(f, a=array)
+    with pytest.raises(ValueError, match=r"\.npz archive"):
+        read_array(tmp_path / "z.npy")
+    np.save(tmp_path / "a.npy", array)
+    data = (tmp_path / "a.npy").read_bytes()
+    (tmp_path / "short.npy").write_bytes(data[:-4])
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (10**12,)})
+    (tmp_path / "huge.npy").write_bytes(header.getvalue() + bytes(8))
+    np.save(tmp_path / "objects.npy", np.array([{}], dtype=object), allow_pickle=True)
+    for name, match in (("short", "44 data bytes follow"), ("huge", "8 data bytes follow"),
+                        ("objects", "Python objects")):
+        with pytest.raises(ValueError, match=match):
+            read_array(tmp_path / f"{name}.npy")
+
+
+@pytest.mark.parametrize("case", ["trailing slash", "directory", "missing directory", "parent is a file",
+                                  "name too long", "read-only file"])
+def test_check_output_path_refuses_what_a_save_would_fail_on(tmp_path, case):
+    """check_output_path raises, before a run, what the save at its end
+    would: the temporary name's extra characters count against the file
+    system's name limit (a legal 240-character name cannot be saved)."""
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    (tmp_path / "file").write_bytes(b"")
+    (tmp_path / "ro.npz").write_bytes(b"")
+    os.chmod(tmp_path / "ro.npz", 0o444)
+    path, error = {
+        "trailing slash": (f"{tmp_path}/sub/", IsADirectoryError),
+        "directory": (tmp_path, IsADirectoryError),
+        "missing directory": (tmp_path / "no" / "m.npz", FileNotFoundError),
+        "parent is a file": (tmp_path / "file" / "m.npz", OSError),
+        "name too long": (tmp_path / ("m" * (limit - 15)), OSError),
+        "read-only file": (tmp_path / "ro.npz", PermissionError),
+    }[case]
+    with pytest.raises(error):
+        check_output_path(path)
+    assert sorted(os.listdir(tmp_path)) == ["file", "ro.npz"]  # the probe left nothing behind
+    check_output_path(tmp_path / ("m" * (limit - 30)))  # short enough for the temporary name
+
+
+def test_check_output_path_allows_special_files_written_in_place(tmp_path):
+    os.mkfifo(tmp_path / "fifo")
+    check_output_path(tmp_path / "fifo", replaced=False)
+    with pytest.raises(ValueError, match="FIFO"):
+        check_output_path(tmp_path / "fifo")
+
+
+@pytest.mark.skipif(not os.path.isdir("/sys"), reason="needs /sys")
+def test_check_output_path_refuses_an_unwritable_directory():
+    """/sys refuses new files even to root (os.access says otherwise): the
+    check creates a file to know."""
+    try:
+        os.close(os.open("/sys/fastfc-probe", os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+    except OSError:
+        pass
+    else:
+        os.remove("/sys/fastfc-probe")
+        pytest.skip("/sys is writable here")
+    with pytest.raises(OSError, match="cannot create a file in /sys"):
+        check_output_path("/sys/model.npz")
 
 
 # ---- bad input ----------------------------------------------------------------

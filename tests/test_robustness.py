@@ -18,6 +18,7 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -1295,3 +1296,239 @@ def test_no_leak_over_repeated_steps():
 def test_no_leak_over_ten_thousand_steps():
     """The issue's full run (about 10x the default one): `pytest -m slow`."""
     check_rss_flat(10_000)
+
+
+# ---- files, model descriptions and the command line, second pass (issue 17) -------------
+# Reading only regular files (a FIFO never blocks a read), saves that keep
+# what they replace, stale temporaries, SIGTERM, and the command line's
+# allocations bounded by checked numbers. A hang is the failure mode of
+# several: those run in children with a timeout.
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    """A small digits model saved by `fastfc train --save` (in-process): its .npz path."""
+    from fastfc import cli
+
+    model = tmp_path_factory.mktemp("saved") / "model.npz"
+    assert cli.main(["train", "--hidden", "8", "--epochs", "1", "--quiet", "--threads", "1",
+                     "--save", str(model)]) == 0
+    return model
+
+
+# Child code reading a special file: a FIFO at `special` (also special.gz,
+# special.npy), saved models whose descriptions are a FIFO (fifo_model) or
+# /dev/zero (zero_model). Each prints [exception type or exit status,
+# message or stderr].
+SPECIAL_FILE_READS = {
+    "Sequential.load": """
+from fastfc.models import FullyConnectedNet
+FullyConnectedNet([8], input_dim=64, num_classes=10).load(special)""",
+    "datasets.read_idx": """
+from fastfc import datasets
+datasets.read_idx(special, 1)""",
+    "datasets.read_idx of a .gz": """
+from fastfc import datasets
+datasets.read_idx(special + ".gz", 1)""",
+    "evaluate: the description is a FIFO": """
+cli_main(["evaluate", "--model", fifo_model])""",
+    "evaluate: the description is /dev/zero": """
+cli_main(["evaluate", "--model", zero_model])""",
+    "predict --input a FIFO": """
+cli_main(["predict", "--model", model, "--input", special + ".npy"])""",
+}
+SPECIAL_FILE_CHILD = """
+import contextlib, io, json
+from fastfc import cli
+
+def cli_main(argv):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        status = cli.main(argv)
+    print(json.dumps([status, err.getvalue()]))
+
+try:
+    exec(CODE)
+except Exception as exc:
+    print(json.dumps([type(exc).__name__, str(exc)]))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo") or not os.path.exists("/dev/zero"), reason="needs FIFOs")
+@pytest.mark.parametrize("case", SPECIAL_FILE_READS)
+def test_special_files_are_refused_not_read(saved_model, tmp_path, case):
+    """A FIFO (whose open blocks until a writer comes) or /dev/zero (endless)
+    where fastfc reads a parameter file, model description, data file or
+    input: refused by its type at once, in a child with a timeout (and a
+    memory cap), where it used to hang."""
+    special = tmp_path / "special"
+    for suffix in ("", ".gz", ".npy"):
+        os.mkfifo(f"{special}{suffix}")
+    for name in ("fifo", "zero"):
+        shutil.copy(saved_model, tmp_path / f"{name}.npz")
+    os.mkfifo(tmp_path / "fifo.json")
+    os.symlink("/dev/zero", tmp_path / "zero.json")
+    paths = dict(special=str(special), fifo_model=str(tmp_path / "fifo.npz"),
+                 zero_model=str(tmp_path / "zero.npz"), model=str(saved_model))
+    code = (CAP_ADDRESS_SPACE + "cap_address_space(1 << 30)\n"
+            + "".join(f"{name} = {value!r}\n" for name, value in paths.items())
+            + SPECIAL_FILE_CHILD.replace("CODE", repr(SPECIAL_FILE_READS[case])))
+    outcome, message = child_json(code, timeout=60)
+    assert outcome in ("ValueError", 1), (outcome, message)
+    assert "not a regular file" in message and len(message.strip().splitlines()) == 1, message
+
+
+def test_ctrl_c_in_the_first_epoch_keeps_the_checkpoint(tmp_path):
+    """The Solver's checkpoint is never replaced by the untrained parameters
+    of a run interrupted before its first epoch ended."""
+    checkpoint = tmp_path / "best.npz"
+    checkpoint.write_bytes(b"an earlier run's checkpoint")
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((300, 20)).astype(np.float32)
+    y = X[:, :3].argmax(axis=1)
+
+    class InterruptedModel(FullyConnectedNet):
+        calls = 0
+
+        def loss(self, X, y=None):
+            if y is not None:
+                InterruptedModel.calls += 1
+                if InterruptedModel.calls == 3:
+                    raise KeyboardInterrupt
+            return super().loss(X, y)
+    solver = Solver(InterruptedModel([16], input_dim=20, num_classes=3, seed=0),
+                    dict(X_train=X[:250], y_train=y[:250], X_val=X[250:], y_val=y[250:]),
+                    batch_size=25, checkpoint_name=str(checkpoint), verbose=False, seed=0)
+    with pytest.raises(KeyboardInterrupt):
+        solver.train()
+    assert solver.interrupted and solver.epoch == 0
+    assert checkpoint.read_bytes() == b"an earlier run's checkpoint"
+
+
+SIGTERM_DURING_SAVE = """
+import os, signal, sys
+import numpy as np
+from fastfc import cli
+
+real_savez = np.savez
+
+def savez_terminated_midway(f, **arrays):
+    f.write(b"PK\\x03\\x04 half a model")
+    os.kill(os.getpid(), signal.SIGTERM)
+    real_savez(f, **arrays)
+
+np.savez = savez_terminated_midway
+sys.exit(cli.main(["train", "--hidden", "8", "--epochs", "1", "--quiet", "--threads", "1", "--save", MODEL]))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sends SIGTERM to a child")
+def test_sigterm_during_a_save_leaves_no_temporary(saved_model, tmp_path):
+    """SIGTERM arriving while the model is written: the save is abandoned
+    like on Ctrl-C, the temporary file removed, the previous model kept
+    (SIGTERM used to kill the process, leaving a model-sized hidden file)."""
+    model = shutil.copy(saved_model, tmp_path / "model.npz")
+    shutil.copy(saved_model.with_suffix(".json"), tmp_path / "model.json")
+    before = pathlib.Path(model).read_bytes()
+    proc = run_python(SIGTERM_DURING_SAVE.replace("MODEL", repr(str(model))), timeout=120)
+    assert proc.returncode == 130, proc.stderr
+    assert "interrupted" in proc.stderr and "Traceback" not in proc.stderr
+    assert sorted(os.listdir(tmp_path)) == ["model.json", "model.npz"]
+    assert pathlib.Path(model).read_bytes() == before
+
+
+WRITER_STOPPED_MIDWAY = """
+import time
+from fastfc.io import write_atomically
+
+def write(f):
+    f.write(b"half a model")
+    f.flush()
+    print("writing", flush=True)
+    time.sleep(600)
+
+write_atomically(PATH, write)
+"""
+SAVER = """
+import numpy as np
+from fastfc.io import save_arrays
+save_arrays(PATH, {"W1": np.zeros(3)})
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="kills a child")
+def test_a_killed_writers_temporary_is_removed_by_the_next_save(tmp_path):
+    """A writer still writing keeps its temporary through another process's
+    save; once it is killed (SIGKILL: no cleanup), the next save by a
+    process started after it removes the temporary."""
+    path = repr(str(tmp_path / "model.npz"))
+    writer = start_python(WRITER_STOPPED_MIDWAY.replace("PATH", path))
+    try:
+        assert writer.stdout.readline().strip() == "writing", writer.stderr.read()
+        temporary = [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
+        assert len(temporary) == 1
+        assert run_python(SAVER.replace("PATH", path)).returncode == 0
+        assert sorted(os.listdir(tmp_path)) == sorted(temporary + ["model.npz"])  # alive: kept
+    finally:
+        writer.kill()
+        writer.communicate()
+    assert run_python(SAVER.replace("PATH", path)).returncode == 0
+    assert os.listdir(tmp_path) == ["model.npz"]
+
+
+HOSTILE_SIZE_CHILD = """
+import contextlib, io, json
+from fastfc import cli
+cap_address_space(256 << 20)
+err = io.StringIO()
+try:
+    with contextlib.redirect_stderr(err):
+        status = cli.main(["evaluate", "--model", MODEL])
+    print(json.dumps([status, err.getvalue()]))
+except BaseException as exc:
+    print(json.dumps([type(exc).__name__, str(exc)]))
+"""
+
+
+@pytest.mark.skipif(not LINUX_PROC, reason="caps the child's address space")
+@pytest.mark.parametrize("hidden", [[30_000_000], [2**31 - 1]])
+def test_description_sizes_are_checked_against_the_file_before_allocating(saved_model, tmp_path, hidden):
+    """A description whose widths disagree with the parameter file's headers
+    (7.7 GB or 550 GB of weights declared beside 2 KB of them) is refused
+    from the headers, before the network is allocated (the child's memory is
+    capped at 256 MB above its start, so an allocation fails the test)."""
+    model = shutil.copy(saved_model, tmp_path / "model.npz")
+    with open(saved_model.with_suffix(".json")) as f:
+        spec = json.load(f)
+    with open(tmp_path / "model.json", "w") as f:
+        json.dump(dict(spec, hidden=hidden), f)
+    status, err = child_json(CAP_ADDRESS_SPACE + HOSTILE_SIZE_CHILD.replace("MODEL", repr(str(model))))
+    assert status == 1 and len(err.strip().splitlines()) == 1, err
+    assert "does not fit its description" in err and f"(64, {hidden[0]})" in err, err
+
+
+SEARCH_WITHOUT_END = """
+import sys
+from fastfc import cli
+cap_address_space(1 << 30)
+sys.exit(cli.main(["search", "--trials", "1000000000", "--epochs", "1", "--hidden-choices", "8",
+                   "--threads", "1"]))
+"""
+
+
+@pytest.mark.skipif(not LINUX_PROC, reason="caps the child's address space and sends SIGINT")
+def test_search_of_a_billion_trials_starts_at_once():
+    """`fastfc search --trials 1000000000` draws its trials as it runs them:
+    the first trial's line comes within seconds (it used to draw all of
+    them first: silent, then out of memory), and Ctrl-C ends it as usual."""
+    search = start_python(CAP_ADDRESS_SPACE + SEARCH_WITHOUT_END)
+    deadline = threading.Timer(120, search.kill)  # a silent child fails the test, never hangs it
+    deadline.start()
+    try:
+        first = search.stdout.readline()
+        search.send_signal(signal.SIGINT)
+        _, err = search.communicate(timeout=60)
+    finally:
+        deadline.cancel()
+        search.kill()
+    assert re.match(r"trial +1/1000000000 ", first), err[-2000:]
+    assert search.returncode == 130 and "search interrupted after" in err, err[-2000:]

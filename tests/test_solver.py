@@ -190,17 +190,38 @@ def test_course_model_and_callable_rule(problem):
     assert [g["weight_decay"] for g in named.optimizer.param_groups] == [0.0, 0.0]
 
 
+def test_solver_steps_without_copying_gradients_unless_loss_is_overridden(problem):
+    """A Sequential's Solver steps through _loss_into_grads (gradients stay in
+    the Parameters: loss() would copy them); a model whose loss() is
+    overridden, on its class or instance, is trained through that loss."""
+    model = mlp()
+    copies = []
+    model._loss_into_grads = lambda X, y: copies.append("fast") or Sequential._loss_into_grads(model, X, y)
+    make_solver(model, problem, batch_size=100, num_epochs=1).train()
+    assert copies == ["fast"] * 3
+
+    class Logged(FullyConnectedNet):
+        def loss(self, X, y=None):
+            copies.append("own")
+            return super().loss(X, y)
+    copies.clear()
+    logged = Logged([16], input_dim=10, num_classes=3, weight_scale=None, seed=0)
+    make_solver(logged, problem, batch_size=100, num_epochs=1).train()
+    assert copies.count("own") >= 3 and "fast" not in copies
+
+
 @pytest.mark.parametrize("data_dtype", [np.float32, np.float64])
 def test_batches_gathered_into_one_buffer_of_the_models_dtype(problem, data_dtype):
     problem = {k: v.astype(data_dtype) if k.startswith("X") else v for k, v in problem.items()}
     model = mlp()
     seen = []
-    original = model._loss_into_grads  # what the Solver calls on a Sequential
+    original = model.loss
 
-    def loss(X, y):
-        seen.append((X, y))
+    def loss(X, y=None):
+        if y is not None:
+            seen.append((X, y))
         return original(X, y)
-    model._loss_into_grads = loss
+    model.loss = loss
     make_solver(model, problem, batch_size=64, num_epochs=2).train()
     assert len(seen) == 10 and seen[-1][0].shape == (300 - 4 * 64, 10)
     # float64 data are cast into a float32 buffer: the model never casts a batch itself

@@ -15,27 +15,43 @@ built-in ones; a module `fastfc.bench`, when it exists, adds its own through
 its add_bench_parser(subparsers), so `fastfc bench` lives in its own module.
 
 User errors (unknown data set, missing files, bad option values, an output
-directory that does not exist) print one line on stderr, before any training,
-and exit with status 1 (2 for a malformed command line). Ctrl-C exits with 130
-after saving what was asked for (train: the best parameters so far and the
-history; search: the finished trials). Set FASTFC_TRACEBACK=1 to see the full
-traceback of an error instead.
+file that could not be written or would overwrite an input or another
+output) print one line on stderr, before any training, and exit with status
+1 (2 for a malformed command line). Ctrl-C, or SIGTERM, exits with 130
+after saving what was asked for (train: the best parameters so far, once an
+epoch has finished, and the history; search: the finished trials); a NaN
+loss saves the same and exits with 1. An output that cannot be written at
+the end of a run is saved under a rescue name instead (write_outputs). Set
+FASTFC_TRACEBACK=1 to see the full traceback of an error instead.
+
+A saved model is MODEL.npz (the parameters) and MODEL.json (the network,
+data set, classes, normalisation and the parameters' SHA-256, which ties the
+two files together); every field of the JSON is checked before it is used.
 """
 import argparse
+import contextlib
 import csv
 import functools
 import importlib
 import importlib.util
+import io
 import itertools
 import json
 import math
 import os
+import re
+import signal
 import sys
+import tempfile
+import threading
 import time
+import types
 
 import numpy as np
 
 from . import datasets, plotting
+from .io import (MismatchError, check_output_path, load_arrays, open_regular, parameters_digest,
+                 read_array, write_atomically)
 
 DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10")
 CLASS_NAMES = {
@@ -60,7 +76,18 @@ TRAIN_DEFAULTS = dict(optimizer="adam", lr=1e-3, weight_decay=0.0, dropout=0.0,
 
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 SPEC_FORMAT = "fastfc-cli-model"
-SPEC_VERSION = 1
+# Version 2 added the parameters' digest, pixel_max and input_range.
+SPEC_VERSION = 2
+READABLE_SPEC_VERSIONS = (1, 2)
+# The value of a white pixel in each data set's files (the loaders divide by it).
+RAW_PIXEL_MAX = {"digits": 16, "mnist": 255, "fashion-mnist": 255, "cifar10": 255}
+# Bounds on what a model description may hold, far above any real one: a
+# hostile file is refused before its numbers size anything.
+MAX_SPEC_BYTES = 1 << 20
+MAX_SIZE = 2**31 - 1  # any size: widths, filters, classes, image sides
+MAX_LAYERS = 1024
+MAX_NAME = 1024  # characters of a class name
+MAX_PATH = 4096
 
 
 class CommandError(Exception):
@@ -164,16 +191,110 @@ def configure_threads(args):
         fastfc.set_num_threads(args.threads)
 
 
-def check_output_paths(*paths):
+def _reason(exc):
+    """The words of an OSError without its errno prefix and file name (the
+    message names the file itself), or any other exception's message."""
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+
+
+def _same_file(a, b):
+    """Whether paths a and b name one file: the same path once links and
+    '..' are resolved, or two hard links to it."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return False
+
+
+def check_output_paths(outputs, inputs=()):
     """Fail before any work, not after a training run, when an output file
-    (None: not asked for) cannot be created: its directory is missing or the
-    path is a directory."""
-    for path in filter(None, paths):
-        directory = os.path.dirname(os.path.abspath(path))
-        if os.path.isdir(path):
-            raise CommandError(f"cannot write {path}: it is a directory")
-        if not os.path.isdir(directory):
-            raise CommandError(f"cannot write {path}: directory {directory} does not exist")
+    cannot be written (see fastfc.io.check_output_path: a missing or
+    read-only directory, a directory or read-only file in the way, a name too
+    long), or would destroy an input or another output of the command.
+
+    Inputs:
+    - outputs: (option, path, replaced) for each file the command may write;
+      path None: not asked for; replaced: written atomically beside and
+      renamed over (else written in place, as a FIFO or /dev/stdout can be)
+    - inputs: (what, path) for each file the command reads
+    """
+    checked = []
+    for option, path, replaced in outputs:
+        if path is None:
+            continue
+        try:
+            check_output_path(path, replaced)
+        except (OSError, ValueError) as exc:
+            raise CommandError(f"cannot write {path} ({option}): {_reason(exc)}") from None
+        refuse_overwriting(option, path, inputs)
+        for other_option, other in checked:
+            if _same_file(path, other):
+                raise CommandError(f"{other_option} and {option} would both write {path}: "
+                                   "give each its own file")
+        checked.append((option, path))
+
+
+def refuse_overwriting(option, path, inputs):
+    """CommandError when the output path of option is one of the inputs (what, path)."""
+    for what, source in inputs:
+        if source is not None and _same_file(path, source):
+            raise CommandError(f"{option} {path} is {what}, which this command reads: refusing to overwrite it")
+
+
+def model_outputs(option, path):
+    """The two files a saved model is (see save_model), as check_output_paths outputs."""
+    if path is None:
+        return []
+    return [(option, path, True), (f"{option}'s description", spec_path(path), True)]
+
+
+def _rescue_paths(option, path):
+    """Where an output that could not be written at path goes instead: a
+    short new name beside it, then in the working directory, then in the
+    temporary directory."""
+    extension = os.path.splitext(path)[1]
+    name = f"fastfc-rescued-{option.strip('-')}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}{extension}"
+    directories = dict.fromkeys([os.path.dirname(os.path.abspath(path)), os.getcwd(), tempfile.gettempdir()])
+    return [os.path.join(directory, name) for directory in directories]
+
+
+def write_outputs(writes):
+    """Run the writes (option, path, write): write(path) returns the files it
+    wrote; path None: not asked for. A write that fails at the end of a run
+    (a full disk, a directory removed or made read-only meanwhile) is tried
+    again under a rescue name (_rescue_paths) rather than losing the run.
+
+    Returns (the files written, one line per failure saying where its
+    output went instead, if anywhere)."""
+    written, failures = [], []
+    for option, path, write in writes:
+        if path is None:
+            continue
+        try:
+            written += write(path)
+            continue
+        except (OSError, ValueError) as exc:
+            problem = f"cannot write {path} ({option}): {_reason(exc)}"
+        for rescue in _rescue_paths(option, path):
+            try:
+                written += write(rescue)
+            except (OSError, ValueError):
+                continue
+            failures.append(f"{problem}; saved it as {rescue} instead")
+            break
+        else:
+            failures.append(f"{problem}; no copy could be saved beside it, in the working directory "
+                            "or in the temporary directory either")
+    return written, failures
+
+
+def report_failures(failures):
+    """Print write_outputs' failures, one line each; the exit status they call for."""
+    for line in failures:
+        print(f"fastfc: error: {line}", file=sys.stderr)
+    return EXIT_ERROR if failures else 0
 
 
 def load_data(dataset, data_dir, classes, val_size, seed):
@@ -187,6 +308,9 @@ def load_data(dataset, data_dir, classes, val_size, seed):
     names = CLASS_NAMES[dataset]
     # Names resolved here, against this data set's own: the loaders then get indices.
     indices = None if classes is None else datasets.class_indices(classes, names)
+    if indices is not None and len(indices) < 2:
+        raise CommandError(f"--classes {classes}: name at least two classes (a network with one "
+                           "class answers it whatever the image)")
     options = dict(classes=indices, seed=seed)
     if val_size is not None:
         options["val_size"] = val_size
@@ -284,7 +408,8 @@ def add_optimizer_arguments(parser):
 # ---------------------------------------------------------------- models
 
 def model_spec(args, data, class_names):
-    """The JSON-able description a saved model is rebuilt from."""
+    """The JSON-able description a saved model is rebuilt from (save_model
+    adds the normalisation statistics and the parameters' digest)."""
     defaults = MODEL_DEFAULTS[args.model]
     return dict(
         format=SPEC_FORMAT, version=SPEC_VERSION, model=args.model,
@@ -297,7 +422,70 @@ def model_spec(args, data, class_names):
         class_names=list(class_names), val_size=args.val_size, seed=args.seed,
         # So that evaluate/predict find the data again without --data-dir.
         data_dir=os.path.abspath(os.path.expanduser(args.data_dir)) if args.data_dir else None,
+        # So that predict scales images from files as the training images were.
+        pixel_max=RAW_PIXEL_MAX[args.dataset],
+        input_range=[float(data["X_train"].min()), float(data["X_train"].max())],
     )
+
+
+def layer_plan(spec):
+    """The layers build_model makes for a spec, without making them: a list
+    of (kind, sizes) with kind 'conv' (in_channels, out_channels, kernel,
+    padding), 'relu', 'pool', 'flatten', 'linear' (in_features,
+    out_features) or 'dropout' (p,). CommandError when the conv-pool blocks
+    do not fit the images."""
+    channels, height, width = spec["input_shape"]
+    plan = []
+    if spec["model"] == "cnn":
+        k = spec["kernel_size"]
+        padding = (k - 1) // 2  # keeps the size for odd k
+        for filters in spec["filters"]:
+            height, width = height + 2 * padding - k + 1, width + 2 * padding - k + 1
+            if height < 2 or width < 2:
+                raise CommandError(f"--filters/--kernel-size: {len(spec['filters'])} conv-pool blocks "
+                                   f"do not fit {spec['input_shape'][1]}x{spec['input_shape'][2]} images")
+            plan += [("conv", (channels, filters, k, padding)), ("relu", ()), ("pool", ())]
+            channels, height, width = filters, height // 2, width // 2
+    plan.append(("flatten", ()))
+    features = channels * height * width
+    for hidden in spec["hidden"]:
+        plan += [("linear", (features, hidden)), ("relu", ())]
+        if spec["dropout"] > 0:
+            plan.append(("dropout", (spec["dropout"],)))
+        features = hidden
+    plan.append(("linear", (features, spec["num_classes"])))
+    return plan
+
+
+def parameter_shapes(plan):
+    """dict name -> shape of the parameters of a layer_plan's network, named
+    as Sequential names them (W1, b1 for the first layer with parameters, ...)."""
+    shapes = {}
+    weighted = [(kind, sizes) for kind, sizes in plan if kind in ("conv", "linear")]
+    for index, (kind, sizes) in enumerate(weighted, 1):
+        in_size, out_size = sizes[:2]
+        if kind == "conv":  # filters (out_channels, in_channels, k, k)
+            shapes[f"W{index}"] = (out_size, in_size, sizes[2], sizes[2])
+        else:  # a matrix (in_features, out_features), as the course's W1 (D, H)
+            shapes[f"W{index}"] = (in_size, out_size)
+        shapes[f"b{index}"] = (out_size,)
+    return shapes
+
+
+def check_model_size(spec):
+    """CommandError, before anything is allocated, when training the spec's
+    network needs more memory than the machine has: it keeps at least three
+    copies of the parameters (the parameters, their gradients, the best so far)."""
+    count = sum(math.prod(shape) for shape in parameter_shapes(layer_plan(spec)).values())
+    needed = 3 * count * np.dtype(spec["dtype"]).itemsize
+    try:
+        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows) or no such name
+        return
+    if needed > available:
+        raise CommandError(f"the network ({describe_model(spec)}) has {count:,} parameters: training "
+                           f"needs at least {needed / 2**30:,.1f} GiB, this machine has "
+                           f"{available / 2**30:,.1f} GiB (make --hidden or --filters smaller)")
 
 
 def build_model(spec, seed):
@@ -309,28 +497,15 @@ def build_model(spec, seed):
 
     layer_seeds = itertools.count(seed * 1000) if seed is not None else itertools.repeat(None)
     dtype = np.dtype(spec["dtype"]).type
-    channels, height, width = spec["input_shape"]
-    stack = []
-    if spec["model"] == "cnn":
-        k = spec["kernel_size"]
-        padding = (k - 1) // 2  # keeps the size for odd k
-        for filters in spec["filters"]:
-            height, width = height + 2 * padding - k + 1, width + 2 * padding - k + 1
-            if height < 2 or width < 2:
-                raise CommandError(f"--filters/--kernel-size: {len(spec['filters'])} conv-pool blocks "
-                                   f"do not fit {spec['input_shape'][1]}x{spec['input_shape'][2]} images")
-            stack += [layers.Conv2d(channels, filters, k, padding=padding, seed=next(layer_seeds), dtype=dtype),
-                      layers.ReLU(), layers.MaxPool2d(2)]
-            channels, height, width = filters, height // 2, width // 2
-    stack.append(layers.Flatten())
-    features = channels * height * width
-    for hidden in spec["hidden"]:
-        stack += [layers.Linear(features, hidden, seed=next(layer_seeds), dtype=dtype), layers.ReLU()]
-        if spec["dropout"] > 0:
-            stack.append(layers.Dropout(spec["dropout"], seed=next(layer_seeds)))
-        features = hidden
-    stack.append(layers.Linear(features, spec["num_classes"], seed=next(layer_seeds), dtype=dtype))
-    return Sequential(*stack, loss=layers.SoftmaxCrossEntropy())
+    make = {
+        "conv": lambda c_in, c_out, k, padding: layers.Conv2d(c_in, c_out, k, padding=padding,
+                                                             seed=next(layer_seeds), dtype=dtype),
+        "relu": layers.ReLU, "pool": lambda: layers.MaxPool2d(2), "flatten": layers.Flatten,
+        "linear": lambda d_in, d_out: layers.Linear(d_in, d_out, seed=next(layer_seeds), dtype=dtype),
+        "dropout": lambda p: layers.Dropout(p, seed=next(layer_seeds)),
+    }
+    return Sequential(*(make[kind](*sizes) for kind, sizes in layer_plan(spec)),
+                      loss=layers.SoftmaxCrossEntropy())
 
 
 def spec_path(model_path):
@@ -339,12 +514,15 @@ def spec_path(model_path):
 
 
 def save_model(path, model, spec, statistics):
-    """Save the parameters (model.save) and, next to them, the spec and the
-    normalisation statistics as JSON. Returns the files written."""
+    """Save the parameters (model.save) and, next to them, the spec, the
+    normalisation statistics and the parameters' SHA-256 as JSON: the two
+    files are two renames, and the digest makes a pair from different saves
+    (a crash between them, two runs saving to one name) a clear error at
+    load instead of new parameters read with an old description. Returns
+    the files written."""
     spec = dict(spec, mean=None if statistics is None else [float(v) for v in statistics[0]],
-                std=None if statistics is None else [float(v) for v in statistics[1]])
-    from .models import write_atomically
-
+                std=None if statistics is None else [float(v) for v in statistics[1]],
+                parameters_sha256=parameters_digest(model.params))
     model.save(path)
     sidecar = spec_path(path)
     write_atomically(sidecar, lambda f: f.write(json.dumps(spec, indent=1).encode()))
@@ -352,32 +530,134 @@ def save_model(path, model, spec, statistics):
 
 
 def load_model(path):
-    """(model, spec) from the files save_model wrote."""
-    if not os.path.isfile(path):
-        raise CommandError(f"model file not found: {path}")
+    """(model, spec) from the files save_model wrote, each checked before it
+    is used: the description field by field (check_spec), the parameter
+    file's headers against the shapes the description implies (before the
+    network is allocated), and the loaded parameters against the digest."""
     sidecar = spec_path(path)
+    spec = check_spec(read_spec(path, sidecar), sidecar)
+    plan = layer_plan(spec)
+    dtype = np.dtype(spec["dtype"])
+    expected = {name: types.SimpleNamespace(shape=shape, dtype=dtype)
+                for name, shape in parameter_shapes(plan).items()}
     try:
-        with open(sidecar) as f:
-            spec = json.load(f)
+        load_arrays(path, expected, read_data=False)
     except FileNotFoundError:
-        raise CommandError(f"{sidecar} not found: it describes the architecture of {path} "
-                           "(fastfc train --save writes both)") from None
-    except json.JSONDecodeError as exc:
-        raise CommandError(f"{sidecar}: not valid JSON ({exc})") from None
-    if not isinstance(spec, dict) or spec.get("format") != SPEC_FORMAT:
-        raise CommandError(f"{sidecar}: not a fastfc model description")
-    if spec.get("version") != SPEC_VERSION:
-        raise CommandError(f"{sidecar}: model description version {spec.get('version')}, "
-                           f"this fastfc reads version {SPEC_VERSION}")
-    try:
-        model = build_model(spec, seed=None)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CommandError(f"{sidecar}: bad model description ({exc})") from None
+        raise CommandError(f"model file not found: {path}") from None
+    except MismatchError as exc:
+        raise CommandError(f"{path} does not fit its description {sidecar}: {exc}") from None
+    except (ValueError, OSError) as exc:
+        raise CommandError(f"{path}: cannot load the parameters ({_reason(exc)})") from None
+    model = build_model(spec, seed=None)
     try:
         model.load(path)
-    except (ValueError, KeyError, OSError) as exc:
-        raise CommandError(f"{path}: cannot load the parameters ({exc})") from None
+    except (ValueError, OSError) as exc:
+        raise CommandError(f"{path}: cannot load the parameters ({_reason(exc)})") from None
+    if spec["parameters_sha256"] is not None and parameters_digest(model.params) != spec["parameters_sha256"]:
+        raise CommandError(f"{path} and {sidecar} come from different saves (the parameters' SHA-256 is not "
+                           f"the one the description records): save the model again")
     return model, spec
+
+
+def read_spec(path, sidecar):
+    """The parsed JSON of a model's sidecar file (not yet checked)."""
+    try:
+        with open_regular(sidecar) as f:
+            text = f.read(MAX_SPEC_BYTES + 1)
+    except FileNotFoundError:
+        if not os.path.exists(path):
+            raise CommandError(f"model file not found: {path}") from None
+        raise CommandError(f"{sidecar} not found: it describes the architecture of {path} "
+                           "(fastfc train --save writes both)") from None
+    except (ValueError, OSError) as exc:
+        raise CommandError(f"{sidecar}: cannot read the model description ({_reason(exc)})") from None
+    if len(text) > MAX_SPEC_BYTES:
+        raise CommandError(f"{sidecar}: larger than {MAX_SPEC_BYTES // 1024} KiB, not a model description")
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise CommandError(f"{sidecar}: not a model description (JSON nested too deep)") from None
+    except ValueError as exc:  # JSONDecodeError, bad UTF-8, an integer of too many digits
+        raise CommandError(f"{sidecar}: not valid JSON ({exc})") from None
+
+
+def _is_int(value, low=0, high=MAX_SIZE):
+    """Whether value is an int (not a bool) in [low, high] (high None: no bound)."""
+    return (isinstance(value, int) and not isinstance(value, bool) and low <= value
+            and (high is None or value <= high))
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_list(value, test, length=None, max_length=MAX_LAYERS):
+    return (isinstance(value, list) and (len(value) == length if length is not None else len(value) <= max_length)
+            and all(map(test, value)))
+
+
+def _is_name(value, max_length=MAX_NAME):
+    return isinstance(value, str) and 0 < len(value) <= max_length
+
+
+def _shown(value, width=60):
+    """repr(value), cut to about width characters."""
+    text = repr(value)
+    return text if len(text) <= width else text[:width] + "..."
+
+
+def check_spec(spec, sidecar):
+    """spec (parsed JSON) as a model description, every field checked for
+    its type, range, finiteness and length (and the shapes it implies kept
+    sane), before any of it sizes an allocation or reaches a result; a
+    CommandError naming the first bad field otherwise. Version 1
+    descriptions (no digest, pixel scale or input range) get the values
+    every version 1 model had. Returns the checked spec."""
+    if not isinstance(spec, dict) or spec.get("format") != SPEC_FORMAT:
+        raise CommandError(f"{sidecar}: not a fastfc model description")
+    if spec.get("version") not in READABLE_SPEC_VERSIONS:
+        raise CommandError(f"{sidecar}: model description version {_shown(spec.get('version'))}, "
+                           f"this fastfc reads versions {', '.join(map(str, READABLE_SPEC_VERSIONS))}")
+    spec = dict(spec)
+
+    def require(field, test, what):
+        if not test(spec.get(field)):
+            raise CommandError(f"{sidecar}: bad model description: {field!r} must be {what}, "
+                               f"got {_shown(spec.get(field))}")
+
+    require("model", lambda v: isinstance(v, str) and v in MODELS, f"one of {', '.join(MODELS)}")
+    require("dataset", lambda v: isinstance(v, str) and v in DATASETS, f"one of {', '.join(DATASETS)}")
+    require("dtype", lambda v: isinstance(v, str) and v in DTYPES, f"one of {', '.join(DTYPES)}")
+    require("input_shape", lambda v: _is_list(v, lambda n: _is_int(n, 1), 3), "[channels, height, width]")
+    require("num_classes", lambda v: _is_int(v, 2), f"an integer from 2 to {MAX_SIZE}")
+    count = spec["num_classes"]
+    require("hidden", lambda v: _is_list(v, lambda n: _is_int(n, 1)), "a list of layer widths")
+    require("filters", lambda v: _is_list(v, lambda n: _is_int(n, 1)) and (v == [] or spec["model"] == "cnn"),
+            "a list of filter counts (empty for an mlp)")
+    require("kernel_size", lambda v: _is_int(v, 1), "a positive integer")
+    require("dropout", lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)")
+    require("class_names", lambda v: _is_list(v, _is_name, count), f"{count} class names")
+    require("classes", lambda v: v is None or _is_list(v, _is_name, count), f"null or {count} class names")
+    require("val_size", lambda v: v is None or _is_int(v, 1), "null or a positive integer")
+    require("seed", lambda v: _is_int(v, 0, None), "a non-negative integer")
+    require("data_dir", lambda v: v is None or _is_name(v, MAX_PATH), "null or a directory name")
+    require("normalize", lambda v: isinstance(v, bool), "true or false")
+    channels = spec["input_shape"][0]
+    if spec["normalize"]:
+        require("mean", lambda v: _is_list(v, _is_number, channels), f"{channels} finite numbers")
+        require("std", lambda v: _is_list(v, lambda x: _is_number(x) and x > 0, channels),
+                f"{channels} finite numbers > 0")
+    else:
+        require("mean", lambda v: v is None, "null (the model is not normalized)")
+        require("std", lambda v: v is None, "null (the model is not normalized)")
+    if spec["version"] == 1:
+        spec.update(pixel_max=RAW_PIXEL_MAX[spec["dataset"]], input_range=[0.0, 1.0], parameters_sha256=None)
+        return spec
+    require("pixel_max", lambda v: _is_number(v) and v > 0, "a number > 0")
+    require("input_range", lambda v: _is_list(v, _is_number, 2) and v[0] < v[1], "[low, high] with low < high")
+    require("parameters_sha256", lambda v: isinstance(v, str) and re.fullmatch("[0-9a-f]{64}", v),
+            "64 hexadecimal digits")
+    return spec
 
 
 def prepare(data, spec_or_args, statistics=None):
@@ -444,19 +724,45 @@ def format_epoch(record, num_epochs):
             f"{record.get('samples_per_s', 0):,.0f} samples/s  {record.get('seconds', 0):.2f} s")
 
 
-def write_history(args, solver, title):
-    """The --log CSV files and the --plot PNG; returns the paths written."""
-    written = []
-    if args.log:
-        written += plotting.write_history_csv(args.log, solver.epoch_history, solver.loss_history)
-    if args.plot:
+def history_writes(args, solver, title):
+    """The --log CSV files and the --plot PNG, as write_outputs writes."""
+    def write_log(path):
+        return plotting.write_history_csv(path, solver.epoch_history, solver.loss_history)
+
+    def write_plot(path):
         try:
-            plotting.plot_history(args.plot, solver.loss_history, solver.epoch_history, title=title)
-            written.append(args.plot)
+            plotting.plot_history(path, solver.loss_history, solver.epoch_history, title=title)
         except plotting.MissingMatplotlibError:
             print(f"fastfc: --plot needs matplotlib, which is not installed: {plotting.PLOT_INSTALL_HINT} "
                   f"(the run is not affected; --log writes the history as CSV)", file=sys.stderr)
-    return written
+            return []
+        return [path]
+    return [("--log", args.log, write_log), ("--plot", args.plot, write_plot)]
+
+
+def history_outputs(args):
+    """The files history_writes may write, as check_output_paths outputs."""
+    if args.log is None:
+        return [("--plot", args.plot, False)]
+    return [("--log", args.log, False), ("--log's per-iteration losses", plotting.iteration_log_path(args.log), False),
+            ("--plot", args.plot, False)]
+
+
+def data_files(dataset, data_dir):
+    """The files a data set's loader may read in data_dir, as
+    check_output_paths inputs (an output must not overwrite them)."""
+    if data_dir is None or dataset not in ("mnist", "fashion-mnist", "cifar10"):
+        return []
+    directory = os.path.expanduser(data_dir)
+    if dataset == "cifar10":
+        names = [*datasets._CIFAR_TRAIN_FILES, datasets._CIFAR_TEST_FILE]
+        directories = [directory, os.path.join(directory, "cifar-10-batches-py")]
+    else:  # the names load_mnist tries: hyphen or dot before idx, gzipped or not
+        stems = [variant for stem in datasets._MNIST_FILES.values()
+                 for variant in (stem, stem.replace("-idx", ".idx"))]
+        names = [stem + suffix for stem in stems for suffix in ("", ".gz")]
+        directories = [directory]
+    return [(f"a {dataset} file", os.path.join(d, name)) for d in directories for name in names]
 
 
 def _evaluate(model, X, y, batch_size=256):
@@ -488,11 +794,13 @@ def add_train_parser(subparsers):
 
 def run_train(args):
     check_training_args(args)
-    check_output_paths(args.save, args.plot, args.log)
+    check_output_paths(model_outputs("--save", args.save) + history_outputs(args),
+                       inputs=data_files(args.dataset, args.data_dir))
     configure_threads(args)
     data, class_names = load_data(args.dataset, args.data_dir, args.classes, args.val_size, args.seed)
     prepared, statistics = prepare(data, args)
     spec = model_spec(args, data, class_names)
+    check_model_size(spec)
     model = build_model(spec, args.seed)
 
     def print_epoch(solver, record):
@@ -504,25 +812,33 @@ def run_train(args):
         sizes = ", ".join(f"{len(prepared[f'y_{s}'])} {s}" for s in datasets.SPLITS)
         print(f"{args.dataset}: {sizes}; {len(class_names)} classes; "
               f"model {describe_model(spec)}", flush=True)
-    interrupted = False
+    stopped = None  # why training ended early: KeyboardInterrupt or the FloatingPointError
     try:
         solver.train()
-    except KeyboardInterrupt:
-        interrupted = True
-    written = save_model(args.save, model, spec, statistics) if args.save else []
-    written += write_history(args, solver, title=f"{args.dataset} {describe_model(spec)}")
-    if interrupted:
-        epochs_done = len(solver.epoch_history)
+    except (KeyboardInterrupt, FloatingPointError) as exc:
+        stopped = exc
+    # Until an epoch has ended the parameters are untrained: never save them
+    # (over an earlier run's model, possibly).
+    epochs_done = len(solver.epoch_history)
+    writes = [("--save", args.save, lambda path: save_model(path, model, spec, statistics))] if epochs_done else []
+    written, failures = write_outputs(writes + history_writes(args, solver, f"{args.dataset} {describe_model(spec)}"))
+    if stopped is not None:
         saved = f"; saved {', '.join(written)}" if written else ""
-        print(f"fastfc: interrupted after {epochs_done} epoch{'s' if epochs_done != 1 else ''} "
-              f"(best val acc {solver.best_val_acc:.2%}){saved}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        if args.save and not epochs_done:
+            saved += f"; {args.save} not written: no epoch finished (an existing file is left as it was)"
+        if isinstance(stopped, KeyboardInterrupt):
+            print(f"fastfc: interrupted after {epochs_done} epoch{'s' if epochs_done != 1 else ''} "
+                  f"(best val acc {solver.best_val_acc:.2%}){saved}", file=sys.stderr)
+        else:
+            print(f"fastfc: error: {str(stopped).splitlines()[0]}{saved}", file=sys.stderr)
+        report_failures(failures)
+        return EXIT_INTERRUPTED if isinstance(stopped, KeyboardInterrupt) else EXIT_ERROR
     test_loss, test_acc = _evaluate(model, prepared["X_test"], prepared["y_test"])
     print(f"test accuracy {test_acc:.2%} (loss {test_loss:.4f}, {len(prepared['y_test'])} samples; "
           f"best val acc {solver.best_val_acc:.2%})")
     for path in written:
         print(f"saved {path}")
-    return 0
+    return report_failures(failures)
 
 
 def describe_model(spec):
@@ -544,13 +860,20 @@ def _check_input_shape(X, spec, where):
                            f"{tuple(spec['input_shape'])}")
 
 
-def _model_data(args, spec):
-    """The split asked for, of the model's classes, prepared as the model was
-    trained (its own statistics)."""
+def _model_data_source(args, spec):
+    """(data set, directory) of the data a saved model is run on: the
+    command line's, else the model's own."""
     dataset = args.dataset or spec["dataset"]
     data_dir = args.data_dir
     if data_dir is None and dataset == spec["dataset"]:
         data_dir = spec.get("data_dir")
+    return dataset, data_dir
+
+
+def _model_data(args, spec):
+    """The split asked for, of the model's classes, prepared as the model was
+    trained (its own statistics)."""
+    dataset, data_dir = _model_data_source(args, spec)
     val_size = args.val_size if args.val_size is not None else spec["val_size"]
     data, _ = load_data(dataset, data_dir, spec["classes"], val_size, spec["seed"])
     statistics = None if spec["mean"] is None else (np.array(spec["mean"], np.float32),
@@ -598,36 +921,76 @@ def add_predict_parser(subparsers):
     parser.add_argument("--input", metavar="FILE",
                         help=".npy array (N, C, H, W) or (N, C*H*W), or .csv with one flattened image "
                              "per row; pixel values are divided by --pixel-max")
-    parser.add_argument("--pixel-max", type=positive_float, default=1.0, metavar="V",
-                        help="the value of a white pixel in --input (e.g. 255 for bytes; default: 1)")
+    parser.add_argument("--pixel-max", type=positive_float, metavar="V",
+                        help="the value of a white pixel in --input (default: for integer arrays the "
+                             "model's data set's, e.g. 255 for MNIST or CIFAR-10 bytes, 16 for digits; "
+                             "1 for floats)")
     parser.add_argument("--output", metavar="FILE.csv", help="write the predictions here instead of stdout")
     parser.set_defaults(run=run_predict)
 
 
+def _read_csv(path):
+    """The numbers of a CSV file, one row per image, as float32 (N, D)."""
+    with open_regular(path) as f:
+        try:
+            return np.loadtxt(io.TextIOWrapper(f, encoding="utf-8"), delimiter=",", dtype=np.float32, ndmin=2)
+        except ValueError as exc:  # also UnicodeDecodeError
+            raise ValueError(f"{path}: {exc}") from None
+
+
 def _read_images(path, spec, pixel_max):
-    """Images from a .npy or .csv file, as (N, C, H, W) float32 in [0, 1]."""
-    if not os.path.isfile(path):
-        raise CommandError(f"--input file not found: {path}")
+    """Images from a .npy or .csv file, as (N, C, H, W) float32 on the
+    training images' scale: divided by pixel_max, by default the data set's
+    white value for integers (the training images were divided by it) and
+    1 for floats (taken as already scaled). Images far outside the range of
+    the training images (wrong scale, NaN) are refused: the model would
+    answer, wrongly."""
     try:
-        if path.endswith(".npy"):
-            X = np.load(path, allow_pickle=False)
-        else:
-            X = np.loadtxt(path, delimiter=",", dtype=np.float32, ndmin=2)
-    except ValueError as exc:
-        raise CommandError(f"{path}: cannot read images ({exc})") from None
+        with open_regular(path) as f:  # .npy (or a mistaken .npz) by content, whatever the name
+            binary = f.read(len(np.lib.format.MAGIC_PREFIX)).startswith((np.lib.format.MAGIC_PREFIX, b"PK"))
+        X = read_array(path) if binary else _read_csv(path)
+    except FileNotFoundError:
+        raise CommandError(f"--input file not found: {path}") from None
+    except (ValueError, OSError) as exc:
+        raise CommandError(f"--input: cannot read images: {_reason(exc)}") from None
     if X.dtype.kind not in "uif":
         raise CommandError(f"{path}: expected numbers, got an array of {X.dtype}")
     shape = tuple(spec["input_shape"])
     if X.shape == shape:
         X = X[None]
-    elif X.ndim == 2 and X.shape[1] == int(np.prod(shape)):
+    elif X.ndim == 2 and X.shape[1] == math.prod(shape):
         X = X.reshape((-1,) + shape)
     _check_input_shape(X, spec, path)
-    return np.asarray(X, dtype=np.float32) / np.float32(pixel_max)
+    if len(X) == 0:
+        raise CommandError(f"{path}: holds no images")
+    if pixel_max is None:
+        pixel_max = spec["pixel_max"] if X.dtype.kind in "ui" else 1
+    X = np.asarray(X, dtype=np.float32) / np.float32(pixel_max)
+    low, high = float(X.min()), float(X.max())
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise CommandError(f"{path}: holds NaN or infinite pixel values")
+    trained_low, trained_high = spec["input_range"]
+    margin = trained_high - trained_low  # "far outside": beyond a whole range width
+    if low < trained_low - margin or high > trained_high + margin:
+        raise CommandError(f"{path}: pixel values from {low:g} to {high:g} once divided by {pixel_max:g}, far "
+                           f"outside the {trained_low:g} to {trained_high:g} of the training images: give "
+                           f"--pixel-max, the value of a white pixel in the file")
+    return X
+
+
+# What a spreadsheet takes for the start of a formula in a CSV cell.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_text(text):
+    """text for a CSV cell that a spreadsheet shows as text: one starting
+    like a formula gets a leading apostrophe."""
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
 def run_predict(args):
-    check_output_paths(args.output)
+    inputs = [("--model", args.model), ("--model's description", spec_path(args.model)), ("--input", args.input)]
+    check_output_paths([("--output", args.output, False)], inputs + data_files(args.dataset, args.data_dir))
     configure_threads(args)
     model, spec = load_model(args.model)
     if args.input is not None:
@@ -636,6 +999,8 @@ def run_predict(args):
             X = datasets.standardize(X, spec["mean"], spec["std"])
         X = X.astype(spec["dtype"])
     else:
+        if args.output is not None:  # the model's data directory is known now
+            refuse_overwriting("--output", args.output, data_files(*_model_data_source(args, spec)))
         X, _ = _model_data(args, spec)
     model.eval()
     scores = np.concatenate([model.loss(X[i:i + 256]) for i in range(0, len(X), 256)]).astype(np.float64)
@@ -648,7 +1013,8 @@ def run_predict(args):
         writer = csv.writer(out)
         writer.writerow(("index", "label", "class", "probability"))
         for i, label in enumerate(labels):
-            writer.writerow((i, int(label), spec["class_names"][label], f"{probabilities[i, label]:.4f}"))
+            writer.writerow((i, int(label), csv_text(spec["class_names"][label]),
+                             f"{probabilities[i, label]:.4f}"))
     finally:
         if args.output:
             out.close()
@@ -691,28 +1057,33 @@ def _log_uniform(rng, low, high):
     """A draw from [low, high] uniform in log scale (low itself when the range is a point)."""
     if low == high:
         return low
-    if low <= 0:
-        raise CommandError(f"a log-uniform range needs LOW > 0, got {low}")
     return float(math.exp(rng.uniform(math.log(low), math.log(high))))
 
 
-def sample_trials(args, count):
-    """count hyperparameter draws from a generator seeded by --seed."""
+def check_search_args(args):
+    """The checks of search options that argparse cannot make."""
     if args.dropout_range[1] >= 1:
         raise CommandError("--dropout-range: dropout must stay below 1")
     if not args.hidden_choices:
         raise CommandError("--hidden-choices: give at least one width")
+    for bound in (args.lr_range, args.weight_decay_range):
+        if bound[0] <= 0 < bound[1]:
+            raise CommandError(f"a log-uniform range needs LOW > 0, got {bound[0]}")
+
+
+def sample_trials(args, count):
+    """count hyperparameter draws from a generator seeded by --seed, drawn
+    one at a time as the search asks for them (so that --trials 1000000000
+    starts at once and never holds more than the trials run)."""
     depth = len(args.hidden if args.hidden is not None else MODEL_DEFAULTS[args.model]["hidden"])
     rng = np.random.default_rng(args.seed)
-    trials = []
     for _ in range(count):
-        trials.append(dict(
+        yield dict(
             lr=_log_uniform(rng, *args.lr_range),
             weight_decay=_log_uniform(rng, *args.weight_decay_range),
             hidden=[int(rng.choice(args.hidden_choices))] * depth,
             dropout=float(rng.uniform(*args.dropout_range)),
-        ))
-    return trials
+        )
 
 
 def _trial_args(args, trial):
@@ -728,8 +1099,9 @@ def run_trial(args, trial, data, prepared, class_names):
     so it ranks last, instead of ending the search.
     """
     trial_args = _trial_args(args, trial)
-    solver = make_solver(build_model(model_spec(trial_args, data, class_names), args.seed),
-                         prepared, trial_args)
+    spec = model_spec(trial_args, data, class_names)
+    check_model_size(spec)
+    solver = make_solver(build_model(spec, args.seed), prepared, trial_args)
     start = time.perf_counter()
     try:
         solver.train()
@@ -750,18 +1122,20 @@ def write_trial_log(path, ranked):
         writer.writerow(columns)
         for t in ranked:
             writer.writerow(["-".join(map(str, t[c])) if c == "hidden" else t[c] for c in columns])
+    return [path]
 
 
 def run_search(args):
     check_training_args(args)
-    check_output_paths(args.save, args.log)
-    trials = sample_trials(args, args.trials)
+    check_search_args(args)
+    check_output_paths(model_outputs("--save", args.save) + [("--log", args.log, False)],
+                       inputs=data_files(args.dataset, args.data_dir))
     configure_threads(args)
     data, class_names = load_data(args.dataset, args.data_dir, args.classes, args.val_size, args.seed)
     prepared, statistics = prepare(data, args)
     finished = []
     try:
-        for number, trial in enumerate(trials, 1):
+        for number, trial in enumerate(sample_trials(args, args.trials), 1):
             trial["number"] = number
             run_trial(args, trial, data, prepared, class_names)
             finished.append(trial)
@@ -773,17 +1147,16 @@ def run_search(args):
     ranked = sorted(finished, key=lambda t: (-t["val_acc"], t["number"]))
     if ranked:
         print_trial_table(ranked)
-    written = []
-    if args.log:
-        write_trial_log(args.log, ranked)
-        written.append(args.log)
-    if len(finished) < len(trials):
+    written, failures = write_outputs([("--log", args.log, lambda path: write_trial_log(path, ranked))])
+    if len(finished) < args.trials:
         saved = f"; saved {', '.join(written)}" if written else ""
-        print(f"fastfc: search interrupted after {len(finished)} of {len(trials)} trials{saved}",
+        print(f"fastfc: search interrupted after {len(finished)} of {args.trials} trials{saved}",
               file=sys.stderr)
+        report_failures(failures)
         return EXIT_INTERRUPTED
     best = ranked[0]
     if best["diverged"]:
+        report_failures(failures)
         raise CommandError("every trial diverged (NaN or infinite loss): try a lower --lr-range")
 
     best_args = _trial_args(args, best)
@@ -795,11 +1168,11 @@ def run_search(args):
     test_loss, test_acc = _evaluate(model, prepared["X_test"], prepared["y_test"])
     print(f"best: trial {best['number']} retrained for {args.final_epochs} epochs: val acc "
           f"{solver.best_val_acc:.2%}, test accuracy {test_acc:.2%} (loss {test_loss:.4f})")
-    if args.save:
-        written += save_model(args.save, model, spec, statistics)
-    for path in written:
+    saved, save_failures = write_outputs([("--save", args.save,
+                                           lambda path: save_model(path, model, spec, statistics))])
+    for path in written + saved:
         print(f"saved {path}")
-    return 0
+    return report_failures(failures + save_failures)
 
 
 def format_trial(trial):
@@ -859,16 +1232,42 @@ def build_parser():
     return parser
 
 
+def _terminate(signum, frame):
+    """SIGTERM does what Ctrl-C would do at this moment: during training, stop
+    at the next batch and save; elsewhere, KeyboardInterrupt."""
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler):
+        handler(signal.SIGINT, frame)
+    else:  # SIGINT ignored or left to the system (e.g. a background job)
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c():
+    """Handle SIGTERM with _terminate while the block runs (only where
+    nothing else handles it: its default action kills without saving)."""
+    install = (threading.current_thread() is threading.main_thread()
+               and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)
+    if install:
+        signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        if install:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def main(argv=None):
     """Run the command line; returns the exit status."""
     show_traceback = os.environ.get("FASTFC_TRACEBACK", "") not in ("", "0")
     try:
-        parser = build_parser()
-        args = parser.parse_args(argv)
-        if args.command is None:
-            parser.print_help()
-            return EXIT_USAGE
-        return args.run(args)
+        with _sigterm_as_ctrl_c():
+            parser = build_parser()
+            args = parser.parse_args(argv)
+            if args.command is None:
+                parser.print_help()
+                return EXIT_USAGE
+            return args.run(args)
     except UsageError as exc:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
@@ -880,9 +1279,12 @@ def main(argv=None):
         # point stdout at devnull so the interpreter's final flush cannot fail.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_ERROR
-    except (CommandError, ValueError, TypeError, OSError, FloatingPointError) as exc:
+    except (CommandError, ValueError, TypeError, OSError, FloatingPointError, OverflowError,
+            MemoryError) as exc:
         if show_traceback:
             raise
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, MemoryError):
+            message = f"out of memory ({message})"
         print(f"fastfc: error: {message}", file=sys.stderr)
         return EXIT_ERROR

@@ -26,6 +26,8 @@ import zlib
 
 import numpy as np
 
+from .io import open_regular
+
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
 FASHION_MNIST_CLASSES = ("t-shirt/top", "trouser", "pullover", "dress", "coat",
@@ -249,10 +251,10 @@ def _find_mnist_file(directory, stem):
 def _read_file_bytes(path):
     """The whole content of path, un-gzipped when its name ends in .gz."""
     if not path.endswith(".gz"):
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             return f.read()
     try:
-        with gzip.open(path, "rb") as f:
+        with open_regular(path) as raw, gzip.GzipFile(fileobj=raw) as f:
             return f.read()
     except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
         raise ValueError(f"{path}: damaged or truncated gzip file ({exc})") from exc
@@ -363,7 +365,7 @@ def _read_cifar_batch(path):
     """(images (N, 3, 32, 32) uint8, labels (N,) int64) of one python-version batch file."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"CIFAR-10 file not found: {path}")
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         try:
             # The batches were pickled by Python 2: their str become bytes here.
             batch = _NumpyArrayUnpickler(f, encoding="bytes").load()

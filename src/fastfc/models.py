@@ -16,188 +16,23 @@ built for you. Parameter names are the course's: W1, b1 for the first layer
 with parameters, W2, b2 for the second, and so on.
 
 save(path) writes the parameters to a plain .npz (one array per name);
-load(path) reads them back without unpickling anything.
+load(path) reads them back without unpickling anything (fastfc.io holds the
+file format).
 """
 import contextlib
 import inspect
-import io
 import numbers
-import os
-import secrets
-import stat
-import tokenize
-import zipfile
-import zlib
 
 import numpy as np
 
-from .parameter import ParameterArrays
+# The file format lives in fastfc.io; these names stay importable from here.
+from .io import load_arrays, save_arrays, write_atomically
 from .layers import (BatchNorm1d, Conv2d, Dropout, Flatten, Layer, LayerNorm, Linear, MaxPool2d,
                      ReLU, SoftmaxCrossEntropy, _generator, _positive_int)
+from .parameter import ParameterArrays
 
 __all__ = ["Sequential", "TwoLayerNet", "FullyConnectedNet", "ConvNet", "save_arrays", "load_arrays",
            "write_atomically"]
-
-
-def write_atomically(path, write):
-    """Write a file so that a failure midway (a crash, a full disk) leaves any
-    old file at path as it was: write(f) fills a temporary binary file in the
-    same directory, which is flushed to disk and then renamed over path. The
-    new file gets the usual permissions (0o666 less the umask).
-
-    Inputs:
-    - path: the file to write
-    - write: callable(f) writing the contents to the binary file object f
-    """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    temporary = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    # O_EXCL: never write through a file (or link) someone else put there; the
-    # 0o666 mode lets the kernel apply the umask, as open() would.
-    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(handle, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(temporary)
-        raise
-
-
-def save_arrays(path, arrays):
-    """Write arrays (dict name -> array) to path as an uncompressed .npz,
-    atomically (see write_atomically). path is used as given (no '.npz' is
-    appended)."""
-    write_atomically(path, lambda f: np.savez(f, **arrays))
-
-
-# numpy's .npy header readers trust the header's length field (up to 4 GiB in
-# version 2.0) and read that much before checking it, so headers are parsed
-# from a bounded prefix of each member. 10000 is numpy's own max_header_size.
-_MAX_NPY_HEADER = 10_000
-_NPY_PREFIX = np.lib.format.MAGIC_LEN + 4 + _MAX_NPY_HEADER  # magic, version, length, header
-_NPY_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0,
-                       (2, 0): np.lib.format.read_array_header_2_0}
-# What np.savez and np.savez_compressed write; anything else (bzip2, lzma,
-# encryption) is refused before zipfile tries it.
-_ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
-_ZIP_ENCRYPTED = 0x1  # general purpose flag bit 0
-# What zipfile, zlib and numpy's header parser raise on damaged or hostile
-# bytes (OSError: zipfile seeks wherever a damaged directory points, EINVAL
-# when that is before the start). The file itself is opened outside their
-# reach, so a missing, unreadable or directory path keeps its
-# FileNotFoundError, PermissionError or IsADirectoryError.
-_DAMAGE = (zipfile.BadZipFile, EOFError, OSError, ValueError, OverflowError, NotImplementedError,
-           zlib.error)
-
-
-class _Mismatch(Exception):
-    """A sound parameter file that does not fit the model: load_arrays reports
-    its message as it is, not as damage."""
-
-
-def load_arrays(path, expected):
-    """The arrays of the .npz at path, checked against expected (dict name ->
-    array): the same names, shapes and dtypes, else a ValueError naming the
-    first mismatch. A damaged or hostile file (truncated, corrupted, not an
-    .npz, holding Python objects) is a ValueError naming path. Never
-    unpickles, and allocates no more than expected's arrays (and a 10 KB
-    header prefix per member): each member's shape and dtype are checked from
-    its .npy header before its data is read.
-    Returns dict name -> array."""
-    path = os.fspath(path)
-    with open(path, "rb") as f:
-        # zipfile would read a device such as /dev/zero until memory runs out.
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            raise _not_a_parameter_file(path, "not a regular file")
-        if f.read(len(np.lib.format.MAGIC_PREFIX)) == np.lib.format.MAGIC_PREFIX:
-            raise _not_a_parameter_file(path, "it holds a single array, not an .npz of named parameters")
-        f.seek(0)
-        try:
-            with zipfile.ZipFile(f) as archive:
-                return _read_npz(archive, expected, path)
-        except _Mismatch as exc:
-            raise ValueError(str(exc)) from None
-        except _DAMAGE as exc:
-            raise _not_a_parameter_file(path, exc) from None
-
-
-_READ_CHUNK = 1 << 20  # bytes of a member read at a time
-
-
-def _not_a_parameter_file(path, reason):
-    return ValueError(f"{path} is not a parameter file written by save ({reason})")
-
-
-def _read_npz(archive, expected, path):
-    """load_arrays from the open zipfile archive: _Mismatch where the file does
-    not fit expected, ValueError (or another _DAMAGE) where it is damaged."""
-    # Member names as np.load gives them: np.savez stores "W1" as "W1.npy".
-    members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
-    missing = [name for name in expected if name not in members]
-    unexpected = sorted(set(members) - set(expected))
-    if missing or unexpected:
-        raise _Mismatch(f"{path} does not match the model: "
-                        + "; ".join(filter(None, [
-                            missing and f"missing parameters {missing}",
-                            unexpected and f"unexpected parameters {unexpected}"])))
-    loaded = {}
-    for name, want in expected.items():
-        info = members[name]
-        if info.compress_type not in _ZIP_METHODS or info.flag_bits & _ZIP_ENCRYPTED:
-            raise ValueError(f"member {info.filename!r} is encrypted or compressed in a way "
-                             "np.savez never writes")
-        with archive.open(info) as member:
-            head = io.BytesIO(member.read(_NPY_PREFIX))
-            shape, fortran_order, dtype = _read_npy_header(head, info.filename)
-            if dtype.hasobject:
-                raise ValueError(f"member {info.filename!r} holds Python objects, which loading "
-                                 "never unpickles")
-            if shape != want.shape:
-                raise _Mismatch(f"parameter {name!r} has shape {shape} in {path} but "
-                                f"{want.shape} in the model")
-            if dtype != want.dtype:
-                raise _Mismatch(f"parameter {name!r} is {dtype} in {path} but "
-                                f"{want.dtype} in the model")
-            # Sized by the model (which the header has just matched), never by the file.
-            buffer = np.empty(shape[::-1] if fortran_order else shape, dtype)
-            raw = buffer.reshape(-1).view(np.uint8)
-            filled = head.readinto(raw)
-            # In chunks: zipfile's readinto reads the whole request into a
-            # temporary bytes object first, doubling the peak for a big array.
-            while filled < raw.size:
-                chunk = member.read(min(_READ_CHUNK, raw.size - filled))
-                if not chunk:
-                    break
-                raw[filled:filled + len(chunk)] = np.frombuffer(chunk, np.uint8)
-                filled += len(chunk)
-            if filled < raw.size:
-                raise ValueError(f"member {info.filename!r} holds {filled} of the {raw.size} "
-                                 "data bytes its header describes")
-            # Reading to the member's end also makes zipfile verify its CRC.
-            if head.read(1) or member.read(1):
-                raise ValueError(f"member {info.filename!r} has bytes after its array")
-        loaded[name] = buffer.T if fortran_order else buffer
-    return loaded
-
-
-def _read_npy_header(head, filename):
-    """(shape, fortran_order, dtype) from the .npy header at the start of the
-    bytes file head (member filename); ValueError if it is not one."""
-    version = np.lib.format.read_magic(head)
-    if version not in _NPY_HEADER_READERS:
-        raise ValueError(f"member {filename!r} is .npy version {version[0]}.{version[1]}, "
-                         "np.savez writes 1.0 or 2.0 for numbers")
-    try:
-        return _NPY_HEADER_READERS[version](head, max_header_size=_MAX_NPY_HEADER)
-    # Besides its ValueErrors, numpy's parser lets through what tokenize,
-    # ast.literal_eval (on a header nested too deep) and np.dtype raise.
-    except (SyntaxError, tokenize.TokenError, RecursionError, MemoryError) as exc:
-        raise ValueError(f"member {filename!r} has a .npy header numpy cannot parse "
-                         f"({type(exc).__name__})") from None
 
 
 def check_samples(X, y=None):

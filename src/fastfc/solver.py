@@ -21,7 +21,7 @@ import numpy as np
 from . import functional as F
 from . import optim
 from .layers import _generator
-from .models import check_batch_size, check_samples, save_arrays
+from .models import Sequential, check_batch_size, check_samples, save_arrays
 from .parameter import Parameter
 
 __all__ = ["Solver", "evaluate"]
@@ -173,6 +173,7 @@ class Solver:
       lines unless on_epoch_end is given); False: the Solver prints nothing
     - checkpoint_name: path of an .npz ('.npz' appended when missing) that
       holds the best parameters, rewritten when they improve and on Ctrl-C
+      (not before the first epoch has ended)
     - seed: int or np.random.Generator for shuffling, subsampling and augment;
       None: a generator seeded from NumPy's global one (as fastfc.layers do),
       so np.random.seed makes an unseeded run reproducible
@@ -219,6 +220,7 @@ class Solver:
             weight_decay = config.pop("weight_decay")
         self.weight_decay = _nonnegative("weight_decay", weight_decay)
         self._named = self._named_parameters()
+        self._loss_into_grads = self._fast_loss()
         self._groups = self._param_groups()
         self._set_up_update(update_rule, config)
         self._reset()
@@ -258,6 +260,17 @@ class Solver:
             named[name] = Parameter(array, name)
             self.model.params[name] = named[name].data  # the same array from now on
         return named
+
+    def _fast_loss(self):
+        """The model's no-copy loss (a Sequential's _loss_into_grads, which
+        leaves the gradients in its Parameters), or None where the model's
+        loss() is its own: a subclass or instance that overrides loss (to
+        log, filter or change it) is trained through what it wrote."""
+        model = self.model
+        if not isinstance(model, Sequential) or "loss" in vars(model) \
+                or type(model).loss is not Sequential.loss:
+            return None
+        return model._loss_into_grads
 
     def _param_groups(self):
         if hasattr(self.model, "param_groups"):
@@ -320,9 +333,8 @@ class Solver:
 
     def _step(self, X_batch, y_batch):
         """Loss and gradients of the batch, then the update. Returns the loss."""
-        if hasattr(self.model, "_loss_into_grads"):
-            # A Sequential leaves the gradients in its Parameters: no copies.
-            loss = self.model._loss_into_grads(X_batch, y_batch)
+        if self._loss_into_grads is not None:
+            loss = self._loss_into_grads(X_batch, y_batch)
         else:
             loss, grads = self.model.loss(X_batch, y_batch)
             for name, p in self._named.items():
@@ -371,7 +383,10 @@ class Solver:
             np.copyto(p.data, self.best_params[name])
 
     def _write_checkpoint(self):
-        if self.checkpoint_name is None:
+        """Saves best_params, once an epoch has ended: before that they are
+        the initial parameters, which must never replace a checkpoint of
+        an earlier run (Ctrl-C during the first epoch writes nothing)."""
+        if self.checkpoint_name is None or self.epoch == 0:
             return
         path = str(self.checkpoint_name)
         save_arrays(path if path.endswith(".npz") else path + ".npz", self.best_params)

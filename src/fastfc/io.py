@@ -1,0 +1,429 @@
+"""Files: opening only regular files, atomic writes, and parameter files.
+
+    with open_regular(path) as f: ...           # a FIFO or device is refused, never read
+    save_arrays("model.npz", {"W1": W1, ...})   # atomic; an existing file keeps its mode
+    arrays = load_arrays("model.npz", expected) # checked against expected, never unpickled
+    check_output_path("model.npz")              # before a long run: will the save work?
+
+A parameter file is a plain uncompressed .npz (np.savez's format), read back
+without unpickling and without allocating more than the arrays expected.
+fastfc.models imports these names (Sequential.save/load use them).
+"""
+import contextlib
+import errno
+import hashlib
+import io
+import os
+import re
+import secrets
+import stat
+import struct
+import time
+import tokenize
+import zipfile
+import zlib
+
+import numpy as np
+
+__all__ = ["open_regular", "write_atomically", "check_output_path", "save_arrays", "load_arrays",
+           "MismatchError", "read_array", "parameters_digest"]
+
+# ---------------------------------------------------------------- reading
+
+
+def open_regular(path):
+    """path opened for binary reading, refusing anything but a regular file.
+
+    The file is opened non-blocking first, so that a FIFO (whose open would
+    wait for a writer) or a device (/dev/zero, read until memory runs out)
+    is refused by its type before any read. Raises FileNotFoundError,
+    PermissionError or IsADirectoryError as open() would, and ValueError
+    naming path for any other kind of file.
+    """
+    path = os.fspath(path)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    handle = os.open(path, flags | getattr(os, "O_BINARY", 0))
+    try:
+        mode = os.fstat(handle).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+        if not stat.S_ISREG(mode):
+            raise ValueError(f"{path} is not a regular file (a {_kind(mode)}): refusing to read it")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(handle, True)
+        return os.fdopen(handle, "rb")
+    except BaseException:
+        os.close(handle)
+        raise
+
+
+def _kind(mode):
+    """What a non-regular file is, in words."""
+    kinds = ((stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+             (stat.S_ISSOCK, "socket"), (stat.S_ISDIR, "directory"))
+    return next((name for test, name in kinds if test(mode)), "special file")
+
+
+# ---------------------------------------------------------------- writing
+
+# Import time stands for the process's start: a temporary file last written
+# before it cannot be one this process, or a writer still writing, owns.
+_STARTED = time.time()
+_TOKEN_BYTES = 4  # random bytes in a temporary name (hex: twice as many characters)
+
+
+def _temporary_name(name):
+    """The hidden temporary file write_atomically fills before renaming it to name."""
+    return f".{name}.{os.getpid()}.{secrets.token_hex(_TOKEN_BYTES)}.tmp"
+
+
+def _stale_pattern(name):
+    """Matches the temporary names _temporary_name gives name, capturing the writer's pid."""
+    return re.compile(rf"\.{re.escape(name)}\.(\d{{1,10}})\.[0-9a-f]{{{2 * _TOKEN_BYTES}}}\.tmp")
+
+
+def _alive(pid):
+    """Whether a process with this id exists (or might: one we may not
+    signal, or any on Windows, where os.kill would terminate it)."""
+    if os.name == "nt":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OverflowError, ValueError):  # no process can have this id
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_temporaries(directory, name):
+    """Remove the temporaries of earlier saves to name that were killed
+    midway (SIGKILL, a power loss): only files of write_atomically's naming
+    pattern whose writer no longer exists and that were last written before
+    this process started, so that another live writer's file is never touched."""
+    pattern = _stale_pattern(name)
+    with contextlib.suppress(OSError), os.scandir(directory) as entries:
+        for entry in entries:
+            match = pattern.fullmatch(entry.name)
+            if match is None or int(match[1]) in (0, os.getpid()):
+                continue
+            with contextlib.suppress(OSError):
+                info = entry.stat(follow_symlinks=False)
+                if stat.S_ISREG(info.st_mode) and info.st_mtime < _STARTED and not _alive(int(match[1])):
+                    os.remove(entry.path)
+
+
+def _replaceable(path, in_place=False):
+    """The permission bits of the file at path, which a save replacing it
+    keeps, or None when there is none. Refuses (IsADirectoryError,
+    ValueError, PermissionError) a directory, a file the user cannot write
+    (or one without any write permission: a root user could still replace
+    it, but its mode says not to) and, unless it is to be written in place,
+    a path that is not a regular file (a device, a FIFO: renaming over it
+    would replace the node itself)."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISDIR(info.st_mode):
+        raise IsADirectoryError(errno.EISDIR, "it is a directory", path)
+    regular = stat.S_ISREG(info.st_mode)
+    if not regular and not in_place:
+        raise ValueError(f"{path} is not a regular file (a {_kind(info.st_mode)}): refusing to replace it")
+    if (regular and not info.st_mode & 0o222) or not os.access(path, os.W_OK):
+        raise PermissionError(errno.EACCES, "the file is read-only: refusing to replace it", path)
+    return stat.S_IMODE(info.st_mode)
+
+
+def write_atomically(path, write):
+    """Write a file so that a failure midway (a crash, a full disk, Ctrl-C)
+    leaves any old file at path as it was: write(f) fills a temporary binary
+    file in the same directory, which is flushed to disk and then renamed
+    over path. A new file gets the usual permissions (0o666 less the umask);
+    a file replaced keeps its own. A read-only file, a directory or a
+    non-regular file at path is refused (see check_output_path). Stale
+    temporaries of earlier saves to path, killed midway, are removed first.
+
+    Inputs:
+    - path: the file to write
+    - write: callable(f) writing the contents to the binary file object f
+    """
+    path = os.fspath(path)
+    mode = _replaceable(path)
+    directory, name = os.path.split(os.path.abspath(path))
+    _remove_stale_temporaries(directory, name)
+    temporary = os.path.join(directory, _temporary_name(name))
+    # O_EXCL: never write through a file (or link) someone else put there; the
+    # 0o666 mode lets the kernel apply the umask, as open() would.
+    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(handle, "wb") as f:
+            if mode is not None:
+                os.chmod(temporary, mode)
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+        raise
+
+
+def check_output_path(path, replaced=True):
+    """Raise now what a write to path would raise at the end of a long run.
+
+    Refuses a name ending in a separator, a directory, a file the user
+    cannot write, a directory that does not exist or where no file can be
+    created, and a name too long once the temporary name's characters are
+    added. replaced: the file will be written by write_atomically (which
+    needs the directory and refuses non-regular files); False: it will be
+    opened and written in place (a FIFO or /dev/stdout is then fine).
+    Raises OSError (or ValueError) with a message naming what is wrong.
+    """
+    path = os.fspath(path)
+    if path.endswith(tuple(filter(None, (os.sep, os.altsep)))):
+        raise IsADirectoryError(errno.EISDIR, "the name ends with a separator: a file name is needed", path)
+    directory, name = os.path.split(os.path.abspath(path))
+    exists = _replaceable(path, in_place=not replaced) is not None
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(errno.ENOENT, f"directory {directory} does not exist", path)
+    if exists and not replaced:
+        return  # written in place: the directory plays no part
+    # Creating the longest name the write will create tests the directory's
+    # permissions, its file system (read-only?) and the name's length at once.
+    probe = _temporary_name(name) if replaced else name
+    try:
+        os.close(os.open(os.path.join(directory, probe), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG and replaced:
+            raise OSError(errno.ENAMETOOLONG, f"the name is too long to save: the temporary file written "
+                          f"first adds {len(probe) - len(name)} characters to its {len(name)}", path) from None
+        raise OSError(exc.errno, f"cannot create a file in {directory} ({exc.strerror})", path) from None
+    os.remove(os.path.join(directory, probe))
+
+
+# ---------------------------------------------------------------- parameter files
+
+def save_arrays(path, arrays):
+    """Write arrays (dict name -> array) to path as an uncompressed .npz,
+    atomically (see write_atomically). path is used as given (no '.npz' is
+    appended)."""
+    write_atomically(path, lambda f: np.savez(f, **arrays))
+
+
+def parameters_digest(arrays):
+    """SHA-256 (hex) of arrays (dict name -> array): names, dtypes, shapes and
+    values, in name order; the same for a file's arrays as for the model's
+    they were loaded into, whatever their memory order."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        array = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}\0{array.dtype.str}\0{array.shape}\0".encode())
+        digest.update(array.reshape(-1).view(np.uint8))
+    return digest.hexdigest()
+
+
+# numpy's .npy header readers trust the header's length field (up to 4 GiB in
+# version 2.0) and read that much before checking it, so headers are parsed
+# from a bounded prefix of each member. 10000 is numpy's own max_header_size.
+_MAX_NPY_HEADER = 10_000
+_NPY_PREFIX = np.lib.format.MAGIC_LEN + 4 + _MAX_NPY_HEADER  # magic, version, length, header
+_NPY_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0,
+                       (2, 0): np.lib.format.read_array_header_2_0}
+# What np.savez and np.savez_compressed write; anything else (bzip2, lzma,
+# encryption) is refused before zipfile tries it.
+_ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+_ZIP_ENCRYPTED = 0x1  # general purpose flag bit 0
+_ZIP_MAGIC = b"PK\x03\x04"
+# The end of central directory record (signature, disk numbers, entries on
+# this disk, total entries, directory size and offset, comment length), its
+# zip64 locator and record, as the zip format (PKWARE APPNOTE 4.3.14-16) lays them out.
+_END_RECORD = struct.Struct("<4s4H2LH")
+_END_SIGNATURE = b"PK\x05\x06"
+_ZIP64_LOCATOR = struct.Struct("<4sLQL")
+_ZIP64_LOCATOR_SIGNATURE = b"PK\x06\x07"
+_ZIP64_RECORD = struct.Struct("<4sQ2H2L4Q")
+_ZIP64_RECORD_SIGNATURE = b"PK\x06\x06"
+_MAX_ZIP_COMMENT = 0xFFFF
+# Members beyond the expected ones that are still listed by zipfile (and named
+# in the error); more than that are refused from the entry count alone.
+_EXTRA_MEMBERS_LISTED = 64
+_NAMES_SHOWN = 5  # names an error lists before saying how many more
+# What zipfile, zlib and numpy's header parser raise on damaged or hostile
+# bytes (OSError: zipfile seeks wherever a damaged directory points, EINVAL
+# when that is before the start). The file itself is opened outside their
+# reach, so a missing, unreadable or directory path keeps its
+# FileNotFoundError, PermissionError or IsADirectoryError.
+_DAMAGE = (zipfile.BadZipFile, EOFError, OSError, ValueError, OverflowError, NotImplementedError,
+           zlib.error, struct.error)
+_READ_CHUNK = 1 << 20  # bytes of a member read at a time
+
+
+class MismatchError(ValueError):
+    """A sound parameter file that does not fit the model (its names, shapes
+    or dtypes): load_arrays reports its message as it is, not as damage."""
+
+
+def load_arrays(path, expected, read_data=True):
+    """The arrays of the .npz at path, checked against expected (dict name ->
+    array): the same names, shapes and dtypes, else a MismatchError (a
+    ValueError) naming the first mismatch, and at most a few names. A
+    damaged or hostile file (truncated, corrupted, not an .npz, holding
+    Python objects, a FIFO or device) is a ValueError naming path. Never
+    unpickles, and allocates no more than expected's arrays (and a 10 KB
+    header prefix per member): the number of members is checked from the
+    zip's end record before its directory is parsed, and each member's
+    shape and dtype from its .npy header before its data is read.
+    read_data=False checks the names and headers only (expected's values
+    need only .shape and .dtype) and returns None.
+    Returns dict name -> array."""
+    path = os.fspath(path)
+    with open_regular(path) as f:
+        if f.read(len(np.lib.format.MAGIC_PREFIX)) == np.lib.format.MAGIC_PREFIX:
+            raise _not_a_parameter_file(path, "it holds a single array, not an .npz of named parameters")
+        try:
+            entries = _zip_entry_count(f)
+            if entries is not None and entries > len(expected) + _EXTRA_MEMBERS_LISTED:
+                raise MismatchError(f"{path} does not match the model: it holds {entries} members, "
+                                    f"the model has {len(expected)} parameters ({_names(list(expected))})")
+            f.seek(0)
+            with zipfile.ZipFile(f) as archive:
+                return _read_npz(archive, expected, path, read_data)
+        except MismatchError:
+            raise
+        except _DAMAGE as exc:
+            raise _not_a_parameter_file(path, exc) from None
+
+
+def _zip_entry_count(f):
+    """The total number of entries the zip file f's end record declares, or
+    None when it has none (then not a zip: zipfile says so)."""
+    size = f.seek(0, os.SEEK_END)
+    tail_start = max(0, size - _END_RECORD.size - _MAX_ZIP_COMMENT)
+    f.seek(tail_start)
+    tail = f.read()
+    at = tail.rfind(_END_SIGNATURE)
+    if at < 0 or len(tail) - at < _END_RECORD.size:
+        return None
+    entries = _END_RECORD.unpack_from(tail, at)[4]
+    locator_at = at - _ZIP64_LOCATOR.size
+    if locator_at >= 0 and tail[locator_at:locator_at + 4] == _ZIP64_LOCATOR_SIGNATURE:
+        record_offset = _ZIP64_LOCATOR.unpack_from(tail, locator_at)[2]
+        f.seek(record_offset)
+        record = f.read(_ZIP64_RECORD.size)
+        if len(record) == _ZIP64_RECORD.size and record[:4] == _ZIP64_RECORD_SIGNATURE:
+            entries = _ZIP64_RECORD.unpack(record)[7]
+    return entries
+
+
+def _names(names):
+    """The first few names of a list, then how many more."""
+    shown = ", ".join(map(repr, names[:_NAMES_SHOWN]))
+    return shown + (f" and {len(names) - _NAMES_SHOWN} more" if len(names) > _NAMES_SHOWN else "")
+
+
+def _not_a_parameter_file(path, reason):
+    return ValueError(f"{path} is not a parameter file written by save ({reason})")
+
+
+def _read_npz(archive, expected, path, read_data):
+    """load_arrays from the open zipfile archive: MismatchError where the file
+    does not fit expected, ValueError (or another _DAMAGE) where it is damaged."""
+    # Member names as np.load gives them: np.savez stores "W1" as "W1.npy".
+    members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
+    missing = [name for name in expected if name not in members]
+    unexpected = sorted(set(members) - set(expected))
+    if missing or unexpected:
+        raise MismatchError(f"{path} does not match the model: "
+                            + "; ".join(filter(None, [
+                                missing and f"missing parameters [{_names(missing)}]",
+                                unexpected and f"unexpected parameters [{_names(unexpected)}]"])))
+    loaded = {}
+    for name, want in expected.items():
+        info = members[name]
+        if info.compress_type not in _ZIP_METHODS or info.flag_bits & _ZIP_ENCRYPTED:
+            raise ValueError(f"member {info.filename!r} is encrypted or compressed in a way "
+                             "np.savez never writes")
+        with archive.open(info) as member:
+            head = io.BytesIO(member.read(_NPY_PREFIX))
+            shape, fortran_order, dtype = _read_npy_header(head, info.filename)
+            if shape != want.shape:
+                raise MismatchError(f"parameter {name!r} has shape {shape} in {path} but "
+                                    f"{want.shape} in the model")
+            if dtype != want.dtype:
+                raise MismatchError(f"parameter {name!r} is {dtype} in {path} but "
+                                    f"{want.dtype} in the model")
+            if not read_data:
+                continue
+            loaded[name] = _read_array_data(head, member, shape, fortran_order, dtype,
+                                            f"member {info.filename!r}")
+    return loaded if read_data else None
+
+
+def _read_array_data(head, stream, shape, fortran_order, dtype, what):
+    """The array a .npy header described, read from the rest of the bytes
+    file head, then from the binary stream, into an array sized by the
+    header (which the caller has checked); ValueError naming what when the
+    data is short or followed by more bytes."""
+    buffer = np.empty(shape[::-1] if fortran_order else shape, dtype)
+    raw = buffer.reshape(-1).view(np.uint8)
+    filled = head.readinto(raw)
+    # In chunks: zipfile's readinto reads the whole request into a temporary
+    # bytes object first, doubling the peak for a big array.
+    while filled < raw.size:
+        chunk = stream.read(min(_READ_CHUNK, raw.size - filled))
+        if not chunk:
+            break
+        raw[filled:filled + len(chunk)] = np.frombuffer(chunk, np.uint8)
+        filled += len(chunk)
+    if filled < raw.size:
+        raise ValueError(f"{what} holds {filled} of the {raw.size} data bytes its header describes")
+    # Reading to the end also makes zipfile verify a member's CRC.
+    if head.read(1) or stream.read(1):
+        raise ValueError(f"{what} has bytes after its array")
+    return buffer.T if fortran_order else buffer
+
+
+def _read_npy_header(head, filename):
+    """(shape, fortran_order, dtype) from the .npy header at the start of the
+    bytes file head (member filename); ValueError if it is not one, or if
+    it describes Python objects (which would need unpickling)."""
+    version = np.lib.format.read_magic(head)
+    if version not in _NPY_HEADER_READERS:
+        raise ValueError(f"member {filename!r} is .npy version {version[0]}.{version[1]}, "
+                         "np.savez writes 1.0 or 2.0 for numbers")
+    try:
+        shape, fortran_order, dtype = _NPY_HEADER_READERS[version](head, max_header_size=_MAX_NPY_HEADER)
+    # Besides its ValueErrors, numpy's parser lets through what tokenize,
+    # ast.literal_eval (on a header nested too deep) and np.dtype raise.
+    except (SyntaxError, tokenize.TokenError, RecursionError, MemoryError) as exc:
+        raise ValueError(f"member {filename!r} has a .npy header numpy cannot parse "
+                         f"({type(exc).__name__})") from None
+    if dtype.hasobject:
+        raise ValueError(f"member {filename!r} holds Python objects, which loading never unpickles")
+    return shape, fortran_order, dtype
+
+
+def read_array(path):
+    """The single array of the .npy file at path, read without unpickling
+    and without allocating more than the file holds. ValueError naming path
+    for an .npz (several arrays), a FIFO or device, a damaged file, or one
+    holding Python objects."""
+    path = os.fspath(path)
+    with open_regular(path) as f:
+        size = os.fstat(f.fileno()).st_size
+        head = io.BytesIO(f.read(_NPY_PREFIX))
+        if head.getvalue().startswith(_ZIP_MAGIC):
+            raise ValueError(f"{path} is an .npz archive of named arrays, not a single array (.npy)")
+        try:
+            shape, fortran_order, dtype = _read_npy_header(head, os.path.basename(path))
+            data_bytes = size - head.tell()
+            if dtype.itemsize * int(np.prod(shape, dtype=object)) != data_bytes:
+                raise ValueError(f"its header describes {dtype} of shape {shape}, but {data_bytes} data "
+                                 "bytes follow it")
+            return _read_array_data(head, f, shape, fortran_order, dtype, "the file")
+        except ValueError as exc:
+            raise ValueError(f"{path} is not a .npy array file ({exc})") from None
