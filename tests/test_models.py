@@ -25,8 +25,10 @@ def grad_error(numerical, analytic):
 
 
 def check_model_gradients(model, X, y, tol=1e-7):
+    """The course's gradient-check loop, as the notebooks write it: grads
+    computed once, then numerical gradients through repeated loss() calls
+    (which must not change the grads already returned)."""
     loss, grads = model.loss(X, y)
-    grads = {name: g.copy() for name, g in grads.items()}
     assert sorted(grads) == sorted(model.params)
     for name, param in model.params.items():
         numerical = eval_numerical_gradient(lambda _: model.loss(X, y)[0], param, h=1e-5)
@@ -265,6 +267,91 @@ def test_course_contract(rng):
     np.testing.assert_array_equal(model.loss(X.astype(np.float64)), scores)  # cast to the model's dtype
     unseeded = FullyConnectedNet([16], input_dim=10, num_classes=4, dropout=0.5)
     assert unseeded.loss(X, y)[0] != unseeded.loss(X, y)[0]  # fresh masks
+
+
+def test_params_assignment_reaches_the_model(rng):
+    X, y = data(rng, 6, (5,), 3)
+    model = TwoLayerNet(input_dim=5, hidden_dim=4, num_classes=3, dtype=np.float64, seed=0)
+    other = TwoLayerNet(input_dim=5, hidden_dim=4, num_classes=3, dtype=np.float64, seed=1)
+    W1 = model.params["W1"]
+    model.params["W1"] = other.params["W1"] * 1.0  # a new array, as the course's update rules return
+    assert model.params["W1"] is W1  # still the model's own array, now holding the new values
+    np.testing.assert_array_equal(W1, other.params["W1"])
+    model.params = {name: array.copy() for name, array in other.params.items()}  # as Solver's end
+    np.testing.assert_array_equal(model.loss(X), other.loss(X))
+    assert model.loss(X, y)[0] == other.loss(X, y)[0]
+    model.params["b2"] = [1, 2, 3]  # any real array-like, cast to the model's dtype
+    np.testing.assert_array_equal(model.layers[-1].params["b"], [1.0, 2.0, 3.0])
+    layer = model.layers[0]
+    layer.params["b"] = np.full(4, 0.5)
+    np.testing.assert_array_equal(model.params["b1"], np.full(4, 0.5))
+    assert dict(model.params).keys() == {"W1", "b1", "W2", "b2"}
+
+
+def test_params_assignment_refuses_what_does_not_fit():
+    model = TwoLayerNet(input_dim=5, hidden_dim=4, num_classes=3, dtype=np.float64, seed=0)
+    before = {name: array.copy() for name, array in model.params.items()}
+    with pytest.raises(ValueError, match=r"params\['W1'\] must have shape \(5, 4\)"):
+        model.params["W1"] = np.zeros((4, 5))
+    with pytest.raises(TypeError, match=r"params\['b1'\] must be a real number array"):
+        model.params["b1"] = np.array(["a"] * 4)
+    with pytest.raises(KeyError, match="W3"):
+        model.params["W3"] = np.zeros((3, 3))
+    with pytest.raises(TypeError, match="cannot be removed"):
+        del model.params["W1"]
+    with pytest.raises(ValueError, match=r"missing \['b2'\]"):
+        model.params = {name: before[name] for name in ("W1", "b1", "W2")}
+    with pytest.raises(ValueError, match=r"unknown \['W9'\]"):
+        model.params = dict(before, W9=np.zeros(1))
+    with pytest.raises(TypeError, match="dict of arrays"):
+        model.params = [before["W1"]]
+    bad = dict(before, W1=before["W1"] + 1, b2=np.zeros(7))  # W1 fine, b2 not: nothing written
+    with pytest.raises(ValueError, match=r"params\['b2'\]"):
+        model.params = bad
+    for name, array in model.params.items():
+        np.testing.assert_array_equal(array, before[name], err_msg=name)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: TwoLayerNet(input_dim=6, hidden_dim=5, num_classes=3, dtype=np.float64, seed=0),
+    lambda: FullyConnectedNet([5], input_dim=6, num_classes=3, dropout=0.5, dtype=np.float64, seed=3),
+    lambda: ConvNet(input_dim=(1, 4, 4), num_filters=(2,), hidden_dim=4, num_classes=3,
+                    dtype=np.float64, seed=0),
+], ids=["two-layer", "fc-dropout", "conv"])
+def test_returned_grads_are_the_callers(rng, make):
+    model = make()
+    shape = (1, 4, 4) if isinstance(model, ConvNet) else (6,)
+    X, y = data(rng, 4, shape, 3)
+    loss, grads = model.loss(X, y)
+    kept = {name: grad.copy() for name, grad in grads.items()}
+    X2, y2 = data(rng, 5, shape, 3)
+    loss2, grads2 = model.loss(X2, y2)  # another batch: different gradients
+    for name in kept:
+        np.testing.assert_array_equal(grads[name], kept[name], err_msg=name)
+        assert not np.shares_memory(grads[name], grads2[name])
+        assert not np.shares_memory(grads[name], model.params[name])
+    assert any(not np.array_equal(grads2[name], kept[name]) for name in kept)
+
+
+def test_course_style_solver_trains_through_params_assignment(rng):
+    """A student's own Solver loop, as the course writes it: the update rule
+    returns a new array and the loop assigns it to model.params[name]."""
+    X, y = data(rng, 60, (8,), 3)
+    X[np.arange(60), y] += 3.0  # separable enough to learn in a few steps
+    model = FullyConnectedNet([16], input_dim=8, num_classes=3, dtype=np.float64, seed=0)
+
+    def course_sgd(w, dw, config):
+        return w - config["learning_rate"] * dw, config  # a new array, never w itself
+
+    configs = {name: {"learning_rate": 0.2} for name in model.params}
+    first = model.loss(X, y)[0]
+    for _ in range(60):
+        loss, grads = model.loss(X, y)
+        for name in model.params:
+            next_w, configs[name] = course_sgd(model.params[name], grads[name], configs[name])
+            model.params[name] = next_w
+    assert model.loss(X, y)[0] < 0.5 * first
+    assert np.mean(model.predict(X) == y) > 0.9
 
 
 def test_regularisation_terms(rng):

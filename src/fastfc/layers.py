@@ -30,7 +30,7 @@ import numbers
 import numpy as np
 
 from . import functional as F
-from .parameter import Parameter
+from .parameter import Parameter, ParameterArrays
 
 __all__ = ["Layer", "Linear", "ReLU", "Sigmoid", "Tanh", "Dropout", "Conv2d", "MaxPool2d",
            "Flatten", "SoftmaxCrossEntropy", "SVMLoss", "MSELoss"]
@@ -77,7 +77,8 @@ class Layer:
 
     Attributes:
     - training: True in training mode (train()), False after eval()
-    - params, grads: dicts name -> the Parameters' data and grad arrays
+    - params: name -> the Parameters' data arrays (assigning copies into them;
+      see fastfc.parameter.ParameterArrays); grads: dict name -> grad arrays
     """
 
     # Names of parameters that L2 regularisation and weight decay apply to.
@@ -89,7 +90,11 @@ class Layer:
 
     @property
     def params(self):
-        return {name: p.data for name, p in self._parameters.items()}
+        return ParameterArrays(self._parameters)
+
+    @params.setter
+    def params(self, arrays):
+        ParameterArrays(self._parameters).assign(arrays)
 
     @property
     def grads(self):

@@ -31,6 +31,7 @@ import zlib
 
 import numpy as np
 
+from .parameter import ParameterArrays
 from .layers import (Conv2d, Dropout, Flatten, Layer, Linear, MaxPool2d, ReLU, SoftmaxCrossEntropy,
                      _generator, _positive_int)
 
@@ -338,12 +339,20 @@ class Sequential:
 
     @property
     def params(self):
-        """dict name -> parameter array (the arrays themselves: writes go to the model)."""
-        return {name: p.data for name, p in self._named.items()}
+        """name -> parameter array: the model's own arrays (in-place writes reach
+        the model), and `model.params[name] = array` copies array into the
+        model's parameter (see fastfc.parameter.ParameterArrays)."""
+        return ParameterArrays(self._named)
+
+    @params.setter
+    def params(self, arrays):
+        """`model.params = {name: array, ...}` sets every parameter (copies)."""
+        ParameterArrays(self._named).assign(arrays)
 
     @property
     def grads(self):
-        """dict name -> gradient array, as left by the last backward."""
+        """dict name -> gradient array, as left by the last backward (the
+        model's own arrays, overwritten by the next backward)."""
         return {name: p.grad for name, p in self._named.items()}
 
     def param_groups(self, weight_decay=0.0):
@@ -452,11 +461,23 @@ class Sequential:
         Returns:
         - y None: the scores (N, C), evaluation mode (dropout off)
         - else (loss, grads): the loss (including the L2 term) in training mode
-          and dict name -> gradient array, keyed like params
+          and dict name -> gradient array, keyed like params: new arrays the
+          caller keeps (a later loss() call does not change them)
         """
         if y is None:
             with self._mode(False):
                 return self.forward(check_samples(X)[0])
+        loss = self._loss_into_grads(X, y)
+        return loss, {name: p.grad.copy() for name, p in self._named.items()}
+
+    # L2 regularisation adds _l2_factor * reg * sum(W * W) to the loss: fastfc
+    # counts reg * sum(W**2) (torch's weight_decay = 2 * reg), the cs231n
+    # course 0.5 * reg * sum(W**2) (its models set 0.5).
+    _l2_factor = 1.0
+
+    def _loss_into_grads(self, X, y):
+        """loss(X, y) without the copies: returns the loss and leaves the
+        gradients in each Parameter.grad (for Solvers, which step from there)."""
         if self.loss_fn is None:
             raise ValueError("this Sequential has no loss: build it with loss=SoftmaxCrossEntropy() "
                              "(or another loss) to call loss(X, y)")
@@ -465,10 +486,11 @@ class Sequential:
             loss = self.loss_fn.forward(self.forward(X), y)
             self.backward(self.loss_fn.backward())
         if self.reg:
+            strength = self._l2_factor * self.reg
             for p in self._weights:
-                loss += self.reg * float(np.vdot(p.data, p.data))
-                p.grad += (2 * self.reg) * p.data
-        return loss, self.grads
+                loss += strength * float(np.vdot(p.data, p.data))
+                p.grad += (2 * strength) * p.data
+        return loss
 
     # ---- files -----------------------------------------------------------------
 

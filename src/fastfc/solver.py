@@ -320,9 +320,12 @@ class Solver:
 
     def _step(self, X_batch, y_batch):
         """Loss and gradients of the batch, then the update. Returns the loss."""
-        loss, grads = self.model.loss(X_batch, y_batch)
-        for name, p in self._named.items():
-            if grads[name] is not p.grad:
+        if hasattr(self.model, "_loss_into_grads"):
+            # A Sequential leaves the gradients in its Parameters: no copies.
+            loss = self.model._loss_into_grads(X_batch, y_batch)
+        else:
+            loss, grads = self.model.loss(X_batch, y_batch)
+            for name, p in self._named.items():
                 p.grad[...] = grads[name]
         if self.optimizer is not None:
             self.optimizer.step()
