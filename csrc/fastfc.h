@@ -251,6 +251,66 @@ void adam_step_f32(const fastfc_adam_config *config, const fastfc_optim_tensor *
 void adam_step_f64(const fastfc_adam_config *config, const fastfc_optim_tensor *tensors,
                    int64_t n_tensors, int n_threads);
 
+/* ---- normalization (norm.c): batch, spatial batch, layer, group ----------
+ * x, out, dout, dx: (n_batch, channels, spatial) (spatial = H*W for NCHW
+ * maps, 1 for (N, D) with channels = D); gamma, beta, dgamma, dbeta:
+ * (channels). Statistics are the mean and biased variance, summed in double
+ * in an order fixed by the shape (results do not depend on the thread count
+ * or on how a call is cut into channel ranges, row ranges or tiles); forward
+ * saves mean and inv_std = 1 / sqrt(var + eps), from which backward
+ * recomputes x_hat = (x - mean) * inv_std; out = x_hat * gamma + beta.
+ * Train-mode backward: dx = gamma * inv_std * (dout - mean(dout) -
+ * x_hat * mean(dout * x_hat)), the means over the statistic's values;
+ * dgamma = Σ dout * x_hat, dbeta = Σ dout over (batch, spatial). */
+typedef struct {
+    int64_t n_batch, channels, spatial;
+    int64_t groups;        /* group norm: groups of channels / groups adjacent channels */
+    int64_t chunk_samples; /* group norm backward: groupnorm_chunk_samples(n_batch, group size) */
+} fastfc_norm_geom;
+
+/* The arrays of a call (float for _f32, double for _f64), those the kernel
+ * does not use may be NULL. */
+typedef struct {
+    fastfc_norm_geom geom;
+    const void *x, *gamma, *beta, *dout;
+    void *out, *dx, *dgamma, *dbeta;
+    void *mean, *inv_std;            /* batch norm (channels); group norm (n_batch, groups) */
+    void *running_mean, *running_var; /* batch norm (channels) */
+    double *partial;                 /* group norm backward scratch (chunks, 2, channels) */
+    int train;                       /* batch norm: batch statistics (1) or running ones (0) */
+    double momentum, eps;
+} fastfc_norm_args;
+
+/* Batch norm of channels [c_lo, c_hi). Forward with train: mean, inv_std
+ * from the batch, and running = momentum * running + (1 - momentum) * batch
+ * statistic (the biased variance); without: from the running statistics,
+ * left alone. Reads x, gamma, beta; writes mean, inv_std, out. Backward
+ * reads dout, x, gamma, mean, inv_std; writes dx, dgamma, dbeta (test-mode
+ * dx = dout * gamma * inv_std). */
+void batchnorm_forward_f32(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi, int n_threads);
+void batchnorm_forward_f64(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi, int n_threads);
+void batchnorm_backward_f32(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi, int n_threads);
+void batchnorm_backward_f64(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi, int n_threads);
+
+/* Group norm: row r = n * groups + group holds the channels/groups * spatial
+ * contiguous values of one sample's group (layer norm: groups = 1, spatial = 1).
+ * Forward of rows [row_lo, row_hi): reads x, gamma, beta, eps; writes mean,
+ * inv_std (per row), out. Backward of tiles [tile_lo, tile_hi) of
+ * groupnorm_tiles(geom) (tile t: samples [t / groups * chunk_samples, ...)
+ * of group t % groups): reads dout, x, gamma, mean, inv_std; writes dx and
+ * the tile's sums into partial; after every tile, groupnorm_param_grads adds
+ * them up in tile order into dgamma, dbeta. */
+int64_t groupnorm_chunk_samples(int64_t n_batch, int64_t group_size);
+int64_t groupnorm_tiles(const fastfc_norm_geom *g);
+void groupnorm_forward_f32(const fastfc_norm_args *a, int64_t row_lo, int64_t row_hi, int n_threads);
+void groupnorm_forward_f64(const fastfc_norm_args *a, int64_t row_lo, int64_t row_hi, int n_threads);
+void groupnorm_backward_f32(const fastfc_norm_args *a, int64_t tile_lo, int64_t tile_hi,
+                            int n_threads);
+void groupnorm_backward_f64(const fastfc_norm_args *a, int64_t tile_lo, int64_t tile_hi,
+                            int n_threads);
+void groupnorm_param_grads_f32(const fastfc_norm_args *a);
+void groupnorm_param_grads_f64(const fastfc_norm_args *a);
+
 #ifdef __cplusplus
 }
 #endif

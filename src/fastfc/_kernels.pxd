@@ -154,3 +154,46 @@ cdef extern from "fastfc.h" nogil:
                        int64_t n_tensors, int n_threads)
     void adam_step_f64(const fastfc_adam_config *config, const fastfc_optim_tensor *tensors,
                        int64_t n_tensors, int n_threads)
+
+    # norm.c
+    ctypedef struct fastfc_norm_geom:
+        int64_t n_batch, channels, spatial
+        int64_t groups
+        int64_t chunk_samples
+    ctypedef struct fastfc_norm_args:
+        fastfc_norm_geom geom
+        const void *x
+        const void *gamma
+        const void *beta
+        const void *dout
+        void *out
+        void *dx
+        void *dgamma
+        void *dbeta
+        void *mean
+        void *inv_std
+        void *running_mean
+        void *running_var
+        double *partial
+        int train
+        double momentum, eps
+    void batchnorm_forward_f32(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi,
+                               int n_threads)
+    void batchnorm_forward_f64(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi,
+                               int n_threads)
+    void batchnorm_backward_f32(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi,
+                                int n_threads)
+    void batchnorm_backward_f64(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi,
+                                int n_threads)
+    int64_t groupnorm_chunk_samples(int64_t n_batch, int64_t group_size)
+    int64_t groupnorm_tiles(const fastfc_norm_geom *g)
+    void groupnorm_forward_f32(const fastfc_norm_args *a, int64_t row_lo, int64_t row_hi,
+                               int n_threads)
+    void groupnorm_forward_f64(const fastfc_norm_args *a, int64_t row_lo, int64_t row_hi,
+                               int n_threads)
+    void groupnorm_backward_f32(const fastfc_norm_args *a, int64_t tile_lo, int64_t tile_hi,
+                                int n_threads)
+    void groupnorm_backward_f64(const fastfc_norm_args *a, int64_t tile_lo, int64_t tile_hi,
+                                int n_threads)
+    void groupnorm_param_grads_f32(const fastfc_norm_args *a)
+    void groupnorm_param_grads_f64(const fastfc_norm_args *a)

@@ -18,6 +18,16 @@ from ._activations import (
 from ._affine import affine_backward, affine_forward, affine_relu_backward, affine_relu_forward
 from ._conv import conv_backward, conv_forward
 from ._losses import mse_loss, softmax_loss, svm_loss
+from ._norm import (
+    batchnorm_backward,
+    batchnorm_forward,
+    groupnorm_backward,
+    groupnorm_forward,
+    layernorm_backward,
+    layernorm_forward,
+    spatial_batchnorm_backward,
+    spatial_batchnorm_forward,
+)
 from ._pool import avg_pool_backward, avg_pool_forward, max_pool_backward, max_pool_forward
 
 __all__ = [
@@ -27,4 +37,7 @@ __all__ = [
     "softmax_loss", "svm_loss", "mse_loss",
     "conv_forward", "conv_backward", "max_pool_forward", "max_pool_backward",
     "avg_pool_forward", "avg_pool_backward",
+    "batchnorm_forward", "batchnorm_backward", "spatial_batchnorm_forward",
+    "spatial_batchnorm_backward", "layernorm_forward", "layernorm_backward",
+    "groupnorm_forward", "groupnorm_backward",
 ]

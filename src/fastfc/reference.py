@@ -355,3 +355,138 @@ def max_pool_backward_naive(dout, cache):
                     r, q = np.unravel_index(np.argmax(window), window.shape)
                     dx[n, c, i * stride + r, j * stride + q] += dout[n, c, i, j]
     return dx
+
+
+# ---- normalization -------------------------------------------------------------
+# The statistics are computed in float64 (as the kernels sum in double), then
+# rounded to x's dtype; mean, inv_std = 1 / sqrt(var + eps) and
+# x_hat = (x - mean) * inv_std are what the caches hold and backward uses.
+
+
+def _moments(x, axis, eps):
+    """(mean, inv_std) of x over axis (biased variance), in x's dtype, keepdims."""
+    mean = x.mean(axis=axis, dtype=np.float64, keepdims=True)
+    var = np.mean((x - mean) ** 2, axis=axis, keepdims=True)
+    return mean.astype(x.dtype), (1 / np.sqrt(var + eps)).astype(x.dtype)
+
+
+def _batchnorm_forward(x, gamma, beta, running_mean, running_var, train, momentum, eps, out, axes):
+    """Batch norm with statistics over axes (all but the channel axis 1);
+    gamma etc. broadcast along axis 1."""
+    shape = [1] * x.ndim
+    shape[1] = x.shape[1]
+    if train:
+        mean = x.mean(axis=axes, dtype=np.float64)
+        var = np.mean((x - mean.reshape(shape)) ** 2, axis=axes)
+        running_mean[...] = momentum * running_mean + (1 - momentum) * mean
+        running_var[...] = momentum * running_var + (1 - momentum) * var
+    else:
+        mean, var = running_mean.astype(np.float64), running_var.astype(np.float64)
+    inv_std = (1 / np.sqrt(var + eps)).astype(x.dtype)
+    mean = mean.astype(x.dtype)
+    x_hat = (x - mean.reshape(shape)) * inv_std.reshape(shape)
+    out = _into(out, x_hat * gamma.reshape(shape) + beta.reshape(shape))
+    return out, (x, gamma, mean, inv_std, train)
+
+
+def _batchnorm_backward(dout, cache, dx, dgamma, dbeta, axes):
+    x, gamma, mean, inv_std, train = cache
+    shape = [1] * x.ndim
+    shape[1] = x.shape[1]
+    inv_std = inv_std.reshape(shape)
+    x_hat = (x - mean.reshape(shape)) * inv_std
+    g = dout * gamma.reshape(shape)
+    if train:
+        n = x.size // x.shape[1]
+        grad = inv_std / n * (n * g - g.sum(axis=axes, keepdims=True)
+                              - x_hat * (g * x_hat).sum(axis=axes, keepdims=True))
+    else:
+        grad = g * inv_std
+    return (_into(dx, grad), _into(dgamma, (dout * x_hat).sum(axis=axes)),
+            _into(dbeta, dout.sum(axis=axes)))
+
+
+def batchnorm_forward(x, gamma, beta, running_mean, running_var, *, train=True, momentum=0.9,
+                      eps=1e-5, out=None):
+    """Batch norm of x (N, D) over the batch; gamma, beta, running stats (D,).
+    Training uses the batch's mean and biased variance and updates
+    running = momentum * running + (1 - momentum) * batch stat in place; test
+    mode uses the running stats. Returns (out, cache (x, gamma, mean, inv_std, train))."""
+    return _batchnorm_forward(x, gamma, beta, running_mean, running_var, train, momentum, eps,
+                              out, 0)
+
+
+def batchnorm_backward(dout, cache, *, dx=None, dgamma=None, dbeta=None):
+    """Returns (dx, dgamma, dbeta); train mode: dx = inv_std / N * (N g - sum g -
+    x_hat sum(g x_hat)), g = dout * gamma; test mode: dx = g * inv_std."""
+    return _batchnorm_backward(dout, cache, dx, dgamma, dbeta, 0)
+
+
+def spatial_batchnorm_forward(x, gamma, beta, running_mean, running_var, *, train=True,
+                              momentum=0.9, eps=1e-5, out=None):
+    """batchnorm_forward for x (N, C, H, W), statistics per channel over N, H, W."""
+    return _batchnorm_forward(x, gamma, beta, running_mean, running_var, train, momentum, eps,
+                              out, (0, 2, 3))
+
+
+def spatial_batchnorm_backward(dout, cache, *, dx=None, dgamma=None, dbeta=None):
+    return _batchnorm_backward(dout, cache, dx, dgamma, dbeta, (0, 2, 3))
+
+
+def _groupnorm_forward(x, gamma, beta, groups, eps):
+    """Group norm of x (N, C, S): (out, mean (N, G), inv_std (N, G))."""
+    n, c = x.shape[:2]
+    xg = x.reshape(n, groups, -1)
+    mean, inv_std = _moments(xg, 2, eps)
+    x_hat = ((xg - mean) * inv_std).reshape(x.shape)
+    out = x_hat * gamma.reshape(1, c, 1) + beta.reshape(1, c, 1)
+    return out, mean.reshape(n, groups), inv_std.reshape(n, groups)
+
+
+def _groupnorm_backward(dout, x, gamma, mean, inv_std, groups):
+    """Group norm's (dx, dgamma, dbeta) on x (N, C, S) viewed as (N, G, C/G * S)."""
+    n, c = x.shape[:2]
+    xg = x.reshape(n, groups, -1)
+    g = (dout * gamma.reshape(1, c, 1)).reshape(xg.shape)
+    mean, inv_std = mean.reshape(n, groups, 1), inv_std.reshape(n, groups, 1)
+    x_hat = (xg - mean) * inv_std
+    size = xg.shape[2]
+    dx = inv_std / size * (size * g - g.sum(axis=2, keepdims=True)
+                           - x_hat * (g * x_hat).sum(axis=2, keepdims=True))
+    x_hat = x_hat.reshape(x.shape)
+    return dx.reshape(x.shape), (dout * x_hat).sum(axis=(0, 2)), dout.sum(axis=(0, 2))
+
+
+def layernorm_forward(x, gamma, beta, *, eps=1e-5, out=None):
+    """Layer norm of each row of x (N, D) (biased variance), then * gamma + beta (D,).
+    Returns (out, cache (x, gamma, mean (N,), inv_std (N,)))."""
+    n, d = x.shape
+    result, mean, inv_std = _groupnorm_forward(x.reshape(n, d, 1), gamma, beta, 1, eps)
+    return _into(out, result.reshape(n, d)), (x, gamma, mean.reshape(n), inv_std.reshape(n))
+
+
+def layernorm_backward(dout, cache, *, dx=None, dgamma=None, dbeta=None):
+    """Returns (dx, dgamma, dbeta): per row, dx = inv_std / D (D g - sum g - x_hat sum(g x_hat))."""
+    x, gamma, mean, inv_std = cache
+    n, d = x.shape
+    grads = _groupnorm_backward(dout.reshape(n, d, 1), x.reshape(n, d, 1), gamma, mean, inv_std, 1)
+    return _into(dx, grads[0].reshape(n, d)), _into(dgamma, grads[1]), _into(dbeta, grads[2])
+
+
+def groupnorm_forward(x, gamma, beta, num_groups, *, eps=1e-5, out=None):
+    """Group norm of x (N, C, H, W): statistics per sample and group of C/G
+    adjacent channels, then * gamma + beta per channel (C,).
+    Returns (out, cache (x, gamma, mean (N, G), inv_std (N, G), num_groups))."""
+    n, c, h, w = x.shape
+    result, mean, inv_std = _groupnorm_forward(x.reshape(n, c, h * w), gamma, beta, num_groups, eps)
+    return _into(out, result.reshape(x.shape)), (x, gamma, mean, inv_std, num_groups)
+
+
+def groupnorm_backward(dout, cache, *, dx=None, dgamma=None, dbeta=None):
+    """Returns (dx, dgamma, dbeta): layernorm_backward's formula per sample and group."""
+    x, gamma, mean, inv_std, num_groups = cache
+    n, c, h, w = x.shape
+    shape3 = (n, c, h * w)
+    grads = _groupnorm_backward(dout.reshape(shape3), x.reshape(shape3), gamma, mean, inv_std,
+                                num_groups)
+    return _into(dx, grads[0].reshape(x.shape)), _into(dgamma, grads[1]), _into(dbeta, grads[2])

@@ -1,0 +1,481 @@
+/* Normalization layers: batch normalization of x (n_batch, channels,
+ * spatial) with statistics per channel (spatial = 1: the (N, D) layer;
+ * spatial = H*W: the NCHW "spatial" one), and group normalization with
+ * statistics per (sample, group) of contiguous channels (layer
+ * normalization is the case of one group and spatial = 1).
+ *
+ * Statistics are sums accumulated in double, for float32 data too: a float
+ * accumulator over the 65,536 values of a channel of a (64, C, 32, 32) batch
+ * would carry errors near 1e-3 relative, the centered sum of squares would
+ * lose the variance of a channel whose mean is large, and the backward's
+ * sum(dout * x_hat) term, subtracted from every element's gradient, would
+ * pass its error on to all of them. In double the sums are exact to float
+ * precision whatever their length and order (the product of two floats is
+ * exact in double); the extra cost is a conversion in loops that mostly wait
+ * on memory.
+ *
+ * Every sum is taken in a fixed order that depends on the shape alone: a
+ * channel of batchnorm, a row of groupnorm, are reduced by one thread, in
+ * SUM_LANES interleaved partial sums combined in a fixed tree (the order is
+ * the same whatever SIMD width the compiler picks), and groupnorm's
+ * parameter gradients are partial sums over fixed tiles of samples added up
+ * in tile order. So results are bit for bit the same for every thread count
+ * and every way the wrappers cut a call into pieces.
+ *
+ * Forward saves mean and inv_std = 1 / sqrt(var + eps) per statistic, and
+ * backward recomputes x_hat = (x - mean) * inv_std from x with the very same
+ * operations: storing x_hat would cost an extra array written by forward
+ * (and read by backward in place of x), where recomputing costs two
+ * arithmetic operations in loops bound by memory. */
+#ifndef REAL
+#include <math.h>
+#include "fastfc.h"
+#include "internal.h"
+
+/* Partial sums per reduction: 16 doubles are two AVX-512 or four AVX2
+ * registers, enough independent additions to hide the adder's latency. */
+#define SUM_LANES 16
+
+/* Columns of batchnorm over (N, D) handled together (a block of sums on the
+ * stack): a thread walks down the rows of its block, each row a contiguous
+ * run of the block's columns. */
+#define COLUMN_BLOCK ((int64_t)256)
+
+/* A thread pays for itself on about this many elements (each is read two to
+ * three times per call, mostly from cache). */
+#define NORM_MIN_PER_THREAD (FASTFC_MIN_PER_THREAD / 2)
+
+/* Groupnorm's backward sums the parameter gradients over tiles of about
+ * this many elements (a tile: some samples, one group). */
+#define NORM_TILE_ELEMENTS ((int64_t)8192)
+/* ... and over at most this many tiles of samples (bounds the scratch). */
+#define NORM_MAX_CHUNKS ((int64_t)1024)
+
+static inline double lanes_total(const double *lanes) {
+    double quad[4];
+    for (int q = 0; q < 4; q++)
+        quad[q] = (lanes[q] + lanes[q + 4]) + (lanes[q + 8] + lanes[q + 12]);
+    return (quad[0] + quad[1]) + (quad[2] + quad[3]);
+}
+
+int64_t groupnorm_chunk_samples(int64_t n_batch, int64_t group_size) {
+    int64_t by_size = (NORM_TILE_ELEMENTS + group_size - 1) / group_size;
+    int64_t by_count = (n_batch + NORM_MAX_CHUNKS - 1) / NORM_MAX_CHUNKS;
+    int64_t samples = by_size > by_count ? by_size : by_count;
+    return samples < 1 ? 1 : samples;
+}
+
+int64_t groupnorm_tiles(const fastfc_norm_geom *g) {
+    return (g->n_batch + g->chunk_samples - 1) / g->chunk_samples * g->groups;
+}
+
+#define FASTFC_TEMPLATE "norm.c"
+#include "instantiate.h"
+#else
+
+/* ---- reductions over a contiguous run (a plane, a group's row) ----------- */
+
+/* Σ x[i] in double. */
+static inline double SFX(run_sum)(const REAL *restrict x, int64_t n) {
+    double lanes[SUM_LANES] = {0};
+    int64_t i = 0;
+    for (; i + SUM_LANES <= n; i += SUM_LANES)
+        for (int l = 0; l < SUM_LANES; l++) lanes[l] += (double)x[i + l];
+    for (int l = 0; i < n; i++, l++) lanes[l] += (double)x[i];
+    return lanes_total(lanes);
+}
+
+/* Σ (x[i] - mean)^2 in double. */
+static inline double SFX(run_squares)(const REAL *restrict x, int64_t n, double mean) {
+    double lanes[SUM_LANES] = {0};
+    int64_t i = 0;
+    for (; i + SUM_LANES <= n; i += SUM_LANES)
+        for (int l = 0; l < SUM_LANES; l++) {
+            double d = (double)x[i + l] - mean;
+            lanes[l] += d * d;
+        }
+    for (int l = 0; i < n; i++, l++) {
+        double d = (double)x[i] - mean;
+        lanes[l] += d * d;
+    }
+    return lanes_total(lanes);
+}
+
+/* *sum_dout = Σ dout[i], *sum_dout_xhat = Σ dout[i] * x_hat[i], x_hat[i] =
+ * (x[i] - mean) * inv_std as forward computed it. */
+static inline void SFX(run_grad_sums)(const REAL *restrict dout, const REAL *restrict x,
+                                      int64_t n, REAL mean, REAL inv_std, double *sum_dout,
+                                      double *sum_dout_xhat) {
+    double s[SUM_LANES] = {0}, sx[SUM_LANES] = {0};
+    int64_t i = 0;
+    for (; i + SUM_LANES <= n; i += SUM_LANES)
+        for (int l = 0; l < SUM_LANES; l++) {
+            REAL xhat = (x[i + l] - mean) * inv_std;
+            s[l] += (double)dout[i + l];
+            sx[l] += (double)dout[i + l] * (double)xhat;
+        }
+    for (int l = 0; i < n; i++, l++) {
+        REAL xhat = (x[i] - mean) * inv_std;
+        s[l] += (double)dout[i];
+        sx[l] += (double)dout[i] * (double)xhat;
+    }
+    *sum_dout = lanes_total(s);
+    *sum_dout_xhat = lanes_total(sx);
+}
+
+/* out = x_hat * gamma + beta over a run sharing one gamma and beta. */
+static inline void SFX(run_normalize)(const REAL *restrict x, REAL *restrict out, int64_t n,
+                                      REAL mean, REAL inv_std, REAL gamma, REAL beta) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) out[i] = (x[i] - mean) * inv_std * gamma + beta;
+}
+
+/* dx = scale * (dout - a - x_hat * b): the train-mode input gradient, with
+ * scale = gamma * inv_std, a = mean of dout, b = mean of dout * x_hat (over
+ * the statistic's values; per channel of batchnorm, gamma then a constant). */
+static inline void SFX(run_input_grad)(const REAL *restrict dout, const REAL *restrict x,
+                                       REAL *restrict dx, int64_t n, REAL mean, REAL inv_std,
+                                       REAL scale, REAL a, REAL b) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) {
+        REAL xhat = (x[i] - mean) * inv_std;
+        dx[i] = scale * (dout[i] - a - xhat * b);
+    }
+}
+
+/* dx = dout * scale: the test-mode input gradient (fixed statistics). */
+static inline void SFX(run_scale)(const REAL *restrict dout, REAL *restrict dx, int64_t n,
+                                  REAL scale) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) dx[i] = dout[i] * scale;
+}
+
+/* ---- batch normalization ------------------------------------------------- */
+
+/* Channel c's mean and inv_std from its batch statistics (train: and the
+ * running averages updated), or from the running averages (test). */
+static inline void SFX(channel_stats)(const fastfc_norm_args *a, int64_t c, double mean,
+                                      double var, REAL *mean_out, REAL *inv_std_out) {
+    REAL *running_mean = (REAL *)a->running_mean, *running_var = (REAL *)a->running_var;
+    if (a->train) {
+        running_mean[c] = (REAL)(a->momentum * running_mean[c] + (1.0 - a->momentum) * mean);
+        running_var[c] = (REAL)(a->momentum * running_var[c] + (1.0 - a->momentum) * var);
+    } else {
+        mean = running_mean[c];
+        var = running_var[c];
+    }
+    *mean_out = (REAL)mean;
+    *inv_std_out = (REAL)(1.0 / sqrt(var + a->eps));
+}
+
+/* Columns [j0, j0 + w) of x (n_batch, d), w <= COLUMN_BLOCK, each sum
+ * running down the rows in order. */
+FASTFC_CLONES static void SFX(bn_forward_columns)(const fastfc_norm_args *a, int64_t j0,
+                                                  int64_t w) {
+    const int64_t n = a->geom.n_batch, d = a->geom.channels;
+    const REAL *x = (const REAL *)a->x + j0;
+    const REAL *gamma = (const REAL *)a->gamma + j0, *beta = (const REAL *)a->beta + j0;
+    REAL *out = (REAL *)a->out + j0;
+    REAL *mean = (REAL *)a->mean + j0, *inv_std = (REAL *)a->inv_std + j0;
+    double sum[COLUMN_BLOCK], squares[COLUMN_BLOCK];
+    for (int64_t j = 0; j < w; j++) sum[j] = squares[j] = 0.0;
+    if (a->train) {
+        for (int64_t i = 0; i < n; i++) {
+            const REAL *restrict row = x + i * d;
+            for (int64_t j = 0; j < w; j++) sum[j] += (double)row[j];
+        }
+        for (int64_t j = 0; j < w; j++) sum[j] /= (double)n;  /* now the means */
+        for (int64_t i = 0; i < n; i++) {
+            const REAL *restrict row = x + i * d;
+            for (int64_t j = 0; j < w; j++) {
+                double dev = (double)row[j] - sum[j];
+                squares[j] += dev * dev;
+            }
+        }
+    }
+    for (int64_t j = 0; j < w; j++)
+        SFX(channel_stats)(a, j0 + j, sum[j], squares[j] / (double)n, &mean[j], &inv_std[j]);
+    for (int64_t i = 0; i < n; i++) {
+        const REAL *restrict row = x + i * d;
+        REAL *restrict out_row = out + i * d;
+#pragma omp simd
+        for (int64_t j = 0; j < w; j++)
+            out_row[j] = (row[j] - mean[j]) * inv_std[j] * gamma[j] + beta[j];
+    }
+}
+
+/* Channel c of x (n_batch, channels, spatial): n_batch planes of spatial values. */
+FASTFC_CLONES static void SFX(bn_forward_channel)(const fastfc_norm_args *a, int64_t c) {
+    const int64_t n = a->geom.n_batch, s = a->geom.spatial, stride = a->geom.channels * s;
+    const REAL *x = (const REAL *)a->x + c * s;
+    REAL *out = (REAL *)a->out + c * s;
+    const double count = (double)n * (double)s;
+    double mean = 0.0, squares = 0.0;
+    if (a->train) {
+        for (int64_t i = 0; i < n; i++) mean += SFX(run_sum)(x + i * stride, s);
+        mean /= count;
+        for (int64_t i = 0; i < n; i++) squares += SFX(run_squares)(x + i * stride, s, mean);
+    }
+    REAL *m = (REAL *)a->mean + c, *is = (REAL *)a->inv_std + c;
+    SFX(channel_stats)(a, c, mean, squares / count, m, is);
+    const REAL gamma = ((const REAL *)a->gamma)[c], beta = ((const REAL *)a->beta)[c];
+    for (int64_t i = 0; i < n; i++)
+        SFX(run_normalize)(x + i * stride, out + i * stride, s, *m, *is, gamma, beta);
+}
+
+FASTFC_CLONES static void SFX(bn_backward_columns)(const fastfc_norm_args *a, int64_t j0,
+                                                   int64_t w) {
+    const int64_t n = a->geom.n_batch, d = a->geom.channels;
+    const REAL *dout = (const REAL *)a->dout + j0, *x = (const REAL *)a->x + j0;
+    const REAL *gamma = (const REAL *)a->gamma + j0;
+    const REAL *mean = (const REAL *)a->mean + j0, *inv_std = (const REAL *)a->inv_std + j0;
+    REAL *dx = (REAL *)a->dx + j0;
+    double sum[COLUMN_BLOCK], sum_xhat[COLUMN_BLOCK];
+    REAL scale[COLUMN_BLOCK], mean_dout[COLUMN_BLOCK], mean_dout_xhat[COLUMN_BLOCK];
+    for (int64_t j = 0; j < w; j++) sum[j] = sum_xhat[j] = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        const REAL *restrict dout_row = dout + i * d, *restrict row = x + i * d;
+        for (int64_t j = 0; j < w; j++) {
+            REAL xhat = (row[j] - mean[j]) * inv_std[j];
+            sum[j] += (double)dout_row[j];
+            sum_xhat[j] += (double)dout_row[j] * (double)xhat;
+        }
+    }
+    for (int64_t j = 0; j < w; j++) {
+        ((REAL *)a->dbeta)[j0 + j] = (REAL)sum[j];
+        ((REAL *)a->dgamma)[j0 + j] = (REAL)sum_xhat[j];
+        scale[j] = gamma[j] * inv_std[j];
+        mean_dout[j] = (REAL)(sum[j] / (double)n);
+        mean_dout_xhat[j] = (REAL)(sum_xhat[j] / (double)n);
+    }
+    for (int64_t i = 0; i < n; i++) {
+        const REAL *restrict dout_row = dout + i * d, *restrict row = x + i * d;
+        REAL *restrict dx_row = dx + i * d;
+        if (a->train) {
+#pragma omp simd
+            for (int64_t j = 0; j < w; j++) {
+                REAL xhat = (row[j] - mean[j]) * inv_std[j];
+                dx_row[j] = scale[j] * (dout_row[j] - mean_dout[j] - xhat * mean_dout_xhat[j]);
+            }
+        } else {
+#pragma omp simd
+            for (int64_t j = 0; j < w; j++) dx_row[j] = dout_row[j] * scale[j];
+        }
+    }
+}
+
+FASTFC_CLONES static void SFX(bn_backward_channel)(const fastfc_norm_args *a, int64_t c) {
+    const int64_t n = a->geom.n_batch, s = a->geom.spatial, stride = a->geom.channels * s;
+    const REAL *dout = (const REAL *)a->dout + c * s, *x = (const REAL *)a->x + c * s;
+    REAL *dx = (REAL *)a->dx + c * s;
+    const REAL mean = ((const REAL *)a->mean)[c], inv_std = ((const REAL *)a->inv_std)[c];
+    const REAL scale = ((const REAL *)a->gamma)[c] * inv_std;
+    const double count = (double)n * (double)s;
+    double sum = 0.0, sum_xhat = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        double plane, plane_xhat;
+        SFX(run_grad_sums)(dout + i * stride, x + i * stride, s, mean, inv_std, &plane,
+                           &plane_xhat);
+        sum += plane;
+        sum_xhat += plane_xhat;
+    }
+    ((REAL *)a->dbeta)[c] = (REAL)sum;
+    ((REAL *)a->dgamma)[c] = (REAL)sum_xhat;
+    const REAL mean_dout = (REAL)(sum / count), mean_dout_xhat = (REAL)(sum_xhat / count);
+    for (int64_t i = 0; i < n; i++) {
+        if (a->train)
+            SFX(run_input_grad)(dout + i * stride, x + i * stride, dx + i * stride, s, mean,
+                                inv_std, scale, mean_dout, mean_dout_xhat);
+        else
+            SFX(run_scale)(dout + i * stride, dx + i * stride, s, scale);
+    }
+}
+
+typedef void (*SFX(bn_columns_fn))(const fastfc_norm_args *, int64_t, int64_t);
+typedef void (*SFX(bn_channel_fn))(const fastfc_norm_args *, int64_t);
+
+/* Channels [c_lo, c_hi) on a team: with spatial = 1, blocks of adjacent
+ * columns (a sum never straddles two threads: each column is one sum);
+ * otherwise whole channels. */
+static void SFX(bn_run)(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi, int n_threads,
+                        SFX(bn_columns_fn) columns, SFX(bn_channel_fn) channel) {
+    const int64_t width = c_hi - c_lo;
+    if (width <= 0) return;
+    int team = fastfc_team(n_threads, a->geom.n_batch * a->geom.spatial * width,
+                           NORM_MIN_PER_THREAD);
+    if (a->geom.spatial == 1) {
+        int64_t block = (width + team - 1) / team;
+        block = (block + 15) / 16 * 16;
+        if (block > COLUMN_BLOCK) block = COLUMN_BLOCK;
+        const int64_t n_blocks = (width + block - 1) / block;
+        if (team > n_blocks) team = (int)n_blocks;
+#pragma omp parallel for num_threads(team) schedule(static)
+        for (int64_t k = 0; k < n_blocks; k++) {
+            int64_t j0 = c_lo + k * block;
+            columns(a, j0, (c_hi - j0 < block ? c_hi - j0 : block));
+        }
+    } else {
+        if (team > width) team = (int)width;
+#pragma omp parallel for num_threads(team) schedule(static)
+        for (int64_t c = c_lo; c < c_hi; c++) channel(a, c);
+    }
+}
+
+void SFX(batchnorm_forward)(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi,
+                            int n_threads) {
+    SFX(bn_run)(a, c_lo, c_hi, n_threads, SFX(bn_forward_columns), SFX(bn_forward_channel));
+}
+
+void SFX(batchnorm_backward)(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi,
+                             int n_threads) {
+    SFX(bn_run)(a, c_lo, c_hi, n_threads, SFX(bn_backward_columns), SFX(bn_backward_channel));
+}
+
+/* ---- group (and layer) normalization ------------------------------------- */
+
+/* Row r = n * groups + group: the group_channels * spatial contiguous values
+ * of one sample's group. */
+FASTFC_CLONES static void SFX(gn_forward_row)(const fastfc_norm_args *a, int64_t r) {
+    const fastfc_norm_geom *g = &a->geom;
+    const int64_t cpg = g->channels / g->groups, s = g->spatial, len = cpg * s;
+    const REAL *x = (const REAL *)a->x + r * len;
+    REAL *out = (REAL *)a->out + r * len;
+    const int64_t c0 = (r % g->groups) * cpg;
+    const REAL *gamma = (const REAL *)a->gamma + c0, *beta = (const REAL *)a->beta + c0;
+    double mean = SFX(run_sum)(x, len) / (double)len;
+    double var = SFX(run_squares)(x, len, mean) / (double)len;
+    const REAL m = (REAL)mean, is = (REAL)(1.0 / sqrt(var + a->eps));
+    ((REAL *)a->mean)[r] = m;
+    ((REAL *)a->inv_std)[r] = is;
+    if (s == 1) {
+#pragma omp simd
+        for (int64_t k = 0; k < cpg; k++) out[k] = (x[k] - m) * is * gamma[k] + beta[k];
+    } else {
+        for (int64_t k = 0; k < cpg; k++)
+            SFX(run_normalize)(x + k * s, out + k * s, s, m, is, gamma[k], beta[k]);
+    }
+}
+
+void SFX(groupnorm_forward)(const fastfc_norm_args *a, int64_t row_lo, int64_t row_hi,
+                            int n_threads) {
+    const int64_t len = a->geom.channels / a->geom.groups * a->geom.spatial;
+    if (row_hi <= row_lo) return;
+    int team = fastfc_team(n_threads, (row_hi - row_lo) * len, NORM_MIN_PER_THREAD);
+    if (team > row_hi - row_lo) team = (int)(row_hi - row_lo);
+#pragma omp parallel for num_threads(team) schedule(static)
+    for (int64_t r = row_lo; r < row_hi; r++) SFX(gn_forward_row)(a, r);
+}
+
+/* One row's gradient sums (pass 1), with spatial = 1: per channel k,
+ * dout * x_hat and dout go to the tile's partial sums of dgamma and dbeta;
+ * *sum_g, *sum_g_xhat get Σ g and Σ g * x_hat, g = dout * gamma. */
+static inline void SFX(gn_row_sums_features)(const REAL *restrict dout, const REAL *restrict x,
+                                             const REAL *restrict gamma, int64_t cpg, REAL m,
+                                             REAL is, double *restrict part_gamma,
+                                             double *restrict part_beta, double *sum_g,
+                                             double *sum_g_xhat) {
+    double s[SUM_LANES] = {0}, sx[SUM_LANES] = {0};
+    int64_t k = 0;
+    for (; k + SUM_LANES <= cpg; k += SUM_LANES)
+        for (int l = 0; l < SUM_LANES; l++) {
+            REAL xhat = (x[k + l] - m) * is;
+            double d = (double)dout[k + l], gd = d * (double)gamma[k + l];
+            part_gamma[k + l] += d * (double)xhat;
+            part_beta[k + l] += d;
+            s[l] += gd;
+            sx[l] += gd * (double)xhat;
+        }
+    for (int l = 0; k < cpg; k++, l++) {
+        REAL xhat = (x[k] - m) * is;
+        double d = (double)dout[k], gd = d * (double)gamma[k];
+        part_gamma[k] += d * (double)xhat;
+        part_beta[k] += d;
+        s[l] += gd;
+        sx[l] += gd * (double)xhat;
+    }
+    *sum_g = lanes_total(s);
+    *sum_g_xhat = lanes_total(sx);
+}
+
+/* The tile t = chunk * groups + group: samples [chunk * chunk_samples, ...)
+ * of one group. Writes dx of its rows and its partial parameter gradients
+ * partial[chunk][0][channels of the group] (dgamma) and [1] (dbeta). */
+FASTFC_CLONES static void SFX(gn_backward_tile)(const fastfc_norm_args *a, int64_t t) {
+    const fastfc_norm_geom *g = &a->geom;
+    const int64_t cpg = g->channels / g->groups, s = g->spatial, len = cpg * s;
+    const int64_t chunk = t / g->groups, group = t % g->groups, c0 = group * cpg;
+    const int64_t n_lo = chunk * g->chunk_samples;
+    const int64_t n_hi = n_lo + g->chunk_samples < g->n_batch ? n_lo + g->chunk_samples
+                                                             : g->n_batch;
+    const REAL *gamma = (const REAL *)a->gamma + c0;
+    double *part_gamma = a->partial + chunk * 2 * g->channels + c0;
+    double *part_beta = part_gamma + g->channels;
+    for (int64_t k = 0; k < cpg; k++) part_gamma[k] = part_beta[k] = 0.0;
+    for (int64_t n = n_lo; n < n_hi; n++) {
+        const int64_t r = n * g->groups + group;
+        const REAL *dout = (const REAL *)a->dout + r * len, *x = (const REAL *)a->x + r * len;
+        REAL *dx = (REAL *)a->dx + r * len;
+        const REAL m = ((const REAL *)a->mean)[r], is = ((const REAL *)a->inv_std)[r];
+        double sum_g = 0.0, sum_g_xhat = 0.0;
+        if (s == 1) {
+            SFX(gn_row_sums_features)(dout, x, gamma, cpg, m, is, part_gamma, part_beta, &sum_g,
+                                      &sum_g_xhat);
+        } else {
+            for (int64_t k = 0; k < cpg; k++) {
+                double plane, plane_xhat;
+                SFX(run_grad_sums)(dout + k * s, x + k * s, s, m, is, &plane, &plane_xhat);
+                part_gamma[k] += plane_xhat;
+                part_beta[k] += plane;
+                sum_g += (double)gamma[k] * plane;
+                sum_g_xhat += (double)gamma[k] * plane_xhat;
+            }
+        }
+        const REAL mean_g = (REAL)(sum_g / (double)len);
+        const REAL mean_g_xhat = (REAL)(sum_g_xhat / (double)len);
+        if (s == 1) {
+#pragma omp simd
+            for (int64_t k = 0; k < cpg; k++) {
+                REAL xhat = (x[k] - m) * is;
+                dx[k] = is * (dout[k] * gamma[k] - mean_g - xhat * mean_g_xhat);
+            }
+        } else {
+            for (int64_t k = 0; k < cpg; k++) {
+                const REAL *restrict dk = dout + k * s, *restrict xk = x + k * s;
+                REAL *restrict dxk = dx + k * s;
+                const REAL gk = gamma[k];
+#pragma omp simd
+                for (int64_t i = 0; i < s; i++) {
+                    REAL xhat = (xk[i] - m) * is;
+                    dxk[i] = is * (dk[i] * gk - mean_g - xhat * mean_g_xhat);
+                }
+            }
+        }
+    }
+}
+
+void SFX(groupnorm_backward)(const fastfc_norm_args *a, int64_t tile_lo, int64_t tile_hi,
+                             int n_threads) {
+    const fastfc_norm_geom *g = &a->geom;
+    if (tile_hi <= tile_lo) return;
+    const int64_t tile_size = g->chunk_samples * (g->channels / g->groups) * g->spatial;
+    int team = fastfc_team(n_threads, (tile_hi - tile_lo) * tile_size, NORM_MIN_PER_THREAD);
+    if (team > tile_hi - tile_lo) team = (int)(tile_hi - tile_lo);
+#pragma omp parallel for num_threads(team) schedule(static)
+    for (int64_t t = tile_lo; t < tile_hi; t++) SFX(gn_backward_tile)(a, t);
+}
+
+void SFX(groupnorm_param_grads)(const fastfc_norm_args *a) {
+    const fastfc_norm_geom *g = &a->geom;
+    const int64_t chunks = (g->n_batch + g->chunk_samples - 1) / g->chunk_samples;
+    for (int64_t c = 0; c < g->channels; c++) {
+        double dgamma = 0.0, dbeta = 0.0;
+        for (int64_t k = 0; k < chunks; k++) {
+            dgamma += a->partial[(k * 2) * g->channels + c];
+            dbeta += a->partial[(k * 2 + 1) * g->channels + c];
+        }
+        ((REAL *)a->dgamma)[c] = (REAL)dgamma;
+        ((REAL *)a->dbeta)[c] = (REAL)dbeta;
+    }
+}
+
+#endif
