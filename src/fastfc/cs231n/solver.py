@@ -17,9 +17,11 @@ training accuracy on num_train_samples samples drawn with replacement, the
 course's printed lines, and model.params = best_params at the end.
 
 Differences, on purpose:
-- checkpoint_name writes "<name>_epoch_<e>.npz" (the parameters, a plain
-  .npz) and "<name>_epoch_<e>.json" (the rest of the course's checkpoint:
-  update rule, hyperparameters, histories) instead of pickling the model.
+- checkpoint_name writes "<name>_epoch_<e>.npz" (the parameters, and a
+  fastfc model's batch-norm running statistics, a plain .npz that
+  model.load reads) and "<name>_epoch_<e>.json" (the rest of the course's
+  checkpoint: update rule, hyperparameters, histories) instead of pickling
+  the model.
 - With a fastfc model (fastfc.cs231n.classifiers, fastfc.models) and one of
   the rules of fastfc.cs231n.optim, a step runs on the model's no-copy path
   and updates every parameter in one fused C call (the configs in
@@ -36,7 +38,7 @@ import numbers
 import numpy as np
 
 from .. import optim as _fastfc_optim
-from ..models import save_arrays, write_atomically
+from ..models import Sequential, save_arrays, write_atomically
 from ..solver import _BatchBuffers
 from . import optim
 
@@ -182,7 +184,10 @@ class Solver:
         base = "%s_epoch_%d" % (self.checkpoint_name, self.epoch)
         if self.verbose:
             print('Saving checkpoint to "%s.npz"' % base)
-        save_arrays(base + ".npz", {name: np.asarray(w) for name, w in self.model.params.items()})
+        if isinstance(self.model, Sequential):  # with batch norm's running statistics
+            self.model.save(base + ".npz")
+        else:
+            save_arrays(base + ".npz", {name: np.asarray(w) for name, w in self.model.params.items()})
         rule = self.update_rule
         record = {
             "model": type(self.model).__name__,
