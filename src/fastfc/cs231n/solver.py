@@ -28,9 +28,11 @@ Differences, on purpose:
   optim_configs still hold the rule's state arrays, updated in place);
   any other model or a callable rule takes the course's loop,
   model.params[p] = next_w.
-- Arguments are checked up front (a ValueError naming the one at fault),
-  and the end of training restores best_params only if some validation
-  accuracy was above 0 (the course would set model.params = {}).
+- Arguments are checked up front (a ValueError naming the one at fault;
+  an unknown keyword is Python's TypeError), lr_decay leaves alone a
+  config without a learning_rate (a callable rule's; the course raises a
+  KeyError), and the end of training restores best_params only if some
+  validation accuracy was above 0 (the course would set model.params = {}).
 """
 import json
 import numbers
