@@ -624,6 +624,8 @@ def course_step(rule, ws, dws, configs, owners=None):
       defaults and state arrays, and updated (adam's t) as they do
     - owners: what to name in error messages, per parameter (None: "w[k]")
     """
+    if rule not in COURSE_RULES:
+        raise ValueError(f"rule must be one of {', '.join(COURSE_RULES)}, got {rule!r}")
     hyper, state_keys = COURSE_RULES[rule]
     if owners is None:
         owners = [f"w[{k}]" for k in range(len(ws))]

@@ -104,11 +104,11 @@ class Solver:
         for key in ("X_train", "y_train", "X_val", "y_val"):
             if key not in data:
                 raise ValueError(f"data is missing {key!r} (it needs X_train, y_train, X_val, y_val)")
-        self.X_train, self.y_train = data["X_train"], data["y_train"]
-        self.X_val, self.y_val = data["X_val"], data["y_val"]
+        self.X_train, self.y_train = np.asarray(data["X_train"]), np.asarray(data["y_train"])
+        self.X_val, self.y_val = np.asarray(data["X_val"]), np.asarray(data["y_val"])
         for split in ("train", "val"):
-            X, y = data[f"X_{split}"], data[f"y_{split}"]
-            if len(X) == 0 or len(X) != len(y):
+            X, y = getattr(self, f"X_{split}"), getattr(self, f"y_{split}")
+            if X.ndim == 0 or len(X) == 0 or y.shape != (len(X),):
                 raise ValueError(f"X_{split} and y_{split} must hold the same number (>= 1) of "
                                  f"samples, got {len(X)} and {len(y)}")
 
@@ -169,8 +169,8 @@ class Solver:
                 self.optim_configs[p] = next_config
             return
         if self._batches is None:
-            self._batches = _BatchBuffers(np.asarray(self.X_train), np.asarray(self.y_train),
-                                          self.batch_size, self.model.dtype)
+            self._batches = _BatchBuffers(self.X_train, self.y_train, self.batch_size,
+                                          self.model.dtype)
         X_batch, y_batch = self._batches.gather(batch_mask)
         self.loss_history.append(self.model._loss_into_grads(X_batch, y_batch))
         names = [name for name, _ in self._parameters]
