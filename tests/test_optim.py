@@ -533,3 +533,31 @@ def test_course_rules_read_the_config_and_copy_noncontiguous_w(rng):
 def test_course_rule_bad_input(args, error, match):
     with pytest.raises(error, match=match):
         optim.adam(*args)
+
+
+@pytest.mark.parametrize("rule, formula, defaults", COURSE_RULES,
+                         ids=[r.__name__ for r, _, _ in COURSE_RULES])
+def test_course_step_over_many_parameters_matches_the_single_rule(rng, rule, formula, defaults):
+    # Two learning rates: the step runs one C call per group of equal
+    # hyperparameters, and each parameter must get its own config's.
+    shapes = [(4, 5), (5,), (3, 2, 2)]
+    ws = [rng.standard_normal(shape) for shape in shapes]
+    alone = [w.copy() for w in ws]
+    configs = [{"learning_rate": rate} for rate in (1e-2, 1e-2, 3e-2)]
+    alone_configs = [dict(c) for c in configs]
+    for k in range(3):
+        dws = [gradient(w, np.zeros_like(w), k) for w in ws]
+        optim.course_step(rule.__name__, ws, dws, configs, ["a", "b", "c"])
+        for i in range(len(ws)):
+            _, alone_configs[i] = rule(alone[i], dws[i], alone_configs[i])
+    for got, want in zip(ws, alone):
+        np.testing.assert_array_equal(got, want)
+    assert [c["learning_rate"] for c in configs] == [1e-2, 1e-2, 3e-2]
+    if rule is optim.adam:
+        assert [c["t"] for c in configs] == [3, 3, 3]
+
+
+def test_course_step_names_the_parameter_with_a_bad_config():
+    with pytest.raises(ValueError, match="W2: unknown config key 'lr'"):
+        optim.course_step("sgd", [np.zeros(2), np.zeros(2)], [np.zeros(2), np.zeros(2)],
+                          [{}, {"lr": 1.0}], ["W1", "W2"])

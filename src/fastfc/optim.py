@@ -18,7 +18,9 @@ Two styles, as in the course notes and in PyTorch:
 - Course-style rules `sgd`, `sgd_momentum`, `rmsprop`, `adam`:
   `next_w, config = rule(w, dw, config)`, with the course notes' config keys
   and defaults. `next_w` is `w` itself, updated in place, when `w` is a
-  C-contiguous float array.
+  C-contiguous float array. `course_step(rule, ws, dws, configs)` applies
+  one to a whole list of parameters in one C call (what fastfc.cs231n's
+  Solver does).
 """
 import numbers
 
@@ -27,7 +29,7 @@ import numpy as np
 from . import _optim
 from .parameter import Parameter
 
-__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "OPTIMIZERS",
+__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "OPTIMIZERS", "course_step",
            "sgd", "sgd_momentum", "rmsprop", "adam",
            "flatten_state_dict", "unflatten_state_dict"]
 
@@ -35,6 +37,8 @@ __all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "OPTIMIZER
 # ---- hyperparameter checks: each returns the value as the group stores it ----
 
 def _number(name, value):
+    if type(value) is float:  # the common case, without the slow ABC check below
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r}")
     return float(value)
@@ -530,10 +534,119 @@ OPTIMIZERS = {"sgd": SGD, "adagrad": Adagrad, "rmsprop": RMSprop, "adam": Adam, 
 
 # ---- course-style update rules ---------------------------------------------------
 
-def _course_setup(w, dw, config, hyper, state_keys):
-    """(w, dw, config) checked, config filled with defaults and state arrays.
+def _step_count(name, value):
+    if type(value) is int and value >= 0:  # the common case, without the ABC check
+        return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+    return int(value)
 
-    hyper: name -> (default, check); state_keys: the arrays shaped like w."""
+
+# The course's rules: name -> (hyperparameters: key -> (default, check), the
+# state arrays shaped like w). Defaults are the course notes'.
+COURSE_RULES = {
+    "sgd": ({"learning_rate": (1e-2, _nonnegative)}, ()),
+    "sgd_momentum": ({"learning_rate": (1e-2, _nonnegative), "momentum": (0.9, _nonnegative)},
+                     ("velocity",)),
+    "rmsprop": ({"learning_rate": (1e-2, _nonnegative), "decay_rate": (0.99, _beta),
+                 "epsilon": (1e-8, _nonnegative)}, ("cache",)),
+    "adam": ({"learning_rate": (1e-3, _nonnegative), "beta1": (0.9, _beta),
+              "beta2": (0.999, _beta), "epsilon": (1e-8, _nonnegative), "t": (0, _step_count)},
+             ("m", "v")),
+}
+
+
+# The half-open bounds [low, high) of the values each check accepts as they are.
+_ACCEPTS = {_nonnegative: (0.0, float("inf")), _beta: (0.0, 1.0), _step_count: (0, float("inf"))}
+
+
+def _course_config(config, w, hyper, state_keys, owner):
+    """config (a dict) checked and filled in place with the rule's defaults
+    and its state arrays (zeros, or the given ones as C-contiguous arrays of
+    w's dtype)."""
+    if not isinstance(config, dict):
+        raise TypeError(f"{owner}: config must be a dict or None, got {type(config).__name__}")
+    for key in config:
+        if key not in hyper and key not in state_keys:
+            raise ValueError(f"{owner}: unknown config key {key!r} (this rule takes "
+                             f"{', '.join(list(hyper) + list(state_keys))})")
+    for key, (default, check) in hyper.items():
+        value = config.get(key, default)
+        low, high = _ACCEPTS[check]
+        # A value of the default's type within bounds is what check would
+        # return: the common case (checked at an earlier step), kept cheap.
+        if not (type(value) is type(default) and low <= value < high):
+            value = check(key, value)
+        config[key] = value
+    for key in state_keys:
+        arr = config.get(key)
+        if arr is None:
+            arr = np.zeros_like(w)
+        elif not isinstance(arr, np.ndarray) or arr.shape != w.shape:
+            raise ValueError(f"{owner}: config[{key!r}] must be an array of w's shape {w.shape}, "
+                             f"got {getattr(arr, 'shape', type(arr).__name__)}")
+        elif not (arr.dtype == w.dtype and arr.flags.c_contiguous and arr.flags.writeable):
+            arr = np.array(arr, dtype=w.dtype, order="C")
+        config[key] = arr
+
+
+def _course_kernel(rule, ws, dws, configs, owners):
+    """One C call of rule over the parameters ws, whose configs hold the
+    same hyperparameters; returns what the _optim function returns."""
+    c = configs[0]
+    n = len(ws)
+    if rule == "sgd":
+        return _optim.sgd_step(ws, dws, [None] * n, [1] * n, owners, c["learning_rate"], 0.0,
+                               0.0, 0.0, False, False)
+    if rule == "sgd_momentum":
+        return _optim.sgd_velocity_step(ws, dws, [(k["velocity"], None, None) for k in configs],
+                                        [1] * n, owners, c["learning_rate"], c["momentum"])
+    if rule == "rmsprop":
+        return _optim.rmsprop_step(ws, dws, [(k["cache"], None, None) for k in configs], [1] * n,
+                                   owners, c["learning_rate"], c["decay_rate"], c["epsilon"],
+                                   0.0, 0.0, False)
+    return _optim.adam_step(ws, dws, [(k["m"], k["v"], None) for k in configs],
+                            [k["t"] + 1 for k in configs], owners, c["learning_rate"], c["beta1"],
+                            c["beta2"], c["epsilon"], 0.0, False, False)
+
+
+def course_step(rule, ws, dws, configs, owners=None):
+    """The course rule named rule ("sgd", "sgd_momentum", "rmsprop" or
+    "adam") applied in place to every parameter of ws, in as few C calls as
+    possible: one per distinct set of hyperparameters (usually one).
+
+    Inputs:
+    - ws: list of parameter arrays (C-contiguous, writeable, float32/float64),
+      updated in place
+    - dws: list of their gradients, same shapes and dtypes
+    - configs: list of one config dict per parameter, as the single rules
+      take them (sgd, sgd_momentum, ...): each is checked, filled with the
+      defaults and state arrays, and updated (adam's t) as they do
+    - owners: what to name in error messages, per parameter (None: "w[k]")
+    """
+    if rule not in COURSE_RULES:
+        raise ValueError(f"rule must be one of {', '.join(COURSE_RULES)}, got {rule!r}")
+    hyper, state_keys = COURSE_RULES[rule]
+    if owners is None:
+        owners = [f"w[{k}]" for k in range(len(ws))]
+    groups = {}
+    for k, (w, config) in enumerate(zip(ws, configs)):
+        _course_config(config, w, hyper, state_keys, owners[k])
+        groups.setdefault(tuple(config[key] for key in hyper if key != "t"), []).append(k)
+    pending = None
+    for members in groups.values():
+        raised = _course_kernel(rule, [ws[k] for k in members], [dws[k] for k in members],
+                                [configs[k] for k in members], [owners[k] for k in members])
+        pending = raised if pending is None else pending
+    if rule == "adam":
+        for config in configs:
+            config["t"] += 1
+    _raise_pending(pending)
+
+
+def _course_rule(rule, w, dw, config):
+    """(next_w, config) of one course rule: w checked and updated in place
+    when it is a C-contiguous writeable float array (else a copy is)."""
     if not isinstance(w, np.ndarray) or w.dtype not in (np.float32, np.float64):
         raise TypeError(f"w must be a float32 or float64 NumPy array, got "
                         f"{getattr(w, 'dtype', type(w).__name__)}")
@@ -542,37 +655,13 @@ def _course_setup(w, dw, config, hyper, state_keys):
                         f"{getattr(dw, 'dtype', type(dw).__name__)}")
     if dw.shape != w.shape:
         raise ValueError(f"dw has shape {dw.shape} but w has shape {w.shape}")
-    if config is None:
-        config = {}
-    elif not isinstance(config, dict):
-        raise TypeError(f"config must be a dict or None, got {type(config).__name__}")
-    for key in config:
-        if key not in hyper and key not in state_keys:
-            raise ValueError(f"unknown config key {key!r} (this rule takes "
-                             f"{', '.join(list(hyper) + list(state_keys))})")
-    for key, (default, check) in hyper.items():
-        config[key] = check(key, config.get(key, default))
     # In place when possible: the course's next_w may be w itself.
     if not (w.flags.c_contiguous and w.flags.writeable and w.dtype.isnative):
         w = np.array(w, order="C")
-    dw = np.ascontiguousarray(dw)
-    for key in state_keys:
-        arr = config.get(key)
-        if arr is None:
-            arr = np.zeros_like(w)
-        elif not isinstance(arr, np.ndarray) or arr.shape != w.shape:
-            raise ValueError(f"config[{key!r}] must be an array of w's shape {w.shape}, got "
-                             f"{getattr(arr, 'shape', type(arr).__name__)}")
-        elif not (arr.dtype == w.dtype and arr.flags.c_contiguous and arr.flags.writeable):
-            arr = np.array(arr, dtype=w.dtype, order="C")
-        config[key] = arr
-    return w, dw, config
-
-
-def _step_count(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise ValueError(f"{name} must be a non-negative int, got {value!r}")
-    return int(value)
+    if config is None:
+        config = {}
+    course_step(rule, [w], [np.ascontiguousarray(dw)], [config], ["w"])
+    return w, config
 
 
 def _raise_pending(interrupt):
@@ -589,10 +678,7 @@ def sgd(w, dw, config=None):
     learning_rate (default 1e-2), or None.
     Returns (next_w, config); next_w is w updated in place when w is C-contiguous.
     """
-    w, dw, config = _course_setup(w, dw, config, {"learning_rate": (1e-2, _nonnegative)}, ())
-    _raise_pending(_optim.sgd_step([w], [dw], [None], [1], ["w"], config["learning_rate"], 0.0,
-                                   0.0, 0.0, False, False))
-    return w, config
+    return _course_rule("sgd", w, dw, config)
 
 
 def sgd_momentum(w, dw, config=None):
@@ -602,12 +688,7 @@ def sgd_momentum(w, dw, config=None):
     config: learning_rate (1e-2), momentum (0.9), velocity (zeros like w).
     Returns (next_w, config).
     """
-    w, dw, config = _course_setup(
-        w, dw, config, {"learning_rate": (1e-2, _nonnegative), "momentum": (0.9, _nonnegative)},
-        ("velocity",))
-    _raise_pending(_optim.sgd_velocity_step([w], [dw], [(config["velocity"], None, None)], [1],
-                                            ["w"], config["learning_rate"], config["momentum"]))
-    return w, config
+    return _course_rule("sgd_momentum", w, dw, config)
 
 
 def rmsprop(w, dw, config=None):
@@ -618,13 +699,7 @@ def rmsprop(w, dw, config=None):
     config: learning_rate (1e-2), decay_rate (0.99), epsilon (1e-8), cache (zeros).
     Returns (next_w, config).
     """
-    w, dw, config = _course_setup(
-        w, dw, config, {"learning_rate": (1e-2, _nonnegative), "decay_rate": (0.99, _beta),
-                        "epsilon": (1e-8, _nonnegative)}, ("cache",))
-    _raise_pending(_optim.rmsprop_step([w], [dw], [(config["cache"], None, None)], [1], ["w"],
-                                       config["learning_rate"], config["decay_rate"],
-                                       config["epsilon"], 0.0, 0.0, False))
-    return w, config
+    return _course_rule("rmsprop", w, dw, config)
 
 
 def adam(w, dw, config=None):
@@ -637,14 +712,4 @@ def adam(w, dw, config=None):
     m and v (zeros like w), t (0, the steps taken so far).
     Returns (next_w, config).
     """
-    w, dw, config = _course_setup(
-        w, dw, config, {"learning_rate": (1e-3, _nonnegative), "beta1": (0.9, _beta),
-                        "beta2": (0.999, _beta), "epsilon": (1e-8, _nonnegative),
-                        "t": (0, _step_count)}, ("m", "v"))
-    t = config["t"] + 1
-    pending = _optim.adam_step([w], [dw], [(config["m"], config["v"], None)], [t], ["w"],
-                               config["learning_rate"], config["beta1"], config["beta2"],
-                               config["epsilon"], 0.0, False, False)
-    config["t"] = t
-    _raise_pending(pending)
-    return w, config
+    return _course_rule("adam", w, dw, config)
