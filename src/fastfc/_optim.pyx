@@ -44,6 +44,8 @@ cdef void *_checked(object arr, cnp.ndarray data, bint writeable, object owner,
     the checks are C comparisons: they run for every array at every step."""
     if not isinstance(arr, np.ndarray):
         raise TypeError(f"{owner}: {what} must be a NumPy array, got {type(arr).__name__}")
+    if type(arr) is not np.ndarray and isinstance(arr, np.ma.MaskedArray):
+        raise TypeError(f"{owner}: {what} is a masked array; its mask would be ignored")
     cdef cnp.ndarray a = <cnp.ndarray>arr
     if cnp.PyArray_TYPE(a) != cnp.PyArray_TYPE(data) or not a.dtype.isnative:
         raise TypeError(f"{owner}: {what} is {a.dtype} but data is {data.dtype}; "
