@@ -48,9 +48,9 @@ cdef inline object plain_array(object a, str name):
     its C-level dimensions and data pointer, and a subclass may override
     .shape (some array-like wrappers do), so only the base class's attributes
     are trusted. Masked arrays are refused: the kernels would ignore the mask."""
-    if type(a) is np.ndarray:
+    if cnp.PyArray_CheckExact(a):
         return a
-    if not isinstance(a, np.ndarray):
+    if not cnp.PyArray_Check(a):
         return np.asarray(a)
     if isinstance(a, np.ma.MaskedArray):
         raise TypeError(f"{name} is a masked array, which fastfc does not support (its mask "
