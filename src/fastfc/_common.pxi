@@ -39,7 +39,13 @@ cdef inline fastfc_blas blas_table() noexcept:
 
 
 cdef inline int num_threads():
-    return _config._state.num_threads
+    """The thread count of the next kernel; notes when it may start OpenMP
+    threads, after which a forked child must run on one (see _config)."""
+    cdef object state = _config._state
+    cdef int n = state.num_threads
+    if n > 1:
+        state.threads_started = True
+    return n
 
 
 cdef inline object plain_array(object a, str name):
