@@ -205,7 +205,7 @@ report = {"fork": in_forked_child(child),
           "fork asking for 4 threads": in_forked_child(child_asks_for_threads)}
 pool = mp.get_context("fork").Pool(2)
 try:
-    report["pool"] = pool.map_async(pool_worker, range(4)).get(timeout=60)
+    report["pool"] = pool.map_async(pool_worker, range(4)).get(timeout=30)
 except mp.TimeoutError:
     report["pool"] = "hung"
 finally:
