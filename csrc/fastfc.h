@@ -176,11 +176,15 @@ void max_pool_forward_f32(const fastfc_pool_geom *g, const float *x, float *out,
                           int32_t *argmax, int n_threads);
 void max_pool_forward_f64(const fastfc_pool_geom *g, const double *x, double *out,
                           int32_t *argmax, int n_threads);
-/* dx (planes, height, width) = scatter-add of dout at argmax. */
-void max_pool_backward_f32(const fastfc_pool_geom *g, const float *dout, const int32_t *argmax,
-                           float *dx, int n_threads);
-void max_pool_backward_f64(const fastfc_pool_geom *g, const double *dout,
-                           const int32_t *argmax, double *dx, int n_threads);
+/* dx (planes, height, width) = scatter-add of dout at argmax. Returns the
+ * number of argmax entries found outside their own window (a tampered
+ * cache; exact for 2x2/2, else outside the window's row-major span): those
+ * are skipped, and any argmax values, even ones another thread changes
+ * during the call, keep every access inside the planes. */
+int64_t max_pool_backward_f32(const fastfc_pool_geom *g, const float *dout,
+                              const int32_t *argmax, float *dx, int n_threads);
+int64_t max_pool_backward_f64(const fastfc_pool_geom *g, const double *dout,
+                              const int32_t *argmax, double *dx, int n_threads);
 void avg_pool_forward_f32(const fastfc_pool_geom *g, const float *x, float *out, int n_threads);
 void avg_pool_forward_f64(const fastfc_pool_geom *g, const double *x, double *out, int n_threads);
 /* dx = each window's share dout / (pool_h*pool_w), summed over windows. */

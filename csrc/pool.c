@@ -13,27 +13,41 @@
 #include "fastfc.h"
 #include "internal.h"
 
-/* Threads worth waking: enough input elements each to pay for a thread. */
-static int pool_team(const fastfc_pool_geom *g, int n_threads) {
+/* The planes split into blocks of about FASTFC_MIN_PER_THREAD input
+ * elements, handed out on demand to a team of as many threads as the work
+ * pays for: planes are independent (results do not depend on who computes
+ * them), and a thread the OS preempts on shared cores then holds up one block
+ * instead of half the work. */
+typedef struct {
+    int team;
+    int64_t per_block, n_blocks;
+} pool_blocks;
+
+static pool_blocks pool_split(const fastfc_pool_geom *g, int n_threads) {
+    pool_blocks b;
     int nt = fastfc_team(n_threads, g->planes * g->height * g->width, FASTFC_MIN_PER_THREAD);
-    return g->planes < nt ? (int)g->planes : nt;
+    b.team = g->planes < nt ? (int)g->planes : nt;
+    b.per_block = FASTFC_MIN_PER_THREAD / (g->height * g->width);
+    if (b.per_block < 1) b.per_block = 1;
+    b.n_blocks = (g->planes + b.per_block - 1) / b.per_block;
+    return b;
 }
 
-/* Runs BODY on blocks [LO, HI) of the planes, about FASTFC_MIN_PER_THREAD
- * input elements each, handed out on demand: planes are independent (results
- * do not depend on who computes them), and a thread the OS preempts on shared
- * cores then holds up one block instead of half the work. */
+/* Planes [*lo, *hi) of block blk. */
+static void pool_block(const pool_blocks *b, const fastfc_pool_geom *g, int64_t blk, int64_t *lo,
+                       int64_t *hi) {
+    *lo = blk * b->per_block;
+    *hi = *lo + b->per_block < g->planes ? *lo + b->per_block : g->planes;
+}
+
+/* Runs BODY on the blocks [LO, HI) of the planes (see pool_split). */
 #define POOL_OVER_PLANES(G, N_THREADS, LO, HI, BODY)                                   \
     do {                                                                               \
-        int team_ = pool_team((G), (N_THREADS));                                       \
-        int64_t per_ = FASTFC_MIN_PER_THREAD / ((G)->height * (G)->width);             \
-        if (per_ < 1) per_ = 1;                                                        \
-        const int64_t n_blocks_ = ((G)->planes + per_ - 1) / per_;                     \
-        (void)team_; /* unused without OpenMP */                                       \
-        _Pragma("omp parallel for num_threads(team_) schedule(dynamic, 1)")            \
-        for (int64_t blk_ = 0; blk_ < n_blocks_; blk_++) {                             \
-            int64_t LO = blk_ * per_;                                                  \
-            int64_t HI = LO + per_ < (G)->planes ? LO + per_ : (G)->planes;            \
+        const pool_blocks blocks_ = pool_split((G), (N_THREADS));                      \
+        _Pragma("omp parallel for num_threads(blocks_.team) schedule(dynamic, 1)")     \
+        for (int64_t blk_ = 0; blk_ < blocks_.n_blocks; blk_++) {                      \
+            int64_t LO, HI;                                                            \
+            pool_block(&blocks_, (G), blk_, &LO, &HI);                                 \
             BODY;                                                                      \
         }                                                                              \
     } while (0)
@@ -132,56 +146,96 @@ void SFX(max_pool_forward)(const fastfc_pool_geom *g, const REAL *x, REAL *out,
 
 /* Gradient of one output row of 2x2/2 windows into input rows d0, d1: every
  * entry of each window is written (dout at its argmax, 0 elsewhere), so dx
- * needs no zeroing first. Same base, w_in as the forward row. */
-FASTFC_CLONES static void SFX(max_pool_2x2_row_backward)(const REAL *restrict dout,
-                                                         const int32_t *restrict argmax,
-                                                         REAL *restrict d0, REAL *restrict d1,
-                                                         int64_t w_out, int32_t base,
-                                                         int32_t w_in) {
-#pragma omp simd
+ * needs no zeroing first. Same base, w_in as the forward row. Returns the
+ * number of argmax entries that name no entry of their window (a tampered or
+ * foreign cache); their windows get a zero gradient. Indices are only
+ * compared, never used as addresses, so no value of argmax (even one another
+ * thread changes meanwhile) makes this read or write out of bounds. */
+FASTFC_CLONES static int64_t SFX(max_pool_2x2_row_backward)(const REAL *restrict dout,
+                                                            const int32_t *restrict argmax,
+                                                            REAL *restrict d0, REAL *restrict d1,
+                                                            int64_t w_out, int32_t base,
+                                                            int32_t w_in) {
+    int32_t stray = 0; /* int32 like the indices: the loop vectorizes in one lane width */
+#pragma omp simd reduction(+ : stray)
     for (int64_t j = 0; j < w_out; j++) {
-        /* 0, 1 (top row) or w_in, w_in + 1 (bottom row) */
-        const int32_t k = argmax[j] - base - 2 * (int32_t)j;
+        /* 0, 1 (top row) or w_in, w_in + 1 (bottom row); unsigned: a hostile
+         * index cannot overflow the subtraction */
+        const uint32_t k = (uint32_t)argmax[j] - (uint32_t)(base + 2 * (int32_t)j);
         const REAL v = dout[j];
         d0[2 * j] = k == 0 ? v : (REAL)0;
         d0[2 * j + 1] = k == 1 ? v : (REAL)0;
-        d1[2 * j] = k == w_in ? v : (REAL)0;
-        d1[2 * j + 1] = k == w_in + 1 ? v : (REAL)0;
+        d1[2 * j] = k == (uint32_t)w_in ? v : (REAL)0;
+        d1[2 * j + 1] = k == (uint32_t)w_in + 1 ? v : (REAL)0;
+        stray += (k > 1) & (k - (uint32_t)w_in > 1);
     }
+    return stray;
 }
 
 /* dx = 0, then dx[argmax] += dout, plane by plane (accumulating where windows
  * overlap). For 2x2/2 the rows are written whole instead, and only the last
- * row/column no window covers (odd sizes) is zeroed: one pass over dx. */
-static void SFX(max_pool_backward_planes)(const fastfc_pool_geom *g, const REAL *dout,
-                                          const int32_t *argmax, REAL *dx, int64_t lo,
-                                          int64_t hi) {
+ * row/column no window covers (odd sizes) is zeroed: one pass over dx.
+ * Returns the number of argmax entries outside their windows, which are
+ * skipped: 2x2/2 checks exactly, other geometries whether the entry lies in
+ * its window's span (from its first entry to its last in row-major order,
+ * which holds the entries between its rows too: one compare, where the
+ * exact test's division would make the whole pass 1.7x slower). Each index
+ * is read once and checked before it is used, so the scatter stays inside
+ * the plane whatever argmax holds, even if another thread rewrites it. */
+static int64_t SFX(max_pool_backward_planes)(const fastfc_pool_geom *g, const REAL *dout,
+                                             const int32_t *argmax, REAL *dx, int64_t lo,
+                                             int64_t hi) {
     const int64_t w_in = g->width, plane_in = g->height * w_in;
     const int64_t w_out = g->out_w, plane_out = g->out_h * w_out;
     const int fast = pool_is_2x2_stride_2(g);
+    /* entries from a window's first to its last, in row-major order */
+    const uint32_t span = (uint32_t)((g->pool_h - 1) * w_in + g->pool_w);
+    int64_t stray = 0;
     for (int64_t q = lo; q < hi; q++) {
         REAL *restrict dp = dx + q * plane_in;
         const REAL *restrict gp = dout + q * plane_out;
-        const int32_t *restrict ap = argmax + q * plane_out;
         if (!fast) {
+            /* volatile: one load per index, checked and used as that value */
+            const volatile int32_t *ap = argmax + q * plane_out;
             memset(dp, 0, (size_t)plane_in * sizeof(REAL));
-            for (int64_t o = 0; o < plane_out; o++) dp[ap[o]] += gp[o];
+            for (int64_t i = 0; i < g->out_h; i++) {
+                uint32_t top = (uint32_t)(i * g->stride * w_in);
+                for (int64_t j = 0; j < w_out; j++, top += (uint32_t)g->stride) {
+                    const int32_t at = ap[i * w_out + j];
+                    /* unsigned: an index before the window wraps to a huge offset */
+                    if ((uint32_t)at - top >= span) {
+                        stray++;
+                        continue;
+                    }
+                    dp[at] += gp[i * w_out + j];
+                }
+            }
             continue;
         }
+        const int32_t *ap = argmax + q * plane_out;
         for (int64_t i = 0; i < g->out_h; i++) {
             REAL *d0 = dp + 2 * i * w_in;
-            SFX(max_pool_2x2_row_backward)(gp + i * w_out, ap + i * w_out, d0, d0 + w_in, w_out,
-                                           (int32_t)(2 * i * w_in), (int32_t)w_in);
+            stray += SFX(max_pool_2x2_row_backward)(gp + i * w_out, ap + i * w_out, d0, d0 + w_in,
+                                                    w_out, (int32_t)(2 * i * w_in),
+                                                    (int32_t)w_in);
             if (w_in & 1) d0[w_in - 1] = d0[2 * w_in - 1] = 0;
         }
         if (g->height & 1) memset(dp + (g->height - 1) * w_in, 0, (size_t)w_in * sizeof(REAL));
     }
+    return stray;
 }
 
-void SFX(max_pool_backward)(const fastfc_pool_geom *g, const REAL *dout, const int32_t *argmax,
-                            REAL *dx, int n_threads) {
-    POOL_OVER_PLANES(g, n_threads, lo, hi,
-                           SFX(max_pool_backward_planes)(g, dout, argmax, dx, lo, hi));
+int64_t SFX(max_pool_backward)(const fastfc_pool_geom *g, const REAL *dout,
+                               const int32_t *argmax, REAL *dx, int n_threads) {
+    const pool_blocks blocks = pool_split(g, n_threads);
+    int64_t stray = 0;
+#pragma omp parallel for num_threads(blocks.team) schedule(dynamic, 1) reduction(+ : stray)
+    for (int64_t blk = 0; blk < blocks.n_blocks; blk++) {
+        int64_t lo, hi;
+        pool_block(&blocks, g, blk, &lo, &hi);
+        stray += SFX(max_pool_backward_planes)(g, dout, argmax, dx, lo, hi);
+    }
+    return stray;
 }
 
 /* out = mean of each window; planes [lo, hi). */

@@ -4,8 +4,13 @@ and the preprocessing helpers."""
 import functools
 import gzip
 import os
+import pathlib
 import pickle
+import re
 import struct
+import subprocess
+import sys
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -248,6 +253,84 @@ def test_load_mnist_damaged_gzip(tmp_path):
         datasets.load_mnist(tmp_path, val_size=2)
 
 
+def test_gzip_stream_longer_than_its_header_is_not_decompressed_past_it(tmp_path):
+    """A few hundred KiB of gzip whose header declares 12 images but whose
+    stream holds 64 MiB: the header is checked first and reading stops one
+    byte past the declared data (before, the whole stream was decompressed,
+    then found too long)."""
+    make_mnist(tmp_path, compress=True)
+    content = idx_bytes(np.zeros((12, 28, 28))) + bytes(64 << 20)
+    write_file(tmp_path / "train-images-idx3-ubyte", content, compress=True)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match="train-images-idx3-ubyte.gz: trailing bytes"):
+            datasets.load_mnist(tmp_path, val_size=2)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, f"{peak / 2**20:.0f} MiB held while reading"
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["raw", "gz"])
+def test_header_declaring_more_than_the_file_holds_is_refused_before_allocating(tmp_path,
+                                                                               compress):
+    """A raw file must hold exactly what its header declares, and a gzip file
+    cannot expand past 1032 times its size: 2**31 images in a small file are
+    refused from the header alone."""
+    make_mnist(tmp_path, compress=compress)
+    header = bytes([0, 0, 0x08, 3]) + struct.pack(">III", 2**31, 28, 28)
+    write_file(tmp_path / "train-images-idx3-ubyte", header + bytes(100), compress)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match="train-images-idx3-ubyte.*truncated"):
+            datasets.load_mnist(tmp_path, val_size=2)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20
+
+
+def test_test_images_of_another_size_are_refused_before_any_data_is_read(tmp_path):
+    """Before, load_mnist returned 28x28 training and 32x32 test images, and
+    training found out only at the test set."""
+    make_mnist(tmp_path, compress=True)
+    write_file(tmp_path / "t10k-images-idx3-ubyte", idx_bytes(np.zeros((5, 32, 32))), True)
+    # a damaged training stream: only its header is read before the refusal
+    good = gzip.compress(idx_bytes(np.zeros((12, 28, 28))))
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(good[:40])
+    with pytest.raises(ValueError, match="t10k-images-idx3-ubyte.gz: images of 32x32, but the "
+                                         "training images .* are 28x28"):
+        datasets.load_mnist(tmp_path, val_size=2)
+
+
+def load_in_child(loader, directory, timeout=60):
+    """fastfc.datasets.<loader>(directory) in a child interpreter, killed
+    after timeout seconds: (exit status, stderr), or None when it hung."""
+    code = (f"import fastfc.datasets as d; d.{loader}({str(directory)!r})")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(pathlib.Path(datasets.__file__).parent.parent), os.environ.get("PYTHONPATH", "")]))
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return None
+    return proc.returncode, proc.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+@pytest.mark.parametrize("loader, name", [("load_mnist", "train-labels-idx1-ubyte"),
+                                          ("load_cifar10", "data_batch_3")])
+def test_a_fifo_in_place_of_a_data_file_is_refused_at_once(tmp_path, loader, name):
+    """Before, opening the FIFO blocked forever (no writer ever comes)."""
+    (make_mnist if loader == "load_mnist" else make_cifar)(tmp_path)
+    os.remove(tmp_path / name)
+    os.mkfifo(tmp_path / name)
+    outcome = load_in_child(loader, tmp_path)
+    assert outcome is not None, "the loader blocked on the FIFO"
+    status, stderr = outcome
+    assert status != 0 and re.search(f"ValueError: .*{name}: not a regular file", stderr), stderr
+
+
 def test_load_mnist_val_size_too_large(tmp_path):
     make_mnist(tmp_path)
     with pytest.raises(ValueError, match="val_size"):
@@ -355,6 +438,86 @@ def test_load_cifar10_truncated_and_missing(tmp_path):
         datasets.load_cifar10(tmp_path)
     with pytest.raises(FileNotFoundError, match="CIFAR-10 directory"):
         datasets.load_cifar10(tmp_path / "missing")
+
+
+class Declares:
+    """Pickles as numpy's own array rebuild, called with the given
+    arguments and no array state: an uninitialized array of any shape."""
+
+    def __init__(self, function, *args):
+        self.function, self.args = function, args
+
+    def __reduce__(self):
+        return self.function, self.args
+
+
+RECONSTRUCT = np.empty(0).__reduce__()[0]
+
+
+@pytest.mark.parametrize("data, labels", [
+    # _reconstruct straight to the declared shape, as a pickle may call it
+    (Declares(RECONSTRUCT, np.ndarray, (200000, 3072), b"B"),
+     Declares(RECONSTRUCT, np.ndarray, (200000,), b"B")),
+    # numpy.ndarray itself called with a shape
+    (Declares(np.ndarray, (200000, 3072), "B"), Declares(np.ndarray, (200000,), "B")),
+], ids=["reconstruct", "ndarray"])
+def test_cifar_batch_declaring_200000_images_in_a_few_bytes_is_refused(tmp_path, data, labels):
+    """Before, a few hundred bytes loaded as 600 MB of uninitialized images."""
+    make_cifar(tmp_path)
+    write_py2_pickle(tmp_path / "data_batch_1", {"data": data, "labels": labels})
+    assert (tmp_path / "data_batch_1").stat().st_size < 300
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match="data_batch_1: not a CIFAR-10 batch"):
+            datasets.load_cifar10(tmp_path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20
+
+
+class ArrayState:
+    """Pickles as numpy pickles an array: an empty array, then its state
+    (shape, dtype, bytes) given here, which may disagree with each other."""
+
+    def __init__(self, shape, dtype, data):
+        self.state = (1, shape, np.dtype(dtype), False, data)
+
+    def __reduce__(self):
+        return RECONSTRUCT, (np.ndarray, (0,), b"b"), self.state
+
+
+@pytest.mark.parametrize("data, match", [
+    (ArrayState((10001, 3072), np.uint8, b""), "N <= 10000"),
+    (ArrayState((3, 3072), np.uint8, b"\x00" * 5), "without its 9216 values"),
+    (ArrayState((3, 3072), np.uint16, b"\x00" * 18432), "uint8 array of shape"),
+    (ArrayState((3, 32, 32, 3), np.uint8, b"\x00" * 9216), "uint8 array of shape"),
+], ids=["10001-images", "short-bytes", "uint16", "4-d"])
+def test_cifar_array_state_is_checked_before_numpy_builds_it(tmp_path, data, match):
+    make_cifar(tmp_path)
+    write_py2_pickle(tmp_path / "data_batch_4", {"data": data, "labels": [0, 1, 2]})
+    with pytest.raises(ValueError, match=f"data_batch_4: not a CIFAR-10 batch.*{match}"):
+        datasets.load_cifar10(tmp_path)
+
+
+@pytest.mark.parametrize("labels", [[0, 2**70, 1], [0, -2**70, 1],
+                                    np.array([0, 2**63 + 5, 1], dtype=np.uint64)],
+                         ids=["2**70", "-2**70", "uint64-huge"])
+def test_cifar_labels_too_large_for_int64_are_a_value_error(tmp_path, labels):
+    """Before, 2**70 raised OverflowError (a traceback in the CLI)."""
+    make_cifar(tmp_path)
+    write_py2_pickle(tmp_path / "test_batch",
+                     {"data": np.zeros((3, 3072), np.uint8), "labels": labels})
+    with pytest.raises(ValueError, match="test_batch: labels outside 0..9"):
+        datasets.load_cifar10(tmp_path)
+
+
+def test_cifar_file_larger_than_any_batch_is_refused_unread(tmp_path):
+    make_cifar(tmp_path)
+    with open(tmp_path / "data_batch_2", "r+b") as f:
+        f.truncate(64 << 20)  # sparse: no disk, no time
+    with pytest.raises(ValueError, match="data_batch_2: not a CIFAR-10 batch .*67108864 bytes"):
+        datasets.load_cifar10(tmp_path)
 
 
 def test_load_cifar10_val_size_counts_selected_classes(tmp_path):

@@ -1,6 +1,8 @@
 """fastfc.layers: every layer's backward against numerical gradients (float64),
 forward against fastfc.reference (float32), parameters kept in place,
 initialisation, modes and bad arguments."""
+import tracemalloc
+
 import numpy as np
 import pytest
 
@@ -170,6 +172,31 @@ def test_initialisation():
     first = L.Linear(5, 4).params["W"]
     np.random.seed(5)
     np.testing.assert_array_equal(first, L.Linear(5, 4).params["W"])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_initialisation_takes_the_layer_memory_not_five_times_it(dtype):
+    """Before, a float32 layer drew float64 normals and multiplied them
+    before casting: a peak of 5 times the weights (20 GB to build a 3.6 GB
+    model). Now the weights and their gradient, plus a small piece."""
+    tracemalloc.start()
+    try:
+        layer = L.Linear(1024, 2048, seed=0, dtype=dtype)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    weights = layer.params["W"].nbytes
+    assert peak < 2 * weights + (1 << 20), f"peak {peak / weights:.2f} times the weights"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_initial_weights_are_the_scaled_normal_draws_cast_once(dtype):
+    """Drawing in pieces keeps a seed's weights: std * N(0, 1) in float64,
+    then rounded to dtype, as one draw gives (the tail piece included)."""
+    shape = (3 * (1 << 14) + 5, 3)  # several pieces and a partial one
+    w = L.Linear(*shape, seed=7, dtype=dtype).params["W"]
+    want = (np.sqrt(2 / shape[0]) * np.random.default_rng(7).standard_normal(shape)).astype(dtype)
+    np.testing.assert_array_equal(w, want)
 
 
 def test_dropout_modes(rng):

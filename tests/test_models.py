@@ -181,6 +181,37 @@ def test_training_steps_reuse_activation_and_gradient_buffers(rng):
     assert peak < conv_output_bytes
 
 
+def test_buffers_are_kept_for_a_few_input_shapes_only(rng):
+    """A fully convolutional network fed images of 24 sizes: before, one set
+    of buffers per size was kept for good (memory grew with every new size);
+    now those of the last few sizes (4), and a size used again reuses its."""
+    model = Sequential(L.Conv2d(1, 8, 3, padding=1, seed=0), L.ReLU(),
+                       L.Conv2d(8, 8, 3, padding=1, seed=1), L.ReLU(),
+                       L.Conv2d(8, 1, 3, padding=1, seed=2))
+    sizes = range(40, 64)
+
+    def step(size):
+        x = rng.standard_normal((2, 1, size, size)).astype(np.float32)
+        model.backward(np.ones_like(model.forward(x)))
+
+    tracemalloc.start()
+    try:
+        baseline = tracemalloc.get_traced_memory()[0]
+        step(sizes[-1])
+        one_size = tracemalloc.get_traced_memory()[0] - baseline
+        for size in sizes:
+            step(size)
+        held = tracemalloc.get_traced_memory()[0] - baseline
+        # the last sizes are kept: stepping them again allocates no layer arrays
+        before = tracemalloc.get_traced_memory()[0]
+        step(sizes[-2])
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert held < 5 * one_size, f"{held / one_size:.1f} times the buffers of one size"
+    assert after - before < one_size / 4
+
+
 @pytest.mark.parametrize("dropout", [False, True], ids=["plain", "dropout"])
 def test_reused_buffers_change_no_result(rng, dropout):
     """Steps over different batches (of two sizes, in both modes) give what a

@@ -2,6 +2,7 @@
 documented algorithms (and torch itself when installed), state_dict round
 trips, the course-style rules against the course formulas, thread-count
 agreement and bad input."""
+import re
 import signal
 import time
 
@@ -561,3 +562,226 @@ def test_course_step_names_the_parameter_with_a_bad_config():
     with pytest.raises(ValueError, match="W2: unknown config key 'lr'"):
         optim.course_step("sgd", [np.zeros(2), np.zeros(2)], [np.zeros(2), np.zeros(2)],
                           [{}, {"lr": 1.0}], ["W1", "W2"])
+
+
+# ---- overlapping parameters (issue 17) ---------------------------------------------
+# The fused step hands blocks of every parameter to different threads: two
+# parameters over the same memory were read-modify-written at once, with a
+# result that depended on the thread count and timing.
+
+def shared_memory_setups():
+    """(id, a function returning the params argument) of parameters that
+    share memory; each must be refused when the optimizer is built."""
+    def same_array():
+        a = np.ones(8)
+        return [Parameter(a, "w"), Parameter(a, "w_again")]
+
+    def overlapping_views():
+        a = np.ones(8)
+        return [Parameter(a[:6], "head"), Parameter(a[4:], "tail")]
+
+    def across_groups():
+        a = np.ones((4, 4))
+        return [{"params": [Parameter(a, "w")]}, {"params": [Parameter(a[2], "row"),
+                                                             Parameter(np.ones(3), "b")]}]
+
+    def reshaped_view():
+        a = np.ones(8)
+        return [Parameter(np.zeros(2), "other"), Parameter(a[2:4], "pair"),
+                Parameter(a.reshape(2, 4), "grid")]
+    return [("same-array", same_array), ("overlapping-views", overlapping_views),
+            ("across-groups", across_groups), ("reshaped-view", reshaped_view)]
+
+
+@pytest.mark.parametrize("setup", [s for _, s in shared_memory_setups()],
+                         ids=[i for i, _ in shared_memory_setups()])
+@pytest.mark.parametrize("cls", [optim.SGD, optim.Adam])
+def test_parameters_sharing_memory_are_refused(cls, setup):
+    with pytest.raises(ValueError, match=r"param_groups\[\d\]\['params'\]\[\d\] \('\w+'\) and "
+                                         r"param_groups\[\d\]\['params'\]\[\d\] \('\w+'\) share memory"):
+        cls(setup(), lr=0.1)
+
+
+def test_adjacent_views_are_not_overlapping():
+    a = np.ones(10)
+    left, right = Parameter(a[:5], "left"), Parameter(a[5:], "right")
+    left.grad[...], right.grad[...] = 1.0, 2.0
+    optim.SGD([left, right], lr=0.5).step()
+    np.testing.assert_array_equal(a, [0.5] * 5 + [0.0] * 5)
+
+
+@pytest.mark.parametrize("spoil, names", [
+    (lambda p, q: setattr(q, "data", p.data), ("'p'.*data", "'q'.*data")),
+    (lambda p, q: setattr(q, "grad", p.data), ("'p'.*data", "'q'.*grad")),
+    (lambda p, q: setattr(p, "grad", p.data), ("'p'.*data", "'p'.*grad")),
+], ids=["data-swapped-in", "grad-is-another-data", "grad-is-own-data"])
+def test_arrays_made_to_share_memory_after_building_are_refused_at_the_step(spoil, names):
+    """Parameter.data and .grad can be reassigned after the optimizer was
+    built: the step checks every array it writes against all the others
+    (in C, sorted by address) and changes nothing when two overlap."""
+    p, q = Parameter(np.ones(4), "p"), Parameter(np.full(4, 2.0), "q")
+    opt = optim.Adam([p, q], lr=0.1)
+    p.grad[...] = q.grad[...] = 1.0
+    spoil(p, q)
+    before = [p.data.copy(), q.data.copy()]
+    with pytest.raises(ValueError, match="share memory") as info:
+        opt.step()
+    for name in names:
+        assert re.search(name, str(info.value)), (name, str(info.value))
+    np.testing.assert_array_equal(p.data, before[0])
+    np.testing.assert_array_equal(q.data, before[1])
+
+
+def test_a_shared_gradient_is_allowed():
+    """Gradients are only read: two parameters may share one."""
+    p, q = Parameter(np.ones(3), "p"), Parameter(np.ones(3), "q")
+    q.grad = p.grad
+    p.grad[...] = 1.0
+    optim.SGD([p, q], lr=0.5).step()
+    np.testing.assert_array_equal(q.data, [0.5] * 3)
+
+
+def test_parameter_appended_to_a_group_is_checked_at_the_step():
+    a = np.ones(6)
+    opt = optim.SGD([Parameter(a, "w")], lr=0.1)
+    opt.param_groups[0]["params"].append(Parameter(a[3:], "alias"))
+    with pytest.raises(ValueError, match="'alias'.*share memory"):
+        opt.step()
+    opt.param_groups[0]["params"].pop()
+    opt.step()  # fine again
+
+
+def test_course_rule_with_its_state_array_as_w_is_refused():
+    w = np.ones(4)
+    with pytest.raises(ValueError, match="share memory"):
+        optim.sgd_momentum(w, np.ones(4), {"velocity": w})
+    np.testing.assert_array_equal(w, 1.0)
+
+
+# ---- state_dict and hyperparameter checks (issue 17) ------------------------------
+
+def adam_after_steps(steps=2):
+    p = Parameter(np.linspace(-1, 1, 4), "w")
+    opt = optim.Adam([p], lr=0.1)
+    for _ in range(steps):
+        p.grad[...] = 1.0
+        opt.step()
+    return p, opt
+
+
+def with_state(sd, **entries):
+    """sd with state[0] updated by entries."""
+    return {"param_groups": sd["param_groups"], "state": {0: {**sd["state"][0], **entries}}}
+
+
+BAD_STATE_DICTS = {
+    # step counts: before, -1 gave NaN parameters, 2.7 was truncated to 2, and
+    # 2**63 - 1 overflowed at the next step
+    "step-negative": (lambda sd: with_state(sd, step=-1), ValueError, r"\['step'\]"),
+    "step-fraction": (lambda sd: with_state(sd, step=2.7), ValueError, "whole number"),
+    "step-int64-max": (lambda sd: with_state(sd, step=2**63 - 1), ValueError, r"2\*\*53"),
+    "step-nan": (lambda sd: with_state(sd, step=float("nan")), ValueError, "whole number"),
+    "step-string": (lambda sd: with_state(sd, step="3"), TypeError, "whole number"),
+    "step-array": (lambda sd: with_state(sd, step=np.array([1, 2])), TypeError, "whole number"),
+    # structure: before, AttributeError/KeyError
+    "not-a-dict": (lambda sd: [sd], TypeError, "state_dict must be a dict"),
+    "None": (lambda sd: None, TypeError, "state_dict must be a dict"),
+    "no-state": (lambda sd: {"param_groups": sd["param_groups"]}, ValueError, "'state'"),
+    "groups-not-list": (lambda sd: {**sd, "param_groups": 5}, TypeError, "param_groups"),
+    "group-not-dict": (lambda sd: {**sd, "param_groups": [5]}, TypeError, r"param_groups\[0\]"),
+    "group-index-str": (lambda sd: {**sd, "param_groups": [{**sd["param_groups"][0],
+                                                            "params": ["a"]}]},
+                        TypeError, "indices"),
+    "state-entry-not-dict": (lambda sd: {**sd, "state": {0: 3}}, TypeError, r"state\[0\]"),
+    # state arrays: NaN, negative second moments, unknown names
+    "exp-avg-nan": (lambda sd: with_state(sd, exp_avg=np.full(4, np.nan)), ValueError, "NaN"),
+    "exp-avg-sq-negative": (lambda sd: with_state(sd, exp_avg_sq=-np.ones(4)), ValueError,
+                            "negative"),
+    "unknown-state": (lambda sd: with_state(sd, velocity=np.ones(4)), ValueError, "velocity"),
+    "hyper-lr-nan": (lambda sd: {**sd, "param_groups": [{**sd["param_groups"][0],
+                                                         "lr": float("nan")}]},
+                     ValueError, "lr"),
+}
+
+
+@pytest.mark.parametrize("spoil, error, match", BAD_STATE_DICTS.values(),
+                         ids=BAD_STATE_DICTS.keys())
+def test_bad_state_dict_is_refused_and_changes_nothing(spoil, error, match):
+    p, opt = adam_after_steps()
+    before = {k: (v.copy() if isinstance(v, np.ndarray) else v)
+              for k, v in opt.state[p].items()}
+    with pytest.raises(error, match=match):
+        opt.load_state_dict(spoil(opt.state_dict()))
+    assert opt.state[p].keys() == before.keys()
+    for key, value in before.items():
+        np.testing.assert_array_equal(opt.state[p][key], value)
+    assert opt.param_groups[0]["lr"] == 0.1
+
+
+def test_whole_float_steps_load_as_ints():
+    """torch keeps step as a float tensor: 3.0 loads as 3."""
+    p, opt = adam_after_steps(3)
+    opt.load_state_dict(with_state(opt.state_dict(), step=np.float32(3.0)))
+    assert opt.state[p]["step"] == 3 and type(opt.state[p]["step"]) is int
+
+
+def test_sgd_state_has_no_step():
+    p = Parameter(np.ones(2), "w")
+    opt = optim.SGD([p], lr=0.1, momentum=0.9)
+    p.grad[...] = 1.0
+    opt.step()
+    sd = opt.state_dict()
+    sd["state"][0]["step"] = 5
+    with pytest.raises(ValueError, match="'step'"):
+        opt.load_state_dict(sd)
+
+
+@pytest.mark.parametrize("change, error, match", [
+    (lambda g: g.update(lr=float("nan")), ValueError, r"param_groups\[0\]\['lr'\]"),
+    (lambda g: g.update(lr=float("inf")), ValueError, r"param_groups\[0\]\['lr'\]"),
+    (lambda g: g.update(lr=-1e-3), ValueError, r"param_groups\[0\]\['lr'\]"),
+    (lambda g: g.update(lr="0.1"), TypeError, r"param_groups\[0\]\['lr'\]"),
+    (lambda g: g.update(betas=(1, 1)), ValueError, r"param_groups\[0\]\['betas'\]\[0\]"),
+    (lambda g: g.update(eps=float("nan")), ValueError, r"param_groups\[0\]\['eps'\]"),
+    (lambda g: g.pop("lr"), ValueError, r"param_groups\[0\] has no 'lr'"),
+    (lambda g: g.update(params=[np.ones(4)]), TypeError, r"param_groups\[0\]\['params'\]"),
+], ids=["lr-nan", "lr-inf", "lr-negative", "lr-str", "betas-1-1", "eps-nan", "lr-deleted",
+        "params-arrays"])
+def test_hyperparameters_changed_through_param_groups_are_checked_at_the_step(change, error,
+                                                                               match):
+    """Before, lr = NaN or betas = (1, 1) set through param_groups (the way to
+    schedule a learning rate) silently turned every parameter into NaN."""
+    p, opt = adam_after_steps()
+    before = p.data.copy()
+    change(opt.param_groups[0])
+    p.grad[...] = 1.0
+    with pytest.raises(error, match=match):
+        opt.step()
+    np.testing.assert_array_equal(p.data, before)
+
+
+def test_a_scheduled_learning_rate_is_used_and_normalized():
+    p = Parameter(np.zeros(3), "w")
+    opt = optim.SGD([p], lr=1.0)
+    p.grad[...] = 1.0
+    opt.step()
+    opt.param_groups[0]["lr"] = np.float32(0.5)
+    opt.step()
+    np.testing.assert_array_equal(p.data, [-1.5] * 3)
+    assert type(opt.param_groups[0]["lr"]) is float
+
+
+@pytest.mark.parametrize("cls, hyper, match", [
+    (optim.SGD, dict(lr=float("inf")), "lr"),
+    (optim.SGD, dict(momentum=0.9, dampening=float("nan")), "dampening"),
+    (optim.Adam, dict(eps=float("inf")), "eps"),
+    (optim.Adam, dict(weight_decay=float("inf")), "weight_decay"),
+])
+def test_infinite_hyperparameters_are_refused(cls, hyper, match):
+    with pytest.raises(ValueError, match=match):
+        cls([Parameter(np.zeros(3))], **hyper)
+
+
+def test_course_adam_step_count_is_bounded():
+    with pytest.raises(ValueError, match="t must"):
+        optim.adam(np.zeros(3), np.zeros(3), {"t": 2**63 - 1})

@@ -197,3 +197,71 @@ def test_bad_dout(kind):
         backward(np.zeros((2, 3, 3, 2)), cache)
     with pytest.raises(TypeError, match="dout is float32"):
         backward(out.astype(np.float32), cache)
+
+
+def argmax_tampered(argmax, how, plane):
+    """A copy of argmax spoiled in one way: every entry 0 (outside every
+    window but the first), one entry moved to its neighbour window's index,
+    one entry past the plane, one negative."""
+    bad = argmax.copy()
+    if how == "zeros":
+        bad[...] = 0
+    elif how == "neighbour":
+        bad[0, 0, 0, 0] = bad[0, 0, -1, -1]
+    elif how == "past-plane":
+        bad[-1, -1, -1, -1] = plane
+    else:
+        bad[0, 0, 0, 0] = -2**31
+    return bad
+
+
+@pytest.mark.parametrize("x_shape,ph,pw,stride", [CASES[0], CASES[1], CASES[3], CASES[4]],
+                         ids=[CASE_IDS[0], CASE_IDS[1], CASE_IDS[3], CASE_IDS[4]])
+@pytest.mark.parametrize("how", ["zeros", "neighbour", "past-plane", "negative"])
+def test_tampered_argmax_is_refused(rng, x_shape, ph, pw, stride, how):
+    """Every geometry checks argmax (the 2x2/2 fast path used to give a zero
+    gradient for any index outside its window, silently): an index outside
+    its window raises ValueError naming argmax, in the kernel, as it reads it."""
+    x = rng.standard_normal(x_shape)
+    out, (xc, argmax, pool_param) = F.max_pool_forward(x, ph, pw, stride)
+    bad = argmax_tampered(argmax, how, x_shape[2] * x_shape[3])
+    with pytest.raises(ValueError, match="argmax holds [0-9]+ indices outside their pooling windows"):
+        F.max_pool_backward(np.ones_like(out), (xc, bad, pool_param))
+    # the untouched cache still works
+    assert_close(F.max_pool_backward(np.ones_like(out), (xc, argmax, pool_param)),
+                 R.max_pool_backward_naive(np.ones_like(out), R.max_pool_forward_naive(
+                     x, ph, pw, stride)[1]), 1e-12)
+
+
+CACHE_SPOILS = {
+    "None": (lambda cache: None, TypeError, "cache must be the tuple"),
+    "short": (lambda cache: cache[:-1], ValueError, "cache must be the tuple"),
+    "long": (lambda cache: cache + (1,), ValueError, "cache must be the tuple"),
+    "param-None": (lambda cache: cache[:-1] + (None,), TypeError,
+                   "pool_param \\(from the cache\\) must be a dict"),
+    "param-missing": (lambda cache: cache[:-1] + ({"stride": 2},), ValueError,
+                      "pool_param .* no 'pool_height'"),
+    "param-str": (lambda cache: cache[:-1] + (dict(cache[-1], stride="2"),), TypeError,
+                  "stride must be an int"),
+    "x-None": (lambda cache: (None,) + cache[1:], TypeError, "x \\(from the cache\\)"),
+}
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+@pytest.mark.parametrize("spoil,exc,match", CACHE_SPOILS.values(), ids=CACHE_SPOILS.keys())
+def test_tampered_cache_structure(kind, spoil, exc, match):
+    """A cache that is not what the forward returned raises TypeError or
+    ValueError naming the part (not an unpacking error or a KeyError)."""
+    out, cache = getattr(F, f"{kind}_pool_forward")(np.zeros((2, 3, 6, 6)))
+    with pytest.raises(exc, match=match):
+        getattr(F, f"{kind}_pool_backward")(np.zeros_like(out), spoil(cache))
+
+
+@pytest.mark.parametrize("argmax,exc", [
+    (lambda a: a.tolist(), TypeError), (lambda a: a.astype(np.int64), ValueError),
+    (lambda a: a[:1], ValueError), (lambda a: np.asfortranarray(a.transpose(0, 1, 3, 2)),
+                                    ValueError)], ids=["list", "int64", "short", "fortran"])
+def test_argmax_of_the_wrong_kind(argmax, exc):
+    out, (x, a, pool_param) = F.max_pool_forward(np.zeros((2, 3, 6, 6)))
+    with pytest.raises(exc, match="argmax"):
+        F.max_pool_backward(np.zeros_like(out), (x, argmax(a), pool_param))

@@ -101,6 +101,8 @@ y = np.zeros(4, dtype=np.int64)
 out2, affine_cache = F.affine_forward(x2, w2, b1)
 conv_out, conv_cache = F.conv_forward(x4, w4, b4)
 pool_out, pool_cache = F.max_pool_forward(x4, 3, 3, 1)
+pool2_out, pool2_cache = F.max_pool_forward(x4)  # the 2x2/2 fast path
+avg_out, avg_cache = F.avg_pool_forward(x4)
 _, drop_cache = F.dropout_forward(x2, 0.5, seed=1)
 conv_param = {"stride": 1, "pad": 0}
 pool_param = {"pool_height": 3, "pool_width": 3, "stride": 1}
@@ -312,6 +314,56 @@ GARBAGE = [
      ValueError, "num_groups"),
     ("groupnorm-cache-groups-changed", "F.groupnorm_backward(x4, gn_cache[:4] + (1,))",
      ValueError, "mean"),
+    # (issue 17) the 2x2/2 path checks argmax too, and caches of the wrong
+    # structure raise TypeError/ValueError naming cache or its part
+    *[(f"maxpool2x2-cache-argmax-{name}",
+       f"F.max_pool_backward(pool2_out, (x4, {argmax}, {{'pool_height': 2, 'pool_width': 2, "
+       "'stride': 2}))", ValueError, "argmax")
+      for name, argmax in [("past-plane", "np.full(pool2_out.shape, 10**6, np.int32)"),
+                           ("negative", "np.full(pool2_out.shape, -7, np.int32)"),
+                           ("zeros", "np.zeros(pool2_out.shape, np.int32)"),
+                           ("int32-min", "np.full(pool2_out.shape, -2**31, np.int32)")]],
+    *[(f"{func}-cache-{name}", f"F.{func}_backward({dout}, {cache})", error, match)
+      for func, dout, good in [("max_pool", "pool_out", "pool_cache"),
+                               ("avg_pool", "avg_out", "avg_cache"),
+                               ("conv", "conv_out", "conv_cache"),
+                               ("affine", "out2", "affine_cache"),
+                               ("dropout", "x2", "drop_cache")]
+      for name, cache, error, match in [
+          ("None", "None", TypeError, "cache"), ("int", "3", TypeError, "cache"),
+          ("short", f"{good}[:-1]", ValueError, "cache"),
+          ("long", f"{good} + (None,)", ValueError, "cache")]],
+    ("maxpool-cache-param-None", "F.max_pool_backward(pool_out, pool_cache[:2] + (None,))",
+     TypeError, "pool_param"),
+    ("maxpool-cache-param-missing",
+     "F.max_pool_backward(pool_out, pool_cache[:2] + ({'pool_height': 3},))", ValueError,
+     "pool_width"),
+    ("avgpool-cache-param-list", "F.avg_pool_backward(avg_out, (x4, [2, 2, 2]))", TypeError,
+     "pool_param"),
+    ("conv-cache-param-None", "F.conv_backward(conv_out, conv_cache[:3] + (None,))", TypeError,
+     "conv_param"),
+    ("conv-cache-param-missing", "F.conv_backward(conv_out, conv_cache[:3] + ({'pad': 0},))",
+     ValueError, "stride"),
+    ("maxpool-cache-argmax-list",
+     "F.max_pool_backward(pool_out, (x4, pool_cache[1].tolist(), pool_param))", TypeError,
+     "argmax"),
+    ("dropout-cache-train-str", "F.dropout_backward(x2, (0.5, 'yes', 1, (4, 6), np.float64))",
+     TypeError, "train"),
+    # (issue 17) masked arrays: the kernels would ignore the mask, so they are
+    # refused (in every argument position, outputs included)
+    *[(f"masked-{name}", call, TypeError, match) for name, call, match in [
+        ("relu-x", "F.relu_forward(np.ma.masked_less(x2, 0))", "x"),
+        ("relu-out", "F.relu_forward(x2, out=np.ma.zeros(x2.shape))", "out"),
+        ("affine-x", "F.affine_forward(np.ma.masked_less(x2, 0), w2, b1)", "x"),
+        ("affine-w", "F.affine_forward(x2, np.ma.array(w2, mask=w2 > 0), b1)", "w"),
+        ("softmax-y", "F.softmax_loss(x2, np.ma.array(y, mask=[1, 0, 0, 0]))", "y"),
+        ("mse-target", "F.mse_loss(x2, np.ma.masked_greater(x2, 0.5))", "target"),
+        ("conv-x", "F.conv_forward(np.ma.masked_less(x4, 0), w4, b4)", "x"),
+        ("maxpool-x", "F.max_pool_forward(np.ma.masked_less(x4, 0))", "x"),
+        ("maxpool-argmax", "F.max_pool_backward(pool_out, (x4, np.ma.array(pool_cache[1]), "
+                           "pool_param))", "argmax"),
+        ("dropout-dx", "F.dropout_backward(x2, drop_cache, dx=np.ma.zeros(x2.shape))", "dx"),
+    ]],
 ]
 GARBAGE_BY_ID = {case[0]: case for case in GARBAGE}
 assert len(GARBAGE_BY_ID) == len(GARBAGE), "duplicate case ids"
@@ -431,6 +483,93 @@ def test_optimizer_rejects_bad_parameters_before_touching_any():
             opt.step()
         np.testing.assert_array_equal(good.data, np.ones(4))
         np.testing.assert_array_equal(bad.data, np.ones(3))
+
+
+# ---- ndarray subclasses whose Python attributes lie (issue 17) -----------------
+# A subclass may override .shape (some array-like wrappers do); the kernels
+# read the C-level dimensions and data pointer. Each case: a call with such an
+# array, and either the plain call it must equal (the subclass viewed as the
+# base class) or the error it must raise, naming the argument. Before, these
+# read or wrote past the arrays (a crash, or heap corruption) or answered for
+# the wrong shape.
+
+LYING_CASES = [
+    ("maxpool-x", "F.max_pool_forward(lying(x4, (64, 64, 256, 256)))[0]",
+     ("same", "F.max_pool_forward(x4)[0]")),
+    ("avgpool-x", "F.avg_pool_forward(lying(x4, (64, 64, 256, 256)))[0]",
+     ("same", "F.avg_pool_forward(x4)[0]")),
+    ("conv-x", "F.conv_forward(lying(x4, (2, 3, 80, 80)), w4, b4)[0]",
+     ("same", "F.conv_forward(x4, w4, b4)[0]")),
+    ("conv-w", "F.conv_forward(x4, lying(w4, (4, 3, 1, 1)), b4)[0]",
+     ("same", "F.conv_forward(x4, w4, b4)[0]")),
+    ("relu-x", "F.relu_forward(lying(x2, (4000, 6)))[0]", ("same", "F.relu_forward(x2)[0]")),
+    ("relu-out", "F.relu_forward(x2, out=lying(np.empty(3), (4, 6)))[0]",
+     ("raises", "ValueError", "out")),
+    ("relu-backward-dout", "F.relu_backward(lying(np.ones(2), (4, 6)), x2)",
+     ("raises", "ValueError", "dout")),
+    ("mse-pred", "F.mse_loss(lying(np.ones(3), (4, 6)), x2)", ("raises", "ValueError", "target")),
+    ("affine-x", "F.affine_forward(lying(np.ones((2, 12)), (4, 6)), w2, b1)[0]",
+     ("raises", "ValueError", "w")),
+    ("softmax-y", "F.softmax_loss(x2, lying(np.zeros(2, np.int64), (4,)))",
+     ("raises", "ValueError", "y")),
+    ("maxpool-backward-argmax",
+     "F.max_pool_backward(pool_out, (x4, lying(pool_cache[1][:1], pool_out.shape), pool_param))",
+     ("raises", "ValueError", "argmax")),
+    ("dropout-backward-dout", "F.dropout_backward(lying(np.ones(3), (4, 6)), drop_cache)",
+     ("raises", "ValueError", "dout")),
+    ("affine-backward-dx", "F.affine_backward(out2, affine_cache, dx=lying(np.empty(2), (4, 6)))",
+     ("raises", "ValueError", "dx")),
+    ("matrix-honest", "F.relu_forward(np.matrix(x2))[0]", ("same", "F.relu_forward(x2)[0]")),
+]
+
+LYING_RUNNER = PRELUDE + """
+import json, sys
+
+def lying(a, shape):
+    # a viewed as an ndarray subclass whose Python-level .shape says shape
+    cls = type("Lying", (np.ndarray,), {"shape": property(lambda self: shape)})
+    return a.view(cls)
+
+for case_id, code, expected in json.load(sys.stdin):
+    print(json.dumps({"started": case_id}), flush=True)
+    try:
+        got = eval(code)
+        outcome = {"returned": True}
+        if expected[0] == "same":
+            want = eval(expected[1])
+            outcome["same"] = type(got) is np.ndarray and bool(np.array_equal(got, want))
+    except Exception as e:
+        outcome = {"error": type(e).__name__, "message": str(e)}
+    print(json.dumps({"id": case_id, **outcome}), flush=True)
+"""
+
+
+def test_subclass_whose_shape_lies_is_read_as_the_base_array():
+    proc = run_python(LYING_RUNNER, stdin=json.dumps(LYING_CASES))
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    outcomes = {r["id"]: r for r in records if "id" in r}
+    started = [r["started"] for r in records if "started" in r]
+    assert proc.returncode == 0, (f"the child died (status {proc.returncode}) in case "
+                                  f"{started[-1] if started else None}:\n{proc.stderr[-2000:]}")
+    for case_id, code, expected in LYING_CASES:
+        outcome = outcomes[case_id]
+        if expected[0] == "same":
+            assert outcome.get("same"), (case_id, code, outcome)
+        else:
+            assert outcome.get("error") == expected[1], (case_id, code, outcome)
+            assert re.search(re.escape(expected[2]), outcome["message"]), (case_id, outcome)
+
+
+def test_masked_parameters_and_gradients_are_refused():
+    """A masked array's mask would be ignored by the optimizers too."""
+    with pytest.raises(TypeError, match="masked"):
+        Parameter(np.ma.array(np.ones(3), mask=[0, 1, 0]), "w")
+    p = Parameter(np.ones(3), "w")
+    p.grad = np.ma.array(np.ones(3), mask=[0, 1, 0])
+    opt = optim.SGD([p], lr=0.1)
+    with pytest.raises(TypeError, match="grad.*masked"):
+        opt.step()
+    np.testing.assert_array_equal(p.data, np.ones(3))
 
 
 def unaligned(a):
@@ -619,6 +758,53 @@ def test_kernels_release_the_gil():
         thread.join()
     # Holding the GIL would stall this loop for a whole call.
     assert longest_gap < 0.5 * min(durations), (longest_gap, durations)
+
+
+# Another Python thread writes garbage into a max-pool cache's argmax while
+# max_pool_backward runs on it without the GIL: the kernel checks each index
+# as it reads it, so every call returns or raises ValueError; before, an
+# index checked in Python and changed before the kernel read it made the
+# scatter write out of bounds (a crash).
+ARGMAX_RACE = """
+import json, threading
+import numpy as np
+import fastfc, fastfc.functional as F
+fastfc.set_num_threads({threads})
+x = np.random.default_rng(0).standard_normal((64, 16, 32, 32))
+outcomes = {{"returned": 0, "ValueError": 0, "messages": set()}}
+for window in [(3, 3, 1), (2, 2, 2)]:
+    out, (xc, argmax, pool_param) = F.max_pool_forward(x, *window)
+    good, dout, stop = argmax.copy(), np.ones_like(out), threading.Event()
+
+    def mutate():
+        while not stop.is_set():
+            argmax[...] = 2**31 - 1
+            argmax[...] = -2**31
+            argmax[...] = good
+
+    thread = threading.Thread(target=mutate)
+    thread.start()
+    try:
+        for _ in range(150):
+            try:
+                F.max_pool_backward(dout, (xc, argmax, pool_param))
+                outcomes["returned"] += 1
+            except ValueError as e:
+                outcomes["ValueError"] += 1
+                outcomes["messages"].add(str(e).split(":")[0])
+    finally:
+        stop.set()
+        thread.join()
+outcomes["messages"] = sorted(outcomes["messages"])
+print(json.dumps(outcomes))
+"""
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_argmax_rewritten_by_another_thread_during_backward(threads):
+    outcomes = child_json(ARGMAX_RACE.format(threads=threads), timeout=300)
+    assert outcomes["returned"] + outcomes["ValueError"] == 300
+    assert outcomes["messages"] in ([], ["cache does not come from max_pool_forward"])
 
 
 # ---- long calls: pieces, and Ctrl-C -----------------------------------------------

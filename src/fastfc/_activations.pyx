@@ -213,8 +213,11 @@ def dropout_backward(dout, cache, *, dx=None):
     returns dout itself).
     Returns dx shaped like x.
     """
-    p, train, seed, shape, dtype = cache
+    p, train, seed, shape, dtype = unpack_cache(cache, 5, "(p, train, seed, shape, dtype)",
+                                                "dropout_forward")
     p, seed = check_dropout_args(p, seed)
+    if not isinstance(train, (bool, np.bool_)):
+        raise TypeError(f"train (from the cache) must be True or False, got {train!r}")
     da = as_float_array(dout, "dout")
     if da.dtype != dtype:
         raise TypeError(f"dout is {da.dtype} but the forward input was {dtype}")

@@ -177,7 +177,7 @@ def affine_backward(dout, cache, compute_dx=True, *, dx=None, dw=None, db=None):
     - dw: (D, M)
     - db: (M,)
     """
-    xa, wa, _ = cache
+    xa, wa, _ = unpack_cache(cache, 3, "(x, w, b)", "affine_forward")
     return _backward(dout, xa, wa, None, compute_dx, dx, dw, db)
 
 
@@ -205,7 +205,7 @@ def affine_relu_backward(dout, cache, compute_dx=True, *, dx=None, dw=None, db=N
 
     Returns a tuple of (dx shaped like x or None, dw (D, M), db (M,)).
     """
-    xa, wa, _, out = cache
+    xa, wa, _, out = unpack_cache(cache, 4, "(x, w, b, out)", "affine_relu_forward")
     return _backward(dout, xa, wa, out, compute_dx, dx, dw, db)
 
 

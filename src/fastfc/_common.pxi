@@ -39,15 +39,35 @@ cdef inline fastfc_blas blas_table() noexcept:
 
 
 cdef inline int num_threads():
-    return _config._state.num_threads
+    """The thread count of the next kernel; notes when it may start OpenMP
+    threads, after which a forked child must run on one (see _config)."""
+    cdef object state = _config._state
+    cdef int n = state.num_threads
+    if n > 1:
+        state.threads_started = True
+    return n
+
+
+cdef inline object plain_array(object a, str name):
+    """a as a base-class np.ndarray (no copy for arrays). A subclass is viewed
+    as the base class: the wrappers read its shape in Python and the kernels
+    its C-level dimensions and data pointer, and a subclass may override
+    .shape (some array-like wrappers do), so only the base class's attributes
+    are trusted. Masked arrays are refused: the kernels would ignore the mask."""
+    if cnp.PyArray_CheckExact(a):
+        return a
+    if not cnp.PyArray_Check(a):
+        return np.asarray(a)
+    if isinstance(a, np.ma.MaskedArray):
+        raise TypeError(f"{name} is a masked array, which fastfc does not support (its mask "
+                        f"would be ignored); pass {name}.filled(value) or np.asarray({name})")
+    return np.ndarray.view(a, np.ndarray)  # ndarray's own view: a subclass may override .view
 
 
 cdef inline object check_float_array(object a, str name):
     """a as a float32/float64 array of at least one dimension, in any layout
     (no copy: its shape can be checked before as_float_array copies it)."""
-    if not isinstance(a, np.ndarray):
-        a = np.asarray(a)
-    cdef cnp.ndarray arr = <cnp.ndarray>a
+    cdef cnp.ndarray arr = <cnp.ndarray>plain_array(a, name)
     if arr.dtype.kind != "f" or arr.dtype.itemsize not in (4, 8):
         raise TypeError(f"{name} must be a float32 or float64 array, got dtype {arr.dtype}")
     if arr.ndim == 0:
@@ -78,8 +98,7 @@ cdef inline bint is_float32(object arr):
 
 cdef inline object as_labels(object y, int64_t n_batch, int64_t n_classes, str name):
     """y as contiguous int64 labels, one per row, each in [0, n_classes)."""
-    if not isinstance(y, np.ndarray):
-        y = np.asarray(y)
+    y = plain_array(y, name)
     if y.dtype.kind not in "iu":
         raise TypeError(f"{name} must hold integer class labels, got dtype {y.dtype}")
     if y.ndim != 1:
@@ -98,6 +117,30 @@ cdef inline object as_labels(object y, int64_t n_batch, int64_t n_classes, str n
     return labels
 
 
+cdef inline tuple unpack_cache(object cache, int length, str layout, str forward):
+    """cache as the tuple of length items, named by layout (e.g. "(x, argmax,
+    pool_param)"), that forward returns; TypeError (not a tuple) or ValueError
+    (another length) naming cache, rather than an unpacking error."""
+    if not isinstance(cache, (tuple, list)):
+        raise TypeError(f"cache must be the tuple {layout} that {forward} returns, "
+                        f"got {type(cache).__name__}")
+    if len(cache) != length:
+        raise ValueError(f"cache must be the tuple {layout} that {forward} returns, "
+                         f"got {len(cache)} items")
+    return tuple(cache)
+
+
+cdef inline object cache_entry(object params, str name, str key):
+    """params[key], params being the dict name (pool_param, conv_param) of a
+    cache; TypeError/ValueError naming it when it is not a dict or lacks key."""
+    if not isinstance(params, dict):
+        raise TypeError(f"{name} (from the cache) must be a dict, got {type(params).__name__}")
+    try:
+        return params[key]
+    except KeyError:
+        raise ValueError(f"{name} (from the cache) has no {key!r} entry") from None
+
+
 cdef inline void check_blas_size(int64_t size, str name) except *:
     if size > BLAS_INT_MAX:
         raise ValueError(f"{name} = {size} exceeds the BLAS's 32-bit size limit")
@@ -112,11 +155,13 @@ cdef object output_array(object out, str name, tuple shape, object dtype, tuple 
     """The array a kernel writes a result into: a new one when out is None,
     else out itself, which must be exactly what the kernel would allocate (a
     C-contiguous, aligned, writeable array of this shape and dtype) and must
-    not overlap any of the inputs (kernels read their inputs while writing)."""
+    not overlap any of the inputs (kernels read their inputs while writing).
+    A subclass instance is returned as a base-class view of it (plain_array)."""
     if out is None:
         return np.empty(shape, dtype=dtype)
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{name} must be a NumPy array or None, got {type(out).__name__}")
+    out = plain_array(out, name)
     cdef cnp.ndarray arr = <cnp.ndarray>out
     if arr.dtype != dtype or (<object>arr).shape != shape:
         raise ValueError(f"{name} must be a {np.dtype(dtype)} array of shape {shape}, "

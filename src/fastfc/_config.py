@@ -7,6 +7,7 @@ number, set here, decides how many cores the whole library uses.
 import numbers
 import os
 import sys
+import warnings
 
 
 class _State:
@@ -14,6 +15,10 @@ class _State:
 
     def __init__(self, num_threads):
         self.num_threads = num_threads
+        # set by the wrappers when a kernel may start OpenMP threads (see
+        # _after_fork_in_child), and in a child forked after that
+        self.threads_started = False
+        self.forked_after_threads = False
 
 
 def _usable_cores():
@@ -66,12 +71,42 @@ def set_num_threads(n):
     limit = _max_num_threads()
     if n > limit:
         raise ValueError(f"n must be at most {limit} (4 threads per usable core, at least 64), got {n}")
+    if n > 1 and _state.forked_after_threads:
+        warnings.warn(f"fastfc.set_num_threads({n}) ignored: this process was forked after "
+                      "fastfc had run OpenMP threads, which do not survive fork, so it runs "
+                      "single-threaded (start it with the spawn or forkserver method instead)",
+                      RuntimeWarning, stacklevel=2)
+        return
     _state.num_threads = int(n)
 
 
 def get_num_threads():
     """The number of threads fastfc kernels use."""
     return _state.num_threads
+
+
+def _after_fork_in_child():
+    """Makes a process forked after fastfc ran OpenMP threads safe: GNU
+    OpenMP's thread pool does not survive fork (the child has only the
+    forking thread, but libgomp believes its workers exist), so the child's
+    first parallel region would wait for them forever. A team of one never
+    touches the pool, so the child runs every kernel on one thread, says so
+    once, and refuses more (set_num_threads). Python's multiprocessing forks
+    by default on Linux before 3.14; its spawn and forkserver methods start
+    fresh interpreters that may use every thread."""
+    if not _state.threads_started:
+        return  # no pool to lose: the child may start threads of its own
+    _state.forked_after_threads = True
+    if _state.num_threads > 1:
+        _state.num_threads = 1
+        warnings.warn("fastfc: this process was forked after fastfc had run OpenMP threads, "
+                      "which do not survive fork; its kernels run on one thread (use the "
+                      "spawn or forkserver start method to keep them parallel)",
+                      RuntimeWarning, stacklevel=1)
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _scipy_blas_controllers():

@@ -142,15 +142,16 @@ def conv_backward(dout, cache, compute_dx=True, *, dx=None, dw=None, db=None):
     - dw: (F, C, HH, WW)
     - db: (F,)
     """
-    x, w, _, conv_param = cache
+    x, w, _, conv_param = unpack_cache(cache, 4, "(x, w, b, conv_param)", "conv_forward")
     cdef cnp.ndarray xa = as_image_batch(x, "x (from the cache)")
     cdef cnp.ndarray wa = as_float_array(w, "w (from the cache)")
     check_same_dtype(xa, "x (from the cache)", wa, "w (from the cache)")
     if wa.ndim != 4 or wa.size == 0:
         raise ValueError(f"w (from the cache) must have shape (F, C, HH, WW), "
                          f"got {(<object>wa).shape}")
-    cdef fastfc_conv_geom g = _geometry(xa, wa, as_int_param(conv_param["stride"], "stride", 1),
-                                        as_int_param(conv_param["pad"], "pad", 0))
+    stride = as_int_param(cache_entry(conv_param, "conv_param", "stride"), "stride", 1)
+    pad = as_int_param(cache_entry(conv_param, "conv_param", "pad"), "pad", 0)
+    cdef fastfc_conv_geom g = _geometry(xa, wa, stride, pad)
     cdef cnp.ndarray da = as_float_array(dout, "dout")
     check_same_dtype(da, "dout", xa, "x (from the cache)")
     expected = (g.n_batch, g.n_filters, g.out_h, g.out_w)

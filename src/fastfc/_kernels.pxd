@@ -101,10 +101,10 @@ cdef extern from "fastfc.h" nogil:
                               int32_t *argmax, int n_threads)
     void max_pool_forward_f64(const fastfc_pool_geom *g, const double *x, double *out,
                               int32_t *argmax, int n_threads)
-    void max_pool_backward_f32(const fastfc_pool_geom *g, const float *dout,
-                               const int32_t *argmax, float *dx, int n_threads)
-    void max_pool_backward_f64(const fastfc_pool_geom *g, const double *dout,
-                               const int32_t *argmax, double *dx, int n_threads)
+    int64_t max_pool_backward_f32(const fastfc_pool_geom *g, const float *dout,
+                                  const int32_t *argmax, float *dx, int n_threads)
+    int64_t max_pool_backward_f64(const fastfc_pool_geom *g, const double *dout,
+                                  const int32_t *argmax, double *dx, int n_threads)
     void avg_pool_forward_f32(const fastfc_pool_geom *g, const float *x, float *out, int n_threads)
     void avg_pool_forward_f64(const fastfc_pool_geom *g, const double *x, double *out,
                               int n_threads)

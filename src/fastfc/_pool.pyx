@@ -16,14 +16,14 @@ include "_image_args.pxi"
 cdef int64_t INT32_MAX = 2147483647
 
 
-cdef fastfc_pool_geom _geometry(cnp.ndarray xa, dict pool_param) except *:
+cdef fastfc_pool_geom _geometry(cnp.ndarray xa, object pool_param) except *:
     """The kernel's geometry for x (N, C, H, W) and the window, checked."""
     cdef fastfc_pool_geom g
     n, c, g.height, g.width = (<object>xa).shape
     g.planes = n * c
-    g.pool_h = as_int_param(pool_param["pool_height"], "pool_height", 1)
-    g.pool_w = as_int_param(pool_param["pool_width"], "pool_width", 1)
-    g.stride = as_int_param(pool_param["stride"], "stride", 1)
+    g.pool_h = as_int_param(cache_entry(pool_param, "pool_param", "pool_height"), "pool_height", 1)
+    g.pool_w = as_int_param(cache_entry(pool_param, "pool_param", "pool_width"), "pool_width", 1)
+    g.stride = as_int_param(cache_entry(pool_param, "pool_param", "stride"), "stride", 1)
     if g.pool_h > g.height:
         raise ValueError(f"pool_height = {g.pool_h} is larger than the input height {g.height} "
                          f"(x {(<object>xa).shape})")
@@ -52,7 +52,11 @@ cdef enum Kernel:
 cdef void _run(Kernel kernel, const fastfc_pool_geom *g, cnp.ndarray src, cnp.ndarray dst,
                object argmax) except *:
     """The kernel over all planes, in pieces: src is x (forward) or dout
-    (backward), dst is out or dx; argmax is max pooling's (N, C, H', W')."""
+    (backward), dst is out or dx; argmax is max pooling's (N, C, H', W').
+    Max pooling's backward checks every argmax entry against its window as
+    it reads it (so a cache another thread writes into meanwhile cannot make
+    it write out of bounds) and raises ValueError after a piece that had any
+    outside (dx then holds no meaningful values)."""
     cdef bint single = is_float32(src)
     cdef bint forward = kernel == MAX_FORWARD or kernel == AVG_FORWARD
     cdef int64_t size = src.itemsize
@@ -70,6 +74,7 @@ cdef void _run(Kernel kernel, const fastfc_pool_geom *g, cnp.ndarray src, cnp.nd
     cdef void *s
     cdef void *d
     cdef int32_t *a
+    cdef int64_t stray = 0
     while lo < g.planes:
         hi = next_piece(lo, g.planes, piece)
         pg.planes = hi - lo
@@ -80,14 +85,18 @@ cdef void _run(Kernel kernel, const fastfc_pool_geom *g, cnp.ndarray src, cnp.nd
                 if single: max_pool_forward_f32(&pg, <float *>s, <float *>d, a, nt)
                 else: max_pool_forward_f64(&pg, <double *>s, <double *>d, a, nt)
             elif kernel == MAX_BACKWARD:
-                if single: max_pool_backward_f32(&pg, <float *>s, a, <float *>d, nt)
-                else: max_pool_backward_f64(&pg, <double *>s, a, <double *>d, nt)
+                if single: stray = max_pool_backward_f32(&pg, <float *>s, a, <float *>d, nt)
+                else: stray = max_pool_backward_f64(&pg, <double *>s, a, <double *>d, nt)
             elif kernel == AVG_FORWARD:
                 if single: avg_pool_forward_f32(&pg, <float *>s, <float *>d, nt)
                 else: avg_pool_forward_f64(&pg, <double *>s, <double *>d, nt)
             else:
                 if single: avg_pool_backward_f32(&pg, <float *>s, <float *>d, nt)
                 else: avg_pool_backward_f64(&pg, <double *>s, <double *>d, nt)
+        if stray:
+            raise ValueError(f"cache does not come from max_pool_forward: argmax holds {stray} "
+                             f"indices outside their pooling windows (in planes {lo} to "
+                             f"{hi - 1} of the N*C)")
         lo = hi
 
 
@@ -141,19 +150,26 @@ def max_pool_backward(dout, cache, *, dx=None):
 
     Returns:
     - dx: (N, C, H, W)
+
+    A cache whose argmax names an entry outside its window (one not made by
+    max_pool_forward, or changed since) raises ValueError; for windows other
+    than 2x2 with stride 2 only entries outside the window's row-major span
+    (its first entry to its last) are seen. dx then holds no useful values.
     """
-    x, argmax, pool_param = cache
+    x, argmax, pool_param = unpack_cache(cache, 3, "(x, argmax, pool_param)", "max_pool_forward")
     cdef cnp.ndarray xa = as_image_batch(x, "x (from the cache)")
     cdef fastfc_pool_geom g = _geometry(xa, pool_param)
     cdef cnp.ndarray da = _check_dout(dout, xa, &g)
-    if not isinstance(argmax, np.ndarray) or argmax.dtype != np.int32 \
-            or argmax.shape != (<object>da).shape or not argmax.flags.c_contiguous:
-        raise ValueError("cache does not come from max_pool_forward (bad argmax)")
-    # The general kernel scatters to dx[argmax]: an index outside the plane
-    # would write out of bounds (the 2x2/2 path only compares indices).
-    if not (g.pool_h == 2 and g.pool_w == 2 and g.stride == 2) and argmax.size \
-            and (argmax.min() < 0 or argmax.max() >= g.height * g.width):
-        raise ValueError("cache does not come from max_pool_forward (argmax outside the planes)")
+    if not isinstance(argmax, np.ndarray):
+        raise TypeError(f"argmax (from the cache) must be an int32 array, "
+                        f"got {type(argmax).__name__}")
+    argmax = plain_array(argmax, "argmax (from the cache)")
+    if argmax.dtype != np.int32 or argmax.shape != (<object>da).shape \
+            or not argmax.flags.c_contiguous or not argmax.flags.aligned:
+        raise ValueError(f"cache does not come from max_pool_forward: argmax (from the cache) "
+                         f"must be a C-contiguous int32 array of shape {(<object>da).shape}, "
+                         f"got {argmax.dtype} {argmax.shape}")
+    # The kernel checks each index against its window as it reads it (see _run).
     dx = output_array(dx, "dx", (<object>xa).shape, xa.dtype, (da, xa, argmax))
     _run(MAX_BACKWARD, &g, da, dx, argmax)
     return dx
@@ -188,7 +204,7 @@ def avg_pool_backward(dout, cache, *, dx=None):
     Returns:
     - dx: (N, C, H, W)
     """
-    x, pool_param = cache
+    x, pool_param = unpack_cache(cache, 2, "(x, pool_param)", "avg_pool_forward")
     cdef cnp.ndarray xa = as_image_batch(x, "x (from the cache)")
     cdef fastfc_pool_geom g = _geometry(xa, pool_param)
     cdef cnp.ndarray da = _check_dout(dout, xa, &g)

@@ -60,10 +60,15 @@ class _Buffers:
     shape[1:] and dtype fix the rest of the output's and dx's shapes): a batch
     of N rows uses the first N rows of the array kept for the largest batch
     seen, so training, evaluation and the short last batch of an epoch share
-    one array, and a step allocates no layer output or input gradient."""
+    one array, and a step allocates no layer output or input gradient.
+    Arrays are kept for the KEPT_SHAPES input shapes used last: a fully
+    convolutional network fed images of ever new sizes would otherwise keep
+    one set per size for good."""
+
+    KEPT_SHAPES = 4
 
     def __init__(self):
-        self._arrays = {}
+        self._arrays = {}  # in order of last use, the most recent last
 
     def run(self, x, compute, source):
         """compute(array): the layer's pass for input x, writing into the
@@ -75,7 +80,12 @@ class _Buffers:
         array = kept[:len(x)] if kept is not None and len(kept) >= len(x) else None
         result = compute(array)
         if array is None and not np.may_share_memory(result, source):
-            self._arrays[key] = result
+            kept = result
+        if kept is not None:
+            self._arrays.pop(key, None)
+            self._arrays[key] = kept
+            if len(self._arrays) > self.KEPT_SHAPES:
+                del self._arrays[next(iter(self._arrays))]  # the least recently used
         return result
 
 

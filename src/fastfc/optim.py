@@ -22,7 +22,9 @@ Two styles, as in the course notes and in PyTorch:
   one to a whole list of parameters in one C call (what fastfc.cs231n's
   Solver does).
 """
+import math
 import numbers
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -37,16 +39,21 @@ __all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "OPTIMIZER
 # ---- hyperparameter checks: each returns the value as the group stores it ----
 
 def _number(name, value):
-    if type(value) is float:  # the common case, without the slow ABC check below
+    """value as a finite float: an infinite or NaN hyperparameter turns every
+    parameter into NaN at the next step."""
+    if type(value) is float and math.isfinite(value):  # the common case, without the ABC check
         return value
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r}")
-    return float(value)
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return value
 
 
 def _nonnegative(name, value):
     value = _number(name, value)
-    if not value >= 0:  # also rejects NaN
+    if not value >= 0:
         raise ValueError(f"{name} must be >= 0, got {value!r}")
     return value
 
@@ -72,6 +79,54 @@ def _betas(name, value):
     return (_beta(f"{name}[0]", beta1), _beta(f"{name}[1]", beta2))
 
 
+# Step counts above this are refused when loaded: the kernels take the count
+# as int64 and the bias corrections use it as a double (exact up to 2**53).
+_MAX_STEP = 2**53
+
+
+def _byte_range(a):
+    """[start, end) of the memory a spans (for a strided view, everything
+    between its first and last element), or None when a is empty."""
+    if a.size == 0:
+        return None
+    start = end = a.__array_interface__["data"][0]
+    for n, stride in zip(a.shape, a.strides):
+        if stride < 0:
+            start += (n - 1) * stride
+        else:
+            end += (n - 1) * stride
+    return start, end + a.itemsize
+
+
+def _check_apart(params, where_of):
+    """ValueError naming both when two of params hold overlapping memory: the
+    fused step hands blocks of each to different threads, which would then
+    read-modify-write the same elements at once. where_of(i) names params[i].
+    Sorted by address, so n parameters cost n log n."""
+    ranges = sorted((r, i) for i, p in enumerate(params)
+                    if isinstance(p.data, np.ndarray) and (r := _byte_range(p.data)) is not None)
+    for ((_, end), i), ((start, _), j) in zip(ranges, ranges[1:]):
+        if start < end:
+            a, b = sorted((i, j))
+            raise ValueError(f"{where_of(a)} ({params[a].name!r}) and {where_of(b)} "
+                             f"({params[b].name!r}) share memory (views of one array?); "
+                             "each parameter must have its own")
+
+
+def _loaded_step(value, where):
+    """A saved step count as an int in [0, _MAX_STEP]; torch saves it as a
+    float tensor, so whole floats are accepted, and nothing is truncated."""
+    arr = np.asarray(value)
+    if arr.shape != () or arr.dtype.kind not in "iuf":
+        raise TypeError(f"{where} must be a whole number, got {value!r}")
+    step = arr.item()
+    if isinstance(step, float) and not step.is_integer():
+        raise ValueError(f"{where} must be a whole number, got {step!r}")
+    if not 0 <= step <= _MAX_STEP:
+        raise ValueError(f"{where} must be in [0, 2**53], got {step!r}")
+    return int(step)
+
+
 class Optimizer:
     """Base class: param groups, per-parameter state, step(), zero_grad(),
     state_dict() and load_state_dict(), as torch.optim.Optimizer.
@@ -88,11 +143,18 @@ class Optimizer:
     - state: dict Parameter -> dict of that parameter's state ("step" and the
       state arrays, allocated at its first step and then updated in place)
 
-    Subclasses define _HYPERPARAMETERS (name -> check), _state_slots(group),
-    and _update(group, datas, grads, states, steps, owners).
+    Hyperparameters are checked when given, when loaded, and at each step for
+    the groups whose values or parameters changed since (a scheduled lr = NaN
+    or betas = (1, 1) would turn every parameter into NaN); parameters must
+    not share memory (see _check_apart).
+
+    Subclasses define _HYPERPARAMETERS (name -> check), _STATE (state array
+    name -> whether it must be >= 0), _state_slots(group), and
+    _update(group, datas, grads, states, steps, owners).
     """
 
     _HYPERPARAMETERS = {}
+    _STATE = {}
     _counts_steps = True  # torch's SGD keeps no step count; the others do
 
     def __init__(self, params, defaults):
@@ -100,6 +162,7 @@ class Optimizer:
         self._check_combination(self.defaults)
         self.param_groups = []
         self.state = {}
+        self._checked_groups = []  # per group, what _snapshot gave when last checked
         if isinstance(params, (Parameter, np.ndarray, dict)):
             raise TypeError("params must be an iterable of Parameters or of param-group "
                             f"dicts, got a single {type(params).__name__}")
@@ -156,7 +219,55 @@ class Optimizer:
         if "name" in param_group:
             group["name"] = str(param_group["name"])
         group["params"] = params
+        self._check_params_apart(self.param_groups + [group])
         self.param_groups.append(group)
+        self._checked_groups.append(self._snapshot(group))
+
+    @staticmethod
+    def _check_params_apart(groups):
+        """_check_apart over the parameters of every group."""
+        places = [(g, i) for g, group in enumerate(groups) for i in range(len(group["params"]))]
+        _check_apart([groups[g]["params"][i] for g, i in places],
+                     lambda k: f"param_groups[{places[k][0]}]['params'][{places[k][1]}]")
+
+    def _snapshot(self, group):
+        """What the step-time check compares: the hyperparameters of group and
+        the ids of its parameters (about a microsecond); the parameters
+        themselves come last, kept so that no id is reused meanwhile."""
+        params = list(group.get("params", ()))
+        return tuple(map(group.get, self._HYPERPARAMETERS)), list(map(id, params)), params
+
+    def _check_changed_groups(self):
+        """Re-checks, before a step, every group whose hyperparameters or
+        parameters changed since they were last checked (param_groups is
+        the documented way to schedule a learning rate), storing the checked
+        values back; ValueError/TypeError naming the group and key."""
+        groups = self.param_groups
+        if len(groups) == len(self._checked_groups):
+            for group, (hyper, ids, _) in zip(groups, self._checked_groups):
+                if (tuple(map(group.get, self._HYPERPARAMETERS)) != hyper
+                        or list(map(id, group.get("params", ()))) != ids):
+                    break
+            else:
+                return
+        for g, group in enumerate(groups):
+            where = f"param_groups[{g}]"
+            if not isinstance(group, dict):
+                raise TypeError(f"{where} must be a dict, got {type(group).__name__}")
+            for key, check in self._HYPERPARAMETERS.items():
+                if key not in group:
+                    raise ValueError(f"{where} has no {key!r} entry")
+                group[key] = check(f"{where}[{key!r}]", group[key])
+            self._check_combination(group)
+            params = group.get("params")
+            if not isinstance(params, list) or not all(isinstance(p, Parameter) for p in params):
+                raise TypeError(f"{where}['params'] must be a list of fastfc.Parameter")
+        all_params = [p for group in groups for p in group["params"]]
+        if len({id(p) for p in all_params}) != len(all_params):
+            raise ValueError("a Parameter appears in more than one place in param_groups; "
+                             "each Parameter may be given once")
+        self._check_params_apart(groups)
+        self._checked_groups = [self._snapshot(group) for group in groups]
 
     def zero_grad(self):
         """Sets every gradient to zero, in place (the arrays are kept)."""
@@ -189,6 +300,7 @@ class Optimizer:
         place, one C call per param group. closure, if given, is called first
         (re-evaluating the loss) and its result returned, as in torch."""
         loss = None if closure is None else closure()
+        self._check_changed_groups()
         interrupted = None  # a Ctrl-C seen inside a kernel: raised once the step is whole
         for group in self.param_groups:
             slots = self._state_slots(group)
@@ -260,8 +372,19 @@ class Optimizer:
         must hold as many parameters, of the same shapes, as this optimizer's.
         Existing state arrays are overwritten in place. Nothing changes if
         anything does not match."""
+        if not isinstance(state_dict, Mapping):
+            raise TypeError("state_dict must be a dict from state_dict() (or a mapping of "
+                            "arrays from flatten_state_dict, such as np.load of a saved one), "
+                            f"got {type(state_dict).__name__}")
         if "param_groups" not in state_dict:
             state_dict = unflatten_state_dict(state_dict)
+        for key, kind in (("param_groups", (list, tuple)), ("state", Mapping)):
+            if key not in state_dict:
+                raise ValueError(f"state_dict has no {key!r} entry")
+            if not isinstance(state_dict[key], kind):
+                raise TypeError(f"state_dict[{key!r}] must be a "
+                                f"{'list' if key == 'param_groups' else 'dict'}, "
+                                f"got {type(state_dict[key]).__name__}")
         saved_groups = state_dict["param_groups"]
         if len(saved_groups) != len(self.param_groups):
             raise ValueError(f"state_dict has {len(saved_groups)} param groups, "
@@ -269,25 +392,33 @@ class Optimizer:
         params_by_index = {}
         new_groups = []
         for g, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
-            indices = list(saved["params"])
+            where = f"state_dict's param_groups[{g}]"
+            if not isinstance(saved, Mapping) or "params" not in saved:
+                raise TypeError(f"{where} must be a dict with a 'params' entry")
+            indices = [_loaded_index(i, f"{where}['params']") for i in saved["params"]]
             if len(indices) != len(group["params"]):
-                raise ValueError(f"state_dict's param_groups[{g}] has {len(indices)} "
+                raise ValueError(f"{where} has {len(indices)} "
                                  f"parameters, this optimizer's {len(group['params'])}")
-            params_by_index.update(zip((int(i) for i in indices), group["params"]))
+            for i, p in zip(indices, group["params"]):
+                if params_by_index.setdefault(i, p) is not p:
+                    raise ValueError(f"{where}['params'] repeats parameter index {i}")
             hyper = {k: v for k, v in saved.items() if k not in ("params", "name")}
             new_group = dict(group)
-            new_group.update(self._checked(hyper, f"state_dict's param_groups[{g}]"))
+            new_group.update(self._checked(hyper, where))
             self._check_combination(new_group)
             if "name" in saved:
                 new_group["name"] = str(saved["name"])
             new_groups.append(new_group)
         new_state = {}
         for index, saved in state_dict["state"].items():
-            p = params_by_index.get(int(index))
+            where = f"state_dict's state[{index!r}]"
+            p = params_by_index.get(_loaded_index(index, "state_dict's state keys"))
             if p is None:
                 raise ValueError(f"state_dict has state for parameter {index}, "
                                  "which is in none of its param groups")
-            new_state[p] = self._loaded_state(p, saved, f"state_dict's state[{index}]")
+            if not isinstance(saved, Mapping):
+                raise TypeError(f"{where} must be a dict, got {type(saved).__name__}")
+            new_state[p] = self._loaded_state(p, saved, where)
         for p, loaded in new_state.items():
             old = self.state.get(p, {})
             for key, value in loaded.items():
@@ -300,19 +431,40 @@ class Optimizer:
             group.update(new_group)
 
     def _loaded_state(self, p, saved, where):
+        """The state of p from saved, checked: the step count (see
+        _loaded_step), and only this rule's state arrays, each of p's shape,
+        finite, and >= 0 where the rule keeps squares."""
         state = {}
         for key, value in saved.items():
-            if key == "step":
-                state[key] = int(np.asarray(value))
+            if key == "step" and self._counts_steps:
+                state[key] = _loaded_step(value, f"{where}['step']")
                 continue
+            if key not in self._STATE:
+                known = ", ".join((["step"] if self._counts_steps else []) + list(self._STATE))
+                raise ValueError(f"{where} has {key!r}, which is no state of "
+                                 f"{type(self).__name__} (it keeps {known})")
             arr = np.asarray(value)
             if arr.shape != p.data.shape:
                 raise ValueError(f"{where}[{key!r}] has shape {arr.shape}, but its parameter "
                                  f"{p.name!r} has shape {p.data.shape}")
             if arr.dtype.kind not in "fiu":
                 raise TypeError(f"{where}[{key!r}] must hold numbers, got dtype {arr.dtype}")
-            state[key] = np.array(arr, dtype=p.data.dtype, order="C")
+            arr = np.array(arr, dtype=p.data.dtype, order="C")
+            if not np.isfinite(arr).all():
+                raise ValueError(f"{where}[{key!r}] holds NaN or infinite values "
+                                 f"(or values too large for {p.data.dtype})")
+            if self._STATE[key] and (arr < 0).any():
+                raise ValueError(f"{where}[{key!r}] holds negative values; it is a sum of "
+                                 "squares")
+            state[key] = arr
         return state
+
+
+def _loaded_index(value, where):
+    """A saved parameter index as an int."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{where} must hold parameter indices (ints), got {value!r}")
+    return int(value)
 
 
 def flatten_state_dict(state_dict):
@@ -358,7 +510,7 @@ def unflatten_state_dict(flat):
         if section == "param_groups":
             groups.setdefault(index, {})[key] = _group_value(key, value)
         else:
-            state.setdefault(index, {})[key] = int(value) if key == "step" else np.array(value)
+            state.setdefault(index, {})[key] = np.array(value)  # checked when loaded
     if sorted(groups) != list(range(len(groups))):
         raise ValueError(f"flattened state_dict has param groups {sorted(groups)}; "
                          "expected 0, 1, ...")
@@ -384,6 +536,7 @@ class SGD(Optimizer):
 
     _HYPERPARAMETERS = {"lr": _nonnegative, "momentum": _nonnegative, "dampening": _number,
                         "weight_decay": _nonnegative, "nesterov": _flag, "maximize": _flag}
+    _STATE = {"momentum_buffer": False}
     _counts_steps = False
 
     def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0,
@@ -425,6 +578,7 @@ class Adagrad(Optimizer):
     _HYPERPARAMETERS = {"lr": _nonnegative, "lr_decay": _nonnegative,
                         "weight_decay": _nonnegative, "initial_accumulator_value": _nonnegative,
                         "eps": _nonnegative, "maximize": _flag}
+    _STATE = {"sum": True}
 
     def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0,
                  initial_accumulator_value=0, eps=1e-10, maximize=False):
@@ -461,6 +615,7 @@ class RMSprop(Optimizer):
     _HYPERPARAMETERS = {"lr": _nonnegative, "alpha": _nonnegative, "eps": _nonnegative,
                         "weight_decay": _nonnegative, "momentum": _nonnegative,
                         "centered": _flag, "maximize": _flag}
+    _STATE = {"square_avg": True, "momentum_buffer": False, "grad_avg": False}
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0,
                  centered=False, maximize=False):
@@ -495,6 +650,7 @@ class Adam(Optimizer):
 
     _HYPERPARAMETERS = {"lr": _nonnegative, "betas": _betas, "eps": _nonnegative,
                         "weight_decay": _nonnegative, "amsgrad": _flag, "maximize": _flag}
+    _STATE = {"exp_avg": False, "exp_avg_sq": True, "max_exp_avg_sq": True}
     _decoupled = False
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
@@ -535,10 +691,11 @@ OPTIMIZERS = {"sgd": SGD, "adagrad": Adagrad, "rmsprop": RMSprop, "adam": Adam, 
 # ---- course-style update rules ---------------------------------------------------
 
 def _step_count(name, value):
-    if type(value) is int and value >= 0:  # the common case, without the ABC check
+    if type(value) is int and 0 <= value < _MAX_STEP:  # the common case, without the ABC check
         return value
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) \
+            or not 0 <= value < _MAX_STEP:
+        raise ValueError(f"{name} must be a non-negative int below 2**53, got {value!r}")
     return int(value)
 
 
@@ -557,7 +714,7 @@ COURSE_RULES = {
 
 
 # The half-open bounds [low, high) of the values each check accepts as they are.
-_ACCEPTS = {_nonnegative: (0.0, float("inf")), _beta: (0.0, 1.0), _step_count: (0, float("inf"))}
+_ACCEPTS = {_nonnegative: (0.0, float("inf")), _beta: (0.0, 1.0), _step_count: (0, _MAX_STEP)}
 
 
 def _course_config(config, w, hyper, state_keys, owner):

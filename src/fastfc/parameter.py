@@ -16,6 +16,9 @@ class Parameter:
     __slots__ = ("data", "grad", "name")
 
     def __init__(self, data, name=""):
+        if isinstance(data, np.ma.MaskedArray):  # the mask would be silently dropped
+            raise TypeError(f"Parameter {name!r} must not be a masked array; pass "
+                            "data.filled(value) or np.asarray(data)")
         data = np.ascontiguousarray(data)
         if data.dtype not in (np.float32, np.float64):
             raise TypeError(f"Parameter {name!r} must be float32 or float64, got {data.dtype}")
