@@ -344,9 +344,11 @@ def plan(loads, workloads, settings):
     return steps
 
 
-def run(steps, rounds, seconds, pin=False, niceness=None, out=sys.stdout):
+def run(steps, rounds, seconds, pin=False, niceness=None, out=None):
     """Measure each (load, workload, settings) of steps `rounds` times, the
-    competing processes running through each load's rounds; returns the records."""
+    competing processes running through each load's rounds; prints a line per
+    measurement to out (default: sys.stdout) and returns the records."""
+    out = out or sys.stdout
     records = []
     for load in dict.fromkeys(load for load, _, _ in steps):
         for r in range(rounds):
@@ -366,10 +368,12 @@ def run(steps, rounds, seconds, pin=False, niceness=None, out=sys.stdout):
     return records
 
 
-def summarize(records, out=sys.stdout):
-    """One Markdown table per workload: per load, each setting's mean time
-    (the median over rounds) with [voluntary/involuntary switches per call,
-    cpu/wall], and the default's ratio to the best baseline; then the targets."""
+def summarize(records, out=None):
+    """Print to out (default: sys.stdout) one Markdown table per workload: per
+    load, each setting's mean time (the median over rounds) with
+    [voluntary/involuntary switches per call, cpu/wall] and the default's
+    ratio to the best baseline; then the verdicts on the targets."""
+    out = out or sys.stdout
     by = {}
     for rec in records:
         by.setdefault((rec["workload"], rec["load"], rec["setting"]), []).append(rec)
