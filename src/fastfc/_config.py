@@ -250,9 +250,11 @@ _state = _State()
 # GNU libgomp's threads spin this many times (then sleep) when they wait: at a
 # barrier for the rest of the team, or for the next parallel region. libgomp's
 # own default, 300,000, is 3-15 ms depending on the CPU (10 ms on the machine
-# measured); 10,000 is 0.1-0.5 ms (0.3 ms there): longer than the gaps between
-# the parallel regions of a training step, far shorter than a time slice.
-SPIN_COUNT = 10_000
+# measured), so a thread waiting for a descheduled partner holds its core for
+# most of a time slice. 30,000 is 0.3-1.5 ms (1 ms there): longer than the
+# gaps between the parallel regions of a training step (at 10,000 a
+# 784-512-512-10 step still slept twice), far shorter than a time slice.
+SPIN_COUNT = 30_000
 _WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 
 
