@@ -141,7 +141,7 @@ _CHECK_SECONDS = 0.05  # how often the team size is reconsidered (at a kernel ca
 # with two; 0.002-0.14 on 1 thread with one (benchmarks/README.md).
 _LATE_RATIO = 0.35
 _LATE_INTERVALS = 2  # consecutive late intervals before the team shrinks
-_HOLD_SECONDS = (0.5, 16.0)  # wait before trying a larger team again: first, longest
+_HOLD_SECONDS = (1.0, 16.0)  # wait before trying a larger team again: first, longest
 # Intervals in which the threads ran less than this fraction of the time (an
 # idle program) say nothing about the machine.
 _MIN_RUN_FRACTION = 0.05
