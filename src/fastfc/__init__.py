@@ -8,7 +8,11 @@
 __version__ = "0.1.0"
 
 from ._config import get_num_threads, set_num_threads, show_config
-from . import functional
+from ._config import start_openmp_runtime as _start_openmp_runtime
+
+# Before any other extension module: the OpenMP runtime reads its wait policy once, as it loads.
+_start_openmp_runtime()
+from . import functional  # noqa: E402
 from . import functional as F
 from . import gradcheck
 from . import layers, models, optim
