@@ -356,3 +356,8 @@ def test_batchnorm_sandwich_layers_gradient_checks():
             lambda *a, layer=layer, extra=extra: layer.forward(*a, conv_param, bn_param, *extra),
             layer.backward, (x, w, b, gamma, beta), torch.randn(*dout_shape, **f64))
         assert max(errors[:2] + errors[3:]) < 1e-6
+
+
+def test_deep_conv_net_refuses_pools_on_too_small_maps():
+    with pytest.raises(ValueError, match="macro layer 3 gets 1x1 maps, too small for a 2x2 pool"):
+        DeepConvNet(input_dims=(1, 8, 8))  # five pools on 8x8 images

@@ -84,7 +84,7 @@ class CourseModel:
         self._architecture = dict(config)
         try:
             shapes = [tuple(shape) for shape in self._weight_shapes()]
-        except (TypeError, ValueError):
+        except TypeError:
             shapes = None
         if shapes is None or not all(isinstance(size, numbers.Integral) and not isinstance(
                 size, bool) and size > 0 for shape in shapes for size in shape):

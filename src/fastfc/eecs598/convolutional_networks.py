@@ -398,6 +398,23 @@ class _ConvBatchNorm(Conv2d):
         return super().backward(da, compute_dx=compute_dx)
 
 
+def _pooled_shapes(input_dims, num_filters, max_pools):
+    """DeepConvNet's weight shapes: (F, C, 3, 3) per macro layer, then
+    (features, None) for the last linear layer; ValueError when a pool
+    gets maps smaller than 2x2."""
+    channels, height, width = input_dims
+    shapes = []
+    for index, filters in enumerate(num_filters):
+        shapes.append((filters, channels, 3, 3))
+        if index in max_pools:
+            if height < 2 or width < 2:
+                raise ValueError(f"max_pools: macro layer {index} gets {height}x{width} maps, "
+                                 f"too small for a 2x2 pool (input_dims {tuple(input_dims)})")
+            height, width = height // 2, width // 2
+        channels = filters
+    return shapes + [(channels * height * width, None)]
+
+
 class DeepConvNet(_models.CourseModel, models.Sequential):
     """{conv - [batchnorm] - relu - [pool]} x (L - 1) - linear, the course's
     VGG-style network: 3x3 convolutions with padding 1, 2x2 max pools of
@@ -453,7 +470,7 @@ class DeepConvNet(_models.CourseModel, models.Sequential):
                         initializer if chosen else None)
 
     def _build(self, dtype, input_dims, num_filters, max_pools, batchnorm, num_classes):
-        channels, height, width = input_dims
+        channels = input_dims[0]
         stack = []
         for index, filters in enumerate(num_filters):
             stack.append(_ConvBatchNorm(channels, filters, dtype) if batchnorm else
@@ -461,14 +478,11 @@ class DeepConvNet(_models.CourseModel, models.Sequential):
                                 dtype=dtype))
             stack.append(_ReLULayer())
             if index in max_pools:
-                if height < 2 or width < 2:
-                    raise ValueError(f"max_pools: macro layer {index} gets {height}x{width} maps, "
-                                     f"too small for a 2x2 pool (input_dims {input_dims})")
                 stack.append(MaxPool2d(2))
-                height, width = height // 2, width // 2
             channels = filters
-        stack += [Flatten(), _LinearLayer(channels * height * width, num_classes,
-                                          weight_scale=0.0, seed=0, dtype=dtype)]
+        linear_in, _ = _pooled_shapes(input_dims, num_filters, max_pools)[-1]
+        stack += [Flatten(), _LinearLayer(linear_in, num_classes, weight_scale=0.0, seed=0,
+                                          dtype=dtype)]
         models.Sequential.__init__(self, *stack, loss=SoftmaxCrossEntropy())
         self.num_layers = len(num_filters) + 1
         self.max_pools = list(max_pools)
@@ -477,14 +491,8 @@ class DeepConvNet(_models.CourseModel, models.Sequential):
 
     def _weight_shapes(self):
         arch = self._architecture
-        channels, height, width = arch["input_dims"]
-        shapes = []
-        for index, filters in enumerate(arch["num_filters"]):
-            shapes.append((filters, channels, 3, 3))
-            if index in arch["max_pools"]:
-                height, width = height // 2, width // 2
-            channels = filters
-        return shapes + [(channels * height * width, arch["num_classes"])]
+        shapes = _pooled_shapes(arch["input_dims"], arch["num_filters"], arch["max_pools"])
+        return shapes[:-1] + [(shapes[-1][0], arch["num_classes"])]
 
     def _normalizations(self):
         return [layer for layer in self.layers if isinstance(layer, _ConvBatchNorm)]
