@@ -17,25 +17,26 @@ __all__ = ["sgd", "sgd_momentum", "rmsprop", "adam", "update_tensors"]
 
 def _numpy_config(config, owner):
     """A copy of config whose state tensors are NumPy views (what
-    fastfc.optim.course_step takes)."""
+    fastfc.optim.course_step takes), and the views made."""
     if not isinstance(config, dict):
         raise TypeError(f"{owner}: config must be a dict or None, got {type(config).__name__}")
     shadow = dict(config)
+    views = {}
     for key, value in config.items():
-        if isinstance(value, np.ndarray):
-            raise TypeError(f"{owner}: config[{key!r}] must be a tensor, got a NumPy array")
         if isinstance(value, torch.Tensor):
-            shadow[key] = array(value, f"{owner}: config[{key!r}]")
-    return shadow
+            shadow[key] = views[key] = array(value, f"{owner}: config[{key!r}]")
+        elif isinstance(value, np.ndarray):
+            raise TypeError(f"{owner}: config[{key!r}] must be a tensor, got a NumPy array")
+    return shadow, views
 
 
-def _store_back(config, shadow):
+def _store_back(config, shadow, views):
     """What course_step left in shadow (defaults, new state arrays, adam's t),
-    written into config: new state arrays as tensors over them."""
+    written into config: state arrays other than the views passed in (new
+    ones) as tensors over them."""
     for key, value in shadow.items():
         if isinstance(value, np.ndarray):
-            old = config.get(key)
-            if old is None or old.data_ptr() != value.ctypes.data:
+            if views.get(key) is not value:
                 config[key] = tensor(value)
         else:
             config[key] = value
@@ -45,12 +46,12 @@ def update_tensors(rule, ws, dws, configs, owners):
     """The course rule named rule applied in place to the parameter arrays
     ws (NumPy views of the parameters) with gradients dws, each with its
     config dict of tensors; in as few C calls as the configs allow."""
-    shadows = [_numpy_config(config, owner) for config, owner in zip(configs, owners)]
+    converted = [_numpy_config(config, owner) for config, owner in zip(configs, owners)]
     try:
-        _optim.course_step(rule, ws, dws, shadows, owners)
+        _optim.course_step(rule, ws, dws, [shadow for shadow, _ in converted], owners)
     finally:  # a Ctrl-C raised after a whole update still leaves the state consistent
-        for config, shadow in zip(configs, shadows):
-            _store_back(config, shadow)
+        for config, (shadow, views) in zip(configs, converted):
+            _store_back(config, shadow, views)
 
 
 def _rule(rule, w, dw, config):

@@ -32,7 +32,7 @@ def _check_placement(t, name):
     """t is a tensor on the CPU that autograd does not track."""
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.device.type != "cpu":
+    if not t.is_cpu:
         raise ValueError(f"{name} is on {t.device}: fastfc runs on the CPU, pass {name}.cpu()")
     if t.requires_grad:
         raise ValueError(f"{name} requires grad: fastfc computes gradients itself, outside "
