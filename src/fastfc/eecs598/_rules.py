@@ -15,6 +15,9 @@ from ._tensors import array, arrays, tensor, torch
 __all__ = ["sgd", "sgd_momentum", "rmsprop", "adam", "update_tensors"]
 
 
+_NUMBERS = (float, int)
+
+
 def _numpy_config(config, owner):
     """A copy of config whose state tensors are NumPy views (what
     fastfc.optim.course_step takes), and the views made."""
@@ -23,6 +26,8 @@ def _numpy_config(config, owner):
     shadow = dict(config)
     views = {}
     for key, value in config.items():
+        if type(value) in _NUMBERS:  # the hyperparameters: skip the slower checks
+            continue
         if isinstance(value, torch.Tensor):
             shadow[key] = views[key] = array(value, f"{owner}: config[{key!r}]")
         elif isinstance(value, np.ndarray):
