@@ -239,6 +239,9 @@ def test_plot_without_matplotlib(tmp_path, monkeypatch, capsys):
     (["search", "--lr-range", "1e-2,1e-4"], "--lr-range"),
     (["search", "--lr-range", "0,1e-2", "--trials", "1"], "LOW > 0"),
     (["search", "--momentum", "0.5"], "--momentum is only for"),
+    (["search", "--momentum-range", "0.5,0.9"],
+     "--momentum-range is only for --optimizer sgd, sgd_momentum or rmsprop"),
+    (["search", "--optimizer", "sgd", "--momentum-range", "0.5,1"], "momentum must stay below 1"),
     (["train", "--seed", "-1"], "--seed"),
     (["train", "--momentum", "0.9"], "--momentum is only for --optimizer sgd, sgd_momentum or rmsprop"),
     (["train", "--data-dir", os.path.dirname(__file__)], "digits is embedded"),
@@ -313,6 +316,27 @@ def test_search_ctrl_c_keeps_finished_trials(tmp_path, monkeypatch, capsys):
 
 
 @needs_models
+@needs_models
+def test_search_over_learning_rate_weight_decay_and_momentum(tmp_path, capsys):
+    """The manual-MLP report's space: SGD's learning rate, weight decay and
+    momentum, each log-uniform, drawn from --seed."""
+    log = tmp_path / "trials.csv"
+    argv = ["search", "--trials", "3", "--epochs", "1", "--final-epochs", "1", "--optimizer", "sgd",
+            "--lr-range", "1e-2,1e-1", "--weight-decay-range", "1e-5,1e-3", "--momentum-range",
+            "0.5,0.95", "--hidden-choices", "16", "--threads", "1", "--quiet", "--log", str(log)]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    with open(log) as f:
+        rows = list(csv.DictReader(f))
+    momenta = [float(row["momentum"]) for row in rows]
+    assert len(set(momenta)) == 3 and all(0.5 <= m <= 0.95 for m in momenta)
+    assert "momentum" in out.splitlines()[0] and "test accuracy" in out
+    args = cli.build_parser().parse_args(argv)
+    trial = next(cli.sample_trials(args, 1))
+    assert cli._trial_args(args, trial).momentum == trial["momentum"] == momenta[
+        [int(row["number"]) for row in rows].index(1)]
+
+
 def test_search_reports_diverging_trials(capsys):
     status = cli.main(["search", "--trials", "2", "--epochs", "1", "--optimizer", "sgd", "--lr-range", "1e3,1e4",
                        "--hidden-choices", "16", "--threads", "1", "--quiet"])

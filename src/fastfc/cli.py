@@ -49,7 +49,7 @@ import types
 
 import numpy as np
 
-from . import datasets, plotting
+from . import datasets, plotting, search
 from .io import (MismatchError, check_output_path, load_arrays, open_regular, parameters_digest,
                  read_array, write_atomically)
 
@@ -1046,6 +1046,9 @@ def add_search_parser(subparsers):
                        help="width of every hidden layer, drawn from these (default: 64,128,256,512)")
     group.add_argument("--dropout-range", type=float_range, default=(0.0, 0.5), metavar="LOW,HIGH",
                        help="uniform (default: 0,0.5)")
+    group.add_argument("--momentum-range", type=float_range, metavar="LOW,HIGH",
+                       help=f"log-uniform, for --optimizer {', '.join(MOMENTUM_RULES)} (default: not "
+                            "searched; --momentum or the rule's default)")
     group.add_argument("--final-epochs", type=positive_int, default=TRAIN_DEFAULTS["epochs"], metavar="N",
                        help="epochs to retrain the best configuration (default: %(default)s)")
     group.add_argument("--save", metavar="MODEL.npz", help="save the retrained best model")
@@ -1053,11 +1056,15 @@ def add_search_parser(subparsers):
     parser.set_defaults(run=run_search, plot=None)
 
 
-def _log_uniform(rng, low, high):
-    """A draw from [low, high] uniform in log scale (low itself when the range is a point)."""
-    if low == high:
-        return low
-    return float(math.exp(rng.uniform(math.log(low), math.log(high))))
+def search_space(args):
+    """The trials' distributions (fastfc.search), in the order they are drawn."""
+    space = {"lr": search.LogUniform(*args.lr_range),
+             "weight_decay": search.LogUniform(*args.weight_decay_range),
+             "hidden": search.Choice(args.hidden_choices),
+             "dropout": search.Uniform(*args.dropout_range)}
+    if args.momentum_range is not None:
+        space["momentum"] = search.LogUniform(*args.momentum_range)
+    return space
 
 
 def check_search_args(args):
@@ -1066,9 +1073,17 @@ def check_search_args(args):
         raise CommandError("--dropout-range: dropout must stay below 1")
     if not args.hidden_choices:
         raise CommandError("--hidden-choices: give at least one width")
-    for bound in (args.lr_range, args.weight_decay_range):
-        if bound[0] <= 0 < bound[1]:
-            raise CommandError(f"a log-uniform range needs LOW > 0, got {bound[0]}")
+    if args.momentum_range is not None:
+        if args.optimizer not in MOMENTUM_RULES:
+            raise CommandError(f"--momentum-range is only for --optimizer "
+                               f"{', '.join(MOMENTUM_RULES[:-1])} or {MOMENTUM_RULES[-1]} "
+                               f"(not {args.optimizer})")
+        if args.momentum_range[1] >= 1:
+            raise CommandError("--momentum-range: momentum must stay below 1")
+    try:
+        search_space(args)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def sample_trials(args, count):
@@ -1076,20 +1091,18 @@ def sample_trials(args, count):
     one at a time as the search asks for them (so that --trials 1000000000
     starts at once and never holds more than the trials run)."""
     depth = len(args.hidden if args.hidden is not None else MODEL_DEFAULTS[args.model]["hidden"])
-    rng = np.random.default_rng(args.seed)
-    for _ in range(count):
-        yield dict(
-            lr=_log_uniform(rng, *args.lr_range),
-            weight_decay=_log_uniform(rng, *args.weight_decay_range),
-            hidden=[int(rng.choice(args.hidden_choices))] * depth,
-            dropout=float(rng.uniform(*args.dropout_range)),
-        )
+    for trial in search.sample_trials(search_space(args), count, args.seed):
+        trial["hidden"] = [int(trial["hidden"])] * depth
+        trial.setdefault("momentum", None)
+        yield trial
 
 
 def _trial_args(args, trial):
     """args with the trial's hyperparameters in place of the command line's."""
+    momentum = args.momentum if trial["momentum"] is None else trial["momentum"]
     return argparse.Namespace(**dict(vars(args), lr=trial["lr"], weight_decay=trial["weight_decay"],
-                                     hidden=tuple(trial["hidden"]), dropout=trial["dropout"]))
+                                     hidden=tuple(trial["hidden"]), dropout=trial["dropout"],
+                                     momentum=momentum))
 
 
 def run_trial(args, trial, data, prepared, class_names):
@@ -1115,13 +1128,14 @@ def run_trial(args, trial, data, prepared, class_names):
 
 def write_trial_log(path, ranked):
     """The ranked trials as CSV."""
-    columns = ("number", "lr", "weight_decay", "hidden", "dropout", "val_acc", "train_acc", "seconds",
-               "diverged")
+    columns = ("number", "lr", "weight_decay", "momentum", "hidden", "dropout", "val_acc", "train_acc",
+               "seconds", "diverged")
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(columns)
         for t in ranked:
-            writer.writerow(["-".join(map(str, t[c])) if c == "hidden" else t[c] for c in columns])
+            writer.writerow(["-".join(map(str, t[c])) if c == "hidden" else
+                             "" if t[c] is None else t[c] for c in columns])
     return [path]
 
 
@@ -1144,7 +1158,7 @@ def run_search(args):
                       flush=True)
     except KeyboardInterrupt:
         pass  # Ctrl-C ends the search: the finished trials are still ranked and logged
-    ranked = sorted(finished, key=lambda t: (-t["val_acc"], t["number"]))
+    ranked = search.rank(finished)
     if ranked:
         print_trial_table(ranked)
     written, failures = write_outputs([("--log", args.log, lambda path: write_trial_log(path, ranked))])
@@ -1178,21 +1192,23 @@ def run_search(args):
 def format_trial(trial):
     """One trial's hyperparameters and result on one line."""
     result = "diverged" if trial["diverged"] else f"val acc {trial['val_acc']:6.2%}"
-    return (f"lr {trial['lr']:.2e}  wd {trial['weight_decay']:.2e}  "
+    momentum = "" if trial["momentum"] is None else f"momentum {trial['momentum']:.3f}  "
+    return (f"lr {trial['lr']:.2e}  wd {trial['weight_decay']:.2e}  {momentum}"
             f"hidden {'-'.join(map(str, trial['hidden'])) or 'none':>9}  dropout {trial['dropout']:.2f}  "
             f"{result}  ({trial['seconds']:.1f} s)")
 
 
 def print_trial_table(ranked):
     """The trials, best validation accuracy first."""
-    print(f"{'rank':>4}  {'trial':>5}  {'lr':>8}  {'wd':>8}  {'hidden':>9}  {'dropout':>7}  "
-          f"{'val acc':>7}  {'train acc':>9}")
+    print(f"{'rank':>4}  {'trial':>5}  {'lr':>8}  {'wd':>8}  {'momentum':>8}  {'hidden':>9}  "
+          f"{'dropout':>7}  {'val acc':>7}  {'train acc':>9}")
     for rank, t in enumerate(ranked, 1):
         hidden = "-".join(map(str, t["hidden"])) or "none"
+        momentum = "-" if t["momentum"] is None else f"{t['momentum']:.3f}"
         val_acc = "diverged" if t["diverged"] else f"{t['val_acc']:.2%}"
         train_acc = "-" if math.isnan(t["train_acc"]) else f"{t['train_acc']:.2%}"  # nan: no epoch ended
-        print(f"{rank:>4}  {t['number']:>5}  {t['lr']:8.2e}  {t['weight_decay']:8.2e}  {hidden:>9}  "
-              f"{t['dropout']:7.2f}  {val_acc:>7}  {train_acc:>9}")
+        print(f"{rank:>4}  {t['number']:>5}  {t['lr']:8.2e}  {t['weight_decay']:8.2e}  {momentum:>8}  "
+              f"{hidden:>9}  {t['dropout']:7.2f}  {val_acc:>7}  {train_acc:>9}")
 
 
 # ---------------------------------------------------------------- info
