@@ -57,6 +57,13 @@
 #define NORM_INLINE static inline
 #endif
 
+/* Asks for the cache line at p, to be written soon. */
+#if defined(__GNUC__)
+#define PREFETCH_FOR_WRITE(p) __builtin_prefetch((p), 1, 3)
+#else
+#define PREFETCH_FOR_WRITE(p) ((void)(p))
+#endif
+
 /* Partial sums per reduction: 16 doubles are two AVX-512 or four AVX2
  * registers, enough independent additions to hide the adder's latency. */
 #define SUM_LANES 16
@@ -110,18 +117,26 @@ int64_t groupnorm_tiles(const fastfc_norm_geom *g) {
 
 /* ---- reductions over a contiguous run (a plane, a group's row) ----------- */
 
+/* The run reductions take will_write: NULL, or n values the caller writes
+ * right after the reduction (group norm's output row): their cache lines
+ * are requested along the way, so that the writes do not then wait on
+ * memory one line at a time (measured: 12% off group norm's backward on
+ * (64, 32, 32, 32); batch norm writes too long after to gain). */
+
 /* *sum = Σ d, *squares = Σ d^2 over d = x[i] - shift, in double. */
 NORM_INLINE void SFX(run_moments)(const REAL *restrict x, int64_t n, double shift, double *sum,
-                                  double *squares) {
+                                  double *squares, const REAL *will_write) {
     double s[SUM_LANES] = {0}, q[SUM_LANES] = {0};
     int64_t i = 0;
-    for (; i + SUM_LANES <= n; i += SUM_LANES)
+    for (; i + SUM_LANES <= n; i += SUM_LANES) {
+        if (will_write) PREFETCH_FOR_WRITE(will_write + i);
 #pragma omp simd
         for (int l = 0; l < SUM_LANES; l++) {
             double d = (double)x[i + l] - shift;
             s[l] += d;
             q[l] += d * d;
         }
+    }
     for (int l = 0; i < n; i++, l++) {
         double d = (double)x[i] - shift;
         s[l] += d;
@@ -134,17 +149,19 @@ NORM_INLINE void SFX(run_moments)(const REAL *restrict x, int64_t n, double shif
 /* *sum_dout = Σ dout[i], *sum_dout_xhat = Σ dout[i] * x_hat[i], x_hat[i] =
  * (x[i] - mean) * inv_std as forward computed it. */
 NORM_INLINE void SFX(run_grad_sums)(const REAL *restrict dout, const REAL *restrict x,
-                                      int64_t n, REAL mean, REAL inv_std, double *sum_dout,
-                                      double *sum_dout_xhat) {
+                                    int64_t n, REAL mean, REAL inv_std, double *sum_dout,
+                                    double *sum_dout_xhat, const REAL *will_write) {
     double s[SUM_LANES] = {0}, sx[SUM_LANES] = {0};
     int64_t i = 0;
-    for (; i + SUM_LANES <= n; i += SUM_LANES)
+    for (; i + SUM_LANES <= n; i += SUM_LANES) {
+        if (will_write) PREFETCH_FOR_WRITE(will_write + i);
 #pragma omp simd
         for (int l = 0; l < SUM_LANES; l++) {
             REAL xhat = (x[i + l] - mean) * inv_std;
             s[l] += (double)dout[i + l];
             sx[l] += (double)dout[i + l] * (double)xhat;
         }
+    }
     for (int l = 0; i < n; i++, l++) {
         REAL xhat = (x[i] - mean) * inv_std;
         s[l] += (double)dout[i];
@@ -156,7 +173,7 @@ NORM_INLINE void SFX(run_grad_sums)(const REAL *restrict dout, const REAL *restr
 
 /* out = x_hat * gamma + beta over a run sharing one gamma and beta. */
 NORM_INLINE void SFX(run_normalize)(const REAL *restrict x, REAL *restrict out, int64_t n,
-                                      REAL mean, REAL inv_std, REAL gamma, REAL beta) {
+                                    REAL mean, REAL inv_std, REAL gamma, REAL beta) {
 #pragma omp simd
     for (int64_t i = 0; i < n; i++) out[i] = (x[i] - mean) * inv_std * gamma + beta;
 }
@@ -165,8 +182,8 @@ NORM_INLINE void SFX(run_normalize)(const REAL *restrict x, REAL *restrict out, 
  * scale = gamma * inv_std, a = mean of dout, b = mean of dout * x_hat (over
  * the statistic's values; per channel of batchnorm, gamma then a constant). */
 NORM_INLINE void SFX(run_input_grad)(const REAL *restrict dout, const REAL *restrict x,
-                                       REAL *restrict dx, int64_t n, REAL mean, REAL inv_std,
-                                       REAL scale, REAL a, REAL b) {
+                                     REAL *restrict dx, int64_t n, REAL mean, REAL inv_std,
+                                     REAL scale, REAL a, REAL b) {
 #pragma omp simd
     for (int64_t i = 0; i < n; i++) {
         REAL xhat = (x[i] - mean) * inv_std;
@@ -176,7 +193,7 @@ NORM_INLINE void SFX(run_input_grad)(const REAL *restrict dout, const REAL *rest
 
 /* dx = dout * scale: the test-mode input gradient (fixed statistics). */
 NORM_INLINE void SFX(run_scale)(const REAL *restrict dout, REAL *restrict dx, int64_t n,
-                                  REAL scale) {
+                                REAL scale) {
 #pragma omp simd
     for (int64_t i = 0; i < n; i++) dx[i] = dout[i] * scale;
 }
@@ -271,7 +288,8 @@ FASTFC_CLONES static void SFX(bn_stats_block)(const fastfc_norm_args *a, int64_t
         for (int64_t i = 0; i < n; i++)
             for (int64_t j = 0; j < w; j++) {
                 double plane_sum, plane_squares;
-                SFX(run_moments)(x + i * sample + j * s, s, shift[j], &plane_sum, &plane_squares);
+                SFX(run_moments)(x + i * sample + j * s, s, shift[j], &plane_sum, &plane_squares,
+                                 NULL);
                 sum[j] += plane_sum;
                 squares[j] += plane_squares;
             }
@@ -304,7 +322,7 @@ FASTFC_CLONES static void SFX(bn_grad_sums_block)(const fastfc_norm_args *a, int
             for (int64_t j = 0; j < w; j++) {
                 double plane, plane_xhat;
                 SFX(run_grad_sums)(dout + i * sample + j * s, x + i * sample + j * s, s, mean[j],
-                                   inv_std[j], &plane, &plane_xhat);
+                                   inv_std[j], &plane, &plane_xhat, NULL);
                 sum[j] += plane;
                 sum_xhat[j] += plane_xhat;
             }
@@ -451,7 +469,7 @@ FASTFC_CLONES static void SFX(gn_forward_row)(const fastfc_norm_args *a, int64_t
     const int64_t c0 = (r % g->groups) * cpg;
     const REAL *gamma = (const REAL *)a->gamma + c0, *beta = (const REAL *)a->beta + c0;
     double sum, squares, mean, var;
-    SFX(run_moments)(x, len, (double)x[0], &sum, &squares);
+    SFX(run_moments)(x, len, (double)x[0], &sum, &squares, out);
     moments((double)x[0], sum, squares, (double)len, &mean, &var);
     const REAL m = (REAL)mean, is = (REAL)(1.0 / sqrt(var + a->eps));
     ((REAL *)a->mean)[r] = m;
@@ -533,7 +551,8 @@ FASTFC_CLONES static void SFX(gn_backward_tile)(const fastfc_norm_args *a, int64
         } else {
             for (int64_t k = 0; k < cpg; k++) {
                 double plane, plane_xhat;
-                SFX(run_grad_sums)(dout + k * s, x + k * s, s, m, is, &plane, &plane_xhat);
+                SFX(run_grad_sums)(dout + k * s, x + k * s, s, m, is, &plane, &plane_xhat,
+                                   dx + k * s);
                 part_gamma[k] += plane_xhat;
                 part_beta[k] += plane;
                 sum_g += (double)gamma[k] * plane;
