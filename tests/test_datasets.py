@@ -328,7 +328,7 @@ def test_a_fifo_in_place_of_a_data_file_is_refused_at_once(tmp_path, loader, nam
     outcome = load_in_child(loader, tmp_path)
     assert outcome is not None, "the loader blocked on the FIFO"
     status, stderr = outcome
-    assert status != 0 and re.search(f"ValueError: .*{name}: not a regular file", stderr), stderr
+    assert status != 0 and re.search(f"ValueError: .*{name} is not a regular file", stderr), stderr
 
 
 def test_load_mnist_val_size_too_large(tmp_path):
