@@ -110,7 +110,8 @@ def test_fit(benchmark, case, side):
                            iterations=1)
     assert model.n_iter_ == epochs
     benchmark.extra_info["test_accuracy"] = model.score(X_test, y_test)
-    assert model.score(X_test, y_test) > (0.9 if name == "digits" else 0.8)
+    if not benchmark.disabled:  # the smoke run's few epochs only check that fit runs
+        assert model.score(X_test, y_test) > (0.9 if name == "digits" else 0.8)
 
 
 # ---- the standalone comparison -------------------------------------------------------
