@@ -47,6 +47,7 @@ the automatic thread count, the share of calls that ran on every core.
 import argparse
 import contextlib
 import ctypes
+import glob
 import json
 import os
 import resource
@@ -276,10 +277,11 @@ def worker(workload, seconds, threads):
 
 def _child_env(setting_env):
     """A worker's environment: this one without CONTROLLED_VARIABLES, plus the
-    setting's; in a source checkout, its in-place build first on the path."""
+    setting's; in a source checkout with an in-place build, that build first
+    on the path (a checkout without one leaves the installed fastfc)."""
     env = {k: v for k, v in os.environ.items() if k not in CONTROLLED_VARIABLES}
     src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
-    if os.path.isdir(os.path.join(src, "fastfc")):
+    if glob.glob(os.path.join(src, "fastfc", "_info.*.so")) + glob.glob(os.path.join(src, "fastfc", "_info.*.pyd")):
         env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
     env.update(setting_env)
     return env

@@ -22,19 +22,19 @@ import fastfc.solver
 from fastfc import cli, plotting
 from fastfc.io import check_output_path
 from test_datasets import make_cifar, make_mnist
+from testutil import child_env
 
 # The training commands need the models work (fastfc.layers, fastfc.models, fastfc.Solver).
 needs_models = pytest.mark.skipif(
     importlib.util.find_spec("fastfc.models") is None or not hasattr(fastfc, "Solver"),
     reason="fastfc.models / fastfc.Solver not available in this checkout")
 
-SRC = os.path.dirname(os.path.dirname(os.path.abspath(fastfc.__file__)))
 TINY = ["--hidden", "32", "--epochs", "3", "--lr", "1e-2", "--threads", "1"]
 
 
 def run_fastfc(*argv, timeout=120):
     """`python -m fastfc argv...` in a subprocess; returns the CompletedProcess."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")])))
+    env = child_env()
     return subprocess.run([sys.executable, "-m", "fastfc", *map(str, argv)], capture_output=True,
                           text=True, timeout=timeout, env=env)
 
@@ -183,7 +183,7 @@ def test_info():
 @needs_models
 def test_ctrl_c_saves_and_exits_130(tmp_path):
     model = tmp_path / "model.npz"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")])))
+    env = child_env()
     process = subprocess.Popen(
         [sys.executable, "-m", "fastfc", "train", "--hidden", "16", "--epochs", "100000", "--threads", "1",
          "--save", str(model), "--log", str(tmp_path / "history.csv")],
@@ -735,7 +735,7 @@ def test_sigterm_saves_and_exits_130(tmp_path):
     """SIGTERM (what kill, systemd and batch schedulers send) is handled
     like Ctrl-C: training stops at the next batch and saves."""
     model = tmp_path / "model.npz"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")])))
+    env = child_env()
     process = subprocess.Popen(
         [sys.executable, "-m", "fastfc", "train", "--hidden", "16", "--epochs", "100000", "--threads", "1",
          "--save", str(model)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)

@@ -13,6 +13,8 @@ import fastfc
 import fastfc._config
 import fastfc.reference
 
+from testutil import child_env
+
 
 def test_set_and_get_num_threads():
     old = fastfc.get_num_threads()
@@ -220,9 +222,7 @@ FORK_WARNING = "its kernels run on one thread"
 
 def run_child(code, timeout=240):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=timeout, env=dict(os.environ, PYTHONPATH=os.pathsep.join(
-                              [str(pathlib.Path(fastfc.__file__).parent.parent)]
-                              + [os.environ.get("PYTHONPATH", "")])))
+                          timeout=timeout, env=child_env())
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr
 

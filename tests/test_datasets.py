@@ -4,7 +4,6 @@ and the preprocessing helpers."""
 import functools
 import gzip
 import os
-import pathlib
 import pickle
 import re
 import struct
@@ -16,6 +15,8 @@ import numpy as np
 import pytest
 
 from fastfc import datasets
+
+from testutil import child_env
 
 SPLIT_KEYS = ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")
 
@@ -307,8 +308,7 @@ def load_in_child(loader, directory, timeout=60):
     """fastfc.datasets.<loader>(directory) in a child interpreter, killed
     after timeout seconds: (exit status, stderr), or None when it hung."""
     code = (f"import fastfc.datasets as d; d.{loader}({str(directory)!r})")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(pathlib.Path(datasets.__file__).parent.parent), os.environ.get("PYTHONPATH", "")]))
+    env = child_env()
     try:
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                               timeout=timeout, env=env)

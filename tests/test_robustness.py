@@ -30,7 +30,6 @@ import zipfile
 import numpy as np
 import pytest
 
-import fastfc
 import fastfc.functional as F
 import fastfc.optim as optim
 import fastfc.reference as R
@@ -38,18 +37,9 @@ from fastfc import Solver
 from fastfc.models import FullyConnectedNet
 from fastfc.parameter import Parameter
 
-from testutil import TOLERANCES, assert_close, num_threads
+from testutil import TOLERANCES, assert_close, child_env, num_threads
 
-# The directory fastfc is imported from (src/ in a checkout, site-packages
-# when installed): children import the very same build.
-IMPORT_ROOT = str(pathlib.Path(fastfc.__file__).resolve().parent.parent)
 LINUX_PROC = pathlib.Path("/proc/self/task").is_dir()
-
-
-def child_env(**extra):
-    """The environment of a child interpreter importing this fastfc."""
-    path = os.pathsep.join(p for p in (IMPORT_ROOT, os.environ.get("PYTHONPATH")) if p)
-    return dict(os.environ, PYTHONPATH=path, **extra)
 
 
 def run_python(code, timeout=120, stdin=None):

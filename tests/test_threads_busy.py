@@ -19,6 +19,8 @@ import pytest
 import fastfc
 from fastfc import _config
 
+import testutil
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 LINUX_PROC = os.path.exists("/proc/self/task")
 HAS_SCHEDSTAT = os.path.exists(f"/proc/self/task/{os.getpid()}/schedstat")
@@ -27,12 +29,8 @@ needs_two_cores = pytest.mark.skipif(_config._usable_cores() < 2, reason="needs 
 
 def child_env(**variables):
     """This environment without the thread and wait settings, plus variables."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OPENBLAS_NUM_THREADS",
-                        "OPENBLAS_THREAD_TIMEOUT")}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
-    env.update(variables)
-    return env
+    return testutil.child_env(drop=("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT",
+                                    "OPENBLAS_NUM_THREADS", "OPENBLAS_THREAD_TIMEOUT"), **variables)
 
 
 def run_python(code, timeout=240, **variables):

@@ -1,6 +1,8 @@
 """Helpers for the tests: tolerances, thread-count blocks, strided copies.
 (Fixtures live in conftest.py; this module is imported by name.)"""
 import contextlib
+import os
+import pathlib
 
 import numpy as np
 
@@ -10,6 +12,19 @@ import fastfc
 # terms differ in rounding order, so the absolute slack scales with the
 # largest magnitude in the result.
 TOLERANCES = {np.float32: 2e-5, np.float64: 1e-11}
+
+# The directory fastfc is imported from (src/ with an in-place build, or
+# site-packages when installed): child interpreters import the very same build.
+IMPORT_ROOT = str(pathlib.Path(fastfc.__file__).resolve().parent.parent)
+
+
+def child_env(drop=(), **extra):
+    """The environment of a child interpreter importing this fastfc: this one
+    without the variables in drop, plus extra."""
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (IMPORT_ROOT, env.get("PYTHONPATH")) if p)
+    env.update(extra)
+    return env
 
 
 def assert_close(got, want, tol, err_msg=""):

@@ -1,7 +1,6 @@
 """fastfc.eecs598's tensor contract: views instead of copies, and a clear
 error naming the argument for every tensor a view cannot stand for; torch
 stays an optional import."""
-import os
 import subprocess
 import sys
 
@@ -16,8 +15,8 @@ from fastfc.eecs598.convolutional_networks import (  # noqa: E402
     BatchNorm, Conv, DeepConvNet, MaxPool, ThreeLayerConvNet, kaiming_initializer)
 from fastfc.eecs598.fully_connected_networks import (  # noqa: E402
     Dropout, FullyConnectedNet, Linear, Linear_ReLU, ReLU, TwoLayerNet, adam, sgd)
+from testutil import child_env  # noqa: E402
 
-SRC = os.path.join(os.path.dirname(__file__), "..", "..", "src")
 
 
 def linear_inputs(dtype=torch.float32):
@@ -199,7 +198,7 @@ def test_kaiming_initializer_checks_its_arguments():
 # ---- torch stays optional --------------------------------------------------------------
 
 def run_python(code):
-    env = dict(os.environ, PYTHONPATH=os.path.abspath(SRC))
+    env = child_env()
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                           timeout=120)
 
