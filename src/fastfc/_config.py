@@ -137,9 +137,10 @@ _CHECK_SECONDS = 0.05  # how often the team size is reconsidered (at a kernel ca
 # An interval is late when fastfc's threads waited for a CPU more than this
 # fraction of the time they ran. Measured on 2 cores, a training step's
 # intervals (10th-90th percentile): 0.003-0.15 on 2 threads with the cores to
-# themselves; 0.7-0.8 on 2 threads with one competing busy process, 0.9-2.2
-# with two; 0.002-0.14 on 1 thread with one (benchmarks/README.md).
-_LATE_RATIO = 0.35
+# themselves (or nearly: other users' processes at a far lower priority);
+# 0.7-0.8 on 2 threads with one competing busy process, 0.9-2.2 with two;
+# 0.002-0.14 on 1 thread with one (benchmarks/README.md).
+_LATE_RATIO = 0.5
 _LATE_INTERVALS = 2  # consecutive late intervals before the team shrinks
 _HOLD_SECONDS = (1.0, 16.0)  # wait before trying a larger team again: first, longest
 # Intervals in which the threads ran less than this fraction of the time (an
