@@ -134,7 +134,7 @@ def get_num_threads():
 _CHECK_SECONDS = 0.05  # how often the team size is reconsidered (at a kernel call)
 # An interval is late when fastfc's threads waited for a CPU more than this
 # fraction of the time they ran. Measured on 2 cores, a training step's
-# intervals (10th-90th percentile): 0.003-0.15 on 2 threads with the cores to
+# intervals (10th-90th percentile): 0.002-0.15 on 2 threads with the cores to
 # themselves (or nearly: other users' processes at a far lower priority);
 # 0.7-0.8 on 2 threads with one competing busy process, 0.9-2.2 with two;
 # 0.002-0.14 on 1 thread with one (benchmarks/README.md).
