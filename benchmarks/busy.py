@@ -41,8 +41,10 @@ reported as its mean time over about --seconds of back-to-back calls (what a
 training loop sees, stalls included); `fastfc train` as the wall time of the
 command. With each time come the context switches per call (voluntary: a
 thread went to sleep; involuntary: the OS preempted one), the CPU time over
-the wall time (2.0: two threads always running, spinning included) and, for
-the automatic thread count, the share of calls that ran on every core.
+the wall time (2.0: two threads always running, spinning included), for a
+step or epoch the time its threads spent on a CPU and ready without one
+(Linux schedstat; in the JSON and the progress lines) and, for the
+automatic thread count, the share of calls that ran on every core.
 """
 import argparse
 import contextlib
@@ -266,10 +268,16 @@ def worker(workload, seconds, threads):
     before = numpy_products if workload == AFTER_NUMPY else None
     time_repeatedly(counted_call, min(0.3, seconds / 4), min_calls=2, before=before)  # warm-up
     teams.clear()
+    start = _config._thread_schedstats()
     record = time_repeatedly(counted_call, seconds, before=before)
+    end = _config._thread_schedstats()
     record.update(threads=fastfc.get_num_threads(), thread_source=_config._state.source,
                   full_team_share=teams.get(fastfc.get_num_threads(), 0) / sum(teams.values()),
                   openmp_wait=_config._state.openmp_wait)
+    if start and end:  # where the time went: on a CPU, or ready but without one (all threads)
+        for key, field in (("on_cpu_ms_per_call", 0), ("waiting_ms_per_call", 1)):
+            total_ns = sum(end[t][field] - start[t][field] for t in end if t in start)
+            record[key] = total_ns / 1e6 / record["calls"]
     return record
 
 
@@ -364,6 +372,9 @@ def run(steps, rounds, seconds, pin=False, niceness=None, out=None):
                         records.append(rec)
                         team = (f"  full team {rec['full_team_share']:.0%}"
                                 if rec.get("thread_source") == "automatic" else "")
+                        if "waiting_ms_per_call" in rec:
+                            team += (f"  per call: {rec['on_cpu_ms_per_call']:.3g} ms on a CPU, "
+                                     f"{rec['waiting_ms_per_call']:.3g} ms waiting for one")
                         print(f"  busy {load} round {r} {workload:38} {name:12} {rec['mean_ms']:10.4g} ms  "
                               f"switches/call {rec['voluntary_per_call']:.3g} vol {rec['involuntary_per_call']:.3g}"
                               f" invol  cpu/wall {rec['cpu_per_wall']:.2f}{team}", file=out, flush=True)

@@ -104,8 +104,6 @@ def _default_num_threads():
     return _omp_num_threads() or _usable_cores()
 
 
-
-
 def set_num_threads(n):
     """Use n threads in every fastfc kernel (the BLAS runs single-threaded inside them).
 
@@ -147,7 +145,7 @@ def get_num_threads():
 _CHECK_SECONDS = 0.05  # how often the team size is reconsidered (at a kernel call)
 # An interval is late when fastfc's threads waited for a CPU more than this
 # fraction of the time they ran. Measured on 2 cores, a training step's
-# intervals (10th-90th percentile): 0.003-0.15 on 2 threads with the cores to
+# intervals (10th-90th percentile): 0.002-0.15 on 2 threads with the cores to
 # themselves (or nearly: other users' processes at a far lower priority);
 # 0.7-0.8 on 2 threads with one competing busy process, 0.9-2.2 with two;
 # 0.002-0.14 on 1 thread with one (benchmarks/README.md).
@@ -294,19 +292,18 @@ def start_openmp_runtime():
     """
     user = {k: os.environ[k] for k in _WAIT_VARIABLES if k in os.environ}
     before = _mapped_openmp_runtimes()
-    if user:
-        from . import _info  # noqa: F401  (loads the runtime)
-
-        _state.openmp_wait = " ".join(f"{k}={v}" for k, v in user.items()) + " (from the environment)"
-        return
-    os.environ["GOMP_SPINCOUNT"] = str(SPIN_COUNT)
+    if not user:
+        os.environ["GOMP_SPINCOUNT"] = str(SPIN_COUNT)
     try:
-        from . import _info
+        from . import _info  # the first extension: loads the runtime
     finally:
-        del os.environ["GOMP_SPINCOUNT"]
+        if not user:
+            del os.environ["GOMP_SPINCOUNT"]
     after = _mapped_openmp_runtimes()
     if not _info.openmp_enabled():
         _state.openmp_wait = "no OpenMP"
+    elif user:
+        _state.openmp_wait = " ".join(f"{k}={v}" for k, v in user.items()) + " (from the environment)"
     elif before is None or after is None:
         _state.openmp_wait = f"GOMP_SPINCOUNT={SPIN_COUNT} if libgomp was not loaded before fastfc"
     elif after - before:

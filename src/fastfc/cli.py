@@ -358,7 +358,8 @@ def add_runtime_arguments(parser):
     """--threads and --quiet."""
     group = parser.add_argument_group("runtime")
     group.add_argument("--threads", type=positive_int, metavar="N",
-                       help="threads for fastfc kernels (default: OMP_NUM_THREADS or all cores)")
+                       help="exactly N threads for fastfc kernels (default: OMP_NUM_THREADS, else every "
+                            "core, fewer while other processes keep the cores busy)")
     group.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch lines")
 
 
