@@ -119,7 +119,7 @@ cdef inline void *_data(object a):
 
 cdef tuple _batchnorm_forward(cnp.ndarray xa, int64_t spatial, object gamma, object beta,
                               object running_mean, object running_var, object train,
-                              object momentum, object eps, object out, str forward):
+                              object momentum, object eps, object out):
     cdef int64_t n_batch = xa.shape[0], channels = xa.shape[1]
     cdef bint training = _check_train(train)
     cdef double momentum_value = _check_momentum(momentum)
@@ -244,7 +244,7 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, *, train=True, 
     """
     xa = _input(x, "x", 2, "(N, D)")
     return _batchnorm_forward(xa, 1, gamma, beta, running_mean, running_var, train, momentum,
-                              eps, out, "batchnorm_forward")
+                              eps, out)
 
 
 def batchnorm_backward(dout, cache, *, dx=None, dgamma=None, dbeta=None):
@@ -280,8 +280,7 @@ def spatial_batchnorm_forward(x, gamma, beta, running_mean, running_var, *, trai
     """
     xa = _input(x, "x", 4, "(N, C, H, W)")
     return _batchnorm_forward(xa, xa.shape[2] * xa.shape[3], gamma, beta, running_mean,
-                              running_var, train, momentum, eps, out,
-                              "spatial_batchnorm_forward")
+                              running_var, train, momentum, eps, out)
 
 
 def spatial_batchnorm_backward(dout, cache, *, dx=None, dgamma=None, dbeta=None):
