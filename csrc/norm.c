@@ -9,10 +9,10 @@
  * would carry errors near 1e-3 relative, the variance of a channel whose
  * mean is large would drown in the rounding of its sum of squares, and the
  * backward's sum(dout * x_hat), subtracted from every element's gradient,
- * would pass its error on to all of them. In double the sums are exact to
- * float precision whatever their length and order (the product of two
- * floats is exact in double); the cost is a conversion in loops that mostly
- * wait on memory.
+ * would pass its error on to all of them. In double the rounding of sums of
+ * millions of floats stays far below float precision, whatever their order
+ * (and the product of two floats is exact); the cost is a conversion and
+ * half-width SIMD in loops that mostly wait on memory.
  *
  * Forward takes the statistics in one pass over x, as sums of d = x - shift
  * and d^2, the shift being the statistic's first value: then var = E[d^2] -

@@ -19,19 +19,24 @@ include "_common.pxi"
 
 # ---- argument checks ----------------------------------------------------------
 
+cdef double _real(object value, str name, str expected) except? -1:
+    """value as a double; TypeError unless it is a real number (not a bool)."""
+    if type(value) is float:  # the usual case, without the ABC check
+        return <double>value
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be {expected}, got {value!r}")
+    return float(value)
+
+
 cdef double _check_eps(object eps) except -1:
-    if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, numbers.Real):
-        raise TypeError(f"eps must be a positive float, got {eps!r}")
-    cdef double value = float(eps)
+    cdef double value = _real(eps, "eps", "a positive float")
     if not (value > 0 and math.isfinite(value)):
         raise ValueError(f"eps must be a positive, finite float, got {eps!r}")
     return value
 
 
 cdef double _check_momentum(object momentum) except -1:
-    if isinstance(momentum, (bool, np.bool_)) or not isinstance(momentum, numbers.Real):
-        raise TypeError(f"momentum must be a float in [0, 1], got {momentum!r}")
-    cdef double value = float(momentum)
+    cdef double value = _real(momentum, "momentum", "a float in [0, 1]")
     if not 0.0 <= value <= 1.0:  # NaN fails too
         raise ValueError(f"momentum must be in [0, 1], got {momentum!r}")
     return value
@@ -57,7 +62,7 @@ cdef cnp.ndarray _vector(object a, str name, tuple shape, cnp.ndarray like, str 
     """a as a C-contiguous float array of exactly this shape, of like's dtype
     (checked before a copy is made)."""
     cdef cnp.ndarray arr = check_float_array(a, name)
-    if arr.dtype.newbyteorder("=") != like.dtype:
+    if cnp.PyArray_TYPE(arr) != cnp.PyArray_TYPE(like):  # the type, whatever the byte order
         check_same_dtype(like, like_name, arr, name)
     if (<object>arr).shape != shape:
         raise ValueError(f"{name} must have shape {shape} (from {like_name}'s shape "
@@ -89,9 +94,16 @@ cdef cnp.ndarray _running_stat(object a, str name, int64_t channels, cnp.ndarray
 
 cdef void _check_apart(cnp.ndarray a, str name, tuple others) except *:
     """a, written by the kernel, shares no memory with the arrays of others
-    (pairs (name, array))."""
-    for other_name, other in others:
-        if np.may_share_memory(a, other):
+    (pairs (name, array)); all of them C-contiguous, so their bytes are one
+    range each (cheaper to compare than np.may_share_memory)."""
+    cdef char *start = <char *>cnp.PyArray_DATA(a)
+    cdef char *other_start
+    cdef cnp.ndarray other
+    for other_name, other_object in others:
+        other = <cnp.ndarray>other_object
+        other_start = <char *>cnp.PyArray_DATA(other)
+        if (start < other_start + cnp.PyArray_NBYTES(other)
+                and other_start < start + cnp.PyArray_NBYTES(a)):
             raise ValueError(f"{name} overlaps {other_name}; pass separate arrays")
 
 
@@ -119,7 +131,7 @@ cdef inline void *_data(object a):
 
 cdef tuple _batchnorm_forward(cnp.ndarray xa, int64_t spatial, object gamma, object beta,
                               object running_mean, object running_var, object train,
-                              object momentum, object eps, object out, str forward):
+                              object momentum, object eps, object out):
     cdef int64_t n_batch = xa.shape[0], channels = xa.shape[1]
     cdef bint training = _check_train(train)
     cdef double momentum_value = _check_momentum(momentum)
@@ -244,7 +256,7 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, *, train=True, 
     """
     xa = _input(x, "x", 2, "(N, D)")
     return _batchnorm_forward(xa, 1, gamma, beta, running_mean, running_var, train, momentum,
-                              eps, out, "batchnorm_forward")
+                              eps, out)
 
 
 def batchnorm_backward(dout, cache, *, dx=None, dgamma=None, dbeta=None):
@@ -280,8 +292,7 @@ def spatial_batchnorm_forward(x, gamma, beta, running_mean, running_var, *, trai
     """
     xa = _input(x, "x", 4, "(N, C, H, W)")
     return _batchnorm_forward(xa, xa.shape[2] * xa.shape[3], gamma, beta, running_mean,
-                              running_var, train, momentum, eps, out,
-                              "spatial_batchnorm_forward")
+                              running_var, train, momentum, eps, out)
 
 
 def spatial_batchnorm_backward(dout, cache, *, dx=None, dgamma=None, dbeta=None):
