@@ -312,12 +312,14 @@ def build_case(network, torch, sides=None):
 
 
 def check_against_loop(network, torch, side):
-    """Two steps of side and of eecs598-loop, from fresh builds: same losses."""
+    """Two steps of side and of eecs598-loop, from fresh builds: same losses.
+    Returns side's step, warmed up."""
     oracle = build_case(network, torch, ["eecs598-loop"])["eecs598-loop"]
     step = build_case(network, torch, [side])[side]
     for _ in range(2):  # the second step also checks the first update
         got, want = step(), oracle()
         assert abs(got - want) <= 1e-4 * abs(want), (side, got, want)
+    return step
 
 
 @pytest.mark.parametrize("side", SIDES)
@@ -327,10 +329,7 @@ def test_eecs598_train_step(benchmark, request, network, side):
     if side == "course-torch-unfold" and network.startswith("fc"):
         pytest.skip("the unfold convolution is the conv net's")
     benchmark.group = f"eecs598 train step {network}"
-    check_against_loop(network, torch, side)
-    if benchmark.disabled:  # the smoke run (CI): the check above has run the side
-        return
-    loss = benchmark(build_case(network, torch, [side])[side])
+    loss = benchmark(check_against_loop(network, torch, side))
     assert np.isfinite(loss)
 
 
@@ -341,11 +340,10 @@ def interleaved(network, torch, rounds, clock=time.perf_counter, seconds_per_sam
     taking turns (each sample: as many steps as fit in about
     seconds_per_sample), timed by clock (wall time, or the process's CPU
     time: the work done, whatever else the machine runs)."""
-    steps = build_case(network, torch)
+    steps = {side: check_against_loop(network, torch, side)
+             for side in build_case(network, torch)}  # checked and warmed up
     loops = {}
     for side, step in steps.items():
-        check_against_loop(network, torch, side)
-        step()  # warm-up: buffers, optimizer state
         start = clock()
         step()
         loops[side] = max(1, int(seconds_per_sample / max(clock() - start, 1e-6)))
