@@ -12,8 +12,8 @@ from . import functional
 from . import functional as F
 from . import gradcheck
 from . import layers, models, optim
-from .layers import (Conv2d, Dropout, Flatten, Linear, MaxPool2d, MSELoss, ReLU, Sigmoid,
-                     SoftmaxCrossEntropy, SVMLoss, Tanh)
+from .layers import (BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Flatten, GroupNorm, LayerNorm,
+                     Linear, MaxPool2d, MSELoss, ReLU, Sigmoid, SoftmaxCrossEntropy, SVMLoss, Tanh)
 from .parameter import Parameter
 from .solver import Solver, evaluate
 
@@ -26,4 +26,5 @@ del _pin_blas_to_one_thread
 __all__ = ["F", "functional", "gradcheck", "get_num_threads", "set_num_threads", "show_config",
            "layers", "models", "optim", "Parameter", "Solver", "evaluate",
            "Linear", "ReLU", "Sigmoid", "Tanh", "Dropout", "Conv2d", "MaxPool2d", "Flatten",
+           "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm",
            "SoftmaxCrossEntropy", "SVMLoss", "MSELoss"]

@@ -33,7 +33,7 @@ from . import functional as F
 from .parameter import Parameter, ParameterArrays
 
 __all__ = ["Layer", "Linear", "ReLU", "Sigmoid", "Tanh", "Dropout", "Conv2d", "MaxPool2d",
-           "Flatten", "SoftmaxCrossEntropy", "SVMLoss", "MSELoss"]
+           "Flatten", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "SoftmaxCrossEntropy", "SVMLoss", "MSELoss"]
 
 
 def _generator(seed):
@@ -83,6 +83,9 @@ class Layer:
 
     # Names of parameters that L2 regularisation and weight decay apply to.
     weight_names = ("W",)
+    # In a Sequential, whether the parameters carry the number of the layer
+    # with parameters before this one (normalization: W1, b1, gamma1, beta1).
+    numbered_with_previous = False
 
     def __init__(self):
         self._parameters = {}
@@ -107,6 +110,11 @@ class Layer:
     def named_parameters(self):
         """List of (name, Parameter), names as in params ('W', 'b')."""
         return list(self._parameters.items())
+
+    def named_state(self):
+        """dict name -> array of state that is not a Parameter but belongs to
+        the trained model (batch norm's running statistics): saved with it."""
+        return {}
 
     def train(self):
         self.training = True
@@ -398,6 +406,171 @@ class Dropout(_Stateless):
 
     def __repr__(self):
         return f"Dropout(p={self.p})"
+
+
+# ---- normalization -----------------------------------------------------------
+
+def _positive_float(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < np.inf:
+        raise ValueError(f"{name} must be a positive, finite number, got {value!r}")
+    return float(value)
+
+
+class _Normalization(Layer):
+    """Shared by the normalization layers: a scale gamma (ones) and a shift
+    beta (zeros) per channel, Parameters that are not weights (L2
+    regularisation and weight decay leave them alone, as the course's and
+    torch's recipes do); backward writes their gradients straight into
+    Parameter.grad."""
+
+    _backward = None  # the functional backward, (dout, cache, dx=, dgamma=, dbeta=) -> grads
+    numbered_with_previous = True
+
+    def __init__(self, channels, eps, dtype):
+        super().__init__()
+        dtype = _float_dtype(dtype)
+        self.eps = _positive_float("eps", eps)
+        self._add_parameter("gamma", np.ones(channels, dtype=dtype))
+        self._add_parameter("beta", np.zeros(channels, dtype=dtype))
+        self.dtype = dtype
+        self._cache = None
+
+    def _check_input(self, x, ndim, layout, channels):
+        x = np.asarray(x)
+        if x.ndim != ndim or x.shape[1] != channels:
+            raise ValueError(f"{self!r} expects input of shape {layout}, got x of shape {x.shape}")
+        return x
+
+    def backward(self, dout, compute_dx=True, dx=None):
+        """dL/dx for the last forward (into dx if given); writes grads gamma
+        and beta in place. With compute_dx False (a network's first layer)
+        None is returned (the kernel computes dx in the same pass anyway)."""
+        if not compute_dx and dx is not None:
+            raise ValueError("dx is given but compute_dx is False")
+        dx, _, _ = type(self)._backward(dout, self._take_cache(), dx=dx,
+                                        dgamma=self._parameters["gamma"].grad,
+                                        dbeta=self._parameters["beta"].grad)
+        return dx if compute_dx else None
+
+
+class _BatchNorm(_Normalization):
+    """Batch normalization with running statistics (see BatchNorm1d)."""
+
+    _forward = None  # the functional forward
+    _ndim, _layout = None, None
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.9, dtype=np.float32):
+        self.num_features = _positive_int("num_features", num_features)
+        super().__init__(self.num_features, eps, dtype)
+        if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) \
+                or not 0 <= momentum <= 1:
+            raise ValueError(f"momentum must be a number in [0, 1], got {momentum!r}")
+        self.momentum = float(momentum)
+        self.running_mean = np.zeros(self.num_features, dtype=self.dtype)
+        self.running_var = np.ones(self.num_features, dtype=self.dtype)
+
+    def named_state(self):
+        return {"running_mean": self.running_mean, "running_var": self.running_var}
+
+    def forward(self, x, out=None):
+        """Normalized x (into out if given): with the batch's statistics in
+        training mode (updating running_mean and running_var in place), with
+        the running ones in eval mode."""
+        x = self._check_input(x, self._ndim, self._layout % self.num_features, self.num_features)
+        out, self._cache = type(self)._forward(
+            x, self._parameters["gamma"].data, self._parameters["beta"].data, self.running_mean,
+            self.running_var, train=self.training, momentum=self.momentum, eps=self.eps, out=out)
+        return out
+
+    def __repr__(self):
+        return (f"{type(self).__name__}({self.num_features}, eps={self.eps}, "
+                f"momentum={self.momentum})")
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalization of (N, num_features) inputs (fastfc.functional.batchnorm_forward).
+
+    Inputs:
+    - num_features: D
+    - eps: added to the variance
+    - momentum: the course's convention, running = momentum * running +
+      (1 - momentum) * batch statistic; torch.nn.BatchNorm1d's momentum is
+      1 - this (its default 0.1 is this default 0.9), and torch's running
+      variance is the unbiased one where this is the batch's biased variance
+    - dtype: float32 (default) or float64
+
+    Parameters: gamma (D,) ones, beta (D,) zeros. Attributes running_mean
+    (zeros) and running_var (ones), (D,) arrays updated in place by each
+    training-mode forward and used in eval mode; they are state, not
+    Parameters (no gradient, not seen by optimizers).
+    """
+    _forward = staticmethod(F.batchnorm_forward)
+    _backward = staticmethod(F.batchnorm_backward)
+    _ndim, _layout = 2, "(N, %d)"
+
+
+class BatchNorm2d(_BatchNorm):
+    """Spatial batch normalization of (N, num_features, H, W) inputs: statistics
+    per channel over N, H and W (fastfc.functional.spatial_batchnorm_forward).
+    Arguments, parameters and running statistics as BatchNorm1d's, one per
+    channel."""
+    _forward = staticmethod(F.spatial_batchnorm_forward)
+    _backward = staticmethod(F.spatial_batchnorm_backward)
+    _ndim, _layout = 4, "(N, %d, H, W)"
+
+
+class LayerNorm(_Normalization):
+    """Layer normalization of (N, normalized_shape) inputs: each sample over
+    its features, the same in training and eval mode
+    (fastfc.functional.layernorm_forward).
+
+    Inputs: normalized_shape (the feature count D, an int), eps, dtype.
+    Parameters: gamma (D,) ones, beta (D,) zeros.
+    """
+    _backward = staticmethod(F.layernorm_backward)
+
+    def __init__(self, normalized_shape, eps=1e-5, dtype=np.float32):
+        self.normalized_shape = _positive_int("normalized_shape", normalized_shape)
+        super().__init__(self.normalized_shape, eps, dtype)
+
+    def forward(self, x, out=None):
+        x = self._check_input(x, 2, f"(N, {self.normalized_shape})", self.normalized_shape)
+        out, self._cache = F.layernorm_forward(x, self._parameters["gamma"].data,
+                                               self._parameters["beta"].data, eps=self.eps,
+                                               out=out)
+        return out
+
+    def __repr__(self):
+        return f"LayerNorm({self.normalized_shape}, eps={self.eps})"
+
+
+class GroupNorm(_Normalization):
+    """Group normalization of (N, num_channels, H, W) inputs: each sample's
+    groups of num_channels / num_groups adjacent channels, the same in
+    training and eval mode (fastfc.functional.groupnorm_forward).
+
+    Inputs: num_groups (dividing num_channels), num_channels, eps, dtype.
+    Parameters: gamma (C,) ones, beta (C,) zeros, per channel.
+    """
+    _backward = staticmethod(F.groupnorm_backward)
+
+    def __init__(self, num_groups, num_channels, eps=1e-5, dtype=np.float32):
+        self.num_groups = _positive_int("num_groups", num_groups)
+        self.num_channels = _positive_int("num_channels", num_channels)
+        if self.num_channels % self.num_groups:
+            raise ValueError(f"num_groups ({self.num_groups}) must divide num_channels "
+                             f"({self.num_channels})")
+        super().__init__(self.num_channels, eps, dtype)
+
+    def forward(self, x, out=None):
+        x = self._check_input(x, 4, f"(N, {self.num_channels}, H, W)", self.num_channels)
+        out, self._cache = F.groupnorm_forward(x, self._parameters["gamma"].data,
+                                               self._parameters["beta"].data, self.num_groups,
+                                               eps=self.eps, out=out)
+        return out
+
+    def __repr__(self):
+        return f"GroupNorm({self.num_groups}, {self.num_channels}, eps={self.eps})"
 
 
 # ---- losses ------------------------------------------------------------------

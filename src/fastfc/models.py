@@ -32,8 +32,8 @@ import zlib
 import numpy as np
 
 from .parameter import ParameterArrays
-from .layers import (Conv2d, Dropout, Flatten, Layer, Linear, MaxPool2d, ReLU, SoftmaxCrossEntropy,
-                     _generator, _positive_int)
+from .layers import (BatchNorm1d, Conv2d, Dropout, Flatten, Layer, LayerNorm, Linear, MaxPool2d,
+                     ReLU, SoftmaxCrossEntropy, _generator, _positive_int)
 
 __all__ = ["Sequential", "TwoLayerNet", "FullyConnectedNet", "ConvNet", "save_arrays", "load_arrays",
            "write_atomically"]
@@ -315,8 +315,16 @@ class Sequential:
                             for i, (layer, _) in enumerate(self._steps)]
         self._inputs = [None] * len(self._steps)
         self._named = {}
+        self._state = {}  # name -> array saved with the parameters (running statistics)
         self._weights = []
-        for index, layer in enumerate([layer for layer, _ in self._steps if layer.parameters()], 1):
+        index = 0
+        for layer in [layer for layer, _ in self._steps if layer.parameters()]:
+            # A normalization layer's gamma and beta take the number of the
+            # layer before it, as the course names them (W1, b1, gamma1, beta1).
+            if not (layer.numbered_with_previous and index):
+                index += 1
+            for short, array in layer.named_state().items():
+                self._state[f"{short}{index}"] = array
             for short, param in layer.named_parameters():
                 param.name = f"{short}{index}"
                 self._named[param.name] = param
@@ -494,17 +502,25 @@ class Sequential:
 
     # ---- files -----------------------------------------------------------------
 
+    def _saved_arrays(self):
+        """What save writes: the parameters (W1, b1, ...) and the layers'
+        state (running_mean1, running_var1, ... of batch normalization)."""
+        return {**self.params, **self._state}
+
     def save(self, path):
-        """Writes the parameters to path as a plain .npz (names W1, b1, ...),
+        """Writes the parameters (and batch normalization's running statistics)
+        to path as a plain .npz (names W1, b1, ..., running_mean1, ...),
         atomically (see save_arrays)."""
-        save_arrays(path, self.params)
+        save_arrays(path, self._saved_arrays())
 
     def load(self, path):
-        """Fills the parameters in place from a file written by save. The
-        names, shapes and dtypes must match the model's (ValueError naming the
-        mismatch otherwise; the model is then unchanged). Returns self."""
-        for name, array in load_arrays(path, self.params).items():
-            np.copyto(self._named[name].data, array)
+        """Fills the parameters (and running statistics) in place from a file
+        written by save. The names, shapes and dtypes must match the model's
+        (ValueError naming the mismatch otherwise; the model is then
+        unchanged). Returns self."""
+        arrays = self._saved_arrays()
+        for name, array in load_arrays(path, arrays).items():
+            np.copyto(arrays[name], array)
         return self
 
     def __repr__(self):
@@ -512,12 +528,19 @@ class Sequential:
         return f"{type(self).__name__}(\n  {inner}\n)"
 
 
-def _mlp_layers(dims, dropout, weight_scale, rng, seed, dtype):
-    """Linear-ReLU(-Dropout) blocks through dims, then a Linear to dims[-1]."""
+# FullyConnectedNet's normalization choices: the layer put between each hidden
+# Linear and its ReLU, as the course's {affine - [norm] - relu - [dropout]}.
+_NORMALIZATIONS = {None: None, "batchnorm": BatchNorm1d, "layernorm": LayerNorm}
+
+
+def _mlp_layers(dims, dropout, weight_scale, rng, seed, dtype, normalization=None):
+    """Linear-[norm]-ReLU(-Dropout) blocks through dims, then a Linear to dims[-1]."""
     stack = []
     for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:])):
         stack.append(Linear(d_in, d_out, weight_scale=weight_scale, seed=rng, dtype=dtype))
         if i < len(dims) - 2:
+            if normalization is not None:
+                stack.append(_NORMALIZATIONS[normalization](d_out, dtype=dtype))
             stack.append(ReLU())
             if dropout > 0:
                 # With an int seed every call uses the same mask, as the course's
@@ -544,30 +567,38 @@ class TwoLayerNet(Sequential):
 
 
 class FullyConnectedNet(Sequential):
-    """{affine - relu - [dropout]} x (L - 1) - affine - softmax, the course's network.
+    """{affine - [norm] - relu - [dropout]} x (L - 1) - affine - softmax, the course's network.
 
     Inputs:
     - hidden_dims: list of hidden layer sizes
     - input_dim, num_classes: sizes
     - dropout: probability of dropping each hidden unit (0: no dropout layers)
+    - normalization: None, 'batchnorm' (BatchNorm1d) or 'layernorm' (LayerNorm)
+      after each hidden Linear, before its ReLU
     - reg: L2 strength
     - weight_scale: std of the initial weights (None: He initialisation)
     - dtype: float32 or float64 (use float64 for gradient checks)
     - seed: makes the initialisation reproducible and, as in the course,
       fixes the dropout mask: every loss(X, y) call drops the same units
-    params: W1, b1, ..., WL, bL.
+    params: W1, b1, ..., WL, bL, and with normalization gamma1, beta1, ...,
+    gamma(L-1), beta(L-1) (the course's names).
     """
 
     def __init__(self, hidden_dims, input_dim=3 * 32 * 32, num_classes=10, dropout=0.0, reg=0.0,
-                 weight_scale=1e-2, dtype=np.float32, seed=None):
+                 weight_scale=1e-2, dtype=np.float32, seed=None, normalization=None):
         if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0 <= dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        if not isinstance(normalization, (str, type(None))) or normalization not in _NORMALIZATIONS:
+            raise ValueError(f"normalization must be None, 'batchnorm' or 'layernorm', "
+                             f"got {normalization!r}")
         if isinstance(hidden_dims, str) or not hasattr(hidden_dims, "__iter__"):
             raise ValueError(f"hidden_dims must be a list of layer sizes, e.g. [100, 100], "
                              f"got {hidden_dims!r}")
         dims = (input_dim, *hidden_dims, num_classes)
-        super().__init__(*_mlp_layers(dims, dropout, weight_scale, _generator(seed), seed, dtype),
+        super().__init__(*_mlp_layers(dims, dropout, weight_scale, _generator(seed), seed, dtype,
+                                      normalization),
                          loss=SoftmaxCrossEntropy(), reg=reg)
+        self.normalization = normalization
         self.num_layers = len(dims) - 1
 
 

@@ -37,6 +37,8 @@ __all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "OPTIMIZER
 # ---- hyperparameter checks: each returns the value as the group stores it ----
 
 def _number(name, value):
+    if type(value) is float:  # the common case, without the slow ABC check below
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r}")
     return float(value)
@@ -533,6 +535,8 @@ OPTIMIZERS = {"sgd": SGD, "adagrad": Adagrad, "rmsprop": RMSprop, "adam": Adam, 
 # ---- course-style update rules ---------------------------------------------------
 
 def _step_count(name, value):
+    if type(value) is int and value >= 0:  # the common case, without the ABC check
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
         raise ValueError(f"{name} must be a non-negative int, got {value!r}")
     return int(value)
@@ -552,6 +556,10 @@ COURSE_RULES = {
 }
 
 
+# The half-open bounds [low, high) of the values each check accepts as they are.
+_ACCEPTS = {_nonnegative: (0.0, float("inf")), _beta: (0.0, 1.0), _step_count: (0, float("inf"))}
+
+
 def _course_config(config, w, hyper, state_keys, owner):
     """config (a dict) checked and filled in place with the rule's defaults
     and its state arrays (zeros, or the given ones as C-contiguous arrays of
@@ -563,7 +571,13 @@ def _course_config(config, w, hyper, state_keys, owner):
             raise ValueError(f"{owner}: unknown config key {key!r} (this rule takes "
                              f"{', '.join(list(hyper) + list(state_keys))})")
     for key, (default, check) in hyper.items():
-        config[key] = check(key, config.get(key, default))
+        value = config.get(key, default)
+        low, high = _ACCEPTS[check]
+        # A value of the default's type within bounds is what check would
+        # return: the common case (checked at an earlier step), kept cheap.
+        if not (type(value) is type(default) and low <= value < high):
+            value = check(key, value)
+        config[key] = value
     for key in state_keys:
         arr = config.get(key)
         if arr is None:
@@ -610,6 +624,8 @@ def course_step(rule, ws, dws, configs, owners=None):
       defaults and state arrays, and updated (adam's t) as they do
     - owners: what to name in error messages, per parameter (None: "w[k]")
     """
+    if rule not in COURSE_RULES:
+        raise ValueError(f"rule must be one of {', '.join(COURSE_RULES)}, got {rule!r}")
     hyper, state_keys = COURSE_RULES[rule]
     if owners is None:
         owners = [f"w[{k}]" for k in range(len(ws))]

@@ -137,12 +137,71 @@ def test_2017_dropout_keyword_is_the_drop_probability():
     ({"dropout": 1.0}, "dropout"),
     ({"dropout": 0.5, "dropout_keep_ratio": 0.5}, "not both"),
     ({"normalization": "groupnorm"}, "normalization"),
+    ({"normalization": "BatchNorm"}, "normalization"),
     ({"hidden_dims": 100}, "hidden_dims"),
 ])
 def test_fully_connected_net_bad_arguments(kwargs, match):
     kwargs = {"hidden_dims": [10], "input_dim": 5, **kwargs}
     with pytest.raises(ValueError, match=match):
         FullyConnectedNet(**kwargs)
+
+
+def test_fully_connected_net_with_batchnorm_matches_the_notebook():
+    """BatchNormalization.ipynb (2022), "Fully Connected Networks with Batch
+    Normalization": initial losses and gradient checks with reg 0 and 3.14."""
+    np.random.seed(231)
+    N, D, H1, H2, C = 2, 15, 20, 30, 10
+    X = np.random.randn(N, D)
+    y = np.random.randint(C, size=(N,))
+    for reg, expected_loss in ((0, 2.2611955101340957), (3.14, 6.996533220108303)):
+        model = FullyConnectedNet([H1, H2], input_dim=D, num_classes=C, reg=reg,
+                                  weight_scale=5e-2, dtype=np.float64, normalization="batchnorm")
+        loss, errors = model_gradient_errors(model, X, y)
+        assert abs(loss - expected_loss) < 1e-12
+        assert set(errors) == {"W1", "W2", "W3", "b1", "b2", "b3", "gamma1", "gamma2", "beta1",
+                               "beta2"}
+        # "between 1e-4~1e-10 for W, 1e-08~1e-10 for b, 1e-08~1e-09 for beta
+        # and gammas"; the notebook's run: W1 1.10e-04, b2 1.93e-07. The
+        # biases before a batch norm have a zero gradient: only noise is left.
+        assert max(errors[w] for w in ("W1", "W2", "W3")) < 2e-4
+        assert max(errors[b] for b in ("b1", "b2", "b3")) < 1e-6
+        assert max(errors[g] for g in ("gamma1", "gamma2", "beta1", "beta2")) < 1e-8
+
+
+@pytest.mark.parametrize("reg", [0, 3.14])
+def test_fully_connected_net_with_layernorm_gradient_check(reg):
+    np.random.seed(231)
+    X = np.random.randn(2, 15)
+    y = np.random.randint(10, size=(2,))
+    model = FullyConnectedNet([20, 30], input_dim=15, reg=reg, weight_scale=5e-2,
+                              dtype=np.float64, normalization="layernorm")
+    loss, errors = model_gradient_errors(model, X, y)
+    assert abs(loss - np.log(10)) < 0.1 if reg == 0 else loss > 4
+    # the bound the notebook gives normalized networks ("1e-4~1e-10 for W")
+    assert "gamma2" in errors and max(errors.values()) < 1e-4
+
+
+def test_batchnorm_running_statistics_start_at_zero_as_the_course():
+    np.random.seed(0)
+    model = FullyConnectedNet([6], input_dim=4, num_classes=3, weight_scale=1.0,
+                              dtype=np.float64, normalization="batchnorm")
+    X = np.random.randn(10, 4)
+    h = X @ model.params["W1"]  # b1 is 0
+    # Before any training the course normalizes by its zero running
+    # statistics: x / sqrt(0 + eps).
+    np.testing.assert_allclose(model.loss(X), np.maximum(h / np.sqrt(1e-5), 0) @ model.params["W2"],
+                               rtol=1e-10)
+    model.loss(X, np.zeros(10, dtype=int))
+    after = np.maximum((h - 0.1 * h.mean(axis=0)) / np.sqrt(0.1 * h.var(axis=0) + 1e-5), 0)
+    np.testing.assert_allclose(model.loss(X), after @ model.params["W2"], rtol=1e-10)
+
+
+def test_2017_use_batchnorm_keyword():
+    np.random.seed(1)
+    model = FullyConnectedNet([5], input_dim=4, use_batchnorm=True)
+    assert model.normalization == "batchnorm" and "gamma1" in model.params
+    with pytest.raises(ValueError, match="use_batchnorm"):
+        FullyConnectedNet([5], input_dim=4, use_batchnorm=True, normalization="layernorm")
 
 
 def test_three_layer_convnet_initial_loss():

@@ -238,3 +238,23 @@ def test_bad_configs_surface_at_the_first_step_naming_the_parameter():
     solver = Solver(model, digits_data(), optim_config={"learnin_rate": 1e-3}, verbose=False)
     with pytest.raises(ValueError, match="W1: unknown config key 'learnin_rate'"):
         solver.train()
+
+
+def test_batchnorm_model_trains_and_its_checkpoint_holds_the_running_statistics(tmp_path):
+    np.random.seed(8)
+    model = FullyConnectedNet([20, 20], input_dim=8, num_classes=4, weight_scale=1e-1,
+                              dtype=np.float64, normalization="batchnorm")
+    name = str(tmp_path / "bn")
+    solver = Solver(model, digits_data(), update_rule="adam", num_epochs=10, batch_size=20,
+                    optim_config={"learning_rate": 1e-2}, checkpoint_name=name, verbose=False)
+    assert solver._fused_rule == "adam"
+    solver.train()
+    assert solver.best_val_acc > 0.75  # 4 balanced classes: chance is 0.25
+    with np.load(name + "_epoch_10.npz", allow_pickle=False) as saved:
+        assert {"running_mean1", "running_var2", "gamma1", "W3"} <= set(saved.files)
+    reloaded = FullyConnectedNet([20, 20], input_dim=8, num_classes=4, dtype=np.float64,
+                                 normalization="batchnorm")
+    reloaded.load(name + "_epoch_10.npz")
+    model.load(name + "_epoch_10.npz")  # the last iteration's state, as the file holds
+    X_val = digits_data()["X_val"]
+    np.testing.assert_array_equal(reloaded.loss(X_val), model.loss(X_val))

@@ -17,18 +17,22 @@ training accuracy on num_train_samples samples drawn with replacement, the
 course's printed lines, and model.params = best_params at the end.
 
 Differences, on purpose:
-- checkpoint_name writes "<name>_epoch_<e>.npz" (the parameters, a plain
-  .npz) and "<name>_epoch_<e>.json" (the rest of the course's checkpoint:
-  update rule, hyperparameters, histories) instead of pickling the model.
+- checkpoint_name writes "<name>_epoch_<e>.npz" (the parameters, and a
+  fastfc model's batch-norm running statistics, a plain .npz that
+  model.load reads) and "<name>_epoch_<e>.json" (the rest of the course's
+  checkpoint: update rule, hyperparameters, histories) instead of pickling
+  the model.
 - With a fastfc model (fastfc.cs231n.classifiers, fastfc.models) and one of
   the rules of fastfc.cs231n.optim, a step runs on the model's no-copy path
   and updates every parameter in one fused C call (the configs in
   optim_configs still hold the rule's state arrays, updated in place);
   any other model or a callable rule takes the course's loop,
   model.params[p] = next_w.
-- Arguments are checked up front (a ValueError naming the one at fault),
-  and the end of training restores best_params only if some validation
-  accuracy was above 0 (the course would set model.params = {}).
+- Arguments are checked up front (a ValueError naming the one at fault;
+  an unknown keyword is Python's TypeError), lr_decay leaves alone a
+  config without a learning_rate (a callable rule's; the course raises a
+  KeyError), and the end of training restores best_params only if some
+  validation accuracy was above 0 (the course would set model.params = {}).
 """
 import json
 import numbers
@@ -36,7 +40,7 @@ import numbers
 import numpy as np
 
 from .. import optim as _fastfc_optim
-from ..models import save_arrays, write_atomically
+from ..models import Sequential, save_arrays, write_atomically
 from ..solver import _BatchBuffers
 from . import optim
 
@@ -100,11 +104,11 @@ class Solver:
         for key in ("X_train", "y_train", "X_val", "y_val"):
             if key not in data:
                 raise ValueError(f"data is missing {key!r} (it needs X_train, y_train, X_val, y_val)")
-        self.X_train, self.y_train = data["X_train"], data["y_train"]
-        self.X_val, self.y_val = data["X_val"], data["y_val"]
+        self.X_train, self.y_train = np.asarray(data["X_train"]), np.asarray(data["y_train"])
+        self.X_val, self.y_val = np.asarray(data["X_val"]), np.asarray(data["y_val"])
         for split in ("train", "val"):
-            X, y = data[f"X_{split}"], data[f"y_{split}"]
-            if len(X) == 0 or len(X) != len(y):
+            X, y = getattr(self, f"X_{split}"), getattr(self, f"y_{split}")
+            if X.ndim == 0 or len(X) == 0 or y.shape != (len(X),):
                 raise ValueError(f"X_{split} and y_{split} must hold the same number (>= 1) of "
                                  f"samples, got {len(X)} and {len(y)}")
 
@@ -165,8 +169,8 @@ class Solver:
                 self.optim_configs[p] = next_config
             return
         if self._batches is None:
-            self._batches = _BatchBuffers(np.asarray(self.X_train), np.asarray(self.y_train),
-                                          self.batch_size, self.model.dtype)
+            self._batches = _BatchBuffers(self.X_train, self.y_train, self.batch_size,
+                                          self.model.dtype)
         X_batch, y_batch = self._batches.gather(batch_mask)
         self.loss_history.append(self.model._loss_into_grads(X_batch, y_batch))
         names = [name for name, _ in self._parameters]
@@ -182,7 +186,10 @@ class Solver:
         base = "%s_epoch_%d" % (self.checkpoint_name, self.epoch)
         if self.verbose:
             print('Saving checkpoint to "%s.npz"' % base)
-        save_arrays(base + ".npz", {name: np.asarray(w) for name, w in self.model.params.items()})
+        if isinstance(self.model, Sequential):  # with batch norm's running statistics
+            self.model.save(base + ".npz")
+        else:
+            save_arrays(base + ".npz", {name: np.asarray(w) for name, w in self.model.params.items()})
         rule = self.update_rule
         record = {
             "model": type(self.model).__name__,

@@ -10,6 +10,7 @@ import numbers
 import numpy as np
 
 from ... import models
+from ...layers import BatchNorm1d
 from .. import layer_utils, layers
 from ..layer_utils import *  # noqa: F401,F403 (the course's module exports them)
 from ..layers import *  # noqa: F401,F403
@@ -64,36 +65,43 @@ def _keep_ratio(dropout_keep_ratio, dropout):
 
 
 class FullyConnectedNet(CourseModel, models.FullyConnectedNet):
-    """{affine - relu - [dropout]} x (L - 1) - affine - softmax, the course's
-    network of any depth (cs231n 2018+ signature).
+    """{affine - [batch/layer norm] - relu - [dropout]} x (L - 1) - affine -
+    softmax, the course's network of any depth (cs231n 2018+ signature).
 
     Inputs:
     - hidden_dims: list of the hidden layers' sizes
     - input_dim, num_classes: sizes
     - dropout_keep_ratio: probability of KEEPING each hidden unit (1: no
       dropout), as the course's 2018+ versions
-    - normalization: None (the only value supported so far)
+    - normalization: None, 'batchnorm' or 'layernorm', before each hidden ReLU
     - reg: L2 strength: the loss adds 0.5 * reg * sum(W**2) over the weights
+      (not gamma and beta)
     - weight_scale: std of the initial weights, drawn from np.random in the
-      course's order (W1, W2, ...); biases start at zero
+      course's order (W1, W2, ...); biases and beta start at zero, gamma at one
     - dtype: float32 (default, as the course) or float64 (gradient checks)
     - seed: None, or an int that fixes the dropout masks (every loss(X, y)
       call drops the same units), as the course's seed
     - dropout: the 2017 keyword: probability of DROPPING each hidden unit
       (0: no dropout); give it or dropout_keep_ratio
+    - use_batchnorm: the 2017 keyword: True is normalization='batchnorm'
 
-    Without a seed, the dropout masks follow np.random (np.random.seed
-    makes them reproducible) but are not the course's masks.
-    params: W1, b1, ..., WL, bL.
+    Without a seed, the dropout masks follow np.random (np.random.seed makes
+    them reproducible) but are not the course's masks. Batch normalization's
+    running mean and variance start at zero, as the course's bn_param.
+    params: W1, b1, ..., WL, bL, and with normalization gamma1, beta1, ...,
+    gamma(L-1), beta(L-1).
     loss(X, y=None): scores (N, C) for y None, else (loss, grads).
     """
 
     def __init__(self, hidden_dims, input_dim=3 * 32 * 32, num_classes=10, dropout_keep_ratio=1,
                  normalization=None, reg=0.0, weight_scale=1e-2, dtype=np.float32, seed=None, *,
-                 dropout=None):
+                 dropout=None, use_batchnorm=None):
         keep = _keep_ratio(dropout_keep_ratio, dropout)
-        if normalization is not None:
-            raise ValueError(f"normalization must be None, got {normalization!r}")
+        if use_batchnorm:
+            if normalization not in (None, "batchnorm"):
+                raise ValueError(f"use_batchnorm=True (2017) asks for batch normalization but "
+                                 f"normalization is {normalization!r}")
+            normalization = "batchnorm"
         if isinstance(hidden_dims, str) or not hasattr(hidden_dims, "__iter__"):
             raise ValueError(f"hidden_dims must be a list of layer sizes, e.g. [100, 100], "
                              f"got {hidden_dims!r}")
@@ -105,7 +113,9 @@ class FullyConnectedNet(CourseModel, models.FullyConnectedNet):
         base_seed = seed if seed is not None else (None if keep < 1 else 0)
         super().__init__(hidden_dims, input_dim=input_dim, num_classes=num_classes,
                          dropout=1.0 - keep, reg=reg, weight_scale=weight_scale, dtype=dtype,
-                         seed=base_seed)
+                         seed=base_seed, normalization=normalization)
         self._set_weights(weights)
-        self.normalization = normalization
+        for layer in self.layers:
+            if isinstance(layer, BatchNorm1d):
+                layer.running_var.fill(0)
         self.use_dropout = keep < 1
