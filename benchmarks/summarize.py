@@ -15,7 +15,8 @@ SIDES = ("fastfc", "reference", "torch")
 def side_of(bench):
     """The contender a test ran: a parameter naming one, else the test's name."""
     for value in (bench.get("params") or {}).values():
-        if value in SIDES or str(value).startswith(("blas", "copy", "naive", "numpy", "cs231n")):
+        if value in SIDES or str(value).startswith(
+                ("blas", "copy", "naive", "numpy", "cs231n", "eecs598", "object", "course")):
             return value
     name = bench["name"]
     return next((s for s in SIDES if s in name), name)

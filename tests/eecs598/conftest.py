@@ -9,7 +9,7 @@ import pytest
 import fastfc
 
 
-@pytest.fixture(autouse=True, scope="session")
+@pytest.fixture(autouse=True, scope="package")  # restored before the other suites run
 def one_thread():
     torch = pytest.importorskip("torch")
     before = torch.get_num_threads(), fastfc.get_num_threads()

@@ -138,16 +138,16 @@ class CourseModel:
 
     # ---- files -----------------------------------------------------------------
 
-    def _state_arrays(self):
-        """Arrays saved beside the parameters (DeepConvNet's running statistics)."""
-        return {}
+    def _arrays(self):
+        """What save writes: the parameters and the layers' state (batch
+        normalization's running statistics), the model's own arrays."""
+        return {**{name: p.data for name, p in self.named_parameters()}, **self._state}
 
     def save(self, path):
         """Writes the model without pickle: the parameters (and any running
         statistics) as an .npz archive at path, whatever its extension, and
         the architecture, reg and dtype as JSON at path + '.json'."""
-        arrays = {name: np.asarray(p.data) for name, p in self.named_parameters()}
-        arrays.update(self._state_arrays())
+        arrays = self._arrays()
         record = dict(format=SAVE_FORMAT, version=SAVE_VERSION, model=type(self).__name__,
                       config=self._architecture, reg=self.reg, dtype=np.dtype(self.dtype).name)
         models.save_arrays(path, arrays)
@@ -169,8 +169,7 @@ class CourseModel:
             fresh._rebuild(saved if dtype is None else float_dtype(dtype), record["config"])
         except (TypeError, ValueError, KeyError) as exc:
             raise ValueError(f"{sidecar_path(path)}: bad architecture ({exc})") from None
-        named = {name: p.data for name, p in fresh.named_parameters()}
-        named.update(fresh._state_arrays())
+        named = fresh._arrays()
         loaded = models.load_arrays(path, {name: np.empty(a.shape, saved)
                                            for name, a in named.items()})
         for name, array in loaded.items():

@@ -17,13 +17,11 @@ reg * sum(W**2) (no 0.5) over the convolution and linear weights.
 """
 import numbers
 
-import numpy as np
-
 from .. import functional as F
 from .. import models
 from ..cs231n._params import checked_param, is_train_mode, real_param
-from ..layers import (Conv2d, Flatten, Linear as _LinearLayer, MaxPool2d, ReLU as _ReLULayer,
-                      SoftmaxCrossEntropy)
+from ..layers import (BatchNorm2d, Conv2d, Flatten, Linear as _LinearLayer, MaxPool2d,
+                      ReLU as _ReLULayer, SoftmaxCrossEntropy)
 from . import _models
 from ._tensors import array, arrays, check_device, float_dtype, tensor, torch, torch_dtype
 from .fully_connected_networks import Linear, Linear_ReLU, ReLU, Solver, adam, softmax_loss
@@ -363,41 +361,6 @@ class ThreeLayerConvNet(_models.CourseModel, models.ConvNet):
                 (hidden, arch["num_classes"])]
 
 
-class _ConvBatchNorm(Conv2d):
-    """A 3x3 convolution (padding 1) then spatial batch normalization, one
-    layer, so that DeepConvNet names its parameters W{k}, b{k}, gamma{k},
-    beta{k} for macro layer k. Running statistics start at zero (the
-    course's default) and follow the course's momentum 0.9, eps 1e-5."""
-
-    def __init__(self, in_channels, out_channels, dtype):
-        super().__init__(in_channels, out_channels, 3, padding=1, weight_scale=0.0, seed=0,
-                         dtype=dtype)
-        self._add_parameter("gamma", np.ones(out_channels, dtype=dtype))
-        self._add_parameter("beta", np.zeros(out_channels, dtype=dtype))
-        self.running_mean = np.zeros(out_channels, dtype=dtype)
-        self.running_var = np.zeros(out_channels, dtype=dtype)
-
-    def forward(self, x):
-        """Normalized maps (N, out_channels, H, W): batch statistics in
-        training mode (updating the running ones), running ones in eval mode."""
-        a = super().forward(x)
-        conv_cache = self._cache
-        out, bn_cache = F.spatial_batchnorm_forward(
-            a, self._parameters["gamma"].data, self._parameters["beta"].data, self.running_mean,
-            self.running_var, train=self.training, momentum=0.9, eps=1e-5)
-        self._cache = (conv_cache, bn_cache)
-        return out
-
-    def backward(self, dout, compute_dx=True):
-        """dx (None when compute_dx is False); writes the four gradients in place."""
-        conv_cache, bn_cache = self._take_cache()
-        da, _, _ = F.spatial_batchnorm_backward(dout, bn_cache,
-                                                dgamma=self._parameters["gamma"].grad,
-                                                dbeta=self._parameters["beta"].grad)
-        self._cache = conv_cache
-        return super().backward(da, compute_dx=compute_dx)
-
-
 def _pooled_shapes(input_dims, num_filters, max_pools):
     """DeepConvNet's weight shapes: (F, C, 3, 3) per macro layer, then
     (features, None) for the last linear layer; ValueError when a pool
@@ -438,8 +401,9 @@ class DeepConvNet(_models.CourseModel, models.Sequential):
 
     params: W1, b1 (and gamma1, beta1 with batchnorm) for macro layer 1, ...,
     WL, bL for the last linear layer. bn_params: the running statistics of
-    each batchnorm (tensors over the model's memory). loss, save, load: as
-    ThreeLayerConvNet (save keeps the running statistics).
+    each batchnorm (tensors over the model's memory; they start at zero, as
+    the course's). loss, save, load: as ThreeLayerConvNet (save keeps the
+    running statistics).
     """
 
     def __init__(self, input_dims=(3, 32, 32), num_filters=(8, 8, 8, 8, 8),
@@ -473,9 +437,12 @@ class DeepConvNet(_models.CourseModel, models.Sequential):
         channels = input_dims[0]
         stack = []
         for index, filters in enumerate(num_filters):
-            stack.append(_ConvBatchNorm(channels, filters, dtype) if batchnorm else
-                         Conv2d(channels, filters, 3, padding=1, weight_scale=0.0, seed=0,
+            stack.append(Conv2d(channels, filters, 3, padding=1, weight_scale=0.0, seed=0,
                                 dtype=dtype))
+            if batchnorm:  # gamma{k}, beta{k}: numbered with the convolution before it
+                normalization = BatchNorm2d(filters, dtype=dtype)
+                normalization.running_var[...] = 0  # the course's running statistics start at 0
+                stack.append(normalization)
             stack.append(_ReLULayer())
             if index in max_pools:
                 stack.append(MaxPool2d(2))
@@ -495,7 +462,7 @@ class DeepConvNet(_models.CourseModel, models.Sequential):
         return shapes[:-1] + [(shapes[-1][0], arch["num_classes"])]
 
     def _normalizations(self):
-        return [layer for layer in self.layers if isinstance(layer, _ConvBatchNorm)]
+        return [layer for layer in self.layers if isinstance(layer, BatchNorm2d)]
 
     @property
     def bn_params(self):
@@ -504,13 +471,6 @@ class DeepConvNet(_models.CourseModel, models.Sequential):
         mode = "train" if self.training else "test"
         return [{"mode": mode, "running_mean": tensor(layer.running_mean),
                  "running_var": tensor(layer.running_var)} for layer in self._normalizations()]
-
-    def _state_arrays(self):
-        arrays = {}
-        for index, layer in enumerate(self._normalizations(), 1):
-            arrays[f"running_mean{index}"] = layer.running_mean
-            arrays[f"running_var{index}"] = layer.running_var
-        return arrays
 
     def forward(self, X):
         """Scores (N, num_classes) for images X (N, C, H, W) of input_dims' shape."""
