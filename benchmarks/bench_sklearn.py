@@ -13,8 +13,9 @@ As a pytest-benchmark suite (digits; Fashion-MNIST is marked slow):
     python -m pytest benchmarks/bench_sklearn.py --benchmark-enable -m "slow or not slow"
 
 With --benchmark-disable (CI's smoke run) each fit runs 3 epochs once and
-only its accuracy is checked (a loose bound: 3 epochs are not training). As a script, the contenders interleaved, fits
-in alternating order, medians and ratios printed:
+only its accuracy is checked (a loose bound: 3 epochs are not training). As
+a script, the contenders interleaved, fits in alternating order, medians
+and ratios printed:
 
     OPENBLAS_THREAD_TIMEOUT=4 python benchmarks/bench_sklearn.py --dataset digits --repeats 5
     python benchmarks/bench_sklearn.py --dataset fashion --hidden 256,256 --epochs 10 --repeats 3
@@ -96,7 +97,7 @@ CASES = {
                                                else []) for name in CASES])
 @pytest.mark.parametrize("side", ["fastfc", "sklearn"])
 def test_fit(benchmark, case, side):
-    pytest.importorskip("sklearn", reason="scikit-learn is not installed (pip install scikit-learn)")
+    pytest.importorskip("sklearn", reason="scikit-learn is not installed")
     name, hidden = CASES[case]
     try:
         X, y, X_test, y_test = load(name)
@@ -120,10 +121,10 @@ def test_fit(benchmark, case, side):
 def compare(name, hidden, epochs, repeats, threads, sides=("fastfc", "sklearn", "sklearn-f32")):
     """Fits every side `repeats` times, interleaved (the first side rotating
     each round, random_state = the round's number for every side, so that
-    the accuracies compare over several initialisations); prints each fit and the medians of wall time and of CPU
-    time (on one thread, CPU time is the least disturbed by other processes
-    on a shared machine). Returns side -> (median wall seconds, median CPU
-    seconds, median accuracy)."""
+    the accuracies compare over several initialisations); prints each fit
+    and the medians of wall time and of CPU time (on one thread, CPU time
+    is the least disturbed by other processes on a shared machine). Returns
+    side -> (median wall seconds, median CPU seconds, median accuracy)."""
     X, y, X_test, y_test = load(name)
     inputs = {"fastfc": (X, X_test), "sklearn": (X, X_test),
               "sklearn-f32": (X.astype(np.float32), X_test.astype(np.float32))}
@@ -159,7 +160,7 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=("digits", "fashion"), default="digits")
     parser.add_argument("--hidden", default=None,
-                        help="hidden layer sizes, comma-separated (default: 100 and 256,256 in turn)")
+                        help="hidden layer sizes, comma-separated (default: 100, then 256,256)")
     parser.add_argument("--epochs", type=int, default=None,
                         help=f"epochs per fit (default: {EPOCHS})")
     parser.add_argument("--repeats", type=int, default=3, help="fits per side (default 3)")
