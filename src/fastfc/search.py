@@ -14,14 +14,38 @@ validation accuracy, and the test set looked at once, by the best.
     result.best, result.test   # the chosen hyperparameters, and the one test evaluation
 
 `fastfc search` draws its trials with the same distributions.
+
+Trials on other processes or machines (executor_search): each trial is a
+plain function of (data, trial spec, seed) returning a record, run through
+any concurrent.futures.Executor; LocalWorkers (a process pool) and
+DaskWorkers (a Dask scheduler, or a LocalCluster) also send the data to
+each worker once, not with every trial:
+
+    from fastfc.search import DaskWorkers, LocalWorkers, executor_search, mlp_trial
+
+    with LocalWorkers(jobs=2) as workers:        # or DaskWorkers("tcp://host:8786")
+        result = executor_search(mlp_trial, data, space, trials=64, seed=0, executor=workers,
+                                 fixed={"epochs": 9}, log="trials.jsonl", prune=True)
+
+The trials, their seeds and their records are the same whatever runs them.
 """
+import concurrent.futures
+import contextlib
+import hashlib
+import json
 import math
+import multiprocessing
 import numbers
+import os
+import signal
+import time
+import uuid
 
 import numpy as np
 
 __all__ = ["LogUniform", "Uniform", "Choice", "sample_trials", "rank", "random_search",
-           "SearchResult"]
+           "SearchResult", "executor_search", "SearchInterrupted", "LocalWorkers", "DaskWorkers",
+           "mlp_trial", "trial_seed", "successive_halving_rungs"]
 
 
 def _bounds(name, low, high, positive):
@@ -147,3 +171,497 @@ def random_search(train, space, trials=20, seed=0, test=None):
         raise FloatingPointError("every trial diverged (a NaN or infinite loss): try lower "
                                  "learning rates")
     return SearchResult(ranked, best_model, None if test is None else test(best_model))
+
+
+# ---------------------------------------------------------------- trials on other processes
+
+def trial_seed(seed, number):
+    """The seed of trial number (1, 2, ...) of a search seeded with seed: drawn
+    from SeedSequence((seed, number)), so it depends on nothing else (not on
+    which worker runs the trial, nor when)."""
+    for name, value in (("seed", seed), ("number", number)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+            raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+    return int(np.random.SeedSequence([int(seed), int(number)]).generate_state(1)[0])
+
+
+def successive_halving_rungs(epochs, eta=3):
+    """The epoch budgets of successive halving up to epochs: epochs // eta**k
+    for k = ..., 2, 1, 0 while at least 1, ascending (9, 3 -> [1, 3, 9])."""
+    if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 1:
+        raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
+    if isinstance(eta, bool) or not isinstance(eta, numbers.Integral) or eta < 2:
+        raise ValueError(f"eta must be an int >= 2, got {eta!r}")
+    budgets, budget = [], int(epochs)
+    while budget >= 1:
+        budgets.append(budget)
+        budget //= eta
+    return budgets[::-1]
+
+
+def mlp_trial(data, spec, seed):
+    """A trial for executor_search: a FullyConnectedNet (He initialisation,
+    float32) trained by a Solver, seeded by seed.
+
+    Inputs:
+    - data: dict with X_train, y_train, X_val, y_val (samples are flattened)
+    - spec: lr, epochs, and optionally weight_decay, momentum, hidden (a width
+      or a list of widths; 100), dropout (0), batch_size (100), update_rule
+      ('sgd_momentum')
+    - seed: the trial's seed (initialisation, shuffling, dropout)
+
+    Returns {'val_acc': best validation accuracy, 'val_acc_history': per
+    epoch, 'train_acc': the last epoch's}. Raises FloatingPointError when the
+    loss diverges.
+    """
+    from .models import FullyConnectedNet
+    from .solver import Solver
+
+    splits = {key: np.asarray(data[key]) for key in ("X_train", "y_train", "X_val", "y_val")}
+    for split in ("train", "val"):
+        X = splits[f"X_{split}"]
+        splits[f"X_{split}"] = X.reshape(len(X), -1)
+    hidden = spec.get("hidden", 100)
+    hidden = [int(hidden)] if isinstance(hidden, numbers.Integral) else [int(h) for h in hidden]
+    num_classes = int(max(splits["y_train"].max(), splits["y_val"].max())) + 1
+    model = FullyConnectedNet(hidden, input_dim=splits["X_train"].shape[1], num_classes=num_classes,
+                              dropout=spec.get("dropout", 0.0), weight_scale=None, seed=seed)
+    optim_config = {"learning_rate": spec["lr"]}
+    if spec.get("momentum") is not None:
+        optim_config["momentum"] = spec["momentum"]
+    solver = Solver(model, splits, update_rule=spec.get("update_rule", "sgd_momentum"),
+                    optim_config=optim_config, weight_decay=spec.get("weight_decay", 0.0),
+                    batch_size=spec.get("batch_size", 100), num_epochs=spec["epochs"], seed=seed,
+                    verbose=False)
+    solver.train()
+    return {"val_acc": float(solver.best_val_acc),
+            "val_acc_history": [float(a) for a in solver.val_acc_history],
+            "train_acc": float(solver.train_acc_history[-1])}
+
+
+def _run_trial(trial, data, spec, seed, threads):
+    """What a worker runs: trial(data, spec, seed) with fastfc's thread count
+    set first (Dask workers start with OMP_NUM_THREADS=1, a pool's inherit
+    the driver's). A diverged trial (FloatingPointError) is a record too."""
+    from . import set_num_threads
+
+    if isinstance(data, _Installed):
+        data = data.resolve()
+    set_num_threads(threads)
+    started = time.perf_counter()
+    try:
+        result = trial(data, dict(spec), seed)
+    except FloatingPointError:
+        result = {"val_acc": 0.0, "diverged": True}
+    if not isinstance(result, dict) or "val_acc" not in result:
+        raise TypeError(f"a trial must return a dict with 'val_acc', got {result!r}")
+    record = dict(result, val_acc=float(result["val_acc"]), diverged=bool(result.get("diverged", False)))
+    record["seconds"] = time.perf_counter() - started
+    return record
+
+
+# Data LocalWorkers installed in this worker process: token -> data.
+_INSTALLED = {}
+
+
+class _Installed:
+    """Reference to data that LocalWorkers installed in every worker process."""
+
+    __slots__ = ("token",)
+
+    def __init__(self, token):
+        self.token = token
+
+    def resolve(self):
+        return _INSTALLED[self.token]
+
+
+def _install(token, data):
+    # Ctrl-C reaches the whole process group: the driver decides what it cancels.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _INSTALLED[token] = data
+
+
+class LocalWorkers:
+    """jobs worker processes on this machine: a concurrent.futures
+    ProcessPoolExecutor (started by spawn, so no OpenMP state is forked),
+    each given the data once, as it starts. A context manager.
+
+    Attributes: executor (the pool; None until scatter), jobs.
+    """
+
+    def __init__(self, jobs):
+        if isinstance(jobs, bool) or not isinstance(jobs, numbers.Integral) or jobs < 1:
+            raise ValueError(f"jobs must be an int >= 1, got {jobs!r}")
+        self.jobs = int(jobs)
+        self.executor = None
+        self._token = self._data = None
+
+    def scatter(self, data):
+        """Starts the pool with data installed in each worker; returns the
+        reference trials are given in its place."""
+        self.close()
+        self._token, self._data = uuid.uuid4().hex, data
+        self._start()
+        return _Installed(self._token)
+
+    def _start(self):
+        self.executor = concurrent.futures.ProcessPoolExecutor(
+            self.jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_install,
+            initargs=(self._token, self._data))
+
+    def restart(self):
+        """A fresh pool, after a worker died (which breaks a process pool)."""
+        self.close(cancel=True)
+        self._start()
+
+    def close(self, cancel=False):
+        """Shuts the pool down; cancel: pending trials are dropped and running
+        ones killed (a pool would otherwise wait for them to finish)."""
+        if self.executor is None:
+            return
+        if cancel:
+            # ProcessPoolExecutor has no public way to stop a running call.
+            for process in list((getattr(self.executor, "_processes", None) or {}).values()):
+                process.terminate()
+        self.executor.shutdown(wait=True, cancel_futures=True)
+        self.executor = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.close(cancel=exc_type is not None)
+
+    def __repr__(self):
+        return f"LocalWorkers(jobs={self.jobs})"
+
+
+def _import_distributed():
+    try:
+        import distributed
+    except ImportError:
+        raise ImportError("Dask workers need Dask's distributed scheduler: pip install 'fastfc[dask]' "
+                          "(or pip install 'dask[distributed]')") from None
+    return distributed
+
+
+class DaskWorkers:
+    """Trials on a Dask cluster: the scheduler at address ('tcp://host:8786'),
+    or, with local=N, a LocalCluster of N single-threaded worker processes
+    started here. The data is scattered to every worker once; a trial whose
+    worker dies is rerun elsewhere (Dask reschedules it; retries more if it
+    raises). A context manager.
+
+    Inputs:
+    - address or local (exactly one)
+    - timeout: seconds to wait for the scheduler before OSError
+    - retries: reruns of a trial that raised
+
+    Attributes: executor (a concurrent.futures.Executor), client, cluster
+    (the LocalCluster, or None).
+    """
+
+    def __init__(self, address=None, local=None, timeout=10.0, retries=2):
+        if (address is None) == (local is None):
+            raise ValueError("give a scheduler address or local=N workers (exactly one)")
+        if local is not None and (isinstance(local, bool) or not isinstance(local, numbers.Integral)
+                                  or local < 1):
+            raise ValueError(f"local must be an int >= 1 (workers), got {local!r}")
+        if address is not None and not isinstance(address, str):
+            raise TypeError(f"address must be a string such as 'tcp://host:8786', got {address!r}")
+        distributed = _import_distributed()
+        self.cluster = None
+        if local is not None:
+            import logging
+            self.cluster = distributed.LocalCluster(n_workers=int(local), threads_per_worker=1,
+                                                    processes=True, dashboard_address=None,
+                                                    silence_logs=logging.ERROR)
+            self.client = distributed.Client(self.cluster)
+        else:
+            try:
+                self.client = distributed.Client(address, timeout=timeout)
+            except (OSError, TimeoutError, ValueError) as exc:
+                raise OSError(f"no Dask scheduler answered at {address} within {timeout:g} s "
+                              f"({exc})") from None
+        self.executor = self.client.get_executor(pure=False, retries=retries)
+
+    def scatter(self, data):
+        """Copies data to every worker once; returns the future trials are
+        given in its place (Dask hands each trial the worker's copy)."""
+        # In a list, so that a dict of arrays travels as one object, not one per key.
+        return self.client.scatter([data], broadcast=True, hash=False)[0]
+
+    def close(self, cancel=False):
+        self.executor.shutdown(wait=not cancel)
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.close(cancel=exc_type is not None)
+
+    def __repr__(self):
+        return f"DaskWorkers({self.client.scheduler.address if self.client.scheduler else ''})"
+
+
+class _InlineExecutor(concurrent.futures.Executor):
+    """Runs each call at once, here: executor_search without workers."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        future = concurrent.futures.Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # noqa: B036 - handed to whoever reads the future
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            future.set_exception(exc)
+        return future
+
+
+class SearchInterrupted(KeyboardInterrupt):
+    """Ctrl-C during executor_search: pending trials were cancelled. trials:
+    the finished ones, ranked (they are in the trial log too)."""
+
+    def __init__(self, trials):
+        super().__init__(f"search interrupted after {len(trials)} finished trials")
+        self.trials = trials
+
+
+class _TrialLog:
+    """The trial log: a JSON header naming the search, then one JSON record per
+    finished trial (per rung, when pruning), each appended and fsynced as it
+    finishes, so a killed search loses no finished trial."""
+
+    def __init__(self, path, header, resume):
+        self.path = os.fspath(path)
+        self.done = {}
+        exists = os.path.exists(self.path)
+        if resume and not exists:
+            raise FileNotFoundError(f"no trial log at {self.path} to resume")
+        if exists and not resume:
+            raise FileExistsError(f"{self.path} already holds a trial log: resume it, or choose "
+                                  "another path")
+        if exists:
+            self._read(header)
+            self.file = open(self.path, "a", encoding="utf-8")
+        else:
+            self.file = open(self.path, "x", encoding="utf-8")
+            self._append({"search": header})
+
+    def _read(self, header):
+        with open(self.path, "rb") as f:
+            text = f.read()
+        complete = text[:text.rfind(b"\n") + 1]  # a kill mid-write leaves a torn last line
+        lines = complete.decode("utf-8").splitlines()
+        try:
+            saved = json.loads(lines[0])["search"]
+        except (ValueError, KeyError, TypeError, IndexError):
+            raise ValueError(f"{self.path} is not a fastfc trial log") from None
+        if saved.get("digest") != header["digest"]:
+            differ = [k for k in header if k != "digest" and saved.get(k) != header[k]]
+            raise ValueError(f"{self.path} is the log of another search (it differs in "
+                             f"{', '.join(differ) or 'its identity'}); resume needs the same search")
+        for number, line in enumerate(lines[1:], 2):
+            try:
+                record = json.loads(line)
+                self.done[(record["number"], record.get("epochs"))] = record
+            except (ValueError, KeyError, TypeError):
+                raise ValueError(f"{self.path}, line {number}: not a trial record") from None
+        if len(complete) < len(text):
+            with open(self.path, "rb+") as f:
+                f.truncate(len(complete))
+
+    def _append(self, entry):
+        self.file.write(json.dumps(entry) + "\n")
+        self.file.flush()
+        os.fsync(self.file.fileno())
+
+    def add(self, record):
+        self._append(record)
+        self.done[(record["number"], record.get("epochs"))] = record
+
+    def close(self):
+        self.file.close()
+
+
+def _search_header(trial, space, trials, seed, fixed, prune, eta, key):
+    header = {"trial": f"{getattr(trial, '__module__', '?')}.{getattr(trial, '__qualname__', repr(trial))}",
+              "space": {name: repr(dist) for name, dist in space.items()}, "trials": trials,
+              "seed": seed, "fixed": fixed, "prune": bool(prune), "eta": eta, "key": key}
+    header = json.loads(json.dumps(header, default=repr))  # as it reads back
+    header["digest"] = hashlib.sha256(json.dumps(header, sort_keys=True).encode()).hexdigest()
+    return header
+
+
+def executor_search(trial, data, space, trials=20, seed=0, executor=None, *, fixed=None, threads=1,
+                    log=None, resume=False, prune=False, eta=3, key=None, max_pending=64,
+                    max_restarts=3):
+    """Random search whose trials run on an executor: the same trials, seeds
+    and records whatever runs them.
+
+    Inputs:
+    - trial: function(data, spec, seed) -> record, a dict holding at least
+      val_acc (see mlp_trial); FloatingPointError marks the trial diverged.
+      Workers import it by name: a module-level function.
+    - data: what every trial gets (a dict of arrays, say)
+    - space: name -> distribution, as sample_trials; trials, seed: likewise;
+      trial k (from 1) gets seed trial_seed(seed, k)
+    - executor: None (one trial at a time, here), LocalWorkers or DaskWorkers
+      (data sent to each worker once), or any concurrent.futures.Executor
+      (data passed with each trial)
+    - fixed: settings every spec holds besides the drawn hyperparameters
+      (epochs, batch_size, ...); with prune, fixed['epochs'] is the full budget
+    - threads: fastfc's thread count in the worker, set before each trial
+    - log: path of the trial log (JSON lines, appended and fsynced as each
+      trial finishes); resume: continue the search that log holds (refused
+      for a log of another search), skipping finished trials
+    - prune: successive halving: every trial first trains for the smallest
+      budget of successive_halving_rungs(fixed['epochs'], eta); the best
+      1/eta of each rung (by val_acc) retrain for the next budget, the
+      others stop there (records with pruned True). Budgets restart from
+      scratch, so each rung is a plain trial and results stay executor-free.
+    - key: JSON-able identity of the data and settings not in fixed (a data
+      set's name, say): written in the log's header, compared on resume
+    - max_pending: trials handed to the executor ahead of time
+    - max_restarts: times a broken LocalWorkers pool (a worker killed) is
+      restarted, its unfinished trials resubmitted
+
+    Returns SearchResult(ranked records, model None, test None): each record
+    holds number, seed, the hyperparameters, epochs (pruning: the budget it
+    reached), pruned, what trial returned, diverged and seconds. Ctrl-C
+    cancels the pending trials and raises SearchInterrupted (the finished
+    trials are in its trials attribute and in the log).
+    """
+    if not callable(trial):
+        raise TypeError(f"trial must be a function (data, spec, seed) -> record, got {trial!r}")
+    fixed = dict(fixed or {})
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1:
+        raise ValueError(f"threads must be an int >= 1, got {threads!r}")
+    hyper = list(sample_trials(space, trials, seed))  # checks trials; successive halving needs all
+    budgets = [fixed.get("epochs")]
+    if prune:
+        if "epochs" not in fixed:
+            raise ValueError("prune needs the full budget as fixed['epochs']")
+        budgets = successive_halving_rungs(fixed["epochs"], eta)
+    trial_log = None
+    if log is not None:
+        trial_log = _TrialLog(log, _search_header(trial, space, trials, seed, fixed, prune, eta, key),
+                              resume)
+    elif resume:
+        raise ValueError("resume needs the log to resume")
+    restore_threads = None
+    if executor is None:
+        from . import get_num_threads
+        restore_threads, executor = get_num_threads(), _InlineExecutor()
+        max_pending = 1  # each record logged before the next trial starts
+    runner = _Runner(trial, executor, threads, trial_log, max_pending, max_restarts)
+    finals = {}
+    try:
+        runner.data = executor.scatter(data) if hasattr(executor, "scatter") else data
+        candidates = list(range(1, trials + 1))
+        for rung, budget in enumerate(budgets):
+            specs = {number: dict(fixed, **hyper[number - 1]) for number in candidates}
+            if budget is not None:
+                for spec in specs.values():
+                    spec["epochs"] = budget
+            records = runner.run(specs, budget, seed)
+            for record in records.values():
+                record["pruned"] = rung < len(budgets) - 1
+            finals.update(records)
+            promoted = [r for r in rank(records.values()) if not r["diverged"]]
+            candidates = sorted(r["number"] for r in promoted[:max(1, len(records) // eta)])
+    except KeyboardInterrupt:
+        runner.cancel()
+        raise SearchInterrupted(rank(list(runner.finished))) from None
+    finally:
+        if trial_log is not None:
+            trial_log.close()
+        if restore_threads is not None:
+            from . import set_num_threads
+            set_num_threads(restore_threads)
+    ranked = sorted(finals.values(), key=lambda r: (r["diverged"], -(r.get("epochs") or 0),
+                                                    -r["val_acc"], r["number"]))
+    return SearchResult(ranked, None, None)
+
+
+class _Runner:
+    """Runs the trials of one rung on the executor, a bounded number ahead,
+    logging each record as it arrives."""
+
+    def __init__(self, trial, executor, threads, trial_log, max_pending, max_restarts):
+        self.trial, self.executor, self.threads = trial, executor, threads
+        self.log, self.max_pending, self.restarts_left = trial_log, max_pending, max_restarts
+        self.data = None
+        self.pending = {}   # future -> (number, spec)
+        self.finished = []  # every record of this search, in finishing order
+
+    def _submit(self, number, spec, seed):
+        pool = getattr(self.executor, "executor", self.executor)  # a Workers object's executor
+        future = pool.submit(_run_trial, self.trial, self.data, spec, trial_seed(seed, number),
+                             self.threads)
+        self.pending[future] = (number, spec)
+
+    def run(self, specs, budget, seed):
+        """The records (number -> record) of specs at this budget; trials the
+        log already holds are taken from it."""
+        self.records, self.budget, self.seed = {}, budget, seed
+        queue = []
+        for number, spec in specs.items():
+            logged = self.log.done.get((number, budget)) if self.log is not None else None
+            if logged is not None:
+                self.records[number] = logged
+                self.finished.append(logged)
+            else:
+                queue.append((number, spec))
+        queue.reverse()
+        while queue or self.pending:
+            while queue and len(self.pending) < self.max_pending:
+                self._submit(*queue.pop(), seed)
+            done, _ = concurrent.futures.wait(self.pending, return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in done:
+                if future not in self.pending:
+                    continue  # resubmitted after a restart
+                number, spec = self.pending.pop(future)
+                try:
+                    result = future.result()
+                except concurrent.futures.process.BrokenProcessPool:
+                    self._restart([(number, spec)], seed)
+                    continue
+                self._record(number, spec, result)
+        return self.records
+
+    def _record(self, number, spec, result):
+        record = {"number": number, "seed": trial_seed(self.seed, number)}
+        record.update({k: v for k, v in spec.items() if k != "epochs"})
+        record["epochs"] = self.budget
+        record.update(result)
+        if self.log is not None:
+            self.log.add(record)
+        self.records[number] = record
+        self.finished.append(record)
+
+    def _restart(self, lost, seed):
+        """A worker of a LocalWorkers pool died: every unfinished trial is
+        resubmitted to a fresh pool."""
+        if not hasattr(self.executor, "restart") or self.restarts_left == 0:
+            raise RuntimeError("a worker process died (killed, or out of memory) and the pool broke; "
+                               "the finished trials are in the trial log: resume it")
+        self.restarts_left -= 1
+        lost = lost + list(self.pending.values())
+        self.pending.clear()
+        self.executor.restart()
+        for number, spec in lost:
+            self._submit(number, spec, seed)
+
+    def cancel(self):
+        """Cancels the pending trials, keeping those that finished meanwhile."""
+        for future, (number, spec) in self.pending.items():
+            if future.done() and not future.cancelled() and future.exception() is None:
+                self._record(number, spec, future.result())
+            else:
+                future.cancel()
+        self.pending.clear()
