@@ -1,0 +1,238 @@
+"""fastfc.distributed: data-parallel training over MPI, run for real with
+mpiexec on loopback (the mpich wheel's). Every run has a hard timeout that
+kills its whole process group, so a deadlock fails the test instead of
+hanging the suite."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from fastfc import optim
+from fastfc.distributed import FlatGradients, launched_by_mpiexec, rank, shard_bounds, world_size
+from testutil import child_env
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+SCRIPT = os.path.join(TESTS, "mpi_train.py")
+sys.path.insert(0, TESTS)
+import mpi_train  # noqa: E402
+
+MPIEXEC = shutil.which("mpiexec")
+needs_mpi = pytest.mark.skipif(MPIEXEC is None or not __import__("importlib").util.find_spec("mpi4py"),
+                               reason="needs mpi4py and mpiexec (pip install 'fastfc[mpi]')")
+
+
+def _command(ranks, config):
+    return [MPIEXEC, "-n", str(ranks), sys.executable, "-m", "mpi4py", SCRIPT, json.dumps(config)]
+
+
+def _finish(process, timeout):
+    """Waits for an mpiexec started in its own session; on timeout kills the
+    whole group (mpiexec and its ranks) and fails."""
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        pytest.fail(f"mpiexec did not finish within {timeout} s (a deadlock?)")
+    return process.returncode, out, err
+
+
+def _start(ranks, config):
+    return subprocess.Popen(_command(ranks, config), env=child_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def run_ranks(ranks, config, timeout=120):
+    """Runs mpi_train.py on ranks ranks; returns each rank's (report, snapshots)."""
+    code, out, err = _finish(_start(ranks, config), timeout)
+    assert code == 0, err[-3000:]
+    results = []
+    for r in range(ranks):
+        with open(f"{config['out']}.rank{r}.json") as f:
+            report = json.load(f)
+        with np.load(f"{config['out']}.rank{r}.npz") as archive:
+            results.append((report, {k: archive[k] for k in archive.files}))
+    return results
+
+
+def accumulated_run(ranks, epochs, lr=1e-2, solver_draws=True):
+    """The one-process run a data-parallel run must equal bit for bit: each
+    global batch's shards' gradients, each scaled by its share of the batch,
+    summed in rank order, then one Adam step. solver_draws: also draw the
+    Solver's train-accuracy subsample at each epoch's end (the random stream
+    is shared). Returns {epochN.name: parameters at the end of epoch N}."""
+    data = mpi_train.digits()
+    net = mpi_train.model()
+    optimizer = optim.Adam(net.param_groups(0.0), lr=lr)
+    rng = np.random.default_rng(0)
+    X, y = data["X_train"], data["y_train"]
+    named = dict(net.named_parameters())
+    snapshots = {}
+    for epoch in range(1, epochs + 1):
+        order = rng.permutation(len(X))
+        for start in range(0, len(X), 64):
+            index = order[start:start + 64]
+            Xb, yb = X[index].astype(np.float32), y[index]
+            total = {}
+            for r in range(ranks):
+                lo, hi = shard_bounds(len(index), r, ranks)
+                net._loss_into_grads(Xb[lo:hi], yb[lo:hi])
+                for name, p in named.items():
+                    share = p.grad * p.grad.dtype.type((hi - lo) / len(index))
+                    total[name] = share if r == 0 else total[name] + share
+            for name, p in named.items():
+                p.grad[...] = total[name]
+            optimizer.step()
+        for name, p in named.items():
+            snapshots[f"epoch{epoch}.{name}"] = p.data.copy()
+        if solver_draws:
+            rng.choice(len(X), 1000, replace=False)
+    return snapshots
+
+
+def assert_identical(got, want):
+    assert sorted(got) == sorted(want)
+    for key in want:
+        assert np.array_equal(got[key], want[key]), key
+
+
+def test_rank_and_world_come_from_the_launcher_environment(monkeypatch):
+    for name in ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    assert (rank(), world_size(), launched_by_mpiexec()) == (0, 1, False)
+    monkeypatch.setenv("PMI_RANK", "2")
+    monkeypatch.setenv("PMI_SIZE", "3")
+    assert (rank(), world_size(), launched_by_mpiexec()) == (2, 3, True)
+    assert [shard_bounds(10, r, 3) for r in range(3)] == [(0, 3), (3, 6), (6, 10)]
+    assert [shard_bounds(1, r, 2) for r in range(2)] == [(0, 0), (0, 1)]
+
+
+def test_gradients_become_views_of_one_flat_buffer():
+    net = mpi_train.model()
+    before = {name: p.grad.copy() for name, p in net.named_parameters()}
+    flat = FlatGradients(net.parameters())
+    assert len(flat.buffers) == 1 and flat.buffers[0].size == sum(p.size for p in net.parameters()) + 2
+    for name, p in net.named_parameters():
+        assert np.shares_memory(p.grad, flat.buffers[0]) and np.array_equal(p.grad, before[name])
+    data = mpi_train.digits()
+    net._loss_into_grads(data["X_train"][:8].astype(np.float32), data["y_train"][:8])
+    assert np.any(flat.buffers[0][:-2] != 0) and not np.any(flat.control)  # backward wrote into the buffer
+
+
+def test_importing_fastfc_imports_neither_mpi4py_nor_dask():
+    code = ("import sys, fastfc, fastfc.distributed, fastfc.search; "
+            "print([m for m in ('mpi4py', 'dask', 'distributed') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], env=child_env(), capture_output=True, text=True,
+                         timeout=60)
+    assert out.stdout.strip() == "[]", out.stderr
+
+
+@needs_mpi
+def test_two_ranks_equal_the_accumulated_one_process_run_bit_for_bit_and_repeat(tmp_path):
+    want = accumulated_run(2, epochs=2)
+    first = run_ranks(2, {"out": str(tmp_path / "a"), "epochs": 2})
+    second = run_ranks(2, {"out": str(tmp_path / "b"), "epochs": 2})
+    for report, snapshots in first + second:
+        assert report["outcome"] == "finished"
+        assert_identical(snapshots, want)
+    assert first[0][0]["losses"] == second[0][0]["losses"] == first[1][0]["losses"]
+
+
+@needs_mpi
+def test_three_ranks_with_ordered_reduction_equal_the_accumulated_run(tmp_path):
+    results = run_ranks(3, {"out": str(tmp_path / "a"), "epochs": 1, "reduction": "ordered"}, timeout=180)
+    want = accumulated_run(3, epochs=1)
+    for _, snapshots in results:
+        assert_identical(snapshots, want)
+
+
+@needs_mpi
+def test_an_object_api_loop_made_data_parallel(tmp_path):
+    results = run_ranks(2, {"out": str(tmp_path / "a"), "epochs": 2, "loop": True})
+    want = accumulated_run(2, epochs=2, solver_draws=False)
+    for _, snapshots in results:
+        assert_identical(snapshots, want)
+
+
+@needs_mpi
+def test_a_nan_on_one_rank_stops_every_rank_at_the_same_step(tmp_path):
+    results = run_ranks(2, {"out": str(tmp_path / "a"), "epochs": 3, "nan_step": 5})
+    assert [report["outcome"] for report, _ in results] == ["nan", "nan"]
+    assert results[0][0]["steps"] == results[1][0]["steps"] == 4  # the losses before the NaN
+
+
+@needs_mpi
+def test_ctrl_c_on_one_rank_stops_every_rank_at_the_same_step(tmp_path):
+    config = {"out": str(tmp_path / "a"), "epochs": 2000, "pid_dir": str(tmp_path)}
+    process = _start(2, config)
+    pid_file = tmp_path / "rank1.pid"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (pid_file.exists() and pid_file.read_text()):
+        time.sleep(0.1)
+    time.sleep(2)  # into training
+    os.kill(int(pid_file.read_text()), signal.SIGINT)
+    code, out, err = _finish(process, 60)
+    assert code == 0, err[-3000:]
+    reports = [json.loads((tmp_path / f"a.rank{r}.json").read_text()) for r in range(2)]
+    assert [r["outcome"] for r in reports] == ["stopped", "stopped"]
+    assert reports[0]["steps"] == reports[1]["steps"] > 0
+
+
+@needs_mpi
+def test_a_killed_rank_ends_the_job_with_an_error_within_seconds(tmp_path):
+    config = {"out": str(tmp_path / "a"), "epochs": 2000, "pid_dir": str(tmp_path),
+              "state_path": str(tmp_path / "state.npz")}
+    process = _start(2, config)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (tmp_path / "state.npz").exists():
+        time.sleep(0.1)
+    assert (tmp_path / "state.npz").exists()
+    os.kill(int((tmp_path / "rank1.pid").read_text()), signal.SIGKILL)
+    killed = time.monotonic()
+    code, out, err = _finish(process, 30)
+    assert code != 0
+    assert time.monotonic() - killed < 10
+    with np.load(tmp_path / "state.npz") as archive:  # the last state is whole
+        assert json.loads(str(archive["meta"]))["epoch"] >= 1
+
+
+@needs_mpi
+def test_resume_continues_bit_identically_and_refuses_another_world_size(tmp_path):
+    state = str(tmp_path / "state.npz")
+    whole = run_ranks(2, {"out": str(tmp_path / "whole"), "epochs": 4})
+    stopped = run_ranks(2, {"out": str(tmp_path / "stopped"), "epochs": 4, "state_path": state,
+                            "stop_after_epoch": 2, "checkpoint": str(tmp_path / "best.npz")})
+    assert [report["outcome"] for report, _ in stopped] == ["stopped", "stopped"]
+    assert os.path.exists(tmp_path / "best.npz")
+    resumed = run_ranks(2, {"out": str(tmp_path / "resumed"), "epochs": 4, "state_path": state,
+                            "resume": True})
+    for (report, snapshots), (whole_report, whole_snapshots) in zip(resumed, whole):
+        assert report["outcome"] == "finished"
+        assert sorted(snapshots) == [k for k in sorted(whole_snapshots) if k.startswith(("epoch3", "epoch4"))]
+        for key in snapshots:
+            assert np.array_equal(snapshots[key], whole_snapshots[key]), key
+        assert report["losses"] == whole_report["losses"]
+    (report, _), = run_ranks(1, {"out": str(tmp_path / "one"), "epochs": 4, "state_path": state,
+                                 "resume": True})
+    assert report["outcome"].startswith("refused") and "on 2 ranks" in report["outcome"]
+
+
+@needs_mpi
+def test_ranks_started_with_different_arguments_are_refused(tmp_path):
+    results = run_ranks(2, {"out": str(tmp_path / "a"), "epochs": 1, "rank_dependent_lr": True})
+    for report, _ in results:
+        assert report["outcome"].startswith("refused") and "other arguments" in report["outcome"]
+
+
+@needs_mpi
+def test_with_dropout_the_ranks_draw_their_own_masks_and_stay_in_step(tmp_path):
+    results = run_ranks(2, {"out": str(tmp_path / "a"), "epochs": 1, "dropout": 0.3})
+    assert_identical(results[0][1], results[1][1])  # the same parameters on both ranks
+    seeds = [report["dropout_seeds"] for report, _ in results]
+    assert len(seeds[0]) == 1 and seeds[0] != seeds[1]
