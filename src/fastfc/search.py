@@ -531,7 +531,7 @@ def executor_search(trial, data, space, trials=20, seed=0, executor=None, *, fix
       restarted, its unfinished trials resubmitted
 
     Returns SearchResult(ranked records, model None, test None): each record
-    holds number, seed, the hyperparameters, epochs (pruning: the budget it
+    holds number, seed, the drawn hyperparameters, epochs (pruning: the budget it
     reached), pruned, what trial returned, diverged and seconds. Ctrl-C
     cancels the pending trials and raises SearchInterrupted (the finished
     trials are in its trials attribute and in the log).
@@ -559,6 +559,7 @@ def executor_search(trial, data, space, trials=20, seed=0, executor=None, *, fix
         restore_threads, executor = get_num_threads(), _InlineExecutor()
         max_pending = 1  # each record logged before the next trial starts
     runner = _Runner(trial, executor, threads, trial_log, max_pending, max_restarts)
+    runner.hyper_keys = tuple(space)
     finals = {}
     try:
         runner.data = executor.scatter(data) if hasattr(executor, "scatter") else data
@@ -596,6 +597,7 @@ class _Runner:
         self.trial, self.executor, self.threads = trial, executor, threads
         self.log, self.max_pending, self.restarts_left = trial_log, max_pending, max_restarts
         self.data = None
+        self.hyper_keys = ()  # the drawn hyperparameters: what a record holds of its spec
         self.pending = {}   # future -> (number, spec)
         self.finished = []  # every record of this search, in finishing order
 
@@ -636,7 +638,7 @@ class _Runner:
 
     def _record(self, number, spec, result):
         record = {"number": number, "seed": trial_seed(self.seed, number)}
-        record.update({k: v for k, v in spec.items() if k != "epochs"})
+        record.update({k: spec[k] for k in self.hyper_keys})
         record["epochs"] = self.budget
         record.update(result)
         if self.log is not None:
