@@ -236,3 +236,19 @@ def test_with_dropout_the_ranks_draw_their_own_masks_and_stay_in_step(tmp_path):
     assert_identical(results[0][1], results[1][1])  # the same parameters on both ranks
     seeds = [report["dropout_seeds"] for report, _ in results]
     assert len(seeds[0]) == 1 and seeds[0] != seeds[1]
+
+
+def test_outside_mpiexec_the_launched_solver_is_a_plain_solver(monkeypatch):
+    from fastfc import Solver
+    from fastfc.distributed import DataParallelSolver, launched_solver
+    for name in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    data = mpi_train.digits()
+    solver = launched_solver(mpi_train.model(), data, num_epochs=1, seed=0, verbose=False)
+    assert type(solver) is Solver and not isinstance(solver, DataParallelSolver)
+    with pytest.raises(ValueError, match="data-parallel runs only"):
+        launched_solver(mpi_train.model(), data, state_path="state.npz", seed=0)
+    monkeypatch.setenv("PMI_RANK", "0")
+    monkeypatch.setitem(sys.modules, "mpi4py", None)
+    with pytest.raises(ImportError, match=r"pip install 'fastfc\[mpi\]'"):
+        launched_solver(mpi_train.model(), data, seed=0)

@@ -39,7 +39,7 @@ from .layers import Dropout
 from .solver import Solver
 
 __all__ = ["launched_by_mpiexec", "rank", "world_size", "world", "shard_bounds", "check_same_arguments",
-           "FlatGradients", "DataParallel", "DataParallelSolver"]
+           "FlatGradients", "DataParallel", "DataParallelSolver", "launched_solver"]
 
 # What MPICH's Hydra, Open MPI and PMIx launchers put in each rank's environment.
 _RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")
@@ -374,3 +374,18 @@ class DataParallelSolver(Solver):
         self.train_acc_history = meta["train_acc_history"]
         self.val_acc_history = meta["val_acc_history"]
         self.epoch_history = meta["epoch_history"]
+
+
+def launched_solver(model, data, state_path=None, resume=False, arguments=None, **kwargs):
+    """Solver(model, data, **kwargs), or, in a rank started by mpiexec, a
+    DataParallelSolver over MPI.COMM_WORLD with the same arguments (what
+    `fastfc train` builds). state_path and resume are for data-parallel runs
+    only; ImportError saying how to install mpi4py when mpiexec started this
+    process without it."""
+    if not launched_by_mpiexec():
+        if state_path is not None or resume:
+            raise ValueError("a training state (state_path, resume) is kept by data-parallel runs only: "
+                             "start them with mpiexec -n N python -m mpi4py ...")
+        return Solver(model, data, **kwargs)
+    return DataParallelSolver(model, data, comm=world(), state_path=state_path, resume=resume,
+                              arguments=arguments, **kwargs)
