@@ -498,7 +498,7 @@ def _search_header(trial, space, trials, seed, fixed, prune, eta, key):
 
 
 def executor_search(trial, data, space, trials=20, seed=0, executor=None, *, fixed=None, threads=1,
-                    log=None, resume=False, prune=False, eta=3, key=None, max_pending=64,
+                    log=None, resume=False, prune=False, eta=3, key=None, on_trial=None, max_pending=64,
                     max_restarts=3):
     """Random search whose trials run on an executor: the same trials, seeds
     and records whatever runs them.
@@ -526,6 +526,7 @@ def executor_search(trial, data, space, trials=20, seed=0, executor=None, *, fix
       scratch, so each rung is a plain trial and results stay executor-free.
     - key: JSON-able identity of the data and settings not in fixed (a data
       set's name, say): written in the log's header, compared on resume
+    - on_trial: called with each record as it arrives (progress lines, say)
     - max_pending: trials handed to the executor ahead of time
     - max_restarts: times a broken LocalWorkers pool (a worker killed) is
       restarted, its unfinished trials resubmitted
@@ -559,7 +560,7 @@ def executor_search(trial, data, space, trials=20, seed=0, executor=None, *, fix
         restore_threads, executor = get_num_threads(), _InlineExecutor()
         max_pending = 1  # each record logged before the next trial starts
     runner = _Runner(trial, executor, threads, trial_log, max_pending, max_restarts)
-    runner.hyper_keys = tuple(space)
+    runner.hyper_keys, runner.on_trial = tuple(space), on_trial
     finals = {}
     try:
         runner.data = executor.scatter(data) if hasattr(executor, "scatter") else data
@@ -598,6 +599,7 @@ class _Runner:
         self.log, self.max_pending, self.restarts_left = trial_log, max_pending, max_restarts
         self.data = None
         self.hyper_keys = ()  # the drawn hyperparameters: what a record holds of its spec
+        self.on_trial = None
         self.pending = {}   # future -> (number, spec)
         self.finished = []  # every record of this search, in finishing order
 
@@ -645,6 +647,8 @@ class _Runner:
             self.log.add(record)
         self.records[number] = record
         self.finished.append(record)
+        if self.on_trial is not None:
+            self.on_trial(record)
 
     def _restart(self, lost, seed):
         """A worker of a LocalWorkers pool died: every unfinished trial is
