@@ -22,7 +22,9 @@ SCRIPT = os.path.join(TESTS, "mpi_train.py")
 sys.path.insert(0, TESTS)
 import mpi_train  # noqa: E402
 
-MPIEXEC = shutil.which("mpiexec")
+# The mpich wheel's mpiexec sits next to the interpreter, which need not be on PATH.
+MPIEXEC = shutil.which("mpiexec", path=os.pathsep.join([os.path.dirname(sys.executable),
+                                                        os.environ.get("PATH", "")]))
 needs_mpi = pytest.mark.skipif(MPIEXEC is None or not __import__("importlib").util.find_spec("mpi4py"),
                                reason="needs mpi4py and mpiexec (pip install 'fastfc[mpi]')")
 
