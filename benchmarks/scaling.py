@@ -8,7 +8,6 @@
 The MPI parts start mpiexec (the mpich wheel's) on this script itself.
 """
 import json
-import os
 import shutil
 import subprocess
 import sys

@@ -30,7 +30,6 @@ each worker once, not with every trial:
 The trials, their seeds and their records are the same whatever runs them.
 """
 import concurrent.futures
-import contextlib
 import hashlib
 import json
 import math
