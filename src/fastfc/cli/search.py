@@ -12,6 +12,7 @@ from .options import (EXIT_INTERRUPTED, MODEL_DEFAULTS, MOMENTUM_RULES, TRAIN_DE
                       add_data_arguments, add_model_arguments, add_optimizer_arguments, add_runtime_arguments,
                       configure_threads, float_range, int_list, positive_int)
 from .outputs import check_output_paths, report_failures, write_outputs
+from .scale import add_search_arguments, run_trials, uses_executor
 from .train import check_training_args, make_solver
 
 
@@ -43,6 +44,7 @@ def add_search_parser(subparsers):
                        help="epochs to retrain the best configuration (default: %(default)s)")
     group.add_argument("--save", metavar="MODEL.npz", help="save the retrained best model")
     group.add_argument("--log", metavar="TRIALS.csv", help="the trial table as CSV")
+    add_search_arguments(group)
     parser.set_defaults(run=run_search, plot=None)
 
 
@@ -138,14 +140,21 @@ def run_search(args):
     data, class_names = load_data(args.dataset, args.data_dir, args.classes, args.val_size, args.seed)
     prepared, statistics = prepare(data, args)
     finished = []
+
+    def report(trial):
+        if not args.quiet:
+            print(f"trial {trial['number']:>{len(str(args.trials))}}/{args.trials}  {format_trial(trial)}",
+                  flush=True)
+
     try:
-        for number, trial in enumerate(sample_trials(args, args.trials), 1):
-            trial["number"] = number
-            run_trial(args, trial, data, prepared, class_names)
-            finished.append(trial)
-            if not args.quiet:
-                print(f"trial {number:>{len(str(args.trials))}}/{args.trials}  {format_trial(trial)}",
-                      flush=True)
+        if uses_executor(args):
+            run_trials(args, search_space(args), prepared, class_names, finished, report)
+        else:
+            for number, trial in enumerate(sample_trials(args, args.trials), 1):
+                trial["number"] = number
+                run_trial(args, trial, data, prepared, class_names)
+                finished.append(trial)
+                report(trial)
     except KeyboardInterrupt:
         pass  # Ctrl-C ends the search: the finished trials are still ranked and logged
     ranked = search.rank(finished)

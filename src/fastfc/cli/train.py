@@ -8,6 +8,7 @@ from .model_files import build_model, check_model_size, describe_model, model_ou
 from .options import (EXIT_ERROR, EXIT_INTERRUPTED, MOMENTUM_RULES, CommandError, add_data_arguments,
                       add_model_arguments, add_optimizer_arguments, add_runtime_arguments, configure_threads)
 from .outputs import check_output_paths, report_failures, write_outputs
+from .scale import add_train_arguments, data_parallel_options
 
 
 def add_train_parser(subparsers):
@@ -25,11 +26,13 @@ def add_train_parser(subparsers):
     group.add_argument("--plot", metavar="CURVES.png", help="training curves (needs matplotlib)")
     group.add_argument("--log", metavar="HISTORY.csv",
                        help="per-epoch history as CSV (and per-iteration losses in HISTORY-iterations.csv)")
+    add_train_arguments(group)
     parser.set_defaults(run=run_train)
 
 
 def run_train(args):
     check_training_args(args)
+    data_parallel = data_parallel_options(args)  # {} unless mpiexec started this process
     check_output_paths(model_outputs("--save", args.save) + history_outputs(args),
                        inputs=data_files(args.dataset, args.data_dir))
     configure_threads(args)
@@ -43,7 +46,7 @@ def run_train(args):
         print(format_epoch(record, args.epochs), flush=True)
 
     solver = make_solver(model, prepared, args, on_epoch_end=None if args.quiet else print_epoch,
-                         verbose=not args.quiet)
+                         verbose=not args.quiet, data_parallel=data_parallel)
     if not args.quiet:
         sizes = ", ".join(f"{len(prepared[f'y_{s}'])} {s}" for s in datasets.SPLITS)
         print(f"{args.dataset}: {sizes}; {len(class_names)} classes; "
@@ -94,14 +97,16 @@ def make_augment(spec, image_shape):
     return functools.partial(datasets.augment, flip=spec["flip"], padding=padding)
 
 
-def make_solver(model, data, args, num_epochs=None, on_epoch_end=None, verbose=False):
-    """A Solver for model on the prepared data with the command line's training options."""
-    from .. import Solver
+def make_solver(model, data, args, num_epochs=None, on_epoch_end=None, verbose=False, data_parallel=None):
+    """A Solver for model on the prepared data with the command line's training options
+    (data_parallel: fastfc.distributed.launched_solver's options, for fastfc train)."""
+    from .. import Solver, distributed
 
+    make = Solver if data_parallel is None else functools.partial(distributed.launched_solver, **data_parallel)
     optim_config = {"learning_rate": args.lr}
     if args.momentum is not None:
         optim_config["momentum"] = args.momentum
-    return Solver(
+    return make(
         model, {k: data[k] for k in ("X_train", "y_train", "X_val", "y_val")},
         update_rule=args.optimizer, optim_config=optim_config, lr_decay=args.lr_decay,
         batch_size=args.batch_size, num_epochs=num_epochs or args.epochs,
