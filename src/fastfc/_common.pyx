@@ -1,17 +1,56 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
 """The shared pieces of the Cython wrappers (declared in _common.pxd): compiled
 once, so the setup below runs once, at the import of the first wrapper module."""
+import importlib.machinery
+import importlib.util
 import numbers
+import os
+import sys
 
 cimport numpy as cnp
 from cpython.exc cimport PyErr_CheckSignals
-from scipy.linalg.cython_blas cimport sgemm, dgemm
+from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
 from fastfc._kernels cimport fastfc_sgemm_fn, fastfc_dgemm_fn
 
 import numpy as np
 from fastfc import _config
 
 cnp.import_array()
+
+
+def _scipy_cython_blas():
+    """scipy.linalg.cython_blas, SciPy's BLAS as C functions, without the
+    scipy.linalg package around it when that is not imported yet: importing
+    the package imports all of scipy.linalg (and NumPy's lazily loaded
+    submodules with it), most of what `import fastfc` would cost, for
+    nothing fastfc uses. The module's init puts it in sys.modules; it is
+    taken out again, so that a later `import scipy.linalg.cython_blas`
+    imports the package as usual, and gets this same module (a Cython module
+    is created once per process)."""
+    name = "scipy.linalg.cython_blas"
+    if name in sys.modules:
+        return sys.modules[name]
+    import scipy
+
+    spec = importlib.machinery.PathFinder.find_spec(
+        name, [os.path.join(os.path.dirname(scipy.__file__), "linalg")])
+    if spec is None:  # not where SciPy keeps it: the usual import
+        return importlib.import_module(name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules.pop(name, None)
+    return module
+
+
+cdef void *_exported_function(object module, str name) except NULL:
+    """The C function a Cython module exports as name (what cimport reads)."""
+    capsule = module.__pyx_capi__[name]
+    return PyCapsule_GetPointer(capsule, PyCapsule_GetName(capsule))
+
+
+_scipy_blas = _scipy_cython_blas()  # held: its library stays loaded
+cdef fastfc_sgemm_fn sgemm = <fastfc_sgemm_fn>_exported_function(_scipy_blas, "sgemm")
+cdef fastfc_dgemm_fn dgemm = <fastfc_dgemm_fn>_exported_function(_scipy_blas, "dgemm")
 
 # Sizes handed to the BLAS are 32-bit ints.
 cdef int64_t BLAS_INT_MAX = 2147483647
@@ -35,8 +74,8 @@ cdef fastfc_blas blas_table() noexcept:
     if blas_get_threads != NULL and blas_get_threads() != 1:
         blas_set_threads(1)
     cdef fastfc_blas table
-    table.sgemm = <fastfc_sgemm_fn>sgemm
-    table.dgemm = <fastfc_dgemm_fn>dgemm
+    table.sgemm = sgemm
+    table.dgemm = dgemm
     return table
 
 
