@@ -8,7 +8,8 @@ cimport numpy as cnp
 from libc.stdint cimport int64_t, uint64_t
 from fastfc._common cimport (
     real, ELEMENTS_PER_PIECE, Pieces, pieces, next_piece, piece_items, as_float_array,
-    check_same_dtype, check_nonempty, is_float32, data_of, num_threads, output_array, unpack_cache)
+    check_same_dtype, check_nonempty, is_float32, data_of, num_threads, output_array,
+    unpack_cache)
 from fastfc._kernels cimport (
     fastfc_relu_forward_f32, fastfc_relu_forward_f64, fastfc_relu_backward_f32,
     fastfc_relu_backward_f64, fastfc_sigmoid_forward_f32, fastfc_sigmoid_forward_f64,
@@ -87,7 +88,8 @@ cdef object _binary(object dout, object cached, str saved_name,
                          f"got {(<object>da).shape}")
     dx = output_array(dx, "dx", (<object>da).shape, da.dtype, (da, saved))
     if is_float32(da):
-        _binary_run(f32, <float *>data_of(da), <float *>data_of(saved), <float *>data_of(dx), da.size)
+        _binary_run(f32, <float *>data_of(da), <float *>data_of(saved), <float *>data_of(dx),
+                    da.size)
     else:
         _binary_run(f64, <double *>data_of(da), <double *>data_of(saved), <double *>data_of(dx),
                     da.size)
@@ -114,7 +116,8 @@ def relu_backward(dout, cache, *, dx=None):
     array to write the result into (as out of relu_forward).
     Returns dx shaped like x.
     """
-    return _binary(dout, cache, "x (from the cache)", fastfc_relu_backward_f32, fastfc_relu_backward_f64, dx)
+    return _binary(dout, cache, "x (from the cache)", fastfc_relu_backward_f32,
+                   fastfc_relu_backward_f64, dx)
 
 
 def sigmoid_forward(x, *, out=None):

@@ -18,7 +18,7 @@ from fastfc import _config
 cnp.import_array()
 
 
-def _scipy_cython_blas():
+cdef object _scipy_cython_blas():
     """scipy.linalg.cython_blas, SciPy's BLAS as C functions, without the
     scipy.linalg package around it when that is not imported yet: importing
     the package imports all of scipy.linalg (and NumPy's lazily loaded
@@ -246,7 +246,6 @@ cdef object as_image_batch(object x, str name):
         raise ValueError(f"{name} must have shape (N, C, H, W), got shape {(<object>xa).shape}")
     check_nonempty(xa, name)
     return xa
-
 
 
 cdef bint next_piece(Pieces *p) except -1:

@@ -21,7 +21,8 @@ cimport numpy as cnp
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from libc.stdint cimport int64_t, uintptr_t
 from libc.stdlib cimport qsort
-from fastfc._common cimport ELEMENTS_PER_PIECE, Pieces, pieces, next_piece, piece_items, num_threads
+from fastfc._common cimport (ELEMENTS_PER_PIECE, Pieces, pieces, next_piece, piece_items,
+                             num_threads)
 from fastfc._kernels cimport (
     fastfc_optim_tensor, fastfc_optim_rule, fastfc_optim_step_f32, fastfc_optim_step_f64,
     FASTFC_SGD, FASTFC_SGD_VELOCITY, FASTFC_ADAGRAD, FASTFC_RMSPROP, FASTFC_ADAM,

@@ -71,8 +71,8 @@ cdef int _run(fastfc_pool_op op, const fastfc_pool_geom *g, cnp.ndarray src, cnp
     cdef char *pd = <char *>data_of(dst)
     cdef int32_t *pa = <int32_t *>data_of(argmax) if argmax is not None else NULL
     cdef int nt = num_threads()
-    cdef Pieces p = pieces(g.planes, piece_items(plane_in + <double>plane_out * g.pool_h * g.pool_w,
-                                                 STEPS_PER_PIECE, nt))
+    cdef double steps = plane_in + <double>plane_out * g.pool_h * g.pool_w  # per plane
+    cdef Pieces p = pieces(g.planes, piece_items(steps, STEPS_PER_PIECE, nt))
     cdef fastfc_pool_geom pg = g[0]  # one piece's planes
     cdef int64_t stray
     while next_piece(&p):
