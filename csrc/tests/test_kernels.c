@@ -212,11 +212,60 @@ static void test_losses(void) {
           "mse in pieces: loss %.17g vs %.17g", sum, loss);
 }
 
+/* The entry points that dispatch on an op or a rule: each reaches its kernel
+ * (checked on cases small enough to work out by hand). */
+static void test_pool_entry_point(void) {
+    /* one 2x4 plane, 2x2 windows, stride 2: windows {1, 5, 2, 6}, {3, 7, 8, 4} */
+    const fastfc_pool_geom g = {1, 2, 4, 2, 2, 2, 1, 2};
+    const double x[8] = {1, 2, 3, 8, 5, 6, 7, 4}, dout[2] = {10, 20};
+    double out[2], dx[8];
+    int32_t argmax[2];
+    fastfc_pool_f64(FASTFC_MAX_POOL_FORWARD, &g, x, out, argmax, 2);
+    CHECK(out[0] == 6 && out[1] == 8 && argmax[0] == 5 && argmax[1] == 3, "max pool forward");
+    int64_t stray = fastfc_pool_f64(FASTFC_MAX_POOL_BACKWARD, &g, dout, dx, argmax, 2);
+    CHECK(stray == 0 && dx[5] == 10 && dx[3] == 20 && dx[0] == 0 && dx[7] == 0,
+          "max pool backward");
+    argmax[1] = 0; /* outside the second window: skipped and counted */
+    stray = fastfc_pool_f64(FASTFC_MAX_POOL_BACKWARD, &g, dout, dx, argmax, 2);
+    CHECK(stray == 1 && dx[0] == 0, "max pool backward of a tampered argmax: %lld stray",
+          (long long)stray);
+    fastfc_pool_f64(FASTFC_AVG_POOL_FORWARD, &g, x, out, NULL, 2);
+    CHECK(out[0] == 3.5 && out[1] == 5.5, "avg pool forward");
+    CHECK(fastfc_pool_f64(FASTFC_AVG_POOL_BACKWARD, &g, dout, dx, NULL, 2) == 0 &&
+              dx[0] == 2.5 && dx[5] == 2.5 && dx[3] == 5 && dx[6] == 5,
+          "avg pool backward");
+}
+
+static void test_optim_entry_point(void) {
+    double p[3] = {1, 2, 3}, grad[3] = {0.5, -1, 2}, v[3] = {1, 1, 1};
+    fastfc_optim_tensor t = {p, grad, {NULL, NULL, NULL}, 3, 1};
+    const fastfc_sgd_config sgd = {0.5, 0, 0, 0, 0, 0};
+    fastfc_optim_step_f64(FASTFC_SGD, &sgd, &t, 1, 2);
+    CHECK(p[0] == 0.75 && p[1] == 2.5 && p[2] == 2, "plain SGD");
+    const fastfc_sgd_config momentum = {0.5, 0.9, 0, 0, 0, 0};
+    t.state[0] = v;
+    fastfc_optim_step_f64(FASTFC_SGD_VELOCITY, &momentum, &t, 1, 2);
+    /* v = 0.9 v - 0.5 grad; p += v */
+    const double v_want[3] = {0.65, 1.4, -0.1}, p_want[3] = {1.4, 3.9, 1.9};
+    for (int i = 0; i < 3; i++)
+        CHECK(fabs(v[i] - v_want[i]) < 1e-15 && fabs(p[i] - p_want[i]) < 1e-15,
+              "velocity SGD [%d]: v %.17g, p %.17g", i, v[i], p[i]);
+    float pf[2] = {1, -1}, gf[2] = {1, 1}, sum_sq[2] = {0, 0};
+    fastfc_optim_tensor tf = {pf, gf, {sum_sq, NULL, NULL}, 2, 1};
+    const fastfc_adagrad_config adagrad = {0.1, 0, 0, 0, 0};
+    fastfc_optim_step_f32(FASTFC_ADAGRAD, &adagrad, &tf, 1, 2);
+    /* sum = g^2 = 1; p -= lr * g / sqrt(sum) */
+    CHECK(sum_sq[0] == 1 && fabsf(pf[0] - 0.9f) < 1e-7f && fabsf(pf[1] + 1.1f) < 1e-7f,
+          "Adagrad (float): %.9g %.9g", pf[0], pf[1]);
+}
+
 int main(void) {
     test_gemm();
     test_affine();
     test_activations_and_dropout();
     test_losses();
+    test_pool_entry_point();
+    test_optim_entry_point();
     printf("%d passed, %d failed\n", n_passed, n_failed);
     return n_failed != 0;
 }
