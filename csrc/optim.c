@@ -13,7 +13,9 @@
  *
  * Exports (from the REAL/SFX template below, once per float type, see
  * instantiate.h; every other function here is static):
- *   fastfc_optim_step_f32, fastfc_optim_step_f64 */
+ *   fastfc_optim_step_f32, fastfc_optim_step_f64
+ * whose rule runs the static sgd_part_f32/_f64 (FASTFC_SGD), velocity_part
+ * (FASTFC_SGD_VELOCITY), adagrad_part, rmsprop_part or adam_part. */
 #ifndef REAL
 #include <math.h>
 #include "fastfc.h"

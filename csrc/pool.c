@@ -11,7 +11,10 @@
  *
  * Exports (from the REAL/SFX template below, once per float type, see
  * instantiate.h; every other function here is static):
- *   fastfc_pool_f32, fastfc_pool_f64 */
+ *   fastfc_pool_f32, fastfc_pool_f64
+ * whose op runs the static max_pool_forward_f32/_f64 (FASTFC_MAX_POOL_FORWARD),
+ * max_pool_backward_f32/_f64, avg_pool_forward_f32/_f64 or
+ * avg_pool_backward_f32/_f64. */
 #ifndef REAL
 #include <string.h>
 #include "fastfc.h"
