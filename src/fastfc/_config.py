@@ -345,7 +345,7 @@ def _scipy_blas_controllers():
     """threadpoolctl controllers of the BLAS that scipy.linalg.cython_blas calls."""
     from threadpoolctl import ThreadpoolController
 
-    import scipy.linalg.cython_blas  # noqa: F401  (loads the library)
+    from . import _common  # noqa: F401  (loads the library of scipy.linalg.cython_blas)
 
     blas = ThreadpoolController().select(user_api="blas").lib_controllers
     scipy_own = [c for c in blas if "scipy" in os.path.basename(os.path.dirname(c.filepath))]
