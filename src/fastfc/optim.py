@@ -31,7 +31,8 @@ import numpy as np
 from . import _optim
 from .parameter import Parameter
 
-__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "OPTIMIZERS", "course_step",
+__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "OPTIMIZERS", "UPDATE_RULES",
+           "MOMENTUM_RULES", "course_step",
            "sgd", "sgd_momentum", "rmsprop", "adam",
            "flatten_state_dict", "unflatten_state_dict"]
 
@@ -686,6 +687,22 @@ class AdamW(Adam):
 
 
 OPTIMIZERS = {"sgd": SGD, "adagrad": Adagrad, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW}
+
+# The update rules by name (fastfc.Solver's update_rule, the command line's
+# --optimizer): name -> (optimizer class, default hyperparameters). The
+# course names keep the course's default learning rates. sgd_momentum is
+# torch's SGD with momentum 0.9: at a constant learning rate it takes the
+# course rule's steps (v = -lr * torch's buffer).
+UPDATE_RULES = {
+    "sgd": (SGD, {"lr": 1e-2}),
+    "sgd_momentum": (SGD, {"lr": 1e-2, "momentum": 0.9}),
+    "rmsprop": (RMSprop, {}),
+    "adam": (Adam, {}),
+    "adamw": (AdamW, {}),
+    "adagrad": (Adagrad, {}),
+}
+# The rules whose optimizer takes a momentum.
+MOMENTUM_RULES = tuple(name for name, (cls, _) in UPDATE_RULES.items() if cls in (SGD, RMSprop))
 
 
 # ---- course-style update rules ---------------------------------------------------

@@ -26,19 +26,6 @@ from .parameter import Parameter
 
 __all__ = ["Solver", "evaluate"]
 
-# update_rule name -> (optimizer class, default hyperparameters). The course
-# names keep the course's default learning rates. sgd_momentum is torch's
-# SGD with momentum 0.9: at a constant learning rate it takes the course
-# rule's steps (v = -lr * torch's buffer).
-RULES = {
-    "sgd": (optim.SGD, {"lr": 1e-2}),
-    "sgd_momentum": (optim.SGD, {"lr": 1e-2, "momentum": 0.9}),
-    "rmsprop": (optim.RMSprop, {}),
-    "adam": (optim.Adam, {}),
-    "adamw": (optim.AdamW, {}),
-    "adagrad": (optim.Adagrad, {}),
-}
-
 # The course's config keys, as torch.optim names them.
 COURSE_KEYS = {"learning_rate": "lr", "epsilon": "eps", "decay_rate": "alpha"}
 
@@ -300,10 +287,10 @@ class Solver:
             self._decay = {id(p): group["weight_decay"] for group in self._groups
                            for p in group["params"]}
             return
-        if update_rule not in RULES:
+        if update_rule not in optim.UPDATE_RULES:
             raise ValueError(f"unknown update_rule {update_rule!r}; choose one of "
-                             f"{', '.join(RULES)} or pass a callable rule(w, dw, config)")
-        optimizer_class, defaults = RULES[update_rule]
+                             f"{', '.join(optim.UPDATE_RULES)} or pass a callable rule(w, dw, config)")
+        optimizer_class, defaults = optim.UPDATE_RULES[update_rule]
         hyper = dict(defaults)
         for key, value in config.items():
             hyper[COURSE_KEYS.get(key, key)] = value

@@ -5,10 +5,10 @@ import math
 import numpy as np
 
 from .. import reference as R
+from .baselines import LEARNING_RATE, NumpyAdam, torch_optimizer
 
 
 SIDES = ("fastfc", "reference", "torch")
-LEARNING_RATE = 1e-3
 
 
 # A network is a tuple of layers: ("linear", in, out), ("relu",),
@@ -43,40 +43,6 @@ def init_params(net, dtype, seed=0):
         w = rng.standard_normal(shape) * math.sqrt(2.0 / fan_in)
         params.append((w.astype(dtype), np.zeros(width, dtype=dtype)))
     return params
-
-
-class NumpyAdam:
-    """Adam in plain NumPy, torch.optim.Adam's formula (no weight decay), updating
-    the arrays in place: the baseline the fastfc optimizer is measured against.
-
-    Inputs: params, grads: lists of arrays of matching shapes (grads are read at each step()).
-    """
-
-    def __init__(self, params, grads, lr=LEARNING_RATE, betas=(0.9, 0.999), eps=1e-8):
-        self.params, self.grads = params, grads
-        self.lr, (self.beta1, self.beta2), self.eps = lr, betas, eps
-        self.m = [np.zeros_like(p) for p in params]
-        self.v = [np.zeros_like(p) for p in params]
-        self.t = 0
-
-    def step(self):
-        self.t += 1
-        step_size = self.lr / (1 - self.beta1 ** self.t)
-        root_correction = math.sqrt(1 - self.beta2 ** self.t)
-        for p, g, m, v in zip(self.params, self.grads, self.m, self.v):
-            m *= self.beta1
-            m += (1 - self.beta1) * g
-            v *= self.beta2
-            v += (1 - self.beta2) * g * g
-            p -= step_size * m / (np.sqrt(v) / root_correction + self.eps)
-
-
-def torch_adam(torch, params):
-    """torch's fastest Adam on the CPU: the fused kernel where this build has it."""
-    try:
-        return torch.optim.Adam(params, lr=LEARNING_RATE, fused=True)
-    except (RuntimeError, TypeError, ValueError):
-        return torch.optim.Adam(params, lr=LEARNING_RATE, foreach=True)
 
 
 class FastfcNet:
@@ -201,7 +167,7 @@ class TorchNet:
             built.append(layer)
         self.torch = torch
         self.model = nn.Sequential(*built)
-        self.optimizer = torch_adam(torch, self.model.parameters())
+        self.optimizer = torch_optimizer(torch, "Adam", self.model.parameters(), lr=LEARNING_RATE)
 
     def step(self, x, y):
         self.optimizer.zero_grad()
