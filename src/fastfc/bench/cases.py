@@ -50,14 +50,12 @@ class Contenders:
 @dataclasses.dataclass(frozen=True)
 class Case:
     """name and shape label the row; build(setup) -> Contenders; family
-    groups the cases of one benchmarks/bench_*.py file; needs lists the
-    fastfc modules the case uses (a case is skipped when one is missing);
-    ceiling is "gemm" or "copy" when the case times one."""
+    groups the cases of one benchmarks/bench_*.py file; ceiling is "gemm"
+    or "copy" when the case times one."""
     name: str
     shape: str
     build: Callable
     family: str = ""
-    needs: tuple = ()
     ceiling: str = None
 
 
