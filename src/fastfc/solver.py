@@ -21,7 +21,8 @@ import numpy as np
 from . import functional as F
 from . import optim
 from .layers import _generator
-from .models import Sequential, check_batch_size, check_samples, save_arrays
+from .io import save_arrays
+from .models import Sequential, check_batch_size, check_samples
 from .parameter import Parameter
 
 __all__ = ["Solver", "evaluate"]

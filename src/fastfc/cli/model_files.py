@@ -2,7 +2,6 @@
 set, classes, normalisation and the parameters' SHA-256, which ties the two
 files together); every field of the JSON is checked before it is used."""
 import itertools
-import json
 import math
 import os
 import re
@@ -10,7 +9,7 @@ import types
 
 import numpy as np
 
-from ..io import MismatchError, load_arrays, open_regular, parameters_digest, write_atomically
+from ..io import MismatchError, NotJSONError, load_arrays, parameters_digest, read_json, write_json
 from .options import DATASETS, DTYPES, MODEL_DEFAULTS, MODELS, CommandError
 from .outputs import reason
 
@@ -148,7 +147,7 @@ def save_model(path, model, spec, statistics):
                 parameters_sha256=parameters_digest(model.params))
     model.save(path)
     sidecar = spec_path(path)
-    write_atomically(sidecar, lambda f: f.write(json.dumps(spec, indent=1).encode()))
+    write_json(sidecar, spec)
     return [os.fspath(path), sidecar]
 
 
@@ -185,23 +184,16 @@ def load_model(path):
 def read_spec(path, sidecar):
     """The parsed JSON of a model's sidecar file (not yet checked)."""
     try:
-        with open_regular(sidecar) as f:
-            text = f.read(MAX_SPEC_BYTES + 1)
+        return read_json(sidecar, MAX_SPEC_BYTES)
     except FileNotFoundError:
         if not os.path.exists(path):
             raise CommandError(f"model file not found: {path}") from None
         raise CommandError(f"{sidecar} not found: it describes the architecture of {path} "
                            "(fastfc train --save writes both)") from None
+    except NotJSONError as exc:
+        raise CommandError(f"{sidecar}: not a model description ({exc})") from None
     except (ValueError, OSError) as exc:
         raise CommandError(f"{sidecar}: cannot read the model description ({reason(exc)})") from None
-    if len(text) > MAX_SPEC_BYTES:
-        raise CommandError(f"{sidecar}: larger than {MAX_SPEC_BYTES // 1024} KiB, not a model description")
-    try:
-        return json.loads(text)
-    except RecursionError:
-        raise CommandError(f"{sidecar}: not a model description (JSON nested too deep)") from None
-    except ValueError as exc:  # JSONDecodeError, bad UTF-8, an integer of too many digits
-        raise CommandError(f"{sidecar}: not valid JSON ({exc})") from None
 
 
 def _is_int(value, low=0, high=MAX_SIZE):

@@ -40,7 +40,8 @@ import numbers
 import numpy as np
 
 from .. import optim as _fastfc_optim
-from ..models import Sequential, save_arrays, write_atomically
+from ..io import save_arrays, write_atomically
+from ..models import Sequential
 from ..solver import _BatchBuffers
 from . import optim
 
