@@ -26,9 +26,10 @@ import numbers
 import numpy as np
 
 # The file format lives in fastfc.io; these names stay importable from here.
+from ._validation import check_int, check_probability, check_real
 from .io import load_arrays, save_arrays, write_atomically
 from .layers import (BatchNorm1d, Conv2d, Dropout, Flatten, Layer, LayerNorm, Linear, MaxPool2d,
-                     ReLU, SoftmaxCrossEntropy, _generator, _positive_int)
+                     ReLU, SoftmaxCrossEntropy, _generator)
 from .parameter import ParameterArrays
 
 __all__ = ["Sequential", "TwoLayerNet", "FullyConnectedNet", "ConvNet", "save_arrays", "load_arrays",
@@ -49,9 +50,7 @@ def check_samples(X, y=None):
 
 
 def check_batch_size(batch_size):
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    return int(batch_size)
+    return check_int("batch_size", batch_size, low=1)
 
 
 class _Buffers:
@@ -132,8 +131,7 @@ class Sequential:
         for i, layer in enumerate(layers):
             if not isinstance(layer, Layer):
                 raise TypeError(f"layers[{i}] must be a fastfc.layers layer, got {type(layer).__name__}")
-        if isinstance(reg, bool) or not isinstance(reg, numbers.Real) or not reg >= 0:
-            raise ValueError(f"reg must be a number >= 0, got {reg!r}")
+        check_real("reg", reg, low=0, finite=False)
         self.layers = list(layers)
         self.loss_fn = loss
         self.reg = float(reg)
@@ -433,8 +431,7 @@ class FullyConnectedNet(Sequential):
 
     def __init__(self, hidden_dims, input_dim=3 * 32 * 32, num_classes=10, dropout=0.0, reg=0.0,
                  weight_scale=1e-2, dtype=np.float32, seed=None, normalization=None):
-        if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0 <= dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        check_probability("dropout", dropout)
         if not isinstance(normalization, (str, type(None))) or normalization not in _NORMALIZATIONS:
             raise ValueError(f"normalization must be None, 'batchnorm' or 'layernorm', "
                              f"got {normalization!r}")
@@ -469,10 +466,10 @@ class ConvNet(Sequential):
                  num_classes=10, weight_scale=None, reg=0.0, dtype=np.float32, seed=None):
         if not isinstance(input_dim, (tuple, list)) or len(input_dim) != 3:
             raise ValueError(f"input_dim must be (C, H, W), got {input_dim!r}")
-        self.input_dim = tuple(_positive_int("input_dim", size) for size in input_dim)
+        self.input_dim = tuple(check_int("input_dim", size, low=1) for size in input_dim)
         if isinstance(num_filters, numbers.Integral):
             num_filters = (num_filters,)
-        filter_size = _positive_int("filter_size", filter_size)
+        filter_size = check_int("filter_size", filter_size, low=1)
         pad = (filter_size - 1) // 2
         channels, height, width = self.input_dim
         rng = _generator(seed)

@@ -20,6 +20,8 @@ import numbers
 
 import numpy as np
 
+from ._validation import check_int
+
 __all__ = ["LogUniform", "Uniform", "Choice", "sample_trials", "rank", "random_search",
            "SearchResult"]
 
@@ -86,8 +88,7 @@ def sample_trials(space, trials, seed):
     a fixed value), in space's order, from np.random.default_rng(seed): the
     same seed gives the same trials. An iterator drawing each trial when it
     is asked for, so a huge count costs nothing up front."""
-    if isinstance(trials, bool) or not isinstance(trials, numbers.Integral) or trials < 1:
-        raise ValueError(f"trials must be an int >= 1, got {trials!r}")
+    check_int("trials", trials, low=1)
     rng = np.random.default_rng(seed)
     return ({name: dist.sample(rng) if hasattr(dist, "sample") else dist
              for name, dist in space.items()} for _ in range(trials))
