@@ -16,20 +16,17 @@ validation accuracy, and the test set looked at once, by the best.
 `fastfc search` draws its trials with the same distributions.
 """
 import math
-import numbers
 
 import numpy as np
 
-from ._validation import check_int
+from ._validation import check_int, check_real
 
 __all__ = ["LogUniform", "Uniform", "Choice", "sample_trials", "rank", "random_search",
            "SearchResult"]
 
 
 def _bounds(name, low, high, positive):
-    for value in (low, high):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-            raise ValueError(f"{name} bounds must be finite numbers, got {low!r}, {high!r}")
+    low, high = check_real(f"{name}'s LOW", low), check_real(f"{name}'s HIGH", high)
     if positive and (low < 0 or low == 0 < high):  # a point range (0,0 say) is a constant
         raise ValueError(f"a log-uniform range needs LOW > 0, got {low}")
     if low > high:
