@@ -7,7 +7,7 @@ and show the value.
     lr = check_real("lr", lr, low=0, low_open=True)     # a finite float > 0
     p = check_probability("p", p)                       # a float in [0, 1)
     seed = check_seed("seed", seed)                     # None or an int >= 0
-    X = check_array("X", X, ndim=4)                     # a numeric array of 4 dimensions
+    X = check_array("X", X, ndim=4, layout="(N, C, H, W)")  # a numeric array of 4 dimensions
 
 Each returns the value as the caller stores it (int, float, array). The
 wrong-type error is an ArgumentTypeError: a TypeError that is also a
@@ -96,13 +96,15 @@ def check_seed(name, value, generator=False):
     return int(value)
 
 
-def check_array(name, value, ndim=None, kinds="biuf"):
+def check_array(name, value, ndim=None, layout=None, kinds="biuf"):
     """value as a NumPy array (np.asarray, no copy when it is one) whose
     dtype kind is one of kinds (default: bool, int or float) and, when ndim
-    is given, of that many dimensions."""
+    is given, of that many dimensions; layout names them in the message
+    ("(N, C, H, W)")."""
     array = np.asarray(value)
     if array.dtype.kind not in kinds:
         raise ArgumentTypeError(f"{name} must be an array of numbers, got dtype {array.dtype}")
     if ndim is not None and array.ndim != ndim:
-        raise ValueError(f"{name} must have {ndim} dimensions, got shape {array.shape}")
+        raise ValueError(f"{name} must have {f'shape {layout}' if layout else f'{ndim} dimensions'}, "
+                         f"got shape {array.shape}")
     return array

@@ -28,7 +28,7 @@ import zlib
 
 import numpy as np
 
-from ._validation import check_int, check_seed
+from ._validation import check_array, check_int, check_seed
 from .io import open_regular
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
@@ -51,9 +51,7 @@ def _check_images(X, name="X"):
     """X as an (N, C, H, W) array, else ValueError/TypeError naming it."""
     if not isinstance(X, np.ndarray):
         raise TypeError(f"{name} must be a NumPy array of shape (N, C, H, W), got {type(X).__name__}")
-    if X.ndim != 4:
-        raise ValueError(f"{name} must have shape (N, C, H, W), got shape {X.shape}")
-    return X
+    return check_array(name, X, ndim=4, layout="(N, C, H, W)")
 
 
 def _split_validation(X, y, val_size, seed):
