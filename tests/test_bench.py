@@ -13,6 +13,7 @@ import pytest
 import fastfc
 from fastfc import bench
 from fastfc.cli import main
+from fastfc.models import layer_plan
 
 CHEAP = ["softmax loss 128x10", "affine_relu fwd+bwd 64x784x100"]
 
@@ -142,11 +143,11 @@ def test_reference_network_and_numpy_adam_match_torch():
     Adam follow torch's trajectory from the same weights (float64)."""
     torch = pytest.importorskip("torch")
     setup = bench.Setup(dtype=np.float64, rng=np.random.default_rng(3), torch=torch, quick=True)
-    tiny_cnn = (("conv", 2, 3, 3, 1), ("relu",), ("pool", 2), ("flatten",), ("linear", 3 * 16 * 16, 4))
+    tiny_cnn = layer_plan((2, 32, 32), (), 4, filters=(3,))  # conv 2->3, relu, pool, flatten, linear 768->4
     for net, x_shape in ((bench.mlp(12, 9, 7, 5), (6, 12)), (tiny_cnn, (3, 2, 32, 32))):
         nets = bench.side_nets(setup, net, sides=("reference", "torch"))
         x = setup.rng.standard_normal(x_shape)
-        y = setup.rng.integers(0, net[-1][2], x_shape[0])
+        y = setup.rng.integers(0, net[-1][1][1], x_shape[0])
         xt, yt = torch.from_numpy(x), torch.from_numpy(y)
         for _ in range(4):
             want = nets["torch"].step(xt, yt)

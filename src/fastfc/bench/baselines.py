@@ -66,6 +66,16 @@ class NumpySGD:
             p -= self.lr * self.buf[k]
 
 
+def _scaled_step(p, g, squares, tmp, lr, eps):
+    """p -= lr * g / (sqrt(squares) + eps), in place through the scratch tmp
+    (Adagrad's and RMSprop's step, given their sums of squared gradients)."""
+    np.sqrt(squares, out=tmp)
+    tmp += eps
+    np.divide(g, tmp, out=tmp)
+    tmp *= -lr
+    p += tmp
+
+
 class NumpyAdagrad:
     """torch's Adagrad (no lr decay or weight decay)."""
 
@@ -78,11 +88,7 @@ class NumpyAdagrad:
         for p, g, s, tmp in zip(self.params, self.grads, self.sum, self.tmp):
             np.multiply(g, g, out=tmp)
             s += tmp
-            np.sqrt(s, out=tmp)
-            tmp += self.eps
-            np.divide(g, tmp, out=tmp)
-            tmp *= -self.lr
-            p += tmp
+            _scaled_step(p, g, s, tmp, self.lr, self.eps)
 
 
 class NumpyRMSprop:
@@ -99,11 +105,7 @@ class NumpyRMSprop:
             np.multiply(g, g, out=tmp)
             tmp *= 1 - self.alpha
             sq += tmp
-            np.sqrt(sq, out=tmp)
-            tmp += self.eps
-            np.divide(g, tmp, out=tmp)
-            tmp *= -self.lr
-            p += tmp
+            _scaled_step(p, g, sq, tmp, self.lr, self.eps)
 
 
 # torch.optim class name -> its NumPy transcription

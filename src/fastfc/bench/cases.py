@@ -390,9 +390,9 @@ def optimizer_case(rule, shapes, label, copy_sweeps=None):
 
 def random_batch(setup, net, batch):
     """A random batch for the network: inputs (batch, ...) and labels."""
-    first = net[0]
-    shape = (batch, first[1]) if first[0] == "linear" else (batch, first[1], 32, 32)
-    return _normal(setup, shape), setup.rng.integers(0, net[-1][2], batch)
+    kind, sizes = next(layer for layer in net if layer[0] in ("linear", "conv"))
+    shape = (batch, sizes[0]) if kind == "linear" else (batch, sizes[0], 32, 32)
+    return _normal(setup, shape), setup.rng.integers(0, net[-1][1][1], batch)
 
 
 def train_step_case(name, net, batch):
