@@ -33,9 +33,11 @@ place (Adam) does not, so such kernels can pass 100%.
 
 The modules: cases (the cases and CASES, the one list of them, which
 `fastfc bench` runs and benchmarks/bench_*.py time under pytest-benchmark,
-with the sizes they use), baselines (the NumPy and torch optimizers), networks (the networks of the training-step and epoch cases, for every
-side), timing (the warm-up check, the round-robin timing, run), report (the
-table and the chart). The command line is fastfc.cli.bench.
+with the sizes they use), baselines (the NumPy and torch optimizers),
+networks (the networks of the training-step and epoch cases, for every
+side, from fastfc.models.layer_plan), timing (the warm-up check, the
+round-robin timing, run), report (the table and the chart). The command
+line is fastfc.cli.bench.
 """
 from .cases import (BIG, CASES, CEILING, CONV_SHAPES, EPOCH_SAMPLES, QUICK_EPOCH_SAMPLES, Case, Contenders, Setup,
                     conv_case, epoch_contenders, random_batch, select_cases)
