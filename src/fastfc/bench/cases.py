@@ -117,6 +117,35 @@ def _copy_moving(setup, passes, n):
 
 # ---------------------------------------------------------------- kernel cases
 
+# The kernels the cases time, each named in full (so that `git grep` of a
+# kernel's name finds its case): kind -> side -> function or (forward, backward).
+AFFINE_KERNELS = {
+    "affine_relu": {"fastfc": (F.affine_relu_forward, F.affine_relu_backward),
+                    "reference": (R.affine_relu_forward, R.affine_relu_backward)},
+    "affine": {"fastfc": (F.affine_forward, F.affine_backward),
+               "reference": (R.affine_forward, R.affine_backward)},
+}
+LOSS_KERNELS = {"softmax": {"fastfc": F.softmax_loss, "reference": R.softmax_loss},
+                "svm": {"fastfc": F.svm_loss, "reference": R.svm_loss}}
+CONV_KERNELS = {"fastfc": (F.conv_forward, F.conv_backward), "reference": (R.conv_forward, R.conv_backward),
+                "naive": (R.conv_forward_naive, R.conv_backward_naive)}
+POOL_KERNELS = {
+    "max": {"fastfc": (F.max_pool_forward, F.max_pool_backward),
+            "reference": (R.max_pool_forward, R.max_pool_backward)},
+    "avg": {"fastfc": (F.avg_pool_forward, F.avg_pool_backward),
+            "reference": (R.avg_pool_forward, R.avg_pool_backward)},
+}
+NORM_KERNELS = {
+    "batchnorm": {"fastfc": (F.batchnorm_forward, F.batchnorm_backward),
+                  "reference": (R.batchnorm_forward, R.batchnorm_backward)},
+    "spatial_batchnorm": {"fastfc": (F.spatial_batchnorm_forward, F.spatial_batchnorm_backward),
+                          "reference": (R.spatial_batchnorm_forward, R.spatial_batchnorm_backward)},
+    "layernorm": {"fastfc": (F.layernorm_forward, F.layernorm_backward),
+                  "reference": (R.layernorm_forward, R.layernorm_backward)},
+    "groupnorm": {"fastfc": (F.groupnorm_forward, F.groupnorm_backward),
+                  "reference": (R.groupnorm_forward, R.groupnorm_backward)},
+}
+
 def affine_case(n, d, m, relu=True):
     """affine(+ReLU) forward and backward (dx, dw, db) on x (n, d), w (d, m);
     ceiling: its three GEMMs alone, through the same BLAS and thread split."""
@@ -129,12 +158,9 @@ def affine_case(n, d, m, relu=True):
         w = _normal(setup, (d, m), 1 / math.sqrt(d))
         b = _normal(setup, m)
         dout = _normal(setup, (n, m))
-        calls = {
-            "fastfc": _fwd_bwd(getattr(F, f"{layer}_forward"), getattr(F, f"{layer}_backward"), x, w, b, dout),
-            "reference": _fwd_bwd(getattr(R, f"{layer}_forward"), getattr(R, f"{layer}_backward"),
-                                  x, w, b, dout),
-            CEILING: lambda: affine_gemms_only(x, w, dout),
-        }
+        calls = {side: _fwd_bwd(forward, backward, x, w, b, dout)
+                 for side, (forward, backward) in AFFINE_KERNELS[layer].items()}
+        calls[CEILING] = lambda: affine_gemms_only(x, w, dout)
         if setup.torch:
             torch = setup.torch
             wt = np.ascontiguousarray(w.T)  # torch's Linear holds (out, in)
@@ -201,8 +227,7 @@ def loss_case(kind, n, c):
     def build(setup):
         x = _normal(setup, (n, c))
         y = setup.rng.integers(0, c, n)
-        fastfc_loss, reference_loss = getattr(F, f"{kind}_loss"), getattr(R, f"{kind}_loss")
-        calls = {"fastfc": lambda: fastfc_loss(x, y), "reference": lambda: reference_loss(x, y)}
+        calls = {side: functools.partial(loss, x, y) for side, loss in LOSS_KERNELS[kind].items()}
         if setup.torch:
             torch = setup.torch
             xt, yt = _torch_tensors(torch, x, y, grad=(0,))
@@ -236,13 +261,8 @@ def conv_case(x_shape, w_shape, pad=1, naive=False):
     N = 64: benchmarks/bench_conv.py times it at N = 1), and no torch."""
     def build(setup):
         x, w, b, dout = _conv_inputs(setup, x_shape, w_shape, pad)
-        calls = {side: _fwd_bwd(lambda *a, m=module, f=forward: getattr(m, f)(*a, stride=1, pad=pad),
-                                getattr(module, backward), x, w, b, dout)
-                 for side, module, forward, backward in (
-                     ("fastfc", F, "conv_forward", "conv_backward"),
-                     ("reference", R, "conv_forward", "conv_backward"),
-                     ("naive", R, "conv_forward_naive", "conv_backward_naive"))
-                 if side != "naive" or naive}
+        calls = {side: _fwd_bwd(functools.partial(forward, stride=1, pad=pad), backward, x, w, b, dout)
+                 for side, (forward, backward) in CONV_KERNELS.items() if side != "naive" or naive}
         if setup.torch and not naive:
             torch = setup.torch
             calls["torch"] = _torch_fwd_bwd(
@@ -262,9 +282,8 @@ def pool_case(kind, x_shape, height, width, stride):
         x = _normal(setup, x_shape)  # continuous values: no ties
         out_hw = ((x_shape[2] - height) // stride + 1, (x_shape[3] - width) // stride + 1)
         dout = _normal(setup, x_shape[:2] + out_hw)
-        calls = {side: _fwd_bwd(lambda a, m=module: getattr(m, f"{kind}_pool_forward")(a, height, width, stride),
-                                getattr(module, f"{kind}_pool_backward"), x, dout)
-                 for side, module in (("fastfc", F), ("reference", R))}
+        calls = {side: _fwd_bwd(lambda a, f=forward: f(a, height, width, stride), backward, x, dout)
+                 for side, (forward, backward) in POOL_KERNELS[kind].items()}
         if setup.torch:
             torch = setup.torch
             pool = getattr(torch.nn.functional, f"{kind}_pool2d")
@@ -291,15 +310,16 @@ NORM_KINDS = {
 }
 
 
-def norm_forward(module, kind, x, gamma, beta, groups=None):
-    """module's forward of a normalization in training mode; the batchnorms
-    get running statistics of their own (updated in place, as in training)."""
+def norm_forward(forward, kind, gamma, beta, groups=None):
+    """A normalization's forward (of kind) in training mode as a function of
+    x; the batchnorms get running statistics of their own (updated in
+    place, as in training)."""
     if kind in ("batchnorm", "spatial_batchnorm"):
         running = np.zeros_like(gamma), np.ones_like(gamma)
-        return lambda a: getattr(module, f"{kind}_forward")(a, gamma, beta, *running)
+        return lambda a: forward(a, gamma, beta, *running)
     if kind == "groupnorm":
-        return lambda a: module.groupnorm_forward(a, gamma, beta, groups)
-    return lambda a: module.layernorm_forward(a, gamma, beta)
+        return lambda a: forward(a, gamma, beta, groups)
+    return lambda a: forward(a, gamma, beta)
 
 
 def norm_case(kind, shape, groups=None):
@@ -314,14 +334,9 @@ def norm_case(kind, shape, groups=None):
         dout = _normal(setup, shape)
         gamma = 1 + _normal(setup, shape[1], 0.1)
         beta = _normal(setup, shape[1])
-        backward = f"{kind}_backward"
-        calls = {
-            "fastfc": _fwd_bwd(norm_forward(F, kind, x, gamma, beta, groups),
-                               getattr(F, backward), x, dout),
-            "reference": _fwd_bwd(norm_forward(R, kind, x, gamma, beta, groups),
-                                  getattr(R, backward), x, dout),
-            CEILING: _copy_moving(setup, 5, x.size),
-        }
+        calls = {side: _fwd_bwd(norm_forward(forward, kind, gamma, beta, groups), backward, x, dout)
+                 for side, (forward, backward) in NORM_KERNELS[kind].items()}
+        calls[CEILING] = _copy_moving(setup, 5, x.size)
         if setup.torch:
             calls["torch"] = _torch_fwd_bwd(
                 setup.torch, NORM_KINDS[kind](setup.torch, groups),
