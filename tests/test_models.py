@@ -822,3 +822,19 @@ def test_bad_input(rng):
         ConvNet(input_dim=(3, 32))
     with pytest.raises(ValueError, match="reg"):
         Sequential(L.Linear(5, 3), reg=-1.0)
+
+
+def test_layer_plan_describes_the_mlp_and_the_cnn():
+    """The one description ConvNet, the command line and the benchmarks build from."""
+    from fastfc.models import layer_plan
+
+    assert layer_plan((784,), (100,), 10, dropout=0.5) == [
+        ("flatten", ()), ("linear", (784, 100)), ("relu", ()), ("dropout", (0.5,)), ("linear", (100, 10))]
+    assert layer_plan((3, 32, 32), (), 10, filters=(32, 64)) == [
+        ("conv", (3, 32, 3, 1)), ("relu", ()), ("pool", (2,)), ("conv", (32, 64, 3, 1)), ("relu", ()),
+        ("pool", (2,)), ("flatten", ()), ("linear", (64 * 8 * 8, 10))]
+    with pytest.raises(ValueError, match="conv-pool block 4 of 4 gets 1x1 maps"):
+        layer_plan((1, 8, 8), (), 2, filters=(4, 4, 4, 4))
+    net = fastfc.models.ConvNet((1, 8, 8), num_filters=(4,), hidden_dim=6, num_classes=3, seed=0)
+    kinds = [type(layer).__name__ for layer in net.layers]
+    assert kinds == ["Conv2d", "ReLU", "MaxPool2d", "Flatten", "Linear", "ReLU", "Linear"]

@@ -389,7 +389,7 @@ def test_trains_a_sequential_with_a_loss(problem):
 
 
 def test_object_style_loop(problem):
-    """The hand-written loop the issue describes: layers, loss, optimizer."""
+    """The hand-written loop of the object API: layers, loss, optimizer."""
     model = Sequential(L.Linear(10, 16, seed=0), L.ReLU(), L.Linear(16, 3, seed=1))
     criterion = L.SoftmaxCrossEntropy()
     optimizer = fastfc.optim.SGD(model.param_groups(weight_decay=1e-4), lr=0.1, momentum=0.9)

@@ -28,6 +28,7 @@ import zlib
 
 import numpy as np
 
+from ._validation import check_array, check_int, check_seed
 from .io import open_regular
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
@@ -46,28 +47,11 @@ _DIGITS_TEST_SEED = 20240601
 
 # ---------------------------------------------------------------- checks
 
-def _check_count(value, name):
-    """value as a non-negative int; TypeError/ValueError naming it otherwise."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be a non-negative int, got {value!r}")
-    if value < 0:
-        raise ValueError(f"{name} must be a non-negative int, got {value}")
-    return int(value)
-
-
-def _check_seed(seed):
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-        raise TypeError(f"seed must be an int or None, got {seed!r}")
-    return seed
-
-
 def _check_images(X, name="X"):
     """X as an (N, C, H, W) array, else ValueError/TypeError naming it."""
     if not isinstance(X, np.ndarray):
         raise TypeError(f"{name} must be a NumPy array of shape (N, C, H, W), got {type(X).__name__}")
-    if X.ndim != 4:
-        raise ValueError(f"{name} must have shape (N, C, H, W), got shape {X.shape}")
-    return X
+    return check_array(name, X, ndim=4, layout="(N, C, H, W)")
 
 
 def _split_validation(X, y, val_size, seed):
@@ -80,10 +64,10 @@ def _split_validation(X, y, val_size, seed):
 
     Returns (X_train, y_train, X_val, y_val), each part in file order.
     """
-    val_size = _check_count(val_size, "val_size")
+    val_size = check_int("val_size", val_size, low=0)
     if val_size >= len(y):
         raise ValueError(f"val_size={val_size} must be smaller than the training set ({len(y)} samples)")
-    order = np.random.default_rng(_check_seed(seed)).permutation(len(y))
+    order = np.random.default_rng(check_seed("seed", seed)).permutation(len(y))
     val, train = np.sort(order[:val_size]), np.sort(order[val_size:])
     return X[train], y[train], X[val], y[val]
 
@@ -202,7 +186,7 @@ def load_digits(val_size=180, test_size=360, seed=0, classes=None):
     Returns a dict with X_train (N, 1, 8, 8) float32 in [0, 1], y_train (N,)
     int64, and the same for X_val/y_val and X_test/y_test.
     """
-    test_size = _check_count(test_size, "test_size")
+    test_size = check_int("test_size", test_size, low=0)
     indices = None if classes is None else class_indices(classes, DIGIT_CLASSES)
     pixels, labels = _read_digits()
     if test_size >= len(labels):
@@ -680,7 +664,7 @@ def random_crop(X, rng, padding=4):
     Returns a new array of the same shape and dtype.
     """
     X = _check_images(X)
-    padding = _check_count(padding, "padding")
+    padding = check_int("padding", padding, low=0)
     if padding == 0:
         return X.copy()
     N, C, H, W = X.shape

@@ -1,9 +1,11 @@
-"""Files: opening only regular files, atomic writes, and parameter files.
+"""Files: opening only regular files, atomic writes, parameter files and
+JSON descriptions.
 
     with open_regular(path) as f: ...           # a FIFO or device is refused, never read
     save_arrays("model.npz", {"W1": W1, ...})   # atomic; an existing file keeps its mode
     arrays = load_arrays("model.npz", expected) # checked against expected, never unpickled
     check_output_path("model.npz")              # before a long run: will the save work?
+    write_json("model.json", spec); spec = read_json("model.json", max_bytes)
 
 A parameter file is a plain uncompressed .npz (np.savez's format), read back
 without unpickling and without allocating more than the arrays expected.
@@ -13,6 +15,7 @@ import contextlib
 import errno
 import hashlib
 import io
+import json
 import os
 import re
 import secrets
@@ -26,7 +29,7 @@ import zlib
 import numpy as np
 
 __all__ = ["open_regular", "write_atomically", "check_output_path", "save_arrays", "load_arrays",
-           "MismatchError", "read_array", "parameters_digest"]
+           "MismatchError", "read_array", "parameters_digest", "write_json", "read_json", "NotJSONError"]
 
 # ---------------------------------------------------------------- reading
 
@@ -203,6 +206,35 @@ def check_output_path(path, replaced=True):
                           f"first adds {len(probe) - len(name)} characters to its {len(name)}", path) from None
         raise OSError(exc.errno, f"cannot create a file in {directory} ({exc.strerror})", path) from None
     os.remove(os.path.join(directory, probe))
+
+
+# ---------------------------------------------------------------- JSON descriptions
+
+def write_json(path, value):
+    """Write value as indented JSON to path, atomically (see write_atomically)."""
+    text = json.dumps(value, indent=1)
+    write_atomically(path, lambda f: f.write(text.encode()))
+
+
+class NotJSONError(ValueError):
+    """A file that read_json read is not a JSON document of a sane size."""
+
+
+def read_json(path, max_bytes):
+    """The parsed JSON of the regular file path, refused (NotJSONError) when
+    larger than max_bytes, nested too deep for the parser, or not valid
+    JSON (bad UTF-8, an integer of too many digits), before any of it is
+    used. Errors opening the file (open_regular's) propagate."""
+    with open_regular(path) as f:
+        text = f.read(max_bytes + 1)
+    if len(text) > max_bytes:
+        raise NotJSONError(f"larger than {max_bytes // 1024} KiB")
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise NotJSONError("JSON nested too deep") from None
+    except ValueError as exc:  # JSONDecodeError, bad UTF-8, an integer of too many digits
+        raise NotJSONError(f"not valid JSON: {exc}") from None
 
 
 # ---------------------------------------------------------------- parameter files

@@ -10,7 +10,6 @@ e.g. a fastfc.models.Sequential with a loss, FullyConnectedNet or ConvNet.
 import contextlib
 import inspect
 import math
-import numbers
 import signal
 import sys
 import threading
@@ -21,23 +20,12 @@ import numpy as np
 from . import functional as F
 from . import optim
 from .layers import _generator
-from .models import Sequential, check_batch_size, check_samples, save_arrays
+from ._validation import check_int, check_real
+from .io import save_arrays
+from .models import Sequential, check_batch_size, check_samples
 from .parameter import Parameter
 
 __all__ = ["Solver", "evaluate"]
-
-# update_rule name -> (optimizer class, default hyperparameters). The course
-# names keep the course's default learning rates. sgd_momentum is torch's
-# SGD with momentum 0.9: at a constant learning rate it takes the course
-# rule's steps (v = -lr * torch's buffer).
-RULES = {
-    "sgd": (optim.SGD, {"lr": 1e-2}),
-    "sgd_momentum": (optim.SGD, {"lr": 1e-2, "momentum": 0.9}),
-    "rmsprop": (optim.RMSprop, {}),
-    "adam": (optim.Adam, {}),
-    "adamw": (optim.AdamW, {}),
-    "adagrad": (optim.Adagrad, {}),
-}
 
 # The course's config keys, as torch.optim names them.
 COURSE_KEYS = {"learning_rate": "lr", "epsilon": "eps", "decay_rate": "alpha"}
@@ -71,20 +59,6 @@ def evaluate(model, X, y, batch_size=100):
         total_loss += batch_loss(scores, yb) * len(yb)
         correct += int(np.count_nonzero(np.argmax(scores, axis=1) == yb))
     return total_loss / len(X), correct / len(X)
-
-
-def _positive_int(name, value, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1{' or None' if allow_none else ''}, got {value!r}")
-    return int(value)
-
-
-def _nonnegative(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
-        raise ValueError(f"{name} must be a number >= 0, got {value!r}")
-    return float(value)
 
 
 class _BatchBuffers:
@@ -200,12 +174,14 @@ class Solver:
         self.X_train, self.y_train = self._checked_split(data, "train")
         self.X_val, self.y_val = self._checked_split(data, "val")
         self.batch_size = check_batch_size(batch_size)
-        self.num_epochs = _positive_int("num_epochs", num_epochs)
-        self.num_train_samples = _positive_int("num_train_samples", num_train_samples, allow_none=True)
-        self.num_val_samples = _positive_int("num_val_samples", num_val_samples, allow_none=True)
-        self.print_every = _positive_int("print_every", print_every)
-        self.patience = _positive_int("patience", patience, allow_none=True)
-        self.lr_decay = _nonnegative("lr_decay", lr_decay)
+        self.num_epochs = check_int("num_epochs", num_epochs, low=1)
+        self.num_train_samples = None if num_train_samples is None else check_int(
+            "num_train_samples", num_train_samples, low=1)
+        self.num_val_samples = None if num_val_samples is None else check_int(
+            "num_val_samples", num_val_samples, low=1)
+        self.print_every = check_int("print_every", print_every, low=1)
+        self.patience = None if patience is None else check_int("patience", patience, low=1)
+        self.lr_decay = check_real("lr_decay", lr_decay, low=0, finite=False)
         self.verbose = bool(verbose)
         self.checkpoint_name = checkpoint_name
         self.augment = augment
@@ -218,7 +194,7 @@ class Solver:
             if weight_decay:
                 raise ValueError("weight_decay is given twice (as an argument and in optim_config)")
             weight_decay = config.pop("weight_decay")
-        self.weight_decay = _nonnegative("weight_decay", weight_decay)
+        self.weight_decay = check_real("weight_decay", weight_decay, low=0, finite=False)
         self._named = self._named_parameters()
         self._loss_into_grads = self._fast_loss()
         self._groups = self._param_groups()
@@ -287,10 +263,7 @@ class Solver:
         if len(lr_keys) == 2:
             raise ValueError("optim_config gives both 'learning_rate' and 'lr'")
         for key in lr_keys:
-            value = config[key]
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
-                raise ValueError(f"optim_config[{key!r}] (the learning rate) must be a number >= 0, "
-                                 f"got {value!r}")
+            check_real(f"optim_config[{key!r}] (the learning rate)", config[key], low=0, finite=False)
         if callable(update_rule):
             self.optimizer = None
             self.update_rule = update_rule
@@ -300,10 +273,10 @@ class Solver:
             self._decay = {id(p): group["weight_decay"] for group in self._groups
                            for p in group["params"]}
             return
-        if update_rule not in RULES:
+        if update_rule not in optim.UPDATE_RULES:
             raise ValueError(f"unknown update_rule {update_rule!r}; choose one of "
-                             f"{', '.join(RULES)} or pass a callable rule(w, dw, config)")
-        optimizer_class, defaults = RULES[update_rule]
+                             f"{', '.join(optim.UPDATE_RULES)} or pass a callable rule(w, dw, config)")
+        optimizer_class, defaults = optim.UPDATE_RULES[update_rule]
         hyper = dict(defaults)
         for key, value in config.items():
             hyper[COURSE_KEYS.get(key, key)] = value

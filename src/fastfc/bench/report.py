@@ -17,9 +17,8 @@ def _cell(value, width, left=False):
 def format_row(record):
     """One table line for a result record."""
     name, shape = record["case"], record["shape"]
-    if "skipped" in record or "error" in record:
-        note = record.get("skipped") or "error: " + record["error"]
-        return f"{_cell(name, 26, True)} {_cell(shape, 26, True)} {note}"
+    if "error" in record:
+        return f"{_cell(name, 26, True)} {_cell(shape, 26, True)} error: {record['error']}"
     times = record["median_ms"]
 
     def ms(side):

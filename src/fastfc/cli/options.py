@@ -3,7 +3,7 @@ parsers, the argument groups several commands share, and their defaults."""
 import argparse
 import math
 
-from .. import datasets
+from .. import datasets, optim
 
 
 DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10")
@@ -14,8 +14,8 @@ CLASS_NAMES = {
     "cifar10": datasets.CIFAR10_CLASSES,
 }
 MODELS = ("mlp", "cnn")
-UPDATE_RULES = ("adam", "adamw", "sgd", "sgd_momentum", "rmsprop", "adagrad")
-MOMENTUM_RULES = ("sgd", "sgd_momentum", "rmsprop")  # the rules that take --momentum
+UPDATE_RULES = tuple(optim.UPDATE_RULES)
+MOMENTUM_RULES = optim.MOMENTUM_RULES  # the rules that take --momentum
 DTYPES = ("float32", "float64")
 
 # Defaults tuned on digits (the demo `fastfc train` runs); see README for
