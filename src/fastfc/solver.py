@@ -12,7 +12,6 @@ import inspect
 import math
 import numbers
 import signal
-import sys
 import threading
 import time
 
@@ -22,6 +21,7 @@ from . import functional as F
 from . import optim
 from .layers import _generator
 from .models import Sequential, check_batch_size, check_samples, save_arrays
+from ._progress import progress_bar, wants_bar
 from .parameter import Parameter
 
 __all__ = ["Solver", "evaluate"]
@@ -169,8 +169,9 @@ class Solver:
     - num_train_samples: training samples used for the train accuracy of each epoch
     - num_val_samples: validation samples used each epoch (None: all)
     - print_every: with verbose, print the loss every this many iterations
-    - verbose: print progress (a tqdm bar when stderr is a terminal; epoch
-      lines unless on_epoch_end is given); False: the Solver prints nothing
+    - verbose: print progress (a tqdm bar when stderr is a terminal or in a
+      Jupyter notebook, never into a file or pipe; epoch lines unless
+      on_epoch_end is given); False: the Solver prints nothing
     - checkpoint_name: path of an .npz ('.npz' appended when missing) that
       holds the best parameters, rewritten when they improve and on Ctrl-C
       (not before the first epoch has ended)
@@ -186,7 +187,9 @@ class Solver:
 
     Attributes: loss_history (per iteration), train_acc_history and
     val_acc_history (per epoch), epoch_history (the records), best_val_acc,
-    best_params, interrupted, epoch.
+    best_epoch (whose parameters are kept; None before the first epoch ends),
+    best_params, interrupted, epoch. fastfc.plotting.history_figure(solver)
+    draws them.
     """
 
     def __init__(self, model, data, update_rule="adam", optim_config=None, lr_decay=1.0,
@@ -326,6 +329,7 @@ class Solver:
         self.val_acc_history = []
         self.epoch_history = []
         self.best_val_acc = 0.0
+        self.best_epoch = None
         self.best_params = {name: p.data.copy() for name, p in self._named.items()}
         self.interrupted = False
 
@@ -409,7 +413,7 @@ class Solver:
         batch = min(self.batch_size, n)
         buffers = _BatchBuffers(self.X_train, self.y_train, batch, getattr(self.model, "dtype", None))
         iterations = -(-n // batch)
-        show_bar = self.verbose and sys.stderr.isatty()
+        show_bar = self.verbose and wants_bar()
         stale_epochs = 0
         interrupt = _Interrupt()
         bar = None
@@ -418,9 +422,7 @@ class Solver:
                 for epoch in range(self.epoch + 1, self.num_epochs + 1):
                     started = time.perf_counter()
                     if show_bar:
-                        from tqdm.auto import tqdm
-                        bar = tqdm(total=iterations, desc=f"epoch {epoch}/{self.num_epochs}",
-                                   unit="batch", leave=False, file=sys.stderr)
+                        bar = progress_bar(iterations, f"epoch {epoch}/{self.num_epochs}", "batch")
                     order = self.rng.permutation(n)
                     total_loss = 0.0
                     for it, start in enumerate(range(0, n, batch)):
@@ -480,6 +482,7 @@ class Solver:
         improved = val_acc > self.best_val_acc or epoch == 1
         if improved:
             self.best_val_acc = val_acc
+            self.best_epoch = epoch
             for name, p in self._named.items():
                 np.copyto(self.best_params[name], p.data)
             self._write_checkpoint()
