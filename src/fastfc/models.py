@@ -15,9 +15,9 @@ offers it, and TwoLayerNet, FullyConnectedNet and ConvNet are Sequentials
 built for you. Parameter names are the course's: W1, b1 for the first layer
 with parameters, W2, b2 for the second, and so on.
 
-save(path) writes the parameters to a plain .npz (one array per name);
-load(path) reads them back without unpickling anything (fastfc.io holds the
-file format).
+save(path) writes the parameters as safetensors (one tensor per name; a
+plain .npz when path ends in .npz); load(path) reads either back without
+unpickling anything (fastfc.io holds the file formats).
 """
 import contextlib
 import inspect
@@ -356,13 +356,14 @@ class Sequential:
 
     def save(self, path):
         """Writes the parameters (and batch normalization's running statistics)
-        to path as a plain .npz (names W1, b1, ..., running_mean1, ...),
-        atomically (see save_arrays)."""
+        to path as safetensors, or as a plain .npz when path ends in .npz
+        (names W1, b1, ..., running_mean1, ...), atomically (see save_arrays).
+        PyTorch reads the safetensors file with safetensors.torch.load_file."""
         save_arrays(path, self._saved_arrays())
 
     def load(self, path):
         """Fills the parameters (and running statistics) in place from a file
-        written by save. The names, shapes and dtypes must match the model's
+        written by save (safetensors or .npz, told apart by content). The names, shapes and dtypes must match the model's
         (ValueError naming the mismatch otherwise; the model is then
         unchanged). Returns self."""
         arrays = self._saved_arrays()
