@@ -1,7 +1,7 @@
 """Training curves: CSV files always, PNG pictures when matplotlib is installed.
 
     write_history_csv("history.csv", solver.epoch_history, solver.loss_history)
-    figure = history_figure(solver)         # a matplotlib Figure (a notebook shows it)
+    figure = history_figure(solver)         # a matplotlib Figure (a notebook cell shows it)
     plot_history("curves.png", solver.loss_history, solver.epoch_history, kept_epoch=solver.best_epoch)
 
 matplotlib is optional (`pip install matplotlib`); history_figure and
@@ -14,6 +14,8 @@ import csv
 import os
 
 import numpy as np
+
+from ._progress import in_notebook
 
 # matplotlib alone: `pip install ".[plot]"` from a checkout would rebuild the
 # extension (over a minute) just to add it.
@@ -139,7 +141,23 @@ def history_figure(history, title=None):
     if loss_history is None or epoch_history is None:
         raise TypeError(f"history must be a Solver or a dict with loss_history and epoch_history, "
                         f"got {type(history).__name__}")
-    return _draw(loss_history, epoch_history, get("best_epoch"), title)
+    figure = _draw(loss_history, epoch_history, get("best_epoch"), title)
+    if in_notebook():
+        _let_notebook_show(type(figure))
+    return figure
+
+
+def _let_notebook_show(figure_type):
+    """Teach the notebook's display to draw Figures as PNG, as pyplot's inline
+    backend does once pyplot is imported (history_figure needs no pyplot):
+    a cell ending in the figure then shows it. A format the user chose is kept."""
+    from IPython import get_ipython
+    from IPython.core.pylabtools import print_figure
+    formatter = get_ipython().display_formatter.formatters["image/png"]
+    try:
+        formatter.lookup_by_type(figure_type)
+    except KeyError:
+        formatter.for_type(figure_type, lambda figure: print_figure(figure, "png"))
 
 
 def _draw(loss_history, epoch_history, kept_epoch, title):
