@@ -28,24 +28,32 @@ import numpy as np
 # The file format lives in fastfc.io; these names stay importable from here.
 from .io import load_arrays, save_arrays, write_atomically
 from .layers import (BatchNorm1d, Conv2d, Dropout, Flatten, Layer, LayerNorm, Linear, MaxPool2d,
-                     ReLU, SoftmaxCrossEntropy, _generator, _positive_int)
+                     MSELoss, ReLU, SoftmaxCrossEntropy, _generator, _positive_int)
 from .parameter import ParameterArrays
 
 __all__ = ["Sequential", "TwoLayerNet", "FullyConnectedNet", "ConvNet", "save_arrays", "load_arrays",
            "write_atomically"]
 
 
-def check_samples(X, y=None):
-    """X as an array with at least one sample (and y, if given, one label per sample)."""
+def check_samples(X, y=None, targets=False):
+    """X as an array with at least one sample (and y, if given, one label per
+    sample; with targets, one label or one target row per sample: (N,) or (N, C))."""
     X = np.asarray(X)
     if X.ndim < 1 or X.shape[0] == 0:
         raise ValueError(f"X must hold at least one sample, got shape {X.shape}")
     if y is not None:
         y = np.asarray(y)
-        if y.ndim != 1 or y.shape[0] != X.shape[0]:
-            raise ValueError(f"X has {X.shape[0]} samples but y has shape {y.shape}; "
-                             f"y must hold one label per sample")
+        if y.ndim not in ((1, 2) if targets else (1,)) or y.shape[0] != X.shape[0]:
+            raise ValueError(f"X has {X.shape[0]} samples but y has shape {y.shape}; y must hold "
+                             + ("one label (N,) or one target row (N, C) per sample" if targets
+                                else "one label per sample"))
     return X, y
+
+
+def takes_targets(model):
+    """Whether model's loss compares scores with target rows (MSELoss: one-hot
+    or real-valued targets (N, C)) rather than with class labels."""
+    return isinstance(getattr(model, "loss_fn", None), MSELoss)
 
 
 def check_batch_size(batch_size):
@@ -310,7 +318,8 @@ class Sequential:
     def loss(self, X, y=None):
         """The course contract.
 
-        Inputs: X (N, ...) samples; y (N,) labels (or targets for MSELoss), or None.
+        Inputs: X (N, ...) samples; y (N,) labels (or, for MSELoss, targets
+        (N, C) such as one-hot rows), or None.
         Returns:
         - y None: the scores (N, C), evaluation mode (dropout off)
         - else (loss, grads): the loss (including the L2 term) in training mode
@@ -334,7 +343,9 @@ class Sequential:
         if self.loss_fn is None:
             raise ValueError("this Sequential has no loss: build it with loss=SoftmaxCrossEntropy() "
                              "(or another loss) to call loss(X, y)")
-        X, y = check_samples(X, y)
+        X, y = check_samples(X, y, targets=takes_targets(self))
+        if y.ndim == 2 and self.dtype is not None:
+            y = y.astype(self.dtype, copy=False)  # one-hot rows of ints, or float64 ones
         with self._mode(True):
             loss = self.loss_fn.forward(self.forward(X), y)
             self.backward(self.loss_fn.backward())
