@@ -32,8 +32,9 @@ def fake_ipython(monkeypatch):
 def test_no_bar_into_a_file_or_pipe_or_closed_stream(tmp_path):
     assert not _progress.wants_bar(io.StringIO())
     read_end, write_end = os.pipe()
-    with os.fdopen(read_end) as reader, os.fdopen(write_end, "w") as writer:
-        assert not _progress.wants_bar(writer)
+    os.close(read_end)
+    with os.fdopen(write_end, "w") as pipe:
+        assert not _progress.wants_bar(pipe)
     with open(tmp_path / "log", "w") as log:
         assert not _progress.wants_bar(log)
     closed = io.StringIO()
