@@ -255,7 +255,7 @@ def worker(workload, seconds, threads):
         kind, dims, batch = STEP_NETWORKS[workload.replace(" after numpy", "")]
         net = bench.mlp(*dims) if kind == "mlp" else bench.CNN
         model = bench.FastfcNet(net, bench.init_params(net, np.float32), np.float32)
-        x, y = bench._batch(setup, net, batch)
+        x, y = bench.random_batch(setup, net, batch)
 
         def call():
             model.step(x, y)

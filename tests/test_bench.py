@@ -116,7 +116,7 @@ def test_failing_or_skipped_cases_are_reported(capsys, monkeypatch):
 
     def mismatched(setup):
         return bench.Contenders({"fastfc": lambda: 1.0, "reference": lambda: 2.0})
-    monkeypatch.setattr(bench, "CASES", [bench.Case("mismatched", "3", mismatched)])
+    monkeypatch.setattr(bench.cases, "CASES", [bench.Case("mismatched", "3", mismatched)])
     status, out, err = run_cli(capsys, "--quick", "--no-torch")
     assert status == 1 and "MISMATCH" in out and "mismatched 3" in err
 
@@ -146,7 +146,7 @@ def test_reference_network_and_numpy_adam_match_torch():
     setup = bench.Setup(dtype=np.float64, rng=np.random.default_rng(3), torch=torch, quick=True)
     tiny_cnn = (("conv", 2, 3, 3, 1), ("relu",), ("pool", 2), ("flatten",), ("linear", 3 * 16 * 16, 4))
     for net, x_shape in ((bench.mlp(12, 9, 7, 5), (6, 12)), (tiny_cnn, (3, 2, 32, 32))):
-        nets = bench._nets(setup, net, sides=("reference", "torch"))
+        nets = bench.side_nets(setup, net, sides=("reference", "torch"))
         x = setup.rng.standard_normal(x_shape)
         y = setup.rng.integers(0, net[-1][2], x_shape[0])
         xt, yt = torch.from_numpy(x), torch.from_numpy(y)
@@ -159,7 +159,7 @@ def test_fastfc_network_matches_reference():
     pytest.importorskip("fastfc.models", reason="fastfc.models is not there yet")
     setup = bench.Setup(dtype=np.float64, rng=np.random.default_rng(4), torch=None, quick=True)
     net = bench.mlp(12, 9, 7, 5)
-    nets = bench._nets(setup, net, sides=("fastfc", "reference"))
+    nets = bench.side_nets(setup, net, sides=("fastfc", "reference"))
     x = setup.rng.standard_normal((6, 12))
     y = setup.rng.integers(0, 5, 6)
     for _ in range(4):

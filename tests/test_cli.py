@@ -294,7 +294,7 @@ def test_saved_model_errors(tmp_path, capsys):
 
 @needs_models
 def test_search_ctrl_c_keeps_finished_trials(tmp_path, monkeypatch, capsys):
-    real_run_trial = cli.run_trial
+    real_run_trial = cli.search.run_trial
     started = []
 
     def interrupted_at_third(*args, **kwargs):
@@ -303,7 +303,7 @@ def test_search_ctrl_c_keeps_finished_trials(tmp_path, monkeypatch, capsys):
             raise KeyboardInterrupt
         real_run_trial(*args, **kwargs)
 
-    monkeypatch.setattr(cli, "run_trial", interrupted_at_third)
+    monkeypatch.setattr(cli.search, "run_trial", interrupted_at_third)
     log, best = tmp_path / "trials.csv", tmp_path / "best.npz"
     status = cli.main(["search", "--trials", "5", "--epochs", "1", "--hidden-choices", "16", "--threads", "1",
                        "--log", str(log), "--save", str(best)])
@@ -332,8 +332,8 @@ def test_search_over_learning_rate_weight_decay_and_momentum(tmp_path, capsys):
     assert len(set(momenta)) == 3 and all(0.5 <= m <= 0.95 for m in momenta)
     assert "momentum" in out.splitlines()[0] and "test accuracy" in out
     args = cli.build_parser().parse_args(argv)
-    trial = next(cli.sample_trials(args, 1))
-    assert cli._trial_args(args, trial).momentum == trial["momentum"] == momenta[
+    trial = next(cli.search.sample_trials(args, 1))
+    assert cli.search._trial_args(args, trial).momentum == trial["momentum"] == momenta[
         [int(row["number"]) for row in rows].index(1)]
 
 

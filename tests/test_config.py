@@ -271,3 +271,19 @@ def test_fastfc_starts_no_process_pool_that_forks():
         if forks.search(text):
             assert re.search(r"get_context\(\"(spawn|forkserver)\"\)", text), \
                 f"{path.name} starts processes without the spawn or forkserver method"
+
+
+def test_a_source_tree_without_its_kernels_says_how_to_build_them(tmp_path):
+    """Importing fastfc from sources whose extension modules were never
+    built names the directory and the two ways to build, instead of
+    Python's 'partially initialized module' message."""
+    package = tmp_path / "fastfc"
+    package.mkdir()
+    for source in pathlib.Path(fastfc.__file__).parent.glob("*.py"):
+        (package / source.name).write_bytes(source.read_bytes())
+    proc = subprocess.run([sys.executable, "-c", "import fastfc"], capture_output=True, text=True,
+                          timeout=60, env=dict(os.environ, PYTHONPATH=str(tmp_path)))
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "compiled kernels are missing from" in last and str(package) in last, proc.stderr
+    assert "pip install ." in last, proc.stderr

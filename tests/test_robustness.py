@@ -720,13 +720,9 @@ def test_concurrent_calls_match_serial_calls(dtype, threads):
             assert_same_results(run, serial[s], dtype)
 
 
-def test_kernels_release_the_gil():
-    """While a worker thread runs one long kernel call, the main thread keeps
-    running Python code: it is never held up for anything like the call."""
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((8, 32, 64, 64)).astype(np.float32)
-    w = rng.standard_normal((32, 32, 3, 3)).astype(np.float32)
-    b = np.zeros(32, np.float32)
+def longest_main_thread_gap(x, w, b):
+    """(the longest stall of a 1 ms loop in this thread while another
+    thread runs three conv_forward calls, the calls' durations)."""
     durations, done = [], threading.Event()
 
     def worker():
@@ -736,18 +732,35 @@ def test_kernels_release_the_gil():
             durations.append(time.perf_counter() - start)
         done.set()
 
+    thread = threading.Thread(target=worker)
+    longest_gap, last = 0.0, time.perf_counter()
+    thread.start()
+    while not done.is_set():
+        time.sleep(0.001)
+        now = time.perf_counter()
+        longest_gap, last = max(longest_gap, now - last), now
+    thread.join()
+    return longest_gap, durations
+
+
+def test_kernels_release_the_gil():
+    """While a worker thread runs one long kernel call, the main thread keeps
+    running Python code: it is never held up for anything like the call.
+    Holding the GIL would stall the loop for a whole call in every attempt;
+    a loaded machine may deschedule this thread in one, so three attempts."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((8, 32, 64, 64)).astype(np.float32)
+    w = rng.standard_normal((32, 32, 3, 3)).astype(np.float32)
+    b = np.zeros(32, np.float32)
+    attempts = []
     with num_threads(1):
         F.conv_forward(x, w, b, pad=1)  # warm-up
-        thread = threading.Thread(target=worker)
-        longest_gap, last = 0.0, time.perf_counter()
-        thread.start()
-        while not done.is_set():
-            time.sleep(0.001)
-            now = time.perf_counter()
-            longest_gap, last = max(longest_gap, now - last), now
-        thread.join()
-    # Holding the GIL would stall this loop for a whole call.
-    assert longest_gap < 0.5 * min(durations), (longest_gap, durations)
+        for _ in range(3):
+            longest_gap, durations = longest_main_thread_gap(x, w, b)
+            attempts.append((longest_gap, durations))
+            if longest_gap < 0.5 * min(durations):
+                return
+    pytest.fail(f"the main thread stalled for half a kernel call or more in every attempt: {attempts}")
 
 
 # Another Python thread writes garbage into a max-pool cache's argmax while

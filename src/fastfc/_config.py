@@ -296,6 +296,10 @@ def start_openmp_runtime():
         os.environ["GOMP_SPINCOUNT"] = str(SPIN_COUNT)
     try:
         from . import _info  # the first extension: loads the runtime
+    except ImportError as error:  # a source tree without its compiled kernels
+        raise ImportError(
+            f"fastfc's compiled kernels are missing from {os.path.dirname(os.path.abspath(__file__))}: "
+            "install fastfc (pip install .) or build it in place (README, 'Building a wheel')") from error
     finally:
         if not user:
             del os.environ["GOMP_SPINCOUNT"]
