@@ -131,7 +131,20 @@ def _check_input_shape(input_shape):
     return tuple(int(d) for d in input_shape)
 
 
-def onnx_model(model, input_shape=None):
+def _standardize(graph, x, input_shape, mean, std):
+    """(x - mean) / std per channel (the first axis of a sample), as
+    fastfc.datasets.standardize, in front of the network."""
+    channels = input_shape[0]
+    shape = (channels,) + (1,) * (len(input_shape) - 1)
+    mean, std = (np.asarray(v, np.float64).reshape(-1) for v in (mean, std))
+    if mean.size != channels or std.size != channels:
+        raise ValueError(f"mean and std must have one value per channel ({channels}), got "
+                         f"{mean.size} and {std.size}")
+    x = graph.node("Sub", [x, graph.constant("input_mean", mean.reshape(shape))])
+    return graph.node("Div", [x, graph.constant("input_std", std.reshape(shape))])
+
+
+def onnx_model(model, input_shape=None, mean=None, std=None):
     """The onnx.ModelProto of a fastfc Sequential (FullyConnectedNet,
     TwoLayerNet, ConvNet or one built from Linear, Conv2d, ReLU, Sigmoid,
     Tanh, MaxPool2d, Flatten, Dropout, BatchNorm1d/2d and LayerNorm).
@@ -140,6 +153,9 @@ def onnx_model(model, input_shape=None):
     - model: the network, float32 or float64 (the graph's type)
     - input_shape: the shape of one sample; None: the model's (ConvNet's
       input_dim, else the first Linear's in_features)
+    - mean, std: per-channel statistics (one value per channel, the first
+      axis of input_shape) the graph standardizes its input with first, as
+      fastfc.datasets.standardize; None: the input goes in as it is
 
     Raises TypeError for what is not a Sequential, ValueError for a layer
     ONNX export does not cover (naming it) and ImportError without onnx.
@@ -170,6 +186,10 @@ def onnx_model(model, input_shape=None):
     dtype = next(iter(dtypes))
     graph = _Graph(onnx, dtype)
     x, rank = "input", 1 + len(input_shape)
+    if (mean is None) != (std is None):
+        raise ValueError("give both mean and std, or neither")
+    if mean is not None:
+        x = _standardize(graph, x, input_shape, mean, std)
     for layer in model.layers:
         x, rank = _EXPORTERS[type(layer)](graph, layer, x, rank)
     graph.nodes[-1].output[0] = "scores"
@@ -195,9 +215,9 @@ def _output_width(model):
     return last.out_features
 
 
-def export_onnx(model, path, input_shape=None):
+def export_onnx(model, path, input_shape=None, mean=None, std=None):
     """Write model as an ONNX file at path (atomically; see onnx_model for
     the arguments and what is exported). Returns path."""
-    proto = onnx_model(model, input_shape)
+    proto = onnx_model(model, input_shape, mean, std)
     write_atomically(path, lambda f: f.write(proto.SerializeToString()))
     return path
