@@ -137,6 +137,8 @@ def other_entry_huge(path):
     write(path, header, data)
 
 
+# JSON 20,000 arrays deep, within the header length a 4-parameter model allows.
+NESTED = b'{"W1":' + b"[" * 20_000 + b"]" * 20_000 + b"}"
 DAMAGES = {
     "truncated": lambda path: path.write_bytes(path.read_bytes()[:path.stat().st_size // 2]),
     "empty": lambda path: path.write_bytes(b""),
@@ -146,6 +148,7 @@ DAMAGES = {
     "header length of 2**63": lambda path: write(path, *split(path), length=2**63),
     "header length past the file": lambda path: write(path, *split(path), length=10_000),
     "header not JSON": lambda path: path.write_bytes(struct.pack("<Q", 12) + b"{'W1': None}" + b"\0" * 200),
+    "header nested too deep": lambda path: path.write_bytes(struct.pack("<Q", len(NESTED)) + NESTED),
     "offsets past the data": rewrite(data_offsets=[0, 10**9]),
     "offsets overlapping": shift_w1,
     "huge shape": other_entry_huge,
