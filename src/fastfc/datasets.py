@@ -10,10 +10,12 @@ which has none, a fixed random part). `classes` keeps some classes, labelled
     data = load_digits()                        # embedded, no files needed
     data = load_mnist("~/data/fashion-mnist")   # the four IDX files, .gz or not
     data = load_mnist("~/data/fashion-mnist", classes="sneaker,bag", names=FASHION_MNIST_CLASSES)
+    data = load_fashion_mnist()                 # from FASHION_MNIST_SYSTEM_DIR (Debian's package)
     data = load_cifar10("~/data/cifar-10-batches-py", classes=("horse", "ship", "truck"))
     data = normalize(data)                      # training mean/std applied to every split
 
-Nothing here downloads anything: MNIST and CIFAR-10 are read from local copies.
+Nothing here downloads anything: MNIST and CIFAR-10 are read from local copies;
+Fashion-MNIST also from where `apt-get install dataset-fashion-mnist` puts it.
 The embedded digits are the UCI "Optical Recognition of Handwritten Digits"
 data by E. Alpaydin and C. Kaynak (1998), CC BY 4.0 (see fastfc/data/README.md).
 """
@@ -36,6 +38,10 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
 FASHION_MNIST_CLASSES = ("t-shirt/top", "trouser", "pullover", "dress", "coat",
                          "sandal", "shirt", "sneaker", "bag", "ankle boot")
 DIGIT_CLASSES = tuple(str(d) for d in range(10))
+
+# Where Debian's dataset-fashion-mnist package installs the four original
+# (gzipped) IDX files.
+FASHION_MNIST_SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"
 
 SPLITS = ("train", "val", "test")
 
@@ -402,6 +408,37 @@ def load_mnist(path, val_size=5000, seed=0, classes=None, names=DIGIT_CLASSES):
     indices = None if classes is None else class_indices(classes, names)
     (X, y), (X_test, y_test) = _read_mnist(directory)
     return _make_splits(X, y, X_test, y_test, indices, val_size, seed, max_value=255)
+
+
+def fashion_mnist_dir():
+    """FASHION_MNIST_SYSTEM_DIR when it holds the four files, else None."""
+    try:
+        for stem in _MNIST_FILES.values():
+            _find_mnist_file(FASHION_MNIST_SYSTEM_DIR, stem)
+    except FileNotFoundError:
+        return None
+    return FASHION_MNIST_SYSTEM_DIR
+
+
+def load_fashion_mnist(path=None, val_size=5000, seed=0, classes=None):
+    """Fashion-MNIST (Zalando's 70,000 28x28 clothing images, MIT licence):
+    load_mnist with the class names FASHION_MNIST_CLASSES.
+
+    Inputs:
+    - path: the directory of the four IDX files; None: FASHION_MNIST_SYSTEM_DIR,
+      where `apt-get install dataset-fashion-mnist` (Debian, Ubuntu) puts them
+    - val_size, seed, classes: as load_mnist (classes by name or index)
+
+    Returns the dict of load_mnist.
+    """
+    if path is None:
+        path = fashion_mnist_dir()
+        if path is None:
+            raise FileNotFoundError(
+                f"Fashion-MNIST is not in {FASHION_MNIST_SYSTEM_DIR}: install it with "
+                f"`apt-get install dataset-fashion-mnist`, or pass the directory of the four IDX files")
+    return load_mnist(path, val_size=val_size, seed=seed, classes=classes,
+                      names=FASHION_MNIST_CLASSES)
 
 
 # ---------------------------------------------------------------- CIFAR-10 (pickled batches)

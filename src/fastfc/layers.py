@@ -175,6 +175,29 @@ class _Weighted(Layer):
         self.dtype = dtype
         self._cache = None
 
+    @property
+    def W(self):
+        """The weight array (the Parameter's own, as params['W']); assigning
+        copies the values in (shape checked)."""
+        return self._parameters["W"].data
+
+    @W.setter
+    def W(self, value):
+        self.params["W"] = value
+
+    @property
+    def b(self):
+        """The bias array (as params['b']), or None for a layer built with
+        bias=False; assigning copies the values in (shape checked)."""
+        bias = self._parameters.get("b")
+        return None if bias is None else bias.data
+
+    @b.setter
+    def b(self, value):
+        if "b" not in self._parameters:
+            raise AttributeError(f"{self!r} has no bias (built with bias=False)")
+        self.params["b"] = value
+
     def _bias(self):
         b = self._parameters.get("b")
         return b.data if b is not None else self._zero_bias
@@ -196,7 +219,8 @@ class Linear(_Weighted):
     - seed: int, np.random.Generator or None
     - dtype: float32 (default) or float64
 
-    Parameters: W (in_features, out_features), b (out_features,).
+    Parameters: W (in_features, out_features), b (out_features,): the arrays
+    layer.W and layer.b (also layer.params['W'], ['b']).
     """
 
     def __init__(self, in_features, out_features, bias=True, weight_scale=None, seed=None,
@@ -251,7 +275,8 @@ class Conv2d(_Weighted):
     - stride, padding: ints (the same along both axes; zero padding)
     - bias, weight_scale, seed, dtype: as Linear; He's std is sqrt(2 / (in_channels*kh*kw))
 
-    Parameters: W (out_channels, in_channels, kh, kw), b (out_channels,).
+    Parameters: W (out_channels, in_channels, kh, kw), b (out_channels,): the
+    arrays layer.W and layer.b (also layer.params['W'], ['b']).
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,

@@ -15,9 +15,9 @@ offers it, and TwoLayerNet, FullyConnectedNet and ConvNet are Sequentials
 built for you. Parameter names are the course's: W1, b1 for the first layer
 with parameters, W2, b2 for the second, and so on.
 
-save(path) writes the parameters to a plain .npz (one array per name);
-load(path) reads them back without unpickling anything (fastfc.io holds the
-file format).
+save(path) writes the parameters as safetensors (one tensor per name; a
+plain .npz when path ends in .npz); load(path) reads either back without
+unpickling anything (fastfc.io holds the file formats).
 """
 import contextlib
 import inspect
@@ -30,24 +30,32 @@ import numpy as np
 from ._validation import check_int, check_probability, check_real
 from .io import load_arrays, save_arrays, write_atomically
 from .layers import (BatchNorm1d, Conv2d, Dropout, Flatten, Layer, LayerNorm, Linear, MaxPool2d,
-                     ReLU, SoftmaxCrossEntropy, _generator)
+                     MSELoss, ReLU, SoftmaxCrossEntropy, _generator)
 from .parameter import ParameterArrays
 
 __all__ = ["Sequential", "TwoLayerNet", "FullyConnectedNet", "ConvNet", "save_arrays", "load_arrays",
            "write_atomically"]
 
 
-def check_samples(X, y=None):
-    """X as an array with at least one sample (and y, if given, one label per sample)."""
+def check_samples(X, y=None, targets=False):
+    """X as an array with at least one sample (and y, if given, one label per
+    sample; with targets, one label or one target row per sample: (N,) or (N, C))."""
     X = np.asarray(X)
     if X.ndim < 1 or X.shape[0] == 0:
         raise ValueError(f"X must hold at least one sample, got shape {X.shape}")
     if y is not None:
         y = np.asarray(y)
-        if y.ndim != 1 or y.shape[0] != X.shape[0]:
-            raise ValueError(f"X has {X.shape[0]} samples but y has shape {y.shape}; "
-                             f"y must hold one label per sample")
+        if y.ndim not in ((1, 2) if targets else (1,)) or y.shape[0] != X.shape[0]:
+            raise ValueError(f"X has {X.shape[0]} samples but y has shape {y.shape}; y must hold "
+                             + ("one label (N,) or one target row (N, C) per sample" if targets
+                                else "one label per sample"))
     return X, y
+
+
+def takes_targets(model):
+    """Whether model's loss compares scores with target rows (MSELoss: one-hot
+    or real-valued targets (N, C)) rather than with class labels."""
+    return isinstance(getattr(model, "loss_fn", None), MSELoss)
 
 
 def check_batch_size(batch_size):
@@ -309,7 +317,8 @@ class Sequential:
     def loss(self, X, y=None):
         """The course contract.
 
-        Inputs: X (N, ...) samples; y (N,) labels (or targets for MSELoss), or None.
+        Inputs: X (N, ...) samples; y (N,) labels (or, for MSELoss, targets
+        (N, C) such as one-hot rows), or None.
         Returns:
         - y None: the scores (N, C), evaluation mode (dropout off)
         - else (loss, grads): the loss (including the L2 term) in training mode
@@ -333,7 +342,9 @@ class Sequential:
         if self.loss_fn is None:
             raise ValueError("this Sequential has no loss: build it with loss=SoftmaxCrossEntropy() "
                              "(or another loss) to call loss(X, y)")
-        X, y = check_samples(X, y)
+        X, y = check_samples(X, y, targets=takes_targets(self))
+        if y.ndim == 2 and self.dtype is not None:
+            y = y.astype(self.dtype, copy=False)  # one-hot rows of ints, or float64 ones
         with self._mode(True):
             loss = self.loss_fn.forward(self.forward(X), y)
             self.backward(self.loss_fn.backward())
@@ -355,13 +366,14 @@ class Sequential:
 
     def save(self, path):
         """Writes the parameters (and batch normalization's running statistics)
-        to path as a plain .npz (names W1, b1, ..., running_mean1, ...),
-        atomically (see save_arrays)."""
+        to path as safetensors, or as a plain .npz when path ends in .npz
+        (names W1, b1, ..., running_mean1, ...), atomically (see save_arrays).
+        PyTorch reads the safetensors file with safetensors.torch.load_file."""
         save_arrays(path, self._saved_arrays())
 
     def load(self, path):
         """Fills the parameters (and running statistics) in place from a file
-        written by save. The names, shapes and dtypes must match the model's
+        written by save (safetensors or .npz, told apart by content). The names, shapes and dtypes must match the model's
         (ValueError naming the mismatch otherwise; the model is then
         unchanged). Returns self."""
         arrays = self._saved_arrays()

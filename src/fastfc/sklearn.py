@@ -67,6 +67,7 @@ from sklearn.utils.validation import check_is_fitted
 from . import functional as F
 from . import layers as L
 from ._validation import check_int, check_probability, check_real
+from ._progress import progress_bar, wants_bar
 from .models import Sequential
 from .optim import SGD, Adam
 
@@ -488,6 +489,12 @@ class _BaseMLP(BaseEstimator):
         sample_idx = np.arange(n_samples)
         batches = [slice(start, min(start + batch_size, n_samples))
                    for start in range(0, n_samples, batch_size)]
+        # A bar over the epochs of a verbose fit, where a person watches
+        # (a terminal or a notebook); the printed lines go above it.
+        bar = None
+        if self.verbose and not incremental and wants_bar():
+            bar = progress_bar(self.max_iter, type(self).__name__, "epoch")
+        say = print if bar is None else bar.write
         try:
             self.n_iter_ = 0
             for _ in range(self.max_iter):
@@ -507,8 +514,11 @@ class _BaseMLP(BaseEstimator):
                 self.t_ += n_samples
                 self.loss_curve_.append(self.loss_)
                 if self.verbose:
-                    print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
-                self._update_no_improvement_count(X_val, y_val)
+                    say("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
+                if bar is not None:
+                    bar.set_postfix_str(f"loss {self.loss_:.4g}", refresh=False)
+                    bar.update(1)
+                self._update_no_improvement_count(X_val, y_val, say)
                 if self.solver == "sgd" and self.learning_rate == "invscaling":
                     trainer.set_learning_rate(
                         float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t)
@@ -519,7 +529,7 @@ class _BaseMLP(BaseEstimator):
                     else:
                         message = ("Training loss did not improve more than tol=%f for %d "
                                    "consecutive epochs." % (self.tol, self.n_iter_no_change))
-                    if self._stop_or_slow_down(trainer, message):
+                    if self._stop_or_slow_down(trainer, message, say):
                         break
                     self._no_improvement_count = 0
                 if incremental:
@@ -530,29 +540,32 @@ class _BaseMLP(BaseEstimator):
                                   ConvergenceWarning)
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.")
+        finally:
+            if bar is not None:
+                bar.close()
         if self.early_stopping:
             self.coefs_ = self._best_coefs
             self.intercepts_ = self._best_intercepts
 
-    def _stop_or_slow_down(self, trainer, message):
+    def _stop_or_slow_down(self, trainer, message, say):
         """At a plateau: whether to stop (any solver but adaptive SGD, or its
         learning rate already at 1e-6 or below); else divides the rate by 5."""
         adaptive = self.solver == "sgd" and self.learning_rate == "adaptive"
         if not adaptive or trainer.learning_rate <= 1e-6:
             if self.verbose:
-                print(message + (" Learning rate too small." if adaptive else "") + " Stopping.")
+                say(message + (" Learning rate too small." if adaptive else "") + " Stopping.")
             return True
         trainer.set_learning_rate(trainer.learning_rate / 5.0)
         if self.verbose:
-            print(message + " Setting learning rate to %f" % trainer.learning_rate)
+            say(message + " Setting learning rate to %f" % trainer.learning_rate)
         return False
 
-    def _update_no_improvement_count(self, X_val, y_val):
+    def _update_no_improvement_count(self, X_val, y_val, say):
         if self.early_stopping:
             score = self._score(X_val, y_val)
             self.validation_scores_.append(score)
             if self.verbose:
-                print("Validation score: %f" % score)
+                say("Validation score: %f" % score)
             if score < self.best_validation_score_ + self.tol:
                 self._no_improvement_count += 1
             else:
@@ -654,7 +667,9 @@ _PARAMETERS_DOC = """
         validation score, with early_stopping) does not improve by tol;
         training then stops (adaptive SGD divides its rate by 5 instead).
     verbose : bool or int, default=False
-        Print the loss of each epoch.
+        Print the loss of each epoch, above a progress bar over the epochs
+        of fit where stderr is a terminal or a Jupyter notebook (never into
+        a file or pipe).
     warm_start : bool, default=False
         Continue from the fitted weights in fit (with a fresh optimizer).
     momentum : float, default=0.9

@@ -1,6 +1,7 @@
-"""A saved model: MODEL.npz (the parameters) and MODEL.json (the network, data
-set, classes, normalisation and the parameters' SHA-256, which ties the two
-files together); every field of the JSON is checked before it is used."""
+"""A saved model: MODEL.safetensors (the parameters; MODEL.npz for a name
+ending in .npz) and MODEL.json (the network, data set, classes, normalisation
+and the parameters' SHA-256, which ties the two files together); every field
+of the JSON is checked before it is used."""
 import itertools
 import math
 import os
@@ -115,7 +116,7 @@ def build_model(spec, seed):
 
 
 def spec_path(model_path):
-    """The JSON file holding a saved model's spec: model.npz -> model.json."""
+    """The JSON file holding a saved model's spec: model.safetensors (or model.npz) -> model.json."""
     return os.path.splitext(os.fspath(model_path))[0] + ".json"
 
 
