@@ -27,8 +27,6 @@ def samples(benchmark):
 
 @pytest.mark.parametrize("side", ["fastfc", "reference", "torch"])
 def test_epoch(benchmark, request, samples, side):
-    if side == "fastfc":
-        pytest.importorskip("fastfc.models", reason="fastfc.models is not there yet")
     benchmark.group = f"epoch 784-100-10 b64 n={samples}"
     torch = request.getfixturevalue("torch") if side == "torch" else None
     setup = Setup(dtype=np.float32, rng=np.random.default_rng(0), torch=torch, quick=False)

@@ -1,5 +1,17 @@
 /* Element-wise activations and inverted dropout. Each kernel is a serial
- * chunk function (compiled per SIMD target) run on blocks by an OpenMP team. */
+ * chunk function (compiled per SIMD target) run on blocks by an OpenMP team.
+ *
+ * Exports (from the REAL/SFX template below, once per float type, see
+ * instantiate.h; the last 2 once; every other function here is static):
+ *   fastfc_relu_forward_f32, fastfc_relu_forward_f64
+ *   fastfc_relu_backward_f32, fastfc_relu_backward_f64
+ *   fastfc_sigmoid_forward_f32, fastfc_sigmoid_forward_f64
+ *   fastfc_sigmoid_backward_f32, fastfc_sigmoid_backward_f64
+ *   fastfc_tanh_forward_f32, fastfc_tanh_forward_f64
+ *   fastfc_tanh_backward_f32, fastfc_tanh_backward_f64
+ *   fastfc_dropout_apply_f32, fastfc_dropout_apply_f64
+ *   fastfc_dropout_key
+ *   fastfc_dropout_bits */
 #ifndef REAL
 #include <math.h>
 #include "fastfc.h"
@@ -42,7 +54,7 @@ FASTFC_CLONES static void SFX(relu_forward_chunk)(const REAL *restrict x, REAL *
     for (int64_t i = 0; i < n; i++) out[i] = x[i] < 0 ? (REAL)0 : x[i];
 }
 
-void SFX(relu_forward)(const REAL *x, REAL *out, int64_t n, int n_threads) {
+void SFX(fastfc_relu_forward)(const REAL *x, REAL *out, int64_t n, int n_threads) {
     FASTFC_PARALLEL_BLOCKS(n, n_threads, FASTFC_MIN_PER_THREAD, lo, hi,
                            SFX(relu_forward_chunk)(x + lo, out + lo, hi - lo));
 }
@@ -59,7 +71,8 @@ FASTFC_CLONES static void SFX(relu_backward_chunk)(const REAL *restrict dout,
     }
 }
 
-void SFX(relu_backward)(const REAL *dout, const REAL *x, REAL *dx, int64_t n, int n_threads) {
+void SFX(fastfc_relu_backward)(const REAL *dout, const REAL *x, REAL *dx, int64_t n,
+                               int n_threads) {
     FASTFC_PARALLEL_BLOCKS(n, n_threads, FASTFC_MIN_PER_THREAD, lo, hi,
                            SFX(relu_backward_chunk)(dout + lo, x + lo, dx + lo, hi - lo));
 }
@@ -72,7 +85,7 @@ static void SFX(sigmoid_forward_chunk)(const REAL *restrict x, REAL *restrict ou
     }
 }
 
-void SFX(sigmoid_forward)(const REAL *x, REAL *out, int64_t n, int n_threads) {
+void SFX(fastfc_sigmoid_forward)(const REAL *x, REAL *out, int64_t n, int n_threads) {
     FASTFC_PARALLEL_BLOCKS(n, n_threads, FASTFC_MIN_PER_THREAD / 8, lo, hi,
                            SFX(sigmoid_forward_chunk)(x + lo, out + lo, hi - lo));
 }
@@ -84,7 +97,8 @@ FASTFC_CLONES static void SFX(sigmoid_backward_chunk)(const REAL *restrict dout,
     for (int64_t i = 0; i < n; i++) dx[i] = dout[i] * out[i] * ((REAL)1 - out[i]);
 }
 
-void SFX(sigmoid_backward)(const REAL *dout, const REAL *out, REAL *dx, int64_t n, int n_threads) {
+void SFX(fastfc_sigmoid_backward)(const REAL *dout, const REAL *out, REAL *dx, int64_t n,
+                                  int n_threads) {
     FASTFC_PARALLEL_BLOCKS(n, n_threads, FASTFC_MIN_PER_THREAD, lo, hi,
                            SFX(sigmoid_backward_chunk)(dout + lo, out + lo, dx + lo, hi - lo));
 }
@@ -93,7 +107,7 @@ static void SFX(tanh_forward_chunk)(const REAL *restrict x, REAL *restrict out, 
     for (int64_t i = 0; i < n; i++) out[i] = R_TANH(x[i]);
 }
 
-void SFX(tanh_forward)(const REAL *x, REAL *out, int64_t n, int n_threads) {
+void SFX(fastfc_tanh_forward)(const REAL *x, REAL *out, int64_t n, int n_threads) {
     FASTFC_PARALLEL_BLOCKS(n, n_threads, FASTFC_MIN_PER_THREAD / 8, lo, hi,
                            SFX(tanh_forward_chunk)(x + lo, out + lo, hi - lo));
 }
@@ -108,7 +122,8 @@ FASTFC_CLONES static void SFX(tanh_backward_chunk)(const REAL *restrict dout,
     for (int64_t i = 0; i < n; i++) dx[i] = dout[i] * (((REAL)1 - out[i]) * ((REAL)1 + out[i]));
 }
 
-void SFX(tanh_backward)(const REAL *dout, const REAL *out, REAL *dx, int64_t n, int n_threads) {
+void SFX(fastfc_tanh_backward)(const REAL *dout, const REAL *out, REAL *dx, int64_t n,
+                               int n_threads) {
     FASTFC_PARALLEL_BLOCKS(n, n_threads, FASTFC_MIN_PER_THREAD, lo, hi,
                            SFX(tanh_backward_chunk)(dout + lo, out + lo, dx + lo, hi - lo));
 }
@@ -143,8 +158,8 @@ static void SFX(dropout_range)(const REAL *in, REAL *out, int64_t first, int64_t
     }
 }
 
-void SFX(dropout_apply)(const REAL *in, REAL *out, int64_t first, int64_t n, double p,
-                        uint64_t seed, int n_threads) {
+void SFX(fastfc_dropout_apply)(const REAL *in, REAL *out, int64_t first, int64_t n, double p,
+                               uint64_t seed, int n_threads) {
     uint32_t threshold = dropout_threshold(p);
     REAL scale = (REAL)(1.0 / (1.0 - p));
     uint64_t key = fastfc_dropout_key(seed);

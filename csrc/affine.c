@@ -1,6 +1,11 @@
 /* Affine (fully-connected) layer, optionally fused with ReLU.
  * The GEMMs go to the BLAS; everything around them (bias, ReLU, bias
- * gradient) is fused into passes made while the data is still in cache. */
+ * gradient) is fused into passes made while the data is still in cache.
+ *
+ * Exports (from the REAL/SFX template below, once per float type, see
+ * instantiate.h; every other function here is static):
+ *   fastfc_affine_forward_f32, fastfc_affine_forward_f64
+ *   fastfc_affine_backward_f32, fastfc_affine_backward_f64 */
 #ifndef REAL
 #include "fastfc.h"
 #include "internal.h"
@@ -29,9 +34,9 @@ static void SFX(affine_rows)(const REAL *x, const REAL *w, const REAL *b, REAL *
     }
 }
 
-void SFX(affine_forward)(const REAL *x, const REAL *w, const REAL *b, REAL *out,
-                         int64_t n_batch, int64_t d_in, int64_t d_out, int relu,
-                         const fastfc_blas *blas, int n_threads) {
+void SFX(fastfc_affine_forward)(const REAL *x, const REAL *w, const REAL *b, REAL *out,
+                                int64_t n_batch, int64_t d_in, int64_t d_out, int relu,
+                                const fastfc_blas *blas, int n_threads) {
     int nt = fastfc_team(n_threads, 2 * n_batch * d_in * d_out, FASTFC_GEMM_MIN_FLOPS_PER_THREAD);
     if (nt > n_batch / 8) nt = n_batch / 8 > 1 ? (int)(n_batch / 8) : 1;
     /* Each thread owns a block of batch rows: its bias fill, its single-threaded
@@ -72,9 +77,10 @@ FASTFC_CLONES static void SFX(bias_grad_cols)(const REAL *dout, const REAL *relu
     }
 }
 
-void SFX(affine_backward)(const REAL *dout, const REAL *x, const REAL *w, const REAL *relu_out,
-                          REAL *dh, REAL *dx, REAL *dw, REAL *db, int64_t n_batch, int64_t d_in,
-                          int64_t d_out, const fastfc_blas *blas, int n_threads) {
+void SFX(fastfc_affine_backward)(const REAL *dout, const REAL *x, const REAL *w,
+                                 const REAL *relu_out, REAL *dh, REAL *dx, REAL *dw, REAL *db,
+                                 int64_t n_batch, int64_t d_in, int64_t d_out,
+                                 const fastfc_blas *blas, int n_threads) {
     FASTFC_PARALLEL_BLOCKS(d_out, n_threads > d_out / 16 ? (int)(d_out / 16 + 1) : n_threads,
                            FASTFC_MIN_PER_THREAD / (n_batch > 0 ? n_batch : 1) + 1, j0, j1,
                            SFX(bias_grad_cols)(dout, relu_out, dh, db, n_batch, d_out, j0, j1));

@@ -7,7 +7,12 @@
  * image's output pixels) are spread over an OpenMP team, each thread lowering
  * into its own scratch block and calling the BLAS single-threaded. The scratch
  * is bounded (FASTFC_CONV_SCRATCH_BYTES in all) whatever N: large images are
- * lowered a block of output pixels at a time. */
+ * lowered a block of output pixels at a time.
+ *
+ * Exports (from the REAL/SFX template below, once per float type, see
+ * instantiate.h; every other function here is static):
+ *   fastfc_conv_forward_f32, fastfc_conv_forward_f64
+ *   fastfc_conv_backward_f32, fastfc_conv_backward_f64 */
 #ifndef REAL
 #include <stdlib.h>
 #include <string.h>
@@ -129,8 +134,8 @@ static void SFX(col2im_add)(const fastfc_conv_geom *g, const REAL *dcols, REAL *
                 }
 }
 
-int SFX(conv_forward)(const fastfc_conv_geom *g, const REAL *x, const REAL *w, const REAL *b,
-                      REAL *out, const fastfc_blas *blas, int n_threads) {
+int SFX(fastfc_conv_forward)(const fastfc_conv_geom *g, const REAL *x, const REAL *w, const REAL *b,
+                             REAL *out, const fastfc_blas *blas, int n_threads) {
     const int64_t k_rows = g->channels * g->kernel_h * g->kernel_w;
     const int64_t n_pixels = g->out_h * g->out_w, n_f = g->n_filters;
     int nt = conv_team(n_threads, g->n_batch, 2 * n_f * k_rows * n_pixels);
@@ -170,9 +175,9 @@ int SFX(conv_forward)(const fastfc_conv_geom *g, const REAL *x, const REAL *w, c
     return 0;
 }
 
-int SFX(conv_backward)(const fastfc_conv_geom *g, const REAL *dout, const REAL *x,
-                       const REAL *w, REAL *dx, REAL *dw, REAL *db, const fastfc_blas *blas,
-                       int n_threads) {
+int SFX(fastfc_conv_backward)(const fastfc_conv_geom *g, const REAL *dout, const REAL *x,
+                              const REAL *w, REAL *dx, REAL *dw, REAL *db, const fastfc_blas *blas,
+                              int n_threads) {
     const int64_t k_rows = g->channels * g->kernel_h * g->kernel_w;
     const int64_t n_pixels = g->out_h * g->out_w, n_f = g->n_filters;
     const int64_t img_size = g->channels * g->height * g->width;

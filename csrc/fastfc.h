@@ -18,6 +18,12 @@
 extern "C" {
 #endif
 
+/* The functions declared here are the library's exported symbols; it is
+ * built with -fvisibility=hidden, so every other one stays internal. */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
 /* ---- BLAS, handed in as function pointers ------------------------------
  * Fortran-convention (column-major) GEMM with 32-bit sizes, exactly the
  * signature of scipy.linalg.cython_blas sgemm/dgemm. The wrappers fill a
@@ -38,14 +44,12 @@ typedef struct {
  * The BLAS is called single-threaded from inside fastfc's own OpenMP team:
  * the M rows (or, when M is small, the N columns) of C are split in blocks.
  * All sizes and leading dimensions must fit in int (checked by wrappers). */
-void fastfc_gemm_f32(const fastfc_blas *blas, int n_threads, char trans_a, char trans_b,
-                     int64_t m, int64_t n, int64_t k, float alpha, const float *a,
-                     int64_t lda, const float *b, int64_t ldb, float beta, float *c,
-                     int64_t ldc);
-void fastfc_gemm_f64(const fastfc_blas *blas, int n_threads, char trans_a, char trans_b,
-                     int64_t m, int64_t n, int64_t k, double alpha, const double *a,
-                     int64_t lda, const double *b, int64_t ldb, double beta, double *c,
-                     int64_t ldc);
+void fastfc_gemm_f32(const fastfc_blas *blas, int n_threads, char trans_a, char trans_b, int64_t m,
+                     int64_t n, int64_t k, float alpha, const float *a, int64_t lda, const float *b,
+                     int64_t ldb, float beta, float *c, int64_t ldc);
+void fastfc_gemm_f64(const fastfc_blas *blas, int n_threads, char trans_a, char trans_b, int64_t m,
+                     int64_t n, int64_t k, double alpha, const double *a, int64_t lda,
+                     const double *b, int64_t ldb, double beta, double *c, int64_t ldc);
 
 /* ---- build facts (config.c) ---------------------------------------------- */
 int fastfc_openmp_enabled(void);      /* 1 if built with OpenMP */
@@ -55,42 +59,48 @@ const char *fastfc_simd_level(void);  /* widest SIMD the CPU offers to the clone
 /* ---- affine (affine.c) ------------------------------------------------------
  * x: (n_batch, d_in), w: (d_in, d_out), b: (d_out), out: (n_batch, d_out).
  * relu != 0 fuses ReLU into the epilogue (then out is also what backward needs). */
-void affine_forward_f32(const float *x, const float *w, const float *b, float *out,
-                        int64_t n_batch, int64_t d_in, int64_t d_out, int relu,
-                        const fastfc_blas *blas, int n_threads);
-void affine_forward_f64(const double *x, const double *w, const double *b, double *out,
-                        int64_t n_batch, int64_t d_in, int64_t d_out, int relu,
-                        const fastfc_blas *blas, int n_threads);
+void fastfc_affine_forward_f32(const float *x, const float *w, const float *b, float *out,
+                               int64_t n_batch, int64_t d_in, int64_t d_out, int relu,
+                               const fastfc_blas *blas, int n_threads);
+void fastfc_affine_forward_f64(const double *x, const double *w, const double *b, double *out,
+                               int64_t n_batch, int64_t d_in, int64_t d_out, int relu,
+                               const fastfc_blas *blas, int n_threads);
 /* dout: (n_batch, d_out); x: (n_batch, d_in); w: (d_in, d_out).
  * relu_out: NULL for a plain affine layer, else the ReLU output of the fused
  *   forward (n_batch, d_out); then dh (n_batch, d_out) is scratch for the
  *   masked upstream gradient, otherwise dh is unused and may be NULL.
  * dx: (n_batch, d_in), or NULL to skip (first layer); dw: (d_in, d_out); db: (d_out). */
-void affine_backward_f32(const float *dout, const float *x, const float *w,
-                         const float *relu_out, float *dh, float *dx, float *dw, float *db,
-                         int64_t n_batch, int64_t d_in, int64_t d_out,
-                         const fastfc_blas *blas, int n_threads);
-void affine_backward_f64(const double *dout, const double *x, const double *w,
-                         const double *relu_out, double *dh, double *dx, double *dw,
-                         double *db, int64_t n_batch, int64_t d_in, int64_t d_out,
-                         const fastfc_blas *blas, int n_threads);
+void fastfc_affine_backward_f32(const float *dout, const float *x, const float *w,
+                                const float *relu_out, float *dh, float *dx, float *dw, float *db,
+                                int64_t n_batch, int64_t d_in, int64_t d_out,
+                                const fastfc_blas *blas, int n_threads);
+void fastfc_affine_backward_f64(const double *dout, const double *x, const double *w,
+                                const double *relu_out, double *dh, double *dx, double *dw,
+                                double *db, int64_t n_batch, int64_t d_in, int64_t d_out,
+                                const fastfc_blas *blas, int n_threads);
 
 /* ---- element-wise activations (activations.c), all arrays of n elements --- */
-void relu_forward_f32(const float *x, float *out, int64_t n, int n_threads);
-void relu_forward_f64(const double *x, double *out, int64_t n, int n_threads);
+void fastfc_relu_forward_f32(const float *x, float *out, int64_t n, int n_threads);
+void fastfc_relu_forward_f64(const double *x, double *out, int64_t n, int n_threads);
 /* dx = dout where x > 0 else 0 (0 at exactly 0 and at NaN, as torch) */
-void relu_backward_f32(const float *dout, const float *x, float *dx, int64_t n, int n_threads);
-void relu_backward_f64(const double *dout, const double *x, double *dx, int64_t n, int n_threads);
-void sigmoid_forward_f32(const float *x, float *out, int64_t n, int n_threads);
-void sigmoid_forward_f64(const double *x, double *out, int64_t n, int n_threads);
+void fastfc_relu_backward_f32(const float *dout, const float *x, float *dx, int64_t n,
+                              int n_threads);
+void fastfc_relu_backward_f64(const double *dout, const double *x, double *dx, int64_t n,
+                              int n_threads);
+void fastfc_sigmoid_forward_f32(const float *x, float *out, int64_t n, int n_threads);
+void fastfc_sigmoid_forward_f64(const double *x, double *out, int64_t n, int n_threads);
 /* out: the forward output; dx = dout * out * (1 - out) */
-void sigmoid_backward_f32(const float *dout, const float *out, float *dx, int64_t n, int n_threads);
-void sigmoid_backward_f64(const double *dout, const double *out, double *dx, int64_t n, int n_threads);
-void tanh_forward_f32(const float *x, float *out, int64_t n, int n_threads);
-void tanh_forward_f64(const double *x, double *out, int64_t n, int n_threads);
+void fastfc_sigmoid_backward_f32(const float *dout, const float *out, float *dx, int64_t n,
+                                 int n_threads);
+void fastfc_sigmoid_backward_f64(const double *dout, const double *out, double *dx, int64_t n,
+                                 int n_threads);
+void fastfc_tanh_forward_f32(const float *x, float *out, int64_t n, int n_threads);
+void fastfc_tanh_forward_f64(const double *x, double *out, int64_t n, int n_threads);
 /* out: the forward output; dx = dout * (1 - out^2) */
-void tanh_backward_f32(const float *dout, const float *out, float *dx, int64_t n, int n_threads);
-void tanh_backward_f64(const double *dout, const double *out, double *dx, int64_t n, int n_threads);
+void fastfc_tanh_backward_f32(const float *dout, const float *out, float *dx, int64_t n,
+                              int n_threads);
+void fastfc_tanh_backward_f64(const double *dout, const double *out, double *dx, int64_t n,
+                              int n_threads);
 /* Inverted dropout over elements [first, first + n) of an array: in[i] and
  * out[i] are its element first + i, kept when fastfc_dropout_bits(key, first + i),
  * read as a fraction of 2^32, is >= p, and then scaled by 1/(1-p). The mask is
@@ -98,10 +108,10 @@ void tanh_backward_f64(const double *dout, const double *out, double *dx, int64_
  * and however the array is cut into calls (the wrappers cut long ones into
  * pieces to check for Ctrl-C in between), and backward recomputes it instead of
  * storing it. Forward: in = x, out = y. Backward: in = dout, out = dx. */
-void dropout_apply_f32(const float *in, float *out, int64_t first, int64_t n, double p,
-                       uint64_t seed, int n_threads);
-void dropout_apply_f64(const double *in, double *out, int64_t first, int64_t n, double p,
-                       uint64_t seed, int n_threads);
+void fastfc_dropout_apply_f32(const float *in, float *out, int64_t first, int64_t n, double p,
+                              uint64_t seed, int n_threads);
+void fastfc_dropout_apply_f64(const double *in, double *out, int64_t first, int64_t n, double p,
+                              uint64_t seed, int n_threads);
 /* The counter-based generator behind dropout, cheap enough to run at memory
  * speed in 8 or 16 SIMD lanes (32-bit multiplies only):
  *   key = splitmix64(seed)                      (once per call)
@@ -116,21 +126,21 @@ uint32_t fastfc_dropout_bits(uint64_t key, uint64_t i);
  * n_total >= n_batch rows (n_total = n_batch for a whole batch; the wrappers
  * hand a long batch over in pieces). dx is the gradient of the batch's mean
  * loss; the return value is these rows' share of it (their loss sum / n_total). */
-double softmax_loss_f32(const float *x, const int64_t *y, float *dx, int64_t n_batch,
-                        int64_t n_classes, int64_t n_total, int n_threads);
-double softmax_loss_f64(const double *x, const int64_t *y, double *dx, int64_t n_batch,
-                        int64_t n_classes, int64_t n_total, int n_threads);
-double svm_loss_f32(const float *x, const int64_t *y, float *dx, int64_t n_batch,
-                    int64_t n_classes, int64_t n_total, int n_threads);
-double svm_loss_f64(const double *x, const int64_t *y, double *dx, int64_t n_batch,
-                    int64_t n_classes, int64_t n_total, int n_threads);
+double fastfc_softmax_loss_f32(const float *x, const int64_t *y, float *dx, int64_t n_batch,
+                               int64_t n_classes, int64_t n_total, int n_threads);
+double fastfc_softmax_loss_f64(const double *x, const int64_t *y, double *dx, int64_t n_batch,
+                               int64_t n_classes, int64_t n_total, int n_threads);
+double fastfc_svm_loss_f32(const float *x, const int64_t *y, float *dx, int64_t n_batch,
+                           int64_t n_classes, int64_t n_total, int n_threads);
+double fastfc_svm_loss_f64(const double *x, const int64_t *y, double *dx, int64_t n_batch,
+                           int64_t n_classes, int64_t n_total, int n_threads);
 /* pred, target, dpred: n elements of n_total >= n; dpred is the gradient of
  * the mean squared error over all n_total, the return value these elements'
  * share of it (their sum of squared errors / n_total). */
-double mse_loss_f32(const float *pred, const float *target, float *dpred, int64_t n,
-                    int64_t n_total, int n_threads);
-double mse_loss_f64(const double *pred, const double *target, double *dpred, int64_t n,
-                    int64_t n_total, int n_threads);
+double fastfc_mse_loss_f32(const float *pred, const float *target, float *dpred, int64_t n,
+                           int64_t n_total, int n_threads);
+double fastfc_mse_loss_f64(const double *pred, const double *target, double *dpred, int64_t n,
+                           int64_t n_total, int n_threads);
 
 /* ---- conv (conv.c): 2-d convolution, NCHW, by im2col + BLAS GEMM ----------
  * out[n, f, i, j] = b[f] + sum over c, kh, kw of
@@ -147,18 +157,18 @@ typedef struct {
     int64_t out_h, out_w;                     /* out: (n_batch, n_filters, out_h, out_w) */
 } fastfc_conv_geom;
 /* b: (n_filters); out: as above. */
-int conv_forward_f32(const fastfc_conv_geom *g, const float *x, const float *w, const float *b,
-                     float *out, const fastfc_blas *blas, int n_threads);
-int conv_forward_f64(const fastfc_conv_geom *g, const double *x, const double *w,
-                     const double *b, double *out, const fastfc_blas *blas, int n_threads);
+int fastfc_conv_forward_f32(const fastfc_conv_geom *g, const float *x, const float *w,
+                            const float *b, float *out, const fastfc_blas *blas, int n_threads);
+int fastfc_conv_forward_f64(const fastfc_conv_geom *g, const double *x, const double *w,
+                            const double *b, double *out, const fastfc_blas *blas, int n_threads);
 /* dout: like out; x, w: the forward's; dx: like x, or NULL to skip it (first
  * layer); dw: like w; db: (n_filters). */
-int conv_backward_f32(const fastfc_conv_geom *g, const float *dout, const float *x,
-                      const float *w, float *dx, float *dw, float *db, const fastfc_blas *blas,
-                      int n_threads);
-int conv_backward_f64(const fastfc_conv_geom *g, const double *dout, const double *x,
-                      const double *w, double *dx, double *dw, double *db,
-                      const fastfc_blas *blas, int n_threads);
+int fastfc_conv_backward_f32(const fastfc_conv_geom *g, const float *dout, const float *x,
+                             const float *w, float *dx, float *dw, float *db,
+                             const fastfc_blas *blas, int n_threads);
+int fastfc_conv_backward_f64(const fastfc_conv_geom *g, const double *dout, const double *x,
+                             const double *w, double *dx, double *dw, double *db,
+                             const fastfc_blas *blas, int n_threads);
 
 /* ---- pool (pool.c): max and average pooling over planes ------------------
  * x: (planes, height, width) with planes = N*C; out, argmax, dout:
@@ -169,28 +179,33 @@ typedef struct {
     int64_t pool_h, pool_w, stride;
     int64_t out_h, out_w;
 } fastfc_pool_geom;
-/* argmax: flat index row*width + col of each window's maximum in its input
- * plane (height*width must fit in int32); ties -> first in row-major window
- * order; a window holding NaN gives NaN and the index of its first NaN. */
-void max_pool_forward_f32(const fastfc_pool_geom *g, const float *x, float *out,
-                          int32_t *argmax, int n_threads);
-void max_pool_forward_f64(const fastfc_pool_geom *g, const double *x, double *out,
-                          int32_t *argmax, int n_threads);
-/* dx (planes, height, width) = scatter-add of dout at argmax. Returns the
- * number of argmax entries found outside their own window (a tampered
- * cache; exact for 2x2/2, else outside the window's row-major span): those
- * are skipped, and any argmax values, even ones another thread changes
- * during the call, keep every access inside the planes. */
-int64_t max_pool_backward_f32(const fastfc_pool_geom *g, const float *dout,
-                              const int32_t *argmax, float *dx, int n_threads);
-int64_t max_pool_backward_f64(const fastfc_pool_geom *g, const double *dout,
-                              const int32_t *argmax, double *dx, int n_threads);
-void avg_pool_forward_f32(const fastfc_pool_geom *g, const float *x, float *out, int n_threads);
-void avg_pool_forward_f64(const fastfc_pool_geom *g, const double *x, double *out, int n_threads);
-/* dx = each window's share dout / (pool_h*pool_w), summed over windows. */
-void avg_pool_backward_f32(const fastfc_pool_geom *g, const float *dout, float *dx, int n_threads);
-void avg_pool_backward_f64(const fastfc_pool_geom *g, const double *dout, double *dx,
-                           int n_threads);
+/* One entry point per float type runs any of the four kernels (op); src and
+ * dst are float arrays for _f32, double for _f64:
+ *   FASTFC_MAX_POOL_FORWARD: src = x, dst = out; writes argmax, the flat
+ *     index row*width + col of each window's maximum in its input plane
+ *     (height*width must fit in int32); ties -> first in row-major window
+ *     order; a window holding NaN gives NaN and the index of its first NaN.
+ *   FASTFC_MAX_POOL_BACKWARD: src = dout, dst = dx (planes, height, width) =
+ *     scatter-add of dout at argmax. Returns the number of argmax entries
+ *     found outside their own window (a tampered cache; exact for 2x2/2,
+ *     else outside the window's row-major span): those are skipped, and any
+ *     argmax values, even ones another thread changes during the call, keep
+ *     every access inside the planes.
+ *   FASTFC_AVG_POOL_FORWARD: src = x, dst = out, the mean of each window.
+ *   FASTFC_AVG_POOL_BACKWARD: src = dout, dst = dx = each window's share
+ *     dout / (pool_h*pool_w), summed over windows.
+ * argmax is unused (may be NULL) by average pooling; the return value is 0
+ * but for FASTFC_MAX_POOL_BACKWARD. */
+typedef enum {
+    FASTFC_MAX_POOL_FORWARD,
+    FASTFC_MAX_POOL_BACKWARD,
+    FASTFC_AVG_POOL_FORWARD,
+    FASTFC_AVG_POOL_BACKWARD
+} fastfc_pool_op;
+int64_t fastfc_pool_f32(fastfc_pool_op op, const fastfc_pool_geom *g, const void *src, void *dst,
+                        int32_t *argmax, int n_threads);
+int64_t fastfc_pool_f64(fastfc_pool_op op, const fastfc_pool_geom *g, const void *src, void *dst,
+                        int32_t *argmax, int n_threads);
 
 /* ---- optimizers (optim.c): torch.optim's update rules, one fused pass -----
  * Each call updates a list of parameter arrays in place from their gradients
@@ -211,26 +226,14 @@ typedef struct {
     double lr, momentum, dampening, weight_decay;
     int nesterov, maximize;
 } fastfc_sgd_config;
-void sgd_step_f32(const fastfc_sgd_config *config, const fastfc_optim_tensor *tensors,
-                  int64_t n_tensors, int n_threads);
-void sgd_step_f64(const fastfc_sgd_config *config, const fastfc_optim_tensor *tensors,
-                  int64_t n_tensors, int n_threads);
 /* The course notes' momentum: v = momentum * v - lr * grad; p += v.
  * state[0]: the velocity v. Reads only lr and momentum. */
-void sgd_velocity_step_f32(const fastfc_sgd_config *config, const fastfc_optim_tensor *tensors,
-                           int64_t n_tensors, int n_threads);
-void sgd_velocity_step_f64(const fastfc_sgd_config *config, const fastfc_optim_tensor *tensors,
-                           int64_t n_tensors, int n_threads);
 
 /* Adagrad. state[0]: the running sum of squared gradients. */
 typedef struct {
     double lr, lr_decay, weight_decay, eps;
     int maximize;
 } fastfc_adagrad_config;
-void adagrad_step_f32(const fastfc_adagrad_config *config, const fastfc_optim_tensor *tensors,
-                      int64_t n_tensors, int n_threads);
-void adagrad_step_f64(const fastfc_adagrad_config *config, const fastfc_optim_tensor *tensors,
-                      int64_t n_tensors, int n_threads);
 
 /* RMSprop. state[0]: square average; state[1]: momentum buffer (NULL
  * without momentum); state[2]: gradient average (NULL unless centered). */
@@ -238,10 +241,6 @@ typedef struct {
     double lr, alpha, eps, weight_decay, momentum;
     int maximize;
 } fastfc_rmsprop_config;
-void rmsprop_step_f32(const fastfc_rmsprop_config *config, const fastfc_optim_tensor *tensors,
-                      int64_t n_tensors, int n_threads);
-void rmsprop_step_f64(const fastfc_rmsprop_config *config, const fastfc_optim_tensor *tensors,
-                      int64_t n_tensors, int n_threads);
 
 /* Adam (decoupled == 0: weight decay added to the gradient) and AdamW
  * (decoupled != 0: p scaled by 1 - lr * weight_decay). state[0]: exp_avg;
@@ -250,10 +249,22 @@ typedef struct {
     double lr, beta1, beta2, eps, weight_decay;
     int decoupled, maximize;
 } fastfc_adam_config;
-void adam_step_f32(const fastfc_adam_config *config, const fastfc_optim_tensor *tensors,
-                   int64_t n_tensors, int n_threads);
-void adam_step_f64(const fastfc_adam_config *config, const fastfc_optim_tensor *tensors,
-                   int64_t n_tensors, int n_threads);
+
+/* One entry point per float type applies any rule: config points to the
+ * rule's config struct (fastfc_sgd_config for FASTFC_SGD and
+ * FASTFC_SGD_VELOCITY, fastfc_adagrad_config, ...); tensors hold float
+ * arrays for _f32, double for _f64. */
+typedef enum {
+    FASTFC_SGD,
+    FASTFC_SGD_VELOCITY,
+    FASTFC_ADAGRAD,
+    FASTFC_RMSPROP,
+    FASTFC_ADAM
+} fastfc_optim_rule;
+void fastfc_optim_step_f32(fastfc_optim_rule rule, const void *config,
+                           const fastfc_optim_tensor *tensors, int64_t n_tensors, int n_threads);
+void fastfc_optim_step_f64(fastfc_optim_rule rule, const void *config,
+                           const fastfc_optim_tensor *tensors, int64_t n_tensors, int n_threads);
 
 /* ---- normalization (norm.c): batch, spatial batch, layer, group ----------
  * x, out, dout, dx: (n_batch, channels, spatial) (spatial = H*W for NCHW
@@ -269,7 +280,7 @@ void adam_step_f64(const fastfc_adam_config *config, const fastfc_optim_tensor *
 typedef struct {
     int64_t n_batch, channels, spatial;
     int64_t groups;        /* group norm: groups of channels / groups adjacent channels */
-    int64_t chunk_samples; /* group norm backward: groupnorm_chunk_samples(n_batch, group size) */
+    int64_t chunk_samples; /* group norm backward: see fastfc_groupnorm_chunk_samples */
 } fastfc_norm_geom;
 
 /* The arrays of a call (float for _f32, double for _f64), those the kernel
@@ -300,39 +311,47 @@ typedef struct {
  *     mean, inv_std.
  *   batchnorm_input_grad: dx from dout, x, mean, inv_std, grad_factors
  *     (with train; without, dx = dout * gamma * inv_std: fixed statistics). */
-void batchnorm_stats_f32(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi, int n_threads);
-void batchnorm_stats_f64(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi, int n_threads);
-void batchnorm_normalize_f32(const fastfc_norm_args *a, int64_t n_lo, int64_t n_hi,
-                             int n_threads);
-void batchnorm_normalize_f64(const fastfc_norm_args *a, int64_t n_lo, int64_t n_hi,
-                             int n_threads);
-void batchnorm_grad_sums_f32(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi,
-                             int n_threads);
-void batchnorm_grad_sums_f64(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi,
-                             int n_threads);
-void batchnorm_input_grad_f32(const fastfc_norm_args *a, int64_t n_lo, int64_t n_hi,
-                              int n_threads);
-void batchnorm_input_grad_f64(const fastfc_norm_args *a, int64_t n_lo, int64_t n_hi,
-                              int n_threads);
+void fastfc_batchnorm_stats_f32(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi,
+                                int n_threads);
+void fastfc_batchnorm_stats_f64(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi,
+                                int n_threads);
+void fastfc_batchnorm_normalize_f32(const fastfc_norm_args *a, int64_t n_lo, int64_t n_hi,
+                                    int n_threads);
+void fastfc_batchnorm_normalize_f64(const fastfc_norm_args *a, int64_t n_lo, int64_t n_hi,
+                                    int n_threads);
+void fastfc_batchnorm_grad_sums_f32(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi,
+                                    int n_threads);
+void fastfc_batchnorm_grad_sums_f64(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi,
+                                    int n_threads);
+void fastfc_batchnorm_input_grad_f32(const fastfc_norm_args *a, int64_t n_lo, int64_t n_hi,
+                                     int n_threads);
+void fastfc_batchnorm_input_grad_f64(const fastfc_norm_args *a, int64_t n_lo, int64_t n_hi,
+                                     int n_threads);
 
 /* Group norm: row r = n * groups + group holds the channels/groups * spatial
  * contiguous values of one sample's group (layer norm: groups = 1, spatial = 1).
  * Forward of rows [row_lo, row_hi): reads x, gamma, beta, eps; writes mean,
  * inv_std (per row), out. Backward of tiles [tile_lo, tile_hi) of
- * groupnorm_tiles(geom) (tile t: samples [t / groups * chunk_samples, ...)
+ * fastfc_groupnorm_tiles(geom) (tile t: samples [t / groups * chunk_samples, ...)
  * of group t % groups): reads dout, x, gamma, mean, inv_std; writes dx and
  * the tile's sums into partial; after every tile, groupnorm_param_grads adds
  * them up in tile order into dgamma, dbeta. */
-int64_t groupnorm_chunk_samples(int64_t n_batch, int64_t group_size);
-int64_t groupnorm_tiles(const fastfc_norm_geom *g);
-void groupnorm_forward_f32(const fastfc_norm_args *a, int64_t row_lo, int64_t row_hi, int n_threads);
-void groupnorm_forward_f64(const fastfc_norm_args *a, int64_t row_lo, int64_t row_hi, int n_threads);
-void groupnorm_backward_f32(const fastfc_norm_args *a, int64_t tile_lo, int64_t tile_hi,
-                            int n_threads);
-void groupnorm_backward_f64(const fastfc_norm_args *a, int64_t tile_lo, int64_t tile_hi,
-                            int n_threads);
-void groupnorm_param_grads_f32(const fastfc_norm_args *a);
-void groupnorm_param_grads_f64(const fastfc_norm_args *a);
+int64_t fastfc_groupnorm_chunk_samples(int64_t n_batch, int64_t group_size);
+int64_t fastfc_groupnorm_tiles(const fastfc_norm_geom *g);
+void fastfc_groupnorm_forward_f32(const fastfc_norm_args *a, int64_t row_lo, int64_t row_hi,
+                                  int n_threads);
+void fastfc_groupnorm_forward_f64(const fastfc_norm_args *a, int64_t row_lo, int64_t row_hi,
+                                  int n_threads);
+void fastfc_groupnorm_backward_f32(const fastfc_norm_args *a, int64_t tile_lo, int64_t tile_hi,
+                                   int n_threads);
+void fastfc_groupnorm_backward_f64(const fastfc_norm_args *a, int64_t tile_lo, int64_t tile_hi,
+                                   int n_threads);
+void fastfc_groupnorm_param_grads_f32(const fastfc_norm_args *a);
+void fastfc_groupnorm_param_grads_f64(const fastfc_norm_args *a);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

@@ -1,4 +1,8 @@
-/* Row-major GEMM over the column-major BLAS, threaded by fastfc itself. */
+/* Row-major GEMM over the column-major BLAS, threaded by fastfc itself.
+ *
+ * Exports (from the REAL/SFX template below, once per float type, see
+ * instantiate.h; every other function here is static):
+ *   fastfc_gemm_f32, fastfc_gemm_f64 */
 #ifndef REAL
 #include <math.h>
 #include "fastfc.h"

@@ -3,7 +3,10 @@
  * A kernel file is written once in terms of REAL (the float type), SFX(name)
  * (appends _f32 or _f64) and the math macros below, inside an `#else` branch
  * of `#ifndef REAL`; its first branch defines FASTFC_TEMPLATE as its own name
- * and includes this header, which includes the file twice. */
+ * and includes this header, which includes the file twice. The file's first
+ * comment lists the functions it exports under their real names (name_f32,
+ * name_f64), so that searching for one finds its definition; tests/test_csrc.py
+ * checks the list against the definitions, fastfc.h and _kernels.pxd. */
 #ifndef FASTFC_TEMPLATE
 #error "define FASTFC_TEMPLATE before including instantiate.h"
 #endif

@@ -1,6 +1,12 @@
 /* Losses over a batch of scores, each returning the mean loss and writing
  * its gradient in the same pass. Per-row work is independent; the loss sum
- * is reduced in double. */
+ * is reduced in double.
+ *
+ * Exports (from the REAL/SFX template below, once per float type, see
+ * instantiate.h; every other function here is static):
+ *   fastfc_softmax_loss_f32, fastfc_softmax_loss_f64
+ *   fastfc_svm_loss_f32, fastfc_svm_loss_f64
+ *   fastfc_mse_loss_f32, fastfc_mse_loss_f64 */
 #ifndef REAL
 #include <math.h>
 #include "fastfc.h"
@@ -63,8 +69,8 @@ static double SFX(softmax_rows)(const REAL *x, const int64_t *y, REAL *dx, int64
     return loss;
 }
 
-double SFX(softmax_loss)(const REAL *x, const int64_t *y, REAL *dx, int64_t n_batch,
-                         int64_t n_classes, int64_t n_total, int n_threads) {
+double SFX(fastfc_softmax_loss)(const REAL *x, const int64_t *y, REAL *dx, int64_t n_batch,
+                                int64_t n_classes, int64_t n_total, int n_threads) {
     REAL inv_n = (REAL)(1.0 / (double)n_total);
     int64_t rows_per_block = SOFTMAX_BLOCK / n_classes > 1 ? SOFTMAX_BLOCK / n_classes : 1;
     int64_t n_blocks = (n_batch + rows_per_block - 1) / rows_per_block;
@@ -99,8 +105,8 @@ static double SFX(svm_row)(const REAL *restrict x, REAL *restrict dx, int64_t la
     return loss;
 }
 
-double SFX(svm_loss)(const REAL *x, const int64_t *y, REAL *dx, int64_t n_batch,
-                     int64_t n_classes, int64_t n_total, int n_threads) {
+double SFX(fastfc_svm_loss)(const REAL *x, const int64_t *y, REAL *dx, int64_t n_batch,
+                            int64_t n_classes, int64_t n_total, int n_threads) {
     REAL inv_n = (REAL)(1.0 / (double)n_total);
     double total = 0;
     int nt = fastfc_team(n_threads, n_batch * n_classes, FASTFC_MIN_PER_THREAD / 4);
@@ -111,8 +117,8 @@ double SFX(svm_loss)(const REAL *x, const int64_t *y, REAL *dx, int64_t n_batch,
     return total / (double)n_total;
 }
 
-double SFX(mse_loss)(const REAL *pred, const REAL *target, REAL *dpred, int64_t n,
-                     int64_t n_total, int n_threads) {
+double SFX(fastfc_mse_loss)(const REAL *pred, const REAL *target, REAL *dpred, int64_t n,
+                            int64_t n_total, int n_threads) {
     REAL two_over_n = (REAL)(2.0 / (double)n_total);
     double total = 0;
     int nt = fastfc_team(n_threads, n, FASTFC_MIN_PER_THREAD);

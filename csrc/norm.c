@@ -43,7 +43,19 @@
  * faster forward+backward when the arrays fit in L2 (4x32x32x32), 10% slower
  * beyond the cache (64x32x32x32), where the extra array written costs more
  * than the two operations per element it saves; it would also hold a copy
- * of the batch in every cache. */
+ * of the batch in every cache.
+ *
+ * Exports (from the REAL/SFX template below, once per float type, see
+ * instantiate.h; the last 2 once; every other function here is static):
+ *   fastfc_batchnorm_stats_f32, fastfc_batchnorm_stats_f64
+ *   fastfc_batchnorm_normalize_f32, fastfc_batchnorm_normalize_f64
+ *   fastfc_batchnorm_grad_sums_f32, fastfc_batchnorm_grad_sums_f64
+ *   fastfc_batchnorm_input_grad_f32, fastfc_batchnorm_input_grad_f64
+ *   fastfc_groupnorm_forward_f32, fastfc_groupnorm_forward_f64
+ *   fastfc_groupnorm_backward_f32, fastfc_groupnorm_backward_f64
+ *   fastfc_groupnorm_param_grads_f32, fastfc_groupnorm_param_grads_f64
+ *   fastfc_groupnorm_chunk_samples
+ *   fastfc_groupnorm_tiles */
 #ifndef REAL
 #include <math.h>
 #include "fastfc.h"
@@ -100,14 +112,14 @@ static inline void moments(double shift, double sum, double squares, double coun
     *var = v < 0 ? 0.0 : v;
 }
 
-int64_t groupnorm_chunk_samples(int64_t n_batch, int64_t group_size) {
+int64_t fastfc_groupnorm_chunk_samples(int64_t n_batch, int64_t group_size) {
     int64_t by_size = (NORM_TILE_ELEMENTS + group_size - 1) / group_size;
     int64_t by_count = (n_batch + NORM_MAX_CHUNKS - 1) / NORM_MAX_CHUNKS;
     int64_t samples = by_size > by_count ? by_size : by_count;
     return samples < 1 ? 1 : samples;
 }
 
-int64_t groupnorm_tiles(const fastfc_norm_geom *g) {
+int64_t fastfc_groupnorm_tiles(const fastfc_norm_geom *g) {
     return (g->n_batch + g->chunk_samples - 1) / g->chunk_samples * g->groups;
 }
 
@@ -434,24 +446,25 @@ FASTFC_CLONES static void SFX(bn_input_grad_range)(const fastfc_norm_args *a, in
     }
 }
 
-void SFX(batchnorm_stats)(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi, int n_threads) {
+void SFX(fastfc_batchnorm_stats)(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi,
+                                 int n_threads) {
     SFX(bn_channels)(a, c_lo, c_hi, n_threads, SFX(bn_stats_block));
 }
 
-void SFX(batchnorm_normalize)(const fastfc_norm_args *a, int64_t n_lo, int64_t n_hi,
-                              int n_threads) {
+void SFX(fastfc_batchnorm_normalize)(const fastfc_norm_args *a, int64_t n_lo, int64_t n_hi,
+                                     int n_threads) {
     const int64_t sample = a->geom.channels * a->geom.spatial, first = n_lo * sample;
     FASTFC_PARALLEL_BLOCKS((n_hi - n_lo) * sample, n_threads, NORM_MIN_PER_THREAD, lo, hi,
                            SFX(bn_normalize_range)(a, first + lo, first + hi));
 }
 
-void SFX(batchnorm_grad_sums)(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi,
-                              int n_threads) {
+void SFX(fastfc_batchnorm_grad_sums)(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi,
+                                     int n_threads) {
     SFX(bn_channels)(a, c_lo, c_hi, n_threads, SFX(bn_grad_sums_block));
 }
 
-void SFX(batchnorm_input_grad)(const fastfc_norm_args *a, int64_t n_lo, int64_t n_hi,
-                               int n_threads) {
+void SFX(fastfc_batchnorm_input_grad)(const fastfc_norm_args *a, int64_t n_lo, int64_t n_hi,
+                                      int n_threads) {
     const int64_t sample = a->geom.channels * a->geom.spatial, first = n_lo * sample;
     FASTFC_PARALLEL_BLOCKS((n_hi - n_lo) * sample, n_threads, NORM_MIN_PER_THREAD, lo, hi,
                            SFX(bn_input_grad_range)(a, first + lo, first + hi));
@@ -483,8 +496,8 @@ FASTFC_CLONES static void SFX(gn_forward_row)(const fastfc_norm_args *a, int64_t
     }
 }
 
-void SFX(groupnorm_forward)(const fastfc_norm_args *a, int64_t row_lo, int64_t row_hi,
-                            int n_threads) {
+void SFX(fastfc_groupnorm_forward)(const fastfc_norm_args *a, int64_t row_lo, int64_t row_hi,
+                                   int n_threads) {
     const int64_t len = a->geom.channels / a->geom.groups * a->geom.spatial;
     if (row_hi <= row_lo) return;
     int team = fastfc_team(n_threads, (row_hi - row_lo) * len, NORM_MIN_PER_THREAD);
@@ -582,8 +595,8 @@ FASTFC_CLONES static void SFX(gn_backward_tile)(const fastfc_norm_args *a, int64
     }
 }
 
-void SFX(groupnorm_backward)(const fastfc_norm_args *a, int64_t tile_lo, int64_t tile_hi,
-                             int n_threads) {
+void SFX(fastfc_groupnorm_backward)(const fastfc_norm_args *a, int64_t tile_lo, int64_t tile_hi,
+                                    int n_threads) {
     const fastfc_norm_geom *g = &a->geom;
     if (tile_hi <= tile_lo) return;
     const int64_t tile_size = g->chunk_samples * (g->channels / g->groups) * g->spatial;
@@ -593,7 +606,7 @@ void SFX(groupnorm_backward)(const fastfc_norm_args *a, int64_t tile_lo, int64_t
     for (int64_t t = tile_lo; t < tile_hi; t++) SFX(gn_backward_tile)(a, t);
 }
 
-void SFX(groupnorm_param_grads)(const fastfc_norm_args *a) {
+void SFX(fastfc_groupnorm_param_grads)(const fastfc_norm_args *a) {
     const fastfc_norm_geom *g = &a->geom;
     const int64_t chunks = (g->n_batch + g->chunk_samples - 1) / g->chunk_samples;
     for (int64_t c = 0; c < g->channels; c++) {

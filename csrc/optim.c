@@ -9,7 +9,13 @@
  * torch to float rounding. Which state arrays a
  * variant uses is a compile-time flag of an always-inlined loop body (the
  * arrays may be NULL); scalar switches (weight decay, maximize, nesterov,
- * the first momentum step) are selects, which vectorize. */
+ * the first momentum step) are selects, which vectorize.
+ *
+ * Exports (from the REAL/SFX template below, once per float type, see
+ * instantiate.h; every other function here is static):
+ *   fastfc_optim_step_f32, fastfc_optim_step_f64
+ * whose rule runs the static sgd_part_f32/_f64 (FASTFC_SGD), velocity_part
+ * (FASTFC_SGD_VELOCITY), adagrad_part, rmsprop_part or adam_part. */
 #ifndef REAL
 #include <math.h>
 #include "fastfc.h"
@@ -119,11 +125,6 @@ static void SFX(sgd_part)(const void *config, const fastfc_optim_tensor *t, int6
     SFX(sgd_chunk)((REAL *)t->param + off, (const REAL *)t->grad + off, STATE(t, 0, off), len, &s);
 }
 
-void SFX(sgd_step)(const fastfc_sgd_config *config, const fastfc_optim_tensor *tensors,
-                   int64_t n_tensors, int n_threads) {
-    optim_run(SFX(sgd_part), config, tensors, n_tensors, n_threads);
-}
-
 /* ---- course-style momentum: v = mu * v - lr * g; p = p + v --------------- */
 FASTFC_CLONES static void SFX(velocity_chunk)(REAL *restrict p, const REAL *restrict grad,
                                               REAL *restrict v, int64_t n, REAL mu, REAL lr) {
@@ -140,11 +141,6 @@ static void SFX(velocity_part)(const void *config, const fastfc_optim_tensor *t,
     const fastfc_sgd_config *c = config;
     SFX(velocity_chunk)((REAL *)t->param + off, (const REAL *)t->grad + off, STATE(t, 0, off),
                         len, (REAL)c->momentum, (REAL)c->lr);
-}
-
-void SFX(sgd_velocity_step)(const fastfc_sgd_config *config, const fastfc_optim_tensor *tensors,
-                            int64_t n_tensors, int n_threads) {
-    optim_run(SFX(velocity_part), config, tensors, n_tensors, n_threads);
 }
 
 /* ---- Adagrad --------------------------------------------------------------
@@ -170,11 +166,6 @@ static void SFX(adagrad_part)(const void *config, const fastfc_optim_tensor *t, 
     SFX(adagrad_chunk)((REAL *)t->param + off, (const REAL *)t->grad + off, STATE(t, 0, off),
                        len, (REAL)-clr, (REAL)c->weight_decay, (REAL)c->eps,
                        c->weight_decay != 0, c->maximize);
-}
-
-void SFX(adagrad_step)(const fastfc_adagrad_config *config, const fastfc_optim_tensor *tensors,
-                       int64_t n_tensors, int n_threads) {
-    optim_run(SFX(adagrad_part), config, tensors, n_tensors, n_threads);
 }
 
 /* ---- RMSprop --------------------------------------------------------------
@@ -241,11 +232,6 @@ static void SFX(rmsprop_part)(const void *config, const fastfc_optim_tensor *t, 
                        STATE(t, 1, off), STATE(t, 2, off), len, &s);
 }
 
-void SFX(rmsprop_step)(const fastfc_rmsprop_config *config, const fastfc_optim_tensor *tensors,
-                       int64_t n_tensors, int n_threads) {
-    optim_run(SFX(rmsprop_part), config, tensors, n_tensors, n_threads);
-}
-
 /* ---- Adam / AdamW ---------------------------------------------------------
  * AdamW first scales p by 1 - lr * wd; Adam adds wd * p to g instead.
  * m = lerp(m, g, 1 - beta1); v = beta2 * v + (1 - beta2) * g * g;
@@ -309,9 +295,15 @@ static void SFX(adam_part)(const void *config, const fastfc_optim_tensor *t, int
                     STATE(t, 1, off), STATE(t, 2, off), len, &s);
 }
 
-void SFX(adam_step)(const fastfc_adam_config *config, const fastfc_optim_tensor *tensors,
-                    int64_t n_tensors, int n_threads) {
-    optim_run(SFX(adam_part), config, tensors, n_tensors, n_threads);
+/* ---- the entry point ------------------------------------------------------ */
+void SFX(fastfc_optim_step)(fastfc_optim_rule rule, const void *config,
+                            const fastfc_optim_tensor *tensors, int64_t n_tensors, int n_threads) {
+    static const optim_part_fn parts[] = {
+        [FASTFC_SGD] = SFX(sgd_part),         [FASTFC_SGD_VELOCITY] = SFX(velocity_part),
+        [FASTFC_ADAGRAD] = SFX(adagrad_part), [FASTFC_RMSPROP] = SFX(rmsprop_part),
+        [FASTFC_ADAM] = SFX(adam_part),
+    };
+    optim_run(parts[rule], config, tensors, n_tensors, n_threads);
 }
 
 #undef STATE

@@ -7,7 +7,14 @@
  * Max pooling keeps, per output, the flat index (row * width + col) of its
  * maximum within the input plane, so backward is a scatter-add. Ties go to
  * the first maximum in row-major window order. NaN propagates: a window
- * holding a NaN outputs NaN and its argmax is the first NaN (as torch). */
+ * holding a NaN outputs NaN and its argmax is the first NaN (as torch).
+ *
+ * Exports (from the REAL/SFX template below, once per float type, see
+ * instantiate.h; every other function here is static):
+ *   fastfc_pool_f32, fastfc_pool_f64
+ * whose op runs the static max_pool_forward_f32/_f64 (FASTFC_MAX_POOL_FORWARD),
+ * max_pool_backward_f32/_f64, avg_pool_forward_f32/_f64 or
+ * avg_pool_backward_f32/_f64. */
 #ifndef REAL
 #include <string.h>
 #include "fastfc.h"
@@ -134,8 +141,8 @@ static void SFX(max_pool_2x2_planes)(const fastfc_pool_geom *g, const REAL *x, R
         }
 }
 
-void SFX(max_pool_forward)(const fastfc_pool_geom *g, const REAL *x, REAL *out,
-                           int32_t *argmax, int n_threads) {
+static void SFX(max_pool_forward)(const fastfc_pool_geom *g, const REAL *x, REAL *out,
+                                  int32_t *argmax, int n_threads) {
     if (pool_is_2x2_stride_2(g))
         POOL_OVER_PLANES(g, n_threads, lo, hi,
                                SFX(max_pool_2x2_planes)(g, x, out, argmax, lo, hi));
@@ -225,8 +232,8 @@ static int64_t SFX(max_pool_backward_planes)(const fastfc_pool_geom *g, const RE
     return stray;
 }
 
-int64_t SFX(max_pool_backward)(const fastfc_pool_geom *g, const REAL *dout,
-                               const int32_t *argmax, REAL *dx, int n_threads) {
+static int64_t SFX(max_pool_backward)(const fastfc_pool_geom *g, const REAL *dout,
+                                      const int32_t *argmax, REAL *dx, int n_threads) {
     const pool_blocks blocks = pool_split(g, n_threads);
     int64_t stray = 0;
 #pragma omp parallel for num_threads(blocks.team) schedule(dynamic, 1) reduction(+ : stray)
@@ -257,7 +264,8 @@ static void SFX(avg_pool_planes)(const fastfc_pool_geom *g, const REAL *x, REAL 
     }
 }
 
-void SFX(avg_pool_forward)(const fastfc_pool_geom *g, const REAL *x, REAL *out, int n_threads) {
+static void SFX(avg_pool_forward)(const fastfc_pool_geom *g, const REAL *x, REAL *out,
+                                  int n_threads) {
     POOL_OVER_PLANES(g, n_threads, lo, hi,
                            SFX(avg_pool_planes)(g, x, out, lo, hi));
 }
@@ -281,10 +289,29 @@ static void SFX(avg_pool_backward_planes)(const fastfc_pool_geom *g, const REAL 
     }
 }
 
-void SFX(avg_pool_backward)(const fastfc_pool_geom *g, const REAL *dout, REAL *dx,
-                            int n_threads) {
+static void SFX(avg_pool_backward)(const fastfc_pool_geom *g, const REAL *dout, REAL *dx,
+                                   int n_threads) {
     POOL_OVER_PLANES(g, n_threads, lo, hi,
                            SFX(avg_pool_backward_planes)(g, dout, dx, lo, hi));
+}
+
+/* ---- the entry point ------------------------------------------------------ */
+int64_t SFX(fastfc_pool)(fastfc_pool_op op, const fastfc_pool_geom *g, const void *src, void *dst,
+                         int32_t *argmax, int n_threads) {
+    switch (op) {
+    case FASTFC_MAX_POOL_FORWARD:
+        SFX(max_pool_forward)(g, src, dst, argmax, n_threads);
+        return 0;
+    case FASTFC_MAX_POOL_BACKWARD:
+        return SFX(max_pool_backward)(g, src, argmax, dst, n_threads);
+    case FASTFC_AVG_POOL_FORWARD:
+        SFX(avg_pool_forward)(g, src, dst, n_threads);
+        return 0;
+    case FASTFC_AVG_POOL_BACKWARD:
+        SFX(avg_pool_backward)(g, src, dst, n_threads);
+        return 0;
+    }
+    return 0;
 }
 
 #endif

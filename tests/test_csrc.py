@@ -6,6 +6,7 @@ A canary program with one planted bug of each kind checks that the sanitizers
 really are on: a build without them would pass everything silently."""
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 
@@ -83,3 +84,79 @@ def test_sanitizers_catch_a_planted_bug(tmp_path, bug, report):
     assert run.returncode != 0 and report in run.stderr, run.stderr
     clean = subprocess.run([str(tmp_path / "canary")], capture_output=True, text=True)
     assert clean.returncode == 0, clean.stderr  # the same program without a bug passes
+
+
+# ---- the kernels' names: one list, kept in step -------------------------------
+
+SRC = ROOT / "src" / "fastfc"
+needs_sources = pytest.mark.skipif(not (CSRC / "fastfc.h").exists() or
+                                   not (SRC / "_kernels.pxd").exists(),
+                                   reason="needs the source tree (csrc/, src/fastfc/*.pxd)")
+
+
+def param_count(params):
+    params = " ".join(params.split())
+    return 0 if params in ("", "void") else params.count(",") + 1
+
+
+def header_functions():
+    """{name: parameter count} of the functions csrc/fastfc.h declares."""
+    text = (CSRC / "fastfc.h").read_text()
+    return {m[2]: param_count(m[3]) for m in re.finditer(
+        r"^(?!typedef)([A-Za-z_][\w *]*?)\b(\w+)\(([^;{]*?)\);", text, re.M)}
+
+
+def pxd_functions():
+    """{name: parameter count} of the functions _kernels.pxd declares."""
+    text = (SRC / "_kernels.pxd").read_text()
+    return {m[2]: param_count(m[3]) for m in re.finditer(
+        r"^    (?!ctypedef)([A-Za-z_][\w *]*?)\b(\w+)\(([^()]*)\)", text, re.M)}
+
+
+def defined_functions(text):
+    """The names of the functions a kernel file defines with external linkage,
+    a template's SFX(name) as name_f32 and name_f64."""
+    names = []
+    for m in re.finditer(r"^(?!static|typedef|[A-Z_]+ )[A-Za-z_][\w *]*?"
+                         r"\b(?:SFX\((\w+)\)|(\w+))\([^;{]*\)\s*\{", text, re.M):
+        names += [m[1] + "_f32", m[1] + "_f64"] if m[1] else [m[2]]
+    return names
+
+
+@needs_sources
+def test_kernel_names_agree_across_c_header_and_cython_declarations():
+    """Every exported function is fastfc_-prefixed, declared in fastfc.h and
+    in _kernels.pxd with as many parameters, and defined in exactly one
+    csrc/*.c; nothing else in csrc/ has external linkage."""
+    header = header_functions()
+    assert header and all(name.startswith("fastfc_") for name in header), sorted(header)
+    assert pxd_functions() == header
+    defined = {}
+    for path in sorted(CSRC.glob("*.c")):
+        for name in defined_functions(path.read_text()):
+            assert name not in defined, f"{name} defined in {defined[name]} and {path.name}"
+            defined[name] = path.name
+    assert sorted(defined) == sorted(header)
+
+
+@needs_sources
+@pytest.mark.parametrize("path", sorted(p.name for p in CSRC.glob("*.c")
+                                        if "instantiate.h" in p.read_text()))
+def test_each_template_file_lists_the_real_names_it_exports(path):
+    """A REAL/SFX template hides its functions' real names (SFX(name) is
+    name_f32 and name_f64): its first comment spells them out, so that
+    searching for one finds the file; the list is exactly what it defines."""
+    text = (CSRC / path).read_text()
+    first_comment = text[:text.index("*/")]
+    listed = re.findall(r"\bfastfc_\w+", first_comment)
+    assert sorted(listed) == sorted(defined_functions(text))
+
+
+@needs_sources
+def test_every_kernel_has_a_wrapper():
+    """Each float-typed kernel (name_f32, name_f64) is called by a wrapper
+    module by its real name."""
+    wrappers = "\n".join(p.read_text() for p in SRC.glob("_*.pyx"))
+    kernels = [name for name in header_functions() if name.endswith(("_f32", "_f64"))]
+    assert kernels
+    assert [name for name in kernels if not re.search(rf"\b{name}\b", wrappers)] == []

@@ -266,3 +266,24 @@ def test_top_level_reexports():
     assert fastfc.Parameter is fastfc.parameter.Parameter
     assert fastfc.Solver is fastfc.solver.Solver and fastfc.evaluate is fastfc.solver.evaluate
     assert {"layers", "models", "optim"} <= set(fastfc.__all__)
+
+
+# ---- the docstrings' W and b are attributes ---------------------------------------------
+
+@pytest.mark.parametrize("make", [lambda **kw: L.Linear(3, 2, seed=0, **kw),
+                                  lambda **kw: L.Conv2d(1, 2, 3, seed=0, **kw)])
+def test_weighted_layers_have_the_w_and_b_their_docstrings_name(make):
+    layer = make()
+    assert layer.W is layer.params["W"] and layer.b is layer.params["b"]
+    new = np.full(layer.W.shape, 0.5, layer.W.dtype)
+    array = layer.W
+    layer.W = new
+    assert layer.W is array and np.all(layer.W == 0.5)  # copied in, as params assignment
+    with pytest.raises(ValueError, match="shape"):
+        layer.W = np.zeros((7, 7), layer.W.dtype)
+    layer.b = np.ones(layer.b.shape)
+    assert np.all(layer.b == 1)
+    no_bias = make(bias=False)
+    assert no_bias.b is None
+    with pytest.raises(AttributeError, match="no bias"):
+        no_bias.b = np.zeros(2)

@@ -1483,7 +1483,7 @@ def test_no_leak_over_repeated_steps():
 @pytest.mark.slow
 @pytest.mark.skipif(not LINUX_PROC, reason="reads RSS from /proc/self/statm")
 def test_no_leak_over_ten_thousand_steps():
-    """The issue's full run (about 10x the default one): `pytest -m slow`."""
+    """The full run (about 10x the default one): `pytest -m slow`."""
     check_rss_flat(10_000)
 
 

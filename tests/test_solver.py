@@ -389,7 +389,7 @@ def test_trains_a_sequential_with_a_loss(problem):
 
 
 def test_object_style_loop(problem):
-    """The hand-written loop the issue describes: layers, loss, optimizer."""
+    """The hand-written loop of the object API: layers, loss, optimizer."""
     model = Sequential(L.Linear(10, 16, seed=0), L.ReLU(), L.Linear(16, 3, seed=1))
     criterion = L.SoftmaxCrossEntropy()
     optimizer = fastfc.optim.SGD(model.param_groups(weight_decay=1e-4), lr=0.1, momentum=0.9)
@@ -410,3 +410,52 @@ def test_progress_bar_only_on_a_terminal(problem, capsys, monkeypatch):
     assert "epoch 1/1" in capsys.readouterr().err
     make_solver(mlp(), problem, num_epochs=1, verbose=False).train()
     assert capsys.readouterr() == ("", "")
+
+
+# ---- an MSELoss model with one-hot targets (the manual-MLP workflow) ----------------------
+
+def mse_net(dtype=np.float32):
+    from fastfc.models import Sequential
+    return Sequential(L.Linear(64, 32, seed=0, dtype=dtype), L.ReLU(), L.Linear(32, 10, seed=1, dtype=dtype),
+                      loss=L.MSELoss())
+
+
+@pytest.mark.parametrize("target_dtype", [np.float32, np.float64, np.int64])
+def test_mse_model_loss_takes_one_hot_targets(target_dtype):
+    model = mse_net()
+    X = np.random.default_rng(0).standard_normal((6, 64)).astype(np.float32)
+    labels = np.arange(6) % 10
+    onehot = np.eye(10, dtype=target_dtype)[labels]
+    loss, grads = model.loss(X, onehot)
+    scores = model.loss(X)
+    np.testing.assert_allclose(loss, np.mean((scores - onehot) ** 2), rtol=1e-5)
+    assert grads["W1"].shape == (64, 32) and np.any(grads["W1"])
+    with pytest.raises(ValueError, match=r"one target row \(N, C\)"):
+        model.loss(X, onehot[:5])
+
+
+def test_solver_trains_an_mse_model_on_one_hot_targets():
+    from fastfc.datasets import flatten
+    data = flatten(load_digits())
+    onehot = {f"y_{split}": np.eye(10)[data[f"y_{split}"]] for split in ("train", "val")}
+    solver = Solver(mse_net(), {**data, **onehot}, optim_config={"learning_rate": 1e-2},
+                    batch_size=64, num_epochs=8, seed=0, verbose=False)
+    solver.train()
+    assert solver.y_train.dtype == np.float32  # cast once to the model's type
+    # Accuracy counts the one-hot rows' argmax as the class; labels give the same.
+    assert solver.best_val_acc > 0.75  # chance: 0.1
+    assert solver.check_accuracy(data["X_test"], data["y_test"]) == \
+        solver.check_accuracy(data["X_test"], np.eye(10)[data["y_test"]])
+    with pytest.raises(ValueError, match="target rows of 9 values, the model outputs 10"):
+        Solver(mse_net(), {**data, "y_train": np.eye(9)[data["y_train"] % 9], "y_val": onehot["y_val"]})
+
+
+def test_classifier_still_refuses_target_rows():
+    from fastfc.models import FullyConnectedNet
+    model = FullyConnectedNet([8], input_dim=4, num_classes=3)
+    X = np.zeros((5, 4), np.float32)
+    with pytest.raises(ValueError, match="one label per sample"):
+        model.loss(X, np.eye(3)[[0, 1, 2, 0, 1]])
+    data = dict(X_train=X, y_train=np.eye(3)[[0, 1, 2, 0, 1]], X_val=X, y_val=np.zeros(5, int))
+    with pytest.raises(ValueError, match=r"y_train has shape \(5, 3\)"):
+        Solver(model, data)

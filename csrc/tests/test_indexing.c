@@ -130,7 +130,7 @@ static void test_dropout_offsets(void) {
     float in[32], out[32];
     for (int i = 0; i < 32; i++) in[i] = 1.0f;
     for (size_t f = 0; f < sizeof firsts / sizeof *firsts; f++) {
-        dropout_apply_f32(in, out, firsts[f], 32, 0.5, seed, 2);
+        fastfc_dropout_apply_f32(in, out, firsts[f], 32, 0.5, seed, 2);
         int ok = 1;
         for (int64_t i = 0; i < 32; i++) { /* p = 0.5: kept when the draw is >= 2^31 */
             int kept = direct_bits(key, (uint64_t)(firsts[f] + i)) >= 0x80000000u;
@@ -277,7 +277,7 @@ static void test_affine_offsets(void) {
     const float *x = (const float *)reserved, *w = (const float *)reserved;
     for (int relu = 0; relu < 2; relu++) {
         n_calls = 0;
-        affine_forward_f32(x, w, b, out, n_batch, d_in, d_out, relu, &RECORDING, 4);
+        fastfc_affine_forward_f32(x, w, b, out, n_batch, d_in, d_out, relu, &RECORDING, 4);
         product fwd = {'N', 'N', n_batch, d_out, d_in, d_in, d_out, d_out,
                        (const char *)x, (const char *)w, (const char *)out, 4};
         check_split(&fwd, relu ? "affine_forward (relu)" : "affine_forward");
@@ -288,7 +288,7 @@ static void test_affine_offsets(void) {
     }
     n_calls = 0;
     float *dw = (float *)reserved, *dx = (float *)reserved;
-    affine_backward_f32(dout, x, w, NULL, NULL, dx, dw, db, n_batch, d_in, d_out, &RECORDING, 4);
+    fastfc_affine_backward_f32(dout, x, w, NULL, NULL, dx, dw, db, n_batch, d_in, d_out, &RECORDING, 4);
     /* dw = x^T dout, then dx = dout w^T: told apart by where their B lies */
     int n_all = n_calls;
     gemm_call all[MAX_CALLS];
@@ -356,12 +356,12 @@ static void test_sparse_images(void) {
 
     fastfc_conv_geom g = {n_img, 1, 1, width, 1, 1, 1, stride, 0, 1, 2};
     float w = 2.0f, b = 0.5f, out[6], dw, db, dout[6] = {1, 1, 1, 1, 1, 1};
-    int status = conv_forward_f32(&g, x, &w, &b, out, &NAIVE, 2);
+    int status = fastfc_conv_forward_f32(&g, x, &w, &b, out, &NAIVE, 2);
     int ok = status == 0;
     for (int64_t n = 0; n < n_img; n++)
         for (int j = 0; j < 2; j++) ok &= out[n * 2 + j] == 2.0f * want[n][j] + 0.5f;
     CHECK(ok, "conv_forward over images at offsets past 2^32");
-    status = conv_backward_f32(&g, dout, x, &w, NULL, &dw, &db, &NAIVE, 2);
+    status = fastfc_conv_backward_f32(&g, dout, x, &w, NULL, &dw, &db, &NAIVE, 2);
     float sum = 0;
     for (int64_t n = 0; n < n_img; n++) sum += want[n][0] + want[n][1];
     CHECK(status == 0 && dw == sum && db == 6.0f, "conv_backward dw over images past 2^32");
@@ -369,8 +369,8 @@ static void test_sparse_images(void) {
     fastfc_pool_geom pg = {n_img, 1, width, 1, 1, stride, 1, 2};
     float pooled[6], averaged[6];
     int32_t argmax[6];
-    max_pool_forward_f32(&pg, x, pooled, argmax, 2);
-    avg_pool_forward_f32(&pg, x, averaged, 2);
+    fastfc_pool_f32(FASTFC_MAX_POOL_FORWARD, &pg, x, pooled, argmax, 2);
+    fastfc_pool_f32(FASTFC_AVG_POOL_FORWARD, &pg, x, averaged, NULL, 2);
     ok = 1;
     for (int64_t n = 0; n < n_img; n++)
         for (int j = 0; j < 2; j++) {

@@ -94,7 +94,7 @@ static void test_affine(void) {
     double *dx = malloc(sizeof(double) * nb * di), *dw = malloc(sizeof(double) * di * dout_);
     double *db = malloc(sizeof(double) * dout_), *dh = malloc(sizeof(double) * nb * dout_);
     for (int relu = 0; relu <= 1; relu++) {
-        affine_forward_f64(x, w, b, out, nb, di, dout_, relu, &BLAS, 2);
+        fastfc_affine_forward_f64(x, w, b, out, nb, di, dout_, relu, &BLAS, 2);
         for (int64_t i = 0; i < nb; i++)
             for (int64_t j = 0; j < dout_; j++) {
                 double s = b[j];
@@ -103,7 +103,7 @@ static void test_affine(void) {
             }
         CHECK(max_abs_diff(out, want, nb * dout_) < 1e-12, "affine forward relu=%d", relu);
 
-        affine_backward_f64(g, x, w, relu ? out : NULL, dh, dx, dw, db, nb, di, dout_, &BLAS, 2);
+        fastfc_affine_backward_f64(g, x, w, relu ? out : NULL, dh, dx, dw, db, nb, di, dout_, &BLAS, 2);
         double err = 0;
         for (int64_t j = 0; j < dout_; j++) {
             double s = 0;
@@ -127,7 +127,7 @@ static void test_affine(void) {
         CHECK(err < 1e-12, "affine backward relu=%d err %g", relu, err);
     }
     /* dx may be skipped. */
-    affine_backward_f64(g, x, w, NULL, NULL, NULL, dw, db, nb, di, dout_, &BLAS, 2);
+    fastfc_affine_backward_f64(g, x, w, NULL, NULL, NULL, dw, db, nb, di, dout_, &BLAS, 2);
     CHECK(1, "affine backward without dx");
     free(x); free(w); free(b); free(g); free(out); free(want); free(dx); free(dw); free(db); free(dh);
 }
@@ -137,14 +137,14 @@ static void test_activations_and_dropout(void) {
     float *x = malloc(sizeof(float) * n), *y1 = malloc(sizeof(float) * n), *y2 = malloc(sizeof(float) * n);
     for (int64_t i = 0; i < n; i++) x[i] = (float)((i * 7919) % 2001 - 1000) / 100.0f;
     x[5] = NAN;
-    relu_forward_f32(x, y1, n, 3);
+    fastfc_relu_forward_f32(x, y1, n, 3);
     int ok = isnan(y1[5]);
     for (int64_t i = 0; i < n; i++)
         if (i != 5) ok &= y1[i] == (x[i] < 0 ? 0.0f : x[i]);
     CHECK(ok, "relu forward");
 
-    dropout_apply_f32(x, y1, 0, n, 0.3, 99, 1);
-    dropout_apply_f32(x, y2, 0, n, 0.3, 99, 4);
+    fastfc_dropout_apply_f32(x, y1, 0, n, 0.3, 99, 1);
+    fastfc_dropout_apply_f32(x, y2, 0, n, 0.3, 99, 4);
     CHECK(memcmp(y1, y2, sizeof(float) * n) == 0, "dropout mask independent of threads");
     int64_t kept = 0;
     for (int64_t i = 0; i < n; i++) kept += y1[i] != 0 || x[i] == 0;
@@ -153,10 +153,10 @@ static void test_activations_and_dropout(void) {
      * calls so): each element keeps its draw */
     memset(y2, 0, sizeof(float) * n);
     for (int64_t lo = 0; lo < n; lo += 7919)
-        dropout_apply_f32(x + lo, y2 + lo, lo, n - lo < 7919 ? n - lo : 7919, 0.3, 99, 2);
+        fastfc_dropout_apply_f32(x + lo, y2 + lo, lo, n - lo < 7919 ? n - lo : 7919, 0.3, 99, 2);
     CHECK(memcmp(y1, y2, sizeof(float) * n) == 0, "dropout in pieces = in one call");
 
-    sigmoid_forward_f32(x, y1, n, 2);
+    fastfc_sigmoid_forward_f32(x, y1, n, 2);
     ok = 1;
     for (int64_t i = 0; i < n; i++)
         if (i != 5) ok &= fabsf(y1[i] - 1.0f / (1.0f + expf(-x[i]))) < 1e-6f;
@@ -188,7 +188,7 @@ static void test_losses(void) {
     double x[35], dx[35];
     int64_t y[7] = {0, 4, 2, 2, 1, 3, 0};
     for (int i = 0; i < 35; i++) x[i] = sin(i * 1.7) * 3;
-    double loss = softmax_loss_f64(x, y, dx, nb, nc, nb, 2), want = 0;
+    double loss = fastfc_softmax_loss_f64(x, y, dx, nb, nc, nb, 2), want = 0;
     for (int64_t i = 0; i < nb; i++) {
         double s = 0;
         for (int64_t j = 0; j < nc; j++) s += exp(x[i * nc + j]);
@@ -199,17 +199,64 @@ static void test_losses(void) {
         }
     }
     CHECK(fabs(loss - want / nb) < 1e-12, "softmax loss %g vs %g", loss, want / nb);
-    check_class_loss_pieces(softmax_loss_f64, x, y, nb, nc, loss, dx, "softmax");
-    loss = svm_loss_f64(x, y, dx, nb, nc, nb, 2);
-    check_class_loss_pieces(svm_loss_f64, x, y, nb, nc, loss, dx, "svm");
+    check_class_loss_pieces(fastfc_softmax_loss_f64, x, y, nb, nc, loss, dx, "softmax");
+    loss = fastfc_svm_loss_f64(x, y, dx, nb, nc, nb, 2);
+    check_class_loss_pieces(fastfc_svm_loss_f64, x, y, nb, nc, loss, dx, "svm");
 
     double target[35], dpred[35], dpieces[35], sum = 0;
     for (int i = 0; i < 35; i++) target[i] = cos(i * 0.3);
-    loss = mse_loss_f64(x, target, dpred, 35, 35, 2);
+    loss = fastfc_mse_loss_f64(x, target, dpred, 35, 35, 2);
     for (int64_t lo = 0; lo < 35; lo += 17)
-        sum += mse_loss_f64(x + lo, target + lo, dpieces + lo, 35 - lo < 17 ? 35 - lo : 17, 35, 2);
+        sum += fastfc_mse_loss_f64(x + lo, target + lo, dpieces + lo, 35 - lo < 17 ? 35 - lo : 17, 35, 2);
     CHECK(fabs(sum - loss) < 1e-14 * loss && memcmp(dpred, dpieces, sizeof dpred) == 0,
           "mse in pieces: loss %.17g vs %.17g", sum, loss);
+}
+
+/* The entry points that dispatch on an op or a rule: each reaches its kernel
+ * (checked on cases small enough to work out by hand). */
+static void test_pool_entry_point(void) {
+    /* one 2x4 plane, 2x2 windows, stride 2: windows {1, 5, 2, 6}, {3, 7, 8, 4} */
+    const fastfc_pool_geom g = {1, 2, 4, 2, 2, 2, 1, 2};
+    const double x[8] = {1, 2, 3, 8, 5, 6, 7, 4}, dout[2] = {10, 20};
+    double out[2], dx[8];
+    int32_t argmax[2];
+    fastfc_pool_f64(FASTFC_MAX_POOL_FORWARD, &g, x, out, argmax, 2);
+    CHECK(out[0] == 6 && out[1] == 8 && argmax[0] == 5 && argmax[1] == 3, "max pool forward");
+    int64_t stray = fastfc_pool_f64(FASTFC_MAX_POOL_BACKWARD, &g, dout, dx, argmax, 2);
+    CHECK(stray == 0 && dx[5] == 10 && dx[3] == 20 && dx[0] == 0 && dx[7] == 0,
+          "max pool backward");
+    argmax[1] = 0; /* outside the second window: skipped and counted */
+    stray = fastfc_pool_f64(FASTFC_MAX_POOL_BACKWARD, &g, dout, dx, argmax, 2);
+    CHECK(stray == 1 && dx[0] == 0, "max pool backward of a tampered argmax: %lld stray",
+          (long long)stray);
+    fastfc_pool_f64(FASTFC_AVG_POOL_FORWARD, &g, x, out, NULL, 2);
+    CHECK(out[0] == 3.5 && out[1] == 5.5, "avg pool forward");
+    CHECK(fastfc_pool_f64(FASTFC_AVG_POOL_BACKWARD, &g, dout, dx, NULL, 2) == 0 &&
+              dx[0] == 2.5 && dx[5] == 2.5 && dx[3] == 5 && dx[6] == 5,
+          "avg pool backward");
+}
+
+static void test_optim_entry_point(void) {
+    double p[3] = {1, 2, 3}, grad[3] = {0.5, -1, 2}, v[3] = {1, 1, 1};
+    fastfc_optim_tensor t = {p, grad, {NULL, NULL, NULL}, 3, 1};
+    const fastfc_sgd_config sgd = {0.5, 0, 0, 0, 0, 0};
+    fastfc_optim_step_f64(FASTFC_SGD, &sgd, &t, 1, 2);
+    CHECK(p[0] == 0.75 && p[1] == 2.5 && p[2] == 2, "plain SGD");
+    const fastfc_sgd_config momentum = {0.5, 0.9, 0, 0, 0, 0};
+    t.state[0] = v;
+    fastfc_optim_step_f64(FASTFC_SGD_VELOCITY, &momentum, &t, 1, 2);
+    /* v = 0.9 v - 0.5 grad; p += v */
+    const double v_want[3] = {0.65, 1.4, -0.1}, p_want[3] = {1.4, 3.9, 1.9};
+    for (int i = 0; i < 3; i++)
+        CHECK(fabs(v[i] - v_want[i]) < 1e-15 && fabs(p[i] - p_want[i]) < 1e-15,
+              "velocity SGD [%d]: v %.17g, p %.17g", i, v[i], p[i]);
+    float pf[2] = {1, -1}, gf[2] = {1, 1}, sum_sq[2] = {0, 0};
+    fastfc_optim_tensor tf = {pf, gf, {sum_sq, NULL, NULL}, 2, 1};
+    const fastfc_adagrad_config adagrad = {0.1, 0, 0, 0, 0};
+    fastfc_optim_step_f32(FASTFC_ADAGRAD, &adagrad, &tf, 1, 2);
+    /* sum = g^2 = 1; p -= lr * g / sqrt(sum) */
+    CHECK(sum_sq[0] == 1 && fabsf(pf[0] - 0.9f) < 1e-7f && fabsf(pf[1] + 1.1f) < 1e-7f,
+          "Adagrad (float): %.9g %.9g", pf[0], pf[1]);
 }
 
 int main(void) {
@@ -217,6 +264,8 @@ int main(void) {
     test_affine();
     test_activations_and_dropout();
     test_losses();
+    test_pool_entry_point();
+    test_optim_entry_point();
     printf("%d passed, %d failed\n", n_passed, n_failed);
     return n_failed != 0;
 }

@@ -65,10 +65,10 @@ static void test_batchnorm(int64_t n, int64_t c, int64_t s, int train, unsigned 
     a.dgamma = dgamma, a.dbeta = dbeta, a.mean = mean, a.inv_std = inv_std;
     a.running_mean = rm, a.running_var = rv, a.grad_factors = factors;
     a.train = train, a.momentum = momentum, a.eps = eps;
-    batchnorm_stats_f64(&a, 0, c, 3);
-    batchnorm_normalize_f64(&a, 0, n, 3);
-    batchnorm_grad_sums_f64(&a, 0, c, 3);
-    batchnorm_input_grad_f64(&a, 0, n, 3);
+    fastfc_batchnorm_stats_f64(&a, 0, c, 3);
+    fastfc_batchnorm_normalize_f64(&a, 0, n, 3);
+    fastfc_batchnorm_grad_sums_f64(&a, 0, c, 3);
+    fastfc_batchnorm_input_grad_f64(&a, 0, n, 3);
 
     double *want = malloc(total * sizeof(double)), *want_dx = malloc(total * sizeof(double));
     double err_stats = 0, err_grads = 0;
@@ -116,13 +116,13 @@ static void test_batchnorm(int64_t n, int64_t c, int64_t s, int train, unsigned 
     memcpy(rv, rv0, c * sizeof(double));
     fastfc_norm_args b = a;
     b.out = out2, b.dx = dx2, b.dgamma = dgamma2, b.dbeta = dbeta2;
-    for (int64_t lo = 0; lo < c; lo += 3) batchnorm_stats_f64(&b, lo, lo + 3 < c ? lo + 3 : c, 1);
+    for (int64_t lo = 0; lo < c; lo += 3) fastfc_batchnorm_stats_f64(&b, lo, lo + 3 < c ? lo + 3 : c, 1);
     for (int64_t lo = 0; lo < n; lo += 2)
-        batchnorm_normalize_f64(&b, lo, lo + 2 < n ? lo + 2 : n, 1);
+        fastfc_batchnorm_normalize_f64(&b, lo, lo + 2 < n ? lo + 2 : n, 1);
     for (int64_t lo = 0; lo < c; lo += 5)
-        batchnorm_grad_sums_f64(&b, lo, lo + 5 < c ? lo + 5 : c, 2);
+        fastfc_batchnorm_grad_sums_f64(&b, lo, lo + 5 < c ? lo + 5 : c, 2);
     for (int64_t lo = 0; lo < n; lo += 3)
-        batchnorm_input_grad_f64(&b, lo, lo + 3 < n ? lo + 3 : n, 1);
+        fastfc_batchnorm_input_grad_f64(&b, lo, lo + 3 < n ? lo + 3 : n, 1);
     CHECK(memcmp(out, out2, total * sizeof(double)) == 0 &&
               memcmp(dx, dx2, total * sizeof(double)) == 0 &&
               memcmp(dgamma, dgamma2, c * sizeof(double)) == 0 &&
@@ -144,15 +144,15 @@ static void test_groupnorm(int64_t n, int64_t groups, int64_t cpg, int64_t s, un
     double *dgamma = malloc(c * sizeof(double)), *dbeta = malloc(c * sizeof(double));
     fastfc_norm_args a = {0};
     a.geom.n_batch = n, a.geom.channels = c, a.geom.spatial = s, a.geom.groups = groups;
-    a.geom.chunk_samples = groupnorm_chunk_samples(n, len);
+    a.geom.chunk_samples = fastfc_groupnorm_chunk_samples(n, len);
     double *partial = malloc(((n + a.geom.chunk_samples - 1) / a.geom.chunk_samples) * 2 * c *
                              sizeof(double));
     a.x = x, a.gamma = gamma, a.beta = beta, a.dout = dout, a.out = out, a.dx = dx;
     a.dgamma = dgamma, a.dbeta = dbeta, a.mean = mean, a.inv_std = inv_std, a.partial = partial;
     a.eps = eps;
-    groupnorm_forward_f64(&a, 0, n * groups, 3);
-    groupnorm_backward_f64(&a, 0, groupnorm_tiles(&a.geom), 3);
-    groupnorm_param_grads_f64(&a);
+    fastfc_groupnorm_forward_f64(&a, 0, n * groups, 3);
+    fastfc_groupnorm_backward_f64(&a, 0, fastfc_groupnorm_tiles(&a.geom), 3);
+    fastfc_groupnorm_param_grads_f64(&a);
 
     double *want = malloc(total * sizeof(double)), *want_dx = malloc(total * sizeof(double));
     double *want_dgamma = calloc(c, sizeof(double)), *want_dbeta = calloc(c, sizeof(double));
@@ -194,11 +194,11 @@ static void test_groupnorm(int64_t n, int64_t groups, int64_t cpg, int64_t s, un
     double *dgamma2 = malloc(c * sizeof(double)), *dbeta2 = malloc(c * sizeof(double));
     fastfc_norm_args b = a;
     b.out = out2, b.dx = dx2, b.dgamma = dgamma2, b.dbeta = dbeta2;
-    const int64_t rows = n * groups, tiles = groupnorm_tiles(&b.geom);
-    for (int64_t lo = 0; lo < rows; lo += 2) groupnorm_forward_f64(&b, lo, lo + 2 < rows ? lo + 2 : rows, 1);
+    const int64_t rows = n * groups, tiles = fastfc_groupnorm_tiles(&b.geom);
+    for (int64_t lo = 0; lo < rows; lo += 2) fastfc_groupnorm_forward_f64(&b, lo, lo + 2 < rows ? lo + 2 : rows, 1);
     for (int64_t lo = 0; lo < tiles; lo += 3)
-        groupnorm_backward_f64(&b, lo, lo + 3 < tiles ? lo + 3 : tiles, 2);
-    groupnorm_param_grads_f64(&b);
+        fastfc_groupnorm_backward_f64(&b, lo, lo + 3 < tiles ? lo + 3 : tiles, 2);
+    fastfc_groupnorm_param_grads_f64(&b);
     CHECK(memcmp(out, out2, total * sizeof(double)) == 0 &&
               memcmp(dx, dx2, total * sizeof(double)) == 0 &&
               memcmp(dgamma, dgamma2, c * sizeof(double)) == 0 &&
@@ -226,7 +226,7 @@ static void test_float32_far_from_zero(void) {
     a.geom.n_batch = N, a.geom.channels = 1, a.geom.spatial = 1;
     a.x = x, a.gamma = &gamma, a.beta = &beta, a.out = out, a.mean = &mean, a.inv_std = &inv_std;
     a.running_mean = &rm, a.running_var = &rv, a.train = 1, a.momentum = 0.9, a.eps = 1e-5;
-    batchnorm_stats_f32(&a, 0, 1, 2);
+    fastfc_batchnorm_stats_f32(&a, 0, 1, 2);
     double var = 1.0 / ((double)inv_std * inv_std) - 1e-5, want = squares / N;
     CHECK(fabs(var - want) < 1e-6 * want && fabs(mean - sum / N) < 1e-3,
           "float32 batchnorm of values near 10000: variance %.9g, want %.9g", var, want);

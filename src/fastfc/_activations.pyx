@@ -5,18 +5,62 @@ backward takes (dout, cache)."""
 import numbers
 
 cimport numpy as cnp
+from libc.stdint cimport int64_t, uint64_t
+from fastfc._common cimport (
+    real, ELEMENTS_PER_PIECE, Pieces, pieces, next_piece, piece_items, as_float_array,
+    check_same_dtype, check_nonempty, is_float32, data_of, num_threads, output_array,
+    unpack_cache)
 from fastfc._kernels cimport (
-    relu_forward_f32, relu_forward_f64, relu_backward_f32, relu_backward_f64,
-    sigmoid_forward_f32, sigmoid_forward_f64, sigmoid_backward_f32, sigmoid_backward_f64,
-    tanh_forward_f32, tanh_forward_f64, tanh_backward_f32, tanh_backward_f64,
-    dropout_apply_f32, dropout_apply_f64)
+    fastfc_relu_forward_f32, fastfc_relu_forward_f64, fastfc_relu_backward_f32,
+    fastfc_relu_backward_f64, fastfc_sigmoid_forward_f32, fastfc_sigmoid_forward_f64,
+    fastfc_sigmoid_backward_f32, fastfc_sigmoid_backward_f64, fastfc_tanh_forward_f32,
+    fastfc_tanh_forward_f64, fastfc_tanh_backward_f32, fastfc_tanh_backward_f64,
+    fastfc_dropout_apply_f32, fastfc_dropout_apply_f64)
 
-include "_common.pxi"
+import numpy as np
+
+cnp.import_array()
 
 ctypedef void (*unary_f32)(const float *, float *, int64_t, int) noexcept nogil
 ctypedef void (*unary_f64)(const double *, double *, int64_t, int) noexcept nogil
 ctypedef void (*binary_f32)(const float *, const float *, float *, int64_t, int) noexcept nogil
 ctypedef void (*binary_f64)(const double *, const double *, double *, int64_t, int) noexcept nogil
+
+
+# Each kernel over n elements in pieces (see next_piece), written once for
+# both float types: the caller picks the type (and the kernel of that type).
+
+cdef int _unary_run(void (*kernel)(const real *, real *, int64_t, int) noexcept nogil,
+                    const real *x, real *out, int64_t n) except -1:
+    cdef int nt = num_threads()
+    cdef Pieces p = pieces(n, piece_items(1, ELEMENTS_PER_PIECE, nt))
+    while next_piece(&p):
+        with nogil:
+            kernel(x + p.lo, out + p.lo, p.hi - p.lo, nt)
+    return 0
+
+
+cdef int _binary_run(void (*kernel)(const real *, const real *, real *, int64_t,
+                                    int) noexcept nogil,
+                     const real *dout, const real *saved, real *dx, int64_t n) except -1:
+    cdef int nt = num_threads()
+    cdef Pieces p = pieces(n, piece_items(1, ELEMENTS_PER_PIECE, nt))
+    while next_piece(&p):
+        with nogil:
+            kernel(dout + p.lo, saved + p.lo, dx + p.lo, p.hi - p.lo, nt)
+    return 0
+
+
+cdef int _dropout_run(void (*kernel)(const real *, real *, int64_t, int64_t, double, uint64_t,
+                                     int) noexcept nogil,
+                      const real *a, real *out, int64_t n, double p_drop,
+                      uint64_t seed) except -1:
+    cdef int nt = num_threads()
+    cdef Pieces p = pieces(n, piece_items(1, ELEMENTS_PER_PIECE, nt))
+    while next_piece(&p):
+        with nogil:
+            kernel(a + p.lo, out + p.lo, p.lo, p.hi - p.lo, p_drop, seed, nt)
+    return 0
 
 
 cdef tuple _unary(object x, unary_f32 f32, unary_f64 f64, object out):
@@ -25,20 +69,10 @@ cdef tuple _unary(object x, unary_f32 f32, unary_f64 f64, object out):
     cdef cnp.ndarray xa = as_float_array(x, "x")
     check_nonempty(xa, "x")
     out = output_array(out, "out", (<object>xa).shape, xa.dtype, (xa,))
-    cdef char *px = <char *>cnp.PyArray_DATA(xa)
-    cdef char *po = <char *>cnp.PyArray_DATA(out)
-    cdef int64_t n = xa.size, size = xa.itemsize, lo = 0, hi
-    cdef int nt = num_threads()
-    cdef int64_t piece = piece_items(1, ELEMENTS_PER_PIECE, nt)
-    cdef bint single = is_float32(xa)
-    while lo < n:
-        hi = next_piece(lo, n, piece)
-        with nogil:
-            if single:
-                f32(<float *>(px + lo * size), <float *>(po + lo * size), hi - lo, nt)
-            else:
-                f64(<double *>(px + lo * size), <double *>(po + lo * size), hi - lo, nt)
-        lo = hi
+    if is_float32(xa):
+        _unary_run(f32, <float *>data_of(xa), <float *>data_of(out), xa.size)
+    else:
+        _unary_run(f64, <double *>data_of(xa), <double *>data_of(out), xa.size)
     return xa, out
 
 
@@ -53,22 +87,12 @@ cdef object _binary(object dout, object cached, str saved_name,
         raise ValueError(f"dout must have the forward output's shape {(<object>saved).shape}, "
                          f"got {(<object>da).shape}")
     dx = output_array(dx, "dx", (<object>da).shape, da.dtype, (da, saved))
-    cdef char *pd = <char *>cnp.PyArray_DATA(da)
-    cdef char *ps = <char *>cnp.PyArray_DATA(saved)
-    cdef char *px = <char *>cnp.PyArray_DATA(dx)
-    cdef int64_t n = da.size, size = da.itemsize, lo = 0, hi, at
-    cdef int nt = num_threads()
-    cdef int64_t piece = piece_items(1, ELEMENTS_PER_PIECE, nt)
-    cdef bint single = is_float32(da)
-    while lo < n:
-        hi = next_piece(lo, n, piece)
-        at = lo * size
-        with nogil:
-            if single:
-                f32(<float *>(pd + at), <float *>(ps + at), <float *>(px + at), hi - lo, nt)
-            else:
-                f64(<double *>(pd + at), <double *>(ps + at), <double *>(px + at), hi - lo, nt)
-        lo = hi
+    if is_float32(da):
+        _binary_run(f32, <float *>data_of(da), <float *>data_of(saved), <float *>data_of(dx),
+                    da.size)
+    else:
+        _binary_run(f64, <double *>data_of(da), <double *>data_of(saved), <double *>data_of(dx),
+                    da.size)
     return dx
 
 
@@ -81,7 +105,7 @@ def relu_forward(x, *, out=None):
       writeable, apart from x) to write the result into
     Returns (out shaped like x, cache = x).
     """
-    xa, out = _unary(x, relu_forward_f32, relu_forward_f64, out)
+    xa, out = _unary(x, fastfc_relu_forward_f32, fastfc_relu_forward_f64, out)
     return out, xa
 
 
@@ -92,7 +116,8 @@ def relu_backward(dout, cache, *, dx=None):
     array to write the result into (as out of relu_forward).
     Returns dx shaped like x.
     """
-    return _binary(dout, cache, "x (from the cache)", relu_backward_f32, relu_backward_f64, dx)
+    return _binary(dout, cache, "x (from the cache)", fastfc_relu_backward_f32,
+                   fastfc_relu_backward_f64, dx)
 
 
 def sigmoid_forward(x, *, out=None):
@@ -101,7 +126,7 @@ def sigmoid_forward(x, *, out=None):
     Inputs: x and out as in relu_forward.
     Returns (out shaped like x, cache = out).
     """
-    _, out = _unary(x, sigmoid_forward_f32, sigmoid_forward_f64, out)
+    _, out = _unary(x, fastfc_sigmoid_forward_f32, fastfc_sigmoid_forward_f64, out)
     return out, out
 
 
@@ -109,13 +134,13 @@ def sigmoid_backward(dout, cache, *, dx=None):
     """dx = dout * s * (1 - s), where s = cache is the forward output (dx as
     in relu_backward)."""
     return _binary(dout, cache, "the sigmoid output (from the cache)",
-                   sigmoid_backward_f32, sigmoid_backward_f64, dx)
+                   fastfc_sigmoid_backward_f32, fastfc_sigmoid_backward_f64, dx)
 
 
 def tanh_forward(x, *, out=None):
     """Hyperbolic tangent (x and out as in relu_forward). Returns (out shaped
     like x, cache = out)."""
-    _, out = _unary(x, tanh_forward_f32, tanh_forward_f64, out)
+    _, out = _unary(x, fastfc_tanh_forward_f32, fastfc_tanh_forward_f64, out)
     return out, out
 
 
@@ -123,7 +148,7 @@ def tanh_backward(dout, cache, *, dx=None):
     """dx = dout * (1 - t^2), where t = cache is the forward output (dx as in
     relu_backward)."""
     return _binary(dout, cache, "the tanh output (from the cache)",
-                   tanh_backward_f32, tanh_backward_f64, dx)
+                   fastfc_tanh_backward_f32, fastfc_tanh_backward_f64, dx)
 
 
 cdef object _dropout_apply(object a, str name, double p, uint64_t seed, object out,
@@ -132,22 +157,12 @@ cdef object _dropout_apply(object a, str name, double p, uint64_t seed, object o
     cdef cnp.ndarray arr = as_float_array(a, name)
     check_nonempty(arr, name)
     out = output_array(out, out_name, (<object>arr).shape, arr.dtype, (arr,))
-    cdef char *pa = <char *>cnp.PyArray_DATA(arr)
-    cdef char *po = <char *>cnp.PyArray_DATA(out)
-    cdef int64_t n = arr.size, size = arr.itemsize, lo = 0, hi
-    cdef int nt = num_threads()
-    cdef int64_t piece = piece_items(1, ELEMENTS_PER_PIECE, nt)
-    cdef bint single = is_float32(arr)
-    while lo < n:
-        hi = next_piece(lo, n, piece)
-        with nogil:
-            if single:
-                dropout_apply_f32(<float *>(pa + lo * size), <float *>(po + lo * size), lo,
-                                  hi - lo, p, seed, nt)
-            else:
-                dropout_apply_f64(<double *>(pa + lo * size), <double *>(po + lo * size), lo,
-                                  hi - lo, p, seed, nt)
-        lo = hi
+    if is_float32(arr):
+        _dropout_run(fastfc_dropout_apply_f32, <float *>data_of(arr), <float *>data_of(out),
+                     arr.size, p, seed)
+    else:
+        _dropout_run(fastfc_dropout_apply_f64, <double *>data_of(arr), <double *>data_of(out),
+                     arr.size, p, seed)
     return out
 
 

@@ -3,10 +3,18 @@
 csrc/affine.c. Each forward returns (out, cache), each backward takes
 (dout, cache), as in the course notes."""
 cimport numpy as cnp
-from fastfc._kernels cimport (affine_forward_f32, affine_forward_f64, fastfc_gemm_f32, fastfc_gemm_f64,
-                              affine_backward_f32, affine_backward_f64)
+from libc.stdint cimport int64_t
+from fastfc._common cimport (real, Pieces, pieces, next_piece, piece_items, as_float_array,
+                             check_float_array, check_same_dtype, check_nonempty,
+                             check_blas_size, is_float32, data_of, blas_table, num_threads,
+                             output_array, gradient_outputs, unpack_cache)
+from fastfc._kernels cimport (fastfc_blas, fastfc_affine_forward_f32, fastfc_affine_forward_f64,
+                              fastfc_affine_backward_f32, fastfc_affine_backward_f64,
+                              fastfc_gemm_f32, fastfc_gemm_f64)
 
-include "_common.pxi"
+import numpy as np
+
+cnp.import_array()
 
 
 # Calls run in pieces of whole rows (see next_piece) of about this many
@@ -14,6 +22,28 @@ include "_common.pxi"
 # its pieces in order, so their size must not depend on it): some 0.1 s on
 # one core here, less on more.
 cdef double MACS_PER_PIECE = 2.0 ** 32
+
+
+cdef int _forward_run(void (*kernel)(const real *, const real *, const real *, real *, int64_t,
+                                     int64_t, int64_t, int, const fastfc_blas *,
+                                     int) noexcept nogil,
+                      cnp.ndarray x, cnp.ndarray w, object b, object out,
+                      bint relu) except -1:
+    """out = x @ w + b (ReLU'd with relu) in pieces of rows, x (N, D) and w
+    (D, M) as the kernel reads them, in kernel's float type."""
+    cdef int64_t n_batch = x.shape[0], d_in = w.shape[0], d_out = w.shape[1]
+    cdef const real *px = <real *>data_of(x)
+    cdef const real *pw = <real *>data_of(w)
+    cdef const real *pb = <real *>data_of(b)
+    cdef real *po = <real *>data_of(out)
+    cdef fastfc_blas blas = blas_table()
+    cdef int nt = num_threads()
+    cdef Pieces p = pieces(n_batch, piece_items(<double>d_in * d_out, MACS_PER_PIECE, 1))
+    while next_piece(&p):
+        with nogil:
+            kernel(px + p.lo * d_in, pw, pb, po + p.lo * d_out, p.hi - p.lo, d_in, d_out, relu,
+                   &blas, nt)
+    return 0
 
 
 cdef tuple _forward(object x, object w, object b, bint relu, object out):
@@ -46,28 +76,48 @@ cdef tuple _forward(object x, object w, object b, bint relu, object out):
     check_same_dtype(xa, "x", ba, "b")
 
     out = output_array(out, "out", (n_batch, d_out), xa.dtype, (xa, wa, ba))
+    if is_float32(xa):
+        _forward_run(fastfc_affine_forward_f32, xa, wa, ba, out, relu)
+    else:
+        _forward_run(fastfc_affine_forward_f64, xa, wa, ba, out, relu)
+    return xa, wa, ba, out
+
+
+cdef int _backward_run(void (*kernel)(const real *, const real *, const real *, const real *,
+                                      real *, real *, real *, real *, int64_t, int64_t, int64_t,
+                                      const fastfc_blas *, int) noexcept nogil,
+                       object dout, cnp.ndarray x, cnp.ndarray w, object relu_out, object dh,
+                       object dx, object dw, object db, bint compute_dx) except -1:
+    """dx (or not), dw, db in pieces of rows, in kernel's float type; relu_out
+    and dh are None for a plain affine layer, dx when not computed."""
+    cdef int64_t n_batch = x.shape[0], d_in = w.shape[0], d_out = w.shape[1]
+    cdef const real *pd = <real *>data_of(dout)
+    cdef const real *px = <real *>data_of(x)
+    cdef const real *pw = <real *>data_of(w)
+    cdef const real *pr = NULL if relu_out is None else <real *>data_of(relu_out)
+    cdef real *ph = NULL if dh is None else <real *>data_of(dh)
+    cdef real *pdx = NULL if dx is None else <real *>data_of(dx)
     cdef fastfc_blas blas = blas_table()
     cdef int nt = num_threads()
-    cdef char *px = <char *>cnp.PyArray_DATA(xa)
-    cdef void *pw = cnp.PyArray_DATA(wa)
-    cdef void *pb = cnp.PyArray_DATA(ba)
-    cdef char *po = <char *>cnp.PyArray_DATA(out)
-    cdef int64_t size = xa.itemsize, lo = 0, hi
-    cdef int64_t piece = piece_items(<double>d_in * d_out, MACS_PER_PIECE, 1)
-    cdef bint single = is_float32(xa)
-    while lo < n_batch:
-        hi = next_piece(lo, n_batch, piece)
+    cdef Pieces p = pieces(n_batch, piece_items((3 if compute_dx else 2) * <double>d_in * d_out,
+                                                MACS_PER_PIECE, 1))
+    # The first piece writes dw and db; each later one writes its own sums
+    # over its rows, which are added on.
+    cdef object piece_dw = dw, piece_db = db
+    cdef real *pdw = <real *>data_of(dw)
+    cdef real *pdb = <real *>data_of(db)
+    while next_piece(&p):
+        if p.lo and piece_dw is dw:
+            piece_dw, piece_db = np.empty_like(dw), np.empty_like(db)
+            pdw, pdb = <real *>data_of(piece_dw), <real *>data_of(piece_db)
         with nogil:
-            if single:
-                affine_forward_f32(<float *>(px + lo * d_in * size), <float *>pw, <float *>pb,
-                                   <float *>(po + lo * d_out * size), hi - lo, d_in, d_out, relu,
-                                   &blas, nt)
-            else:
-                affine_forward_f64(<double *>(px + lo * d_in * size), <double *>pw, <double *>pb,
-                                   <double *>(po + lo * d_out * size), hi - lo, d_in, d_out, relu,
-                                   &blas, nt)
-        lo = hi
-    return xa, wa, ba, out
+            kernel(pd + p.lo * d_out, px + p.lo * d_in, pw, pr + p.lo * d_out if pr else NULL,
+                   ph + p.lo * d_out if ph else NULL, pdx + p.lo * d_in if pdx else NULL, pdw,
+                   pdb, p.hi - p.lo, d_in, d_out, &blas, nt)
+        if p.lo:
+            dw += piece_dw
+            db += piece_db
+    return 0
 
 
 cdef tuple _backward(object dout, object x, object w, object relu_out, bint compute_dx,
@@ -100,46 +150,10 @@ cdef tuple _backward(object dout, object x, object w, object relu_out, bint comp
     dx, dw, db = gradient_outputs(dx, dw, db, compute_dx, (<object>xa).shape, (d_in, d_out), d_out,
                                   xa.dtype, (da, xa, wa, relu_out))
     cdef object dh = np.empty((n_batch, d_out), dtype=xa.dtype) if relu_out is not None else None
-    cdef fastfc_blas blas = blas_table()
-    cdef int nt = num_threads()
-    cdef char *pd = <char *>cnp.PyArray_DATA(da)
-    cdef char *px = <char *>cnp.PyArray_DATA(xa)
-    cdef void *pw = cnp.PyArray_DATA(wa)
-    cdef char *pr = <char *>cnp.PyArray_DATA(relu_out) if relu_out is not None else NULL
-    cdef char *ph = <char *>cnp.PyArray_DATA(dh) if dh is not None else NULL
-    cdef char *pdx = <char *>cnp.PyArray_DATA(dx) if dx is not None else NULL
-    cdef int64_t size = xa.itemsize, lo = 0, hi, row_in, row_out
-    cdef int64_t piece = piece_items((3 if compute_dx else 2) * <double>d_in * d_out,
-                                     MACS_PER_PIECE, 1)
-    # The first piece writes dw and db; each later one writes its own sums
-    # over its rows, which are added on.
-    cdef object piece_dw = dw, piece_db = db
-    cdef void *pdw = cnp.PyArray_DATA(dw)
-    cdef void *pdb = cnp.PyArray_DATA(db)
-    cdef bint single = is_float32(xa)
-    while lo < n_batch:
-        hi = next_piece(lo, n_batch, piece)
-        if lo and piece_dw is dw:
-            piece_dw, piece_db = np.empty_like(dw), np.empty_like(db)
-            pdw, pdb = cnp.PyArray_DATA(piece_dw), cnp.PyArray_DATA(piece_db)
-        row_in, row_out = lo * d_in * size, lo * d_out * size
-        with nogil:
-            if single:
-                affine_backward_f32(<float *>(pd + row_out), <float *>(px + row_in), <float *>pw,
-                                    <float *>(pr + row_out) if pr else NULL,
-                                    <float *>(ph + row_out) if ph else NULL,
-                                    <float *>(pdx + row_in) if pdx else NULL,
-                                    <float *>pdw, <float *>pdb, hi - lo, d_in, d_out, &blas, nt)
-            else:
-                affine_backward_f64(<double *>(pd + row_out), <double *>(px + row_in), <double *>pw,
-                                    <double *>(pr + row_out) if pr else NULL,
-                                    <double *>(ph + row_out) if ph else NULL,
-                                    <double *>(pdx + row_in) if pdx else NULL,
-                                    <double *>pdw, <double *>pdb, hi - lo, d_in, d_out, &blas, nt)
-        if lo:
-            dw += piece_dw
-            db += piece_db
-        lo = hi
+    if is_float32(xa):
+        _backward_run(fastfc_affine_backward_f32, da, xa, wa, relu_out, dh, dx, dw, db, compute_dx)
+    else:
+        _backward_run(fastfc_affine_backward_f64, da, xa, wa, relu_out, dh, dx, dw, db, compute_dx)
     return dx, dw, db
 
 
@@ -209,6 +223,28 @@ def affine_relu_backward(dout, cache, compute_dx=True, *, dx=None, dw=None, db=N
     return _backward(dout, xa, wa, out, compute_dx, dx, dw, db)
 
 
+cdef int _gemms_run(void (*gemm)(const fastfc_blas *, int, char, char, int64_t, int64_t,
+                                 int64_t, real, const real *, int64_t, const real *, int64_t,
+                                 real, real *, int64_t) noexcept nogil,
+                    cnp.ndarray x, cnp.ndarray w, object dout, object out, object dx,
+                    object dw) except -1:
+    """out = x @ w, dw = x^T dout, dx = dout w^T in gemm's float type."""
+    cdef int64_t n = x.shape[0], d = w.shape[0], m = w.shape[1]
+    cdef const real *px = <real *>data_of(x)
+    cdef const real *pw = <real *>data_of(w)
+    cdef const real *pd = <real *>data_of(dout)
+    cdef real *po = <real *>data_of(out)
+    cdef real *pdx = <real *>data_of(dx)
+    cdef real *pdw = <real *>data_of(dw)
+    cdef fastfc_blas blas = blas_table()
+    cdef int nt = num_threads()
+    with nogil:
+        gemm(&blas, nt, b'N', b'N', n, m, d, 1, px, d, pw, m, 0, po, m)
+        gemm(&blas, nt, b'T', b'N', d, m, n, 1, px, d, pd, m, 0, pdw, m)
+        gemm(&blas, nt, b'N', b'T', n, d, m, 1, pd, m, pw, m, 0, pdx, d)
+    return 0
+
+
 def affine_gemms_only(x, w, dout):
     """The three GEMMs of an affine layer's forward and backward pass and
     nothing else: out = x @ w, dw = x^T dout, dx = dout w^T, through the same
@@ -229,22 +265,8 @@ def affine_gemms_only(x, w, dout):
     out = np.empty((n, m), dtype=xa.dtype)
     dx = np.empty((n, d), dtype=xa.dtype)
     dw = np.empty((d, m), dtype=xa.dtype)
-    cdef fastfc_blas blas = blas_table()
-    cdef int nt = num_threads()
-    cdef void *px = cnp.PyArray_DATA(xa)
-    cdef void *pw = cnp.PyArray_DATA(wa)
-    cdef void *pd = cnp.PyArray_DATA(da)
-    cdef void *po = cnp.PyArray_DATA(out)
-    cdef void *pdx = cnp.PyArray_DATA(dx)
-    cdef void *pdw = cnp.PyArray_DATA(dw)
     if is_float32(xa):
-        with nogil:
-            fastfc_gemm_f32(&blas, nt, b'N', b'N', n, m, d, 1, <float *>px, d, <float *>pw, m, 0, <float *>po, m)
-            fastfc_gemm_f32(&blas, nt, b'T', b'N', d, m, n, 1, <float *>px, d, <float *>pd, m, 0, <float *>pdw, m)
-            fastfc_gemm_f32(&blas, nt, b'N', b'T', n, d, m, 1, <float *>pd, m, <float *>pw, m, 0, <float *>pdx, d)
+        _gemms_run(fastfc_gemm_f32, xa, wa, da, out, dx, dw)
     else:
-        with nogil:
-            fastfc_gemm_f64(&blas, nt, b'N', b'N', n, m, d, 1, <double *>px, d, <double *>pw, m, 0, <double *>po, m)
-            fastfc_gemm_f64(&blas, nt, b'T', b'N', d, m, n, 1, <double *>px, d, <double *>pd, m, 0, <double *>pdw, m)
-            fastfc_gemm_f64(&blas, nt, b'N', b'T', n, d, m, 1, <double *>pd, m, <double *>pw, m, 0, <double *>pdx, d)
+        _gemms_run(fastfc_gemm_f64, xa, wa, da, out, dx, dw)
     return out, dx, dw

@@ -11,11 +11,12 @@ there (measured in benchmarks/busy.py; README, "Threads"): idle threads spin
 briefly before they sleep (start_openmp_runtime), and the default thread
 count shrinks the team while its threads keep waiting for a CPU (_TeamSizer).
 """
-import numbers
 import os
 import sys
 import time
 import warnings
+
+from ._validation import check_int
 
 
 class _State:
@@ -117,10 +118,7 @@ def set_num_threads(n):
     if n is None:
         _state.configure_default()
         return
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
-        raise TypeError(f"n must be a positive int or None, got {n!r}")
-    if n < 1:
-        raise ValueError(f"n must be a positive int or None, got {n}")
+    n = check_int("n", n, low=1)
     limit = _max_num_threads()
     if n > limit:
         raise ValueError(f"n must be at most {limit} (4 threads per usable core, at least 64), got {n}")
@@ -345,7 +343,7 @@ def _scipy_blas_controllers():
     """threadpoolctl controllers of the BLAS that scipy.linalg.cython_blas calls."""
     from threadpoolctl import ThreadpoolController
 
-    import scipy.linalg.cython_blas  # noqa: F401  (loads the library)
+    from . import _common  # noqa: F401  (loads the library of scipy.linalg.cython_blas)
 
     blas = ThreadpoolController().select(user_api="blas").lib_controllers
     scipy_own = [c for c in blas if "scipy" in os.path.basename(os.path.dirname(c.filepath))]

@@ -6,11 +6,18 @@ import math
 import sys
 
 cimport numpy as cnp
-from fastfc._kernels cimport (fastfc_conv_geom, conv_forward_f32, conv_forward_f64,
-                              conv_backward_f32, conv_backward_f64)
+from libc.stdint cimport int64_t
+from fastfc._common cimport (real, Pieces, pieces, next_piece, piece_items, as_float_array,
+                             as_image_batch, as_int_param, out_size, check_same_dtype,
+                             check_blas_size, is_float32, data_of, blas_table, num_threads,
+                             output_array, gradient_outputs, unpack_cache, cache_entry)
+from fastfc._kernels cimport (fastfc_blas, fastfc_conv_geom, fastfc_conv_forward_f32,
+                              fastfc_conv_forward_f64, fastfc_conv_backward_f32,
+                              fastfc_conv_backward_f64)
 
-include "_common.pxi"
-include "_image_args.pxi"
+import numpy as np
+
+cnp.import_array()
 
 # Calls run in pieces of whole images (see next_piece), about this many
 # multiply-adds per thread each: some 0.2 s at 20 GMAC/s, long enough that
@@ -52,6 +59,70 @@ cdef inline double _image_macs(const fastfc_conv_geom *g) noexcept:
     """Multiply-adds of one image's forward: F * C*HH*WW * H'*W'."""
     return (<double>g.n_filters * g.channels * g.kernel_h * g.kernel_w
             * g.out_h * g.out_w)
+
+
+cdef int _forward_run(int (*kernel)(const fastfc_conv_geom *, const real *, const real *,
+                                    const real *, real *, const fastfc_blas *, int) noexcept nogil,
+                      const fastfc_conv_geom *g, object x, object w, object b,
+                      object out) except -1:
+    """out = conv(x, w) + b in pieces of images, in kernel's float type."""
+    cdef const real *px = <real *>data_of(x)
+    cdef const real *pw = <real *>data_of(w)
+    cdef const real *pb = <real *>data_of(b)
+    cdef real *po = <real *>data_of(out)
+    cdef int64_t image_in = g.channels * g.height * g.width
+    cdef int64_t image_out = g.n_filters * g.out_h * g.out_w
+    cdef fastfc_blas blas = blas_table()
+    cdef int nt = num_threads()
+    cdef Pieces p = pieces(g.n_batch, piece_items(_image_macs(g), MACS_PER_PIECE, nt))
+    cdef fastfc_conv_geom pg = g[0]  # one piece's images
+    cdef int status
+    while next_piece(&p):
+        pg.n_batch = p.hi - p.lo
+        with nogil:
+            status = kernel(&pg, px + p.lo * image_in, pw, pb, po + p.lo * image_out, &blas, nt)
+        if status != 0:
+            raise MemoryError("conv_forward could not allocate its column scratch")
+    return 0
+
+
+cdef int _backward_run(int (*kernel)(const fastfc_conv_geom *, const real *, const real *,
+                                     const real *, real *, real *, real *, const fastfc_blas *,
+                                     int) noexcept nogil,
+                       const fastfc_conv_geom *g, object dout, object x, object w, object dx,
+                       object dw, object db, bint compute_dx) except -1:
+    """dx (or not, dx None), dw, db in pieces of images, in kernel's float type."""
+    cdef const real *pd = <real *>data_of(dout)
+    cdef const real *px = <real *>data_of(x)
+    cdef const real *pw = <real *>data_of(w)
+    cdef real *pdx = NULL if dx is None else <real *>data_of(dx)
+    cdef int64_t image_in = g.channels * g.height * g.width
+    cdef int64_t image_out = g.n_filters * g.out_h * g.out_w
+    cdef fastfc_blas blas = blas_table()
+    cdef int nt = num_threads()
+    cdef Pieces p = pieces(g.n_batch, piece_items((2 if compute_dx else 1) * _image_macs(g),
+                                                  MACS_PER_PIECE, nt))
+    cdef fastfc_conv_geom pg = g[0]  # one piece's images
+    # The first piece writes dw and db; each later one writes its own sums,
+    # which are added on.
+    cdef object piece_dw = dw, piece_db = db
+    cdef real *pdw = <real *>data_of(dw)
+    cdef real *pdb = <real *>data_of(db)
+    cdef int status
+    while next_piece(&p):
+        pg.n_batch = p.hi - p.lo
+        if p.lo and piece_dw is dw:
+            piece_dw, piece_db = np.empty_like(dw), np.empty_like(db)
+            pdw, pdb = <real *>data_of(piece_dw), <real *>data_of(piece_db)
+        with nogil:
+            status = kernel(&pg, pd + p.lo * image_out, px + p.lo * image_in, pw,
+                            pdx + p.lo * image_in if pdx else NULL, pdw, pdb, &blas, nt)
+        if status != 0:
+            raise MemoryError("conv_backward could not allocate its column scratch")
+        if p.lo:
+            dw += piece_dw
+            db += piece_db
+    return 0
 
 
 def conv_forward(x, w, b, stride=1, pad=0, *, out=None):
@@ -98,32 +169,10 @@ def conv_forward(x, w, b, stride=1, pad=0, *, out=None):
 
     out = output_array(out, "out", (g.n_batch, g.n_filters, g.out_h, g.out_w), xa.dtype,
                        (xa, wa, ba))
-    cdef fastfc_blas blas = blas_table()
-    cdef int nt = num_threads()
-    cdef char *px = <char *>cnp.PyArray_DATA(xa)
-    cdef void *pw = cnp.PyArray_DATA(wa)
-    cdef void *pb = cnp.PyArray_DATA(ba)
-    cdef char *po = <char *>cnp.PyArray_DATA(out)
-    cdef int64_t image_in = xa.itemsize * g.channels * g.height * g.width
-    cdef int64_t image_out = xa.itemsize * g.n_filters * g.out_h * g.out_w
-    cdef int64_t lo = 0, hi, piece = piece_items(_image_macs(&g), MACS_PER_PIECE, nt)
-    cdef fastfc_conv_geom pg = g  # one piece's images
-    cdef bint single = is_float32(xa)
-    cdef int status
-    while lo < g.n_batch:
-        hi = next_piece(lo, g.n_batch, piece)
-        pg.n_batch = hi - lo
-        with nogil:
-            if single:
-                status = conv_forward_f32(&pg, <float *>(px + lo * image_in), <float *>pw,
-                                          <float *>pb, <float *>(po + lo * image_out), &blas, nt)
-            else:
-                status = conv_forward_f64(&pg, <double *>(px + lo * image_in), <double *>pw,
-                                          <double *>pb, <double *>(po + lo * image_out), &blas,
-                                          nt)
-        if status != 0:
-            raise MemoryError("conv_forward could not allocate its column scratch")
-        lo = hi
+    if is_float32(xa):
+        _forward_run(fastfc_conv_forward_f32, &g, xa, wa, ba, out)
+    else:
+        _forward_run(fastfc_conv_forward_f64, &g, xa, wa, ba, out)
     return out, (xa, wa, ba, {"stride": s, "pad": p})
 
 
@@ -160,46 +209,8 @@ def conv_backward(dout, cache, compute_dx=True, *, dx=None, dw=None, db=None):
                          f"got {(<object>da).shape}")
     dx, dw, db = gradient_outputs(dx, dw, db, compute_dx, (<object>xa).shape, (<object>wa).shape,
                                   g.n_filters, xa.dtype, (da, xa, wa))
-    cdef fastfc_blas blas = blas_table()
-    cdef int nt = num_threads()
-    cdef char *pd = <char *>cnp.PyArray_DATA(da)
-    cdef char *px = <char *>cnp.PyArray_DATA(xa)
-    cdef void *pw = cnp.PyArray_DATA(wa)
-    cdef char *pdx = <char *>cnp.PyArray_DATA(dx) if dx is not None else NULL
-    cdef int64_t image_in = xa.itemsize * g.channels * g.height * g.width
-    cdef int64_t image_out = xa.itemsize * g.n_filters * g.out_h * g.out_w
-    cdef int64_t lo = 0, hi
-    cdef int64_t piece = piece_items((2 if compute_dx else 1) * _image_macs(&g), MACS_PER_PIECE,
-                                     nt)
-    cdef fastfc_conv_geom pg = g  # one piece's images
-    # The first piece writes dw and db; each later one writes its own sums,
-    # which are added on.
-    cdef object piece_dw = dw, piece_db = db
-    cdef void *pdw = cnp.PyArray_DATA(dw)
-    cdef void *pdb = cnp.PyArray_DATA(db)
-    cdef bint single = is_float32(xa)
-    cdef int status
-    while lo < g.n_batch:
-        hi = next_piece(lo, g.n_batch, piece)
-        pg.n_batch = hi - lo
-        if lo and piece_dw is dw:
-            piece_dw, piece_db = np.empty_like(dw), np.empty_like(db)
-            pdw, pdb = cnp.PyArray_DATA(piece_dw), cnp.PyArray_DATA(piece_db)
-        with nogil:
-            if single:
-                status = conv_backward_f32(
-                    &pg, <float *>(pd + lo * image_out), <float *>(px + lo * image_in),
-                    <float *>pw, <float *>(pdx + lo * image_in) if pdx else NULL,
-                    <float *>pdw, <float *>pdb, &blas, nt)
-            else:
-                status = conv_backward_f64(
-                    &pg, <double *>(pd + lo * image_out), <double *>(px + lo * image_in),
-                    <double *>pw, <double *>(pdx + lo * image_in) if pdx else NULL,
-                    <double *>pdw, <double *>pdb, &blas, nt)
-        if status != 0:
-            raise MemoryError("conv_backward could not allocate its column scratch")
-        if lo:
-            dw += piece_dw
-            db += piece_db
-        lo = hi
+    if is_float32(xa):
+        _backward_run(fastfc_conv_backward_f32, &g, da, xa, wa, dx, dw, db, <bint>compute_dx)
+    else:
+        _backward_run(fastfc_conv_backward_f64, &g, da, xa, wa, dx, dw, db, <bint>compute_dx)
     return dx, dw, db

@@ -13,9 +13,8 @@ cdef extern from "fastfc.h" nogil:
         fastfc_dgemm_fn dgemm
 
     void fastfc_gemm_f32(const fastfc_blas *blas, int n_threads, char trans_a, char trans_b,
-                         int64_t m, int64_t n, int64_t k, float alpha, const float *a,
-                         int64_t lda, const float *b, int64_t ldb, float beta, float *c,
-                         int64_t ldc)
+                         int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+                         const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
     void fastfc_gemm_f64(const fastfc_blas *blas, int n_threads, char trans_a, char trans_b,
                          int64_t m, int64_t n, int64_t k, double alpha, const double *a,
                          int64_t lda, const double *b, int64_t ldb, double beta, double *c,
@@ -26,54 +25,60 @@ cdef extern from "fastfc.h" nogil:
     const char *fastfc_simd_level()
 
     # affine.c
-    void affine_forward_f32(const float *x, const float *w, const float *b, float *out,
-                            int64_t n_batch, int64_t d_in, int64_t d_out, int relu,
-                            const fastfc_blas *blas, int n_threads)
-    void affine_forward_f64(const double *x, const double *w, const double *b, double *out,
-                            int64_t n_batch, int64_t d_in, int64_t d_out, int relu,
-                            const fastfc_blas *blas, int n_threads)
-    void affine_backward_f32(const float *dout, const float *x, const float *w,
-                             const float *relu_out, float *dh, float *dx, float *dw, float *db,
-                             int64_t n_batch, int64_t d_in, int64_t d_out,
-                             const fastfc_blas *blas, int n_threads)
-    void affine_backward_f64(const double *dout, const double *x, const double *w,
-                             const double *relu_out, double *dh, double *dx, double *dw,
-                             double *db, int64_t n_batch, int64_t d_in, int64_t d_out,
-                             const fastfc_blas *blas, int n_threads)
+    void fastfc_affine_forward_f32(const float *x, const float *w, const float *b, float *out,
+                                   int64_t n_batch, int64_t d_in, int64_t d_out, int relu,
+                                   const fastfc_blas *blas, int n_threads)
+    void fastfc_affine_forward_f64(const double *x, const double *w, const double *b, double *out,
+                                   int64_t n_batch, int64_t d_in, int64_t d_out, int relu,
+                                   const fastfc_blas *blas, int n_threads)
+    void fastfc_affine_backward_f32(const float *dout, const float *x, const float *w,
+                                    const float *relu_out, float *dh, float *dx, float *dw,
+                                    float *db, int64_t n_batch, int64_t d_in, int64_t d_out,
+                                    const fastfc_blas *blas, int n_threads)
+    void fastfc_affine_backward_f64(const double *dout, const double *x, const double *w,
+                                    const double *relu_out, double *dh, double *dx, double *dw,
+                                    double *db, int64_t n_batch, int64_t d_in, int64_t d_out,
+                                    const fastfc_blas *blas, int n_threads)
 
     # activations.c
-    void relu_forward_f32(const float *x, float *out, int64_t n, int n_threads)
-    void relu_forward_f64(const double *x, double *out, int64_t n, int n_threads)
-    void relu_backward_f32(const float *dout, const float *x, float *dx, int64_t n, int n_threads)
-    void relu_backward_f64(const double *dout, const double *x, double *dx, int64_t n, int n_threads)
-    void sigmoid_forward_f32(const float *x, float *out, int64_t n, int n_threads)
-    void sigmoid_forward_f64(const double *x, double *out, int64_t n, int n_threads)
-    void sigmoid_backward_f32(const float *dout, const float *out, float *dx, int64_t n, int n_threads)
-    void sigmoid_backward_f64(const double *dout, const double *out, double *dx, int64_t n, int n_threads)
-    void tanh_forward_f32(const float *x, float *out, int64_t n, int n_threads)
-    void tanh_forward_f64(const double *x, double *out, int64_t n, int n_threads)
-    void tanh_backward_f32(const float *dout, const float *out, float *dx, int64_t n, int n_threads)
-    void tanh_backward_f64(const double *dout, const double *out, double *dx, int64_t n, int n_threads)
-    void dropout_apply_f32(const float *inp, float *out, int64_t first, int64_t n, double p,
-                           uint64_t seed, int n_threads)
-    void dropout_apply_f64(const double *inp, double *out, int64_t first, int64_t n, double p,
-                           uint64_t seed, int n_threads)
+    void fastfc_relu_forward_f32(const float *x, float *out, int64_t n, int n_threads)
+    void fastfc_relu_forward_f64(const double *x, double *out, int64_t n, int n_threads)
+    void fastfc_relu_backward_f32(const float *dout, const float *x, float *dx, int64_t n,
+                                  int n_threads)
+    void fastfc_relu_backward_f64(const double *dout, const double *x, double *dx, int64_t n,
+                                  int n_threads)
+    void fastfc_sigmoid_forward_f32(const float *x, float *out, int64_t n, int n_threads)
+    void fastfc_sigmoid_forward_f64(const double *x, double *out, int64_t n, int n_threads)
+    void fastfc_sigmoid_backward_f32(const float *dout, const float *out, float *dx, int64_t n,
+                                     int n_threads)
+    void fastfc_sigmoid_backward_f64(const double *dout, const double *out, double *dx, int64_t n,
+                                     int n_threads)
+    void fastfc_tanh_forward_f32(const float *x, float *out, int64_t n, int n_threads)
+    void fastfc_tanh_forward_f64(const double *x, double *out, int64_t n, int n_threads)
+    void fastfc_tanh_backward_f32(const float *dout, const float *out, float *dx, int64_t n,
+                                  int n_threads)
+    void fastfc_tanh_backward_f64(const double *dout, const double *out, double *dx, int64_t n,
+                                  int n_threads)
+    void fastfc_dropout_apply_f32(const float *inp, float *out, int64_t first, int64_t n, double p,
+                                  uint64_t seed, int n_threads)
+    void fastfc_dropout_apply_f64(const double *inp, double *out, int64_t first, int64_t n,
+                                  double p, uint64_t seed, int n_threads)
     uint64_t fastfc_dropout_key(uint64_t seed)
     uint32_t fastfc_dropout_bits(uint64_t key, uint64_t i)
 
     # losses.c
-    double softmax_loss_f32(const float *x, const int64_t *y, float *dx, int64_t n_batch,
-                            int64_t n_classes, int64_t n_total, int n_threads)
-    double softmax_loss_f64(const double *x, const int64_t *y, double *dx, int64_t n_batch,
-                            int64_t n_classes, int64_t n_total, int n_threads)
-    double svm_loss_f32(const float *x, const int64_t *y, float *dx, int64_t n_batch,
-                        int64_t n_classes, int64_t n_total, int n_threads)
-    double svm_loss_f64(const double *x, const int64_t *y, double *dx, int64_t n_batch,
-                        int64_t n_classes, int64_t n_total, int n_threads)
-    double mse_loss_f32(const float *pred, const float *target, float *dpred, int64_t n,
-                        int64_t n_total, int n_threads)
-    double mse_loss_f64(const double *pred, const double *target, double *dpred, int64_t n,
-                        int64_t n_total, int n_threads)
+    double fastfc_softmax_loss_f32(const float *x, const int64_t *y, float *dx, int64_t n_batch,
+                                   int64_t n_classes, int64_t n_total, int n_threads)
+    double fastfc_softmax_loss_f64(const double *x, const int64_t *y, double *dx, int64_t n_batch,
+                                   int64_t n_classes, int64_t n_total, int n_threads)
+    double fastfc_svm_loss_f32(const float *x, const int64_t *y, float *dx, int64_t n_batch,
+                               int64_t n_classes, int64_t n_total, int n_threads)
+    double fastfc_svm_loss_f64(const double *x, const int64_t *y, double *dx, int64_t n_batch,
+                               int64_t n_classes, int64_t n_total, int n_threads)
+    double fastfc_mse_loss_f32(const float *pred, const float *target, float *dpred, int64_t n,
+                               int64_t n_total, int n_threads)
+    double fastfc_mse_loss_f64(const double *pred, const double *target, double *dpred, int64_t n,
+                               int64_t n_total, int n_threads)
 
     # conv.c
     ctypedef struct fastfc_conv_geom:
@@ -81,37 +86,30 @@ cdef extern from "fastfc.h" nogil:
         int64_t n_filters, kernel_h, kernel_w
         int64_t stride, pad
         int64_t out_h, out_w
-    int conv_forward_f32(const fastfc_conv_geom *g, const float *x, const float *w,
-                         const float *b, float *out, const fastfc_blas *blas, int n_threads)
-    int conv_forward_f64(const fastfc_conv_geom *g, const double *x, const double *w,
-                         const double *b, double *out, const fastfc_blas *blas, int n_threads)
-    int conv_backward_f32(const fastfc_conv_geom *g, const float *dout, const float *x,
-                          const float *w, float *dx, float *dw, float *db,
-                          const fastfc_blas *blas, int n_threads)
-    int conv_backward_f64(const fastfc_conv_geom *g, const double *dout, const double *x,
-                          const double *w, double *dx, double *dw, double *db,
-                          const fastfc_blas *blas, int n_threads)
+    int fastfc_conv_forward_f32(const fastfc_conv_geom *g, const float *x, const float *w,
+                                const float *b, float *out, const fastfc_blas *blas, int n_threads)
+    int fastfc_conv_forward_f64(const fastfc_conv_geom *g, const double *x, const double *w,
+                                const double *b, double *out, const fastfc_blas *blas,
+                                int n_threads)
+    int fastfc_conv_backward_f32(const fastfc_conv_geom *g, const float *dout, const float *x,
+                                 const float *w, float *dx, float *dw, float *db,
+                                 const fastfc_blas *blas, int n_threads)
+    int fastfc_conv_backward_f64(const fastfc_conv_geom *g, const double *dout, const double *x,
+                                 const double *w, double *dx, double *dw, double *db,
+                                 const fastfc_blas *blas, int n_threads)
 
     # pool.c
     ctypedef struct fastfc_pool_geom:
         int64_t planes, height, width
         int64_t pool_h, pool_w, stride
         int64_t out_h, out_w
-    void max_pool_forward_f32(const fastfc_pool_geom *g, const float *x, float *out,
-                              int32_t *argmax, int n_threads)
-    void max_pool_forward_f64(const fastfc_pool_geom *g, const double *x, double *out,
-                              int32_t *argmax, int n_threads)
-    int64_t max_pool_backward_f32(const fastfc_pool_geom *g, const float *dout,
-                                  const int32_t *argmax, float *dx, int n_threads)
-    int64_t max_pool_backward_f64(const fastfc_pool_geom *g, const double *dout,
-                                  const int32_t *argmax, double *dx, int n_threads)
-    void avg_pool_forward_f32(const fastfc_pool_geom *g, const float *x, float *out, int n_threads)
-    void avg_pool_forward_f64(const fastfc_pool_geom *g, const double *x, double *out,
-                              int n_threads)
-    void avg_pool_backward_f32(const fastfc_pool_geom *g, const float *dout, float *dx,
-                               int n_threads)
-    void avg_pool_backward_f64(const fastfc_pool_geom *g, const double *dout, double *dx,
-                               int n_threads)
+    ctypedef enum fastfc_pool_op:
+        FASTFC_MAX_POOL_FORWARD, FASTFC_MAX_POOL_BACKWARD, FASTFC_AVG_POOL_FORWARD,
+        FASTFC_AVG_POOL_BACKWARD
+    int64_t fastfc_pool_f32(fastfc_pool_op op, const fastfc_pool_geom *g, const void *src,
+                            void *dst, int32_t *argmax, int n_threads)
+    int64_t fastfc_pool_f64(fastfc_pool_op op, const fastfc_pool_geom *g, const void *src,
+                            void *dst, int32_t *argmax, int n_threads)
 
     # optim.c
     ctypedef struct fastfc_optim_tensor:
@@ -132,28 +130,12 @@ cdef extern from "fastfc.h" nogil:
     ctypedef struct fastfc_adam_config:
         double lr, beta1, beta2, eps, weight_decay
         int decoupled, maximize
-    void sgd_step_f32(const fastfc_sgd_config *config, const fastfc_optim_tensor *tensors,
-                      int64_t n_tensors, int n_threads)
-    void sgd_step_f64(const fastfc_sgd_config *config, const fastfc_optim_tensor *tensors,
-                      int64_t n_tensors, int n_threads)
-    void sgd_velocity_step_f32(const fastfc_sgd_config *config,
-                               const fastfc_optim_tensor *tensors, int64_t n_tensors,
-                               int n_threads)
-    void sgd_velocity_step_f64(const fastfc_sgd_config *config,
-                               const fastfc_optim_tensor *tensors, int64_t n_tensors,
-                               int n_threads)
-    void adagrad_step_f32(const fastfc_adagrad_config *config, const fastfc_optim_tensor *tensors,
-                          int64_t n_tensors, int n_threads)
-    void adagrad_step_f64(const fastfc_adagrad_config *config, const fastfc_optim_tensor *tensors,
-                          int64_t n_tensors, int n_threads)
-    void rmsprop_step_f32(const fastfc_rmsprop_config *config, const fastfc_optim_tensor *tensors,
-                          int64_t n_tensors, int n_threads)
-    void rmsprop_step_f64(const fastfc_rmsprop_config *config, const fastfc_optim_tensor *tensors,
-                          int64_t n_tensors, int n_threads)
-    void adam_step_f32(const fastfc_adam_config *config, const fastfc_optim_tensor *tensors,
-                       int64_t n_tensors, int n_threads)
-    void adam_step_f64(const fastfc_adam_config *config, const fastfc_optim_tensor *tensors,
-                       int64_t n_tensors, int n_threads)
+    ctypedef enum fastfc_optim_rule:
+        FASTFC_SGD, FASTFC_SGD_VELOCITY, FASTFC_ADAGRAD, FASTFC_RMSPROP, FASTFC_ADAM
+    void fastfc_optim_step_f32(fastfc_optim_rule rule, const void *config,
+                               const fastfc_optim_tensor *tensors, int64_t n_tensors, int n_threads)
+    void fastfc_optim_step_f64(fastfc_optim_rule rule, const void *config,
+                               const fastfc_optim_tensor *tensors, int64_t n_tensors, int n_threads)
 
     # norm.c
     ctypedef struct fastfc_norm_geom:
@@ -178,31 +160,31 @@ cdef extern from "fastfc.h" nogil:
         double *partial
         int train
         double momentum, eps
-    void batchnorm_stats_f32(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi,
-                             int n_threads)
-    void batchnorm_stats_f64(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi,
-                             int n_threads)
-    void batchnorm_normalize_f32(const fastfc_norm_args *a, int64_t n_lo, int64_t n_hi,
-                                 int n_threads)
-    void batchnorm_normalize_f64(const fastfc_norm_args *a, int64_t n_lo, int64_t n_hi,
-                                 int n_threads)
-    void batchnorm_grad_sums_f32(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi,
-                                 int n_threads)
-    void batchnorm_grad_sums_f64(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi,
-                                 int n_threads)
-    void batchnorm_input_grad_f32(const fastfc_norm_args *a, int64_t n_lo, int64_t n_hi,
-                                  int n_threads)
-    void batchnorm_input_grad_f64(const fastfc_norm_args *a, int64_t n_lo, int64_t n_hi,
-                                  int n_threads)
-    int64_t groupnorm_chunk_samples(int64_t n_batch, int64_t group_size)
-    int64_t groupnorm_tiles(const fastfc_norm_geom *g)
-    void groupnorm_forward_f32(const fastfc_norm_args *a, int64_t row_lo, int64_t row_hi,
-                               int n_threads)
-    void groupnorm_forward_f64(const fastfc_norm_args *a, int64_t row_lo, int64_t row_hi,
-                               int n_threads)
-    void groupnorm_backward_f32(const fastfc_norm_args *a, int64_t tile_lo, int64_t tile_hi,
-                                int n_threads)
-    void groupnorm_backward_f64(const fastfc_norm_args *a, int64_t tile_lo, int64_t tile_hi,
-                                int n_threads)
-    void groupnorm_param_grads_f32(const fastfc_norm_args *a)
-    void groupnorm_param_grads_f64(const fastfc_norm_args *a)
+    void fastfc_batchnorm_stats_f32(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi,
+                                    int n_threads)
+    void fastfc_batchnorm_stats_f64(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi,
+                                    int n_threads)
+    void fastfc_batchnorm_normalize_f32(const fastfc_norm_args *a, int64_t n_lo, int64_t n_hi,
+                                        int n_threads)
+    void fastfc_batchnorm_normalize_f64(const fastfc_norm_args *a, int64_t n_lo, int64_t n_hi,
+                                        int n_threads)
+    void fastfc_batchnorm_grad_sums_f32(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi,
+                                        int n_threads)
+    void fastfc_batchnorm_grad_sums_f64(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi,
+                                        int n_threads)
+    void fastfc_batchnorm_input_grad_f32(const fastfc_norm_args *a, int64_t n_lo, int64_t n_hi,
+                                         int n_threads)
+    void fastfc_batchnorm_input_grad_f64(const fastfc_norm_args *a, int64_t n_lo, int64_t n_hi,
+                                         int n_threads)
+    int64_t fastfc_groupnorm_chunk_samples(int64_t n_batch, int64_t group_size)
+    int64_t fastfc_groupnorm_tiles(const fastfc_norm_geom *g)
+    void fastfc_groupnorm_forward_f32(const fastfc_norm_args *a, int64_t row_lo, int64_t row_hi,
+                                      int n_threads)
+    void fastfc_groupnorm_forward_f64(const fastfc_norm_args *a, int64_t row_lo, int64_t row_hi,
+                                      int n_threads)
+    void fastfc_groupnorm_backward_f32(const fastfc_norm_args *a, int64_t tile_lo, int64_t tile_hi,
+                                       int n_threads)
+    void fastfc_groupnorm_backward_f64(const fastfc_norm_args *a, int64_t tile_lo, int64_t tile_hi,
+                                       int n_threads)
+    void fastfc_groupnorm_param_grads_f32(const fastfc_norm_args *a)
+    void fastfc_groupnorm_param_grads_f64(const fastfc_norm_args *a)

@@ -2,15 +2,37 @@
 """Losses with their gradients in one pass: softmax cross-entropy, multiclass
 SVM (hinge) and mean squared error. The wrappers of csrc/losses.c."""
 cimport numpy as cnp
-from fastfc._kernels cimport (softmax_loss_f32, softmax_loss_f64, svm_loss_f32, svm_loss_f64,
-                              mse_loss_f32, mse_loss_f64)
+from libc.stdint cimport int64_t
+from fastfc._common cimport (real, ELEMENTS_PER_PIECE, Pieces, pieces, next_piece, piece_items,
+                             as_float_array, as_labels, check_same_dtype, check_nonempty,
+                             is_float32, data_of, num_threads)
+from fastfc._kernels cimport (fastfc_softmax_loss_f32, fastfc_softmax_loss_f64,
+                              fastfc_svm_loss_f32, fastfc_svm_loss_f64, fastfc_mse_loss_f32,
+                              fastfc_mse_loss_f64)
 
-include "_common.pxi"
+import numpy as np
+
+cnp.import_array()
 
 ctypedef double (*class_loss_f32)(const float *, const int64_t *, float *, int64_t, int64_t,
                                   int64_t, int) noexcept nogil
 ctypedef double (*class_loss_f64)(const double *, const int64_t *, double *, int64_t, int64_t,
                                   int64_t, int) noexcept nogil
+
+
+cdef double _class_loss_run(double (*kernel)(const real *, const int64_t *, real *, int64_t,
+                                             int64_t, int64_t, int) noexcept nogil,
+                            const real *x, const int64_t *y, real *dx, int64_t n_batch,
+                            int64_t n_classes) except? -1:
+    """The loss over pieces of whole rows; each adds its rows' share of the mean."""
+    cdef int nt = num_threads()
+    cdef Pieces p = pieces(n_batch, piece_items(n_classes, ELEMENTS_PER_PIECE, nt))
+    cdef double loss = 0
+    while next_piece(&p):
+        with nogil:
+            loss += kernel(x + p.lo * n_classes, y + p.lo, dx + p.lo * n_classes, p.hi - p.lo,
+                           n_classes, n_batch, nt)
+    return loss
 
 
 cdef tuple _class_loss(object x, object y, class_loss_f32 f32, class_loss_f64 f64):
@@ -22,25 +44,14 @@ cdef tuple _class_loss(object x, object y, class_loss_f32 f32, class_loss_f64 f6
     cdef int64_t n_classes = xa.shape[1]
     cdef cnp.ndarray ya = as_labels(y, n_batch, n_classes, "y")
     cdef cnp.ndarray dx = np.empty_like(xa)
-    cdef char *px = <char *>cnp.PyArray_DATA(xa)
-    cdef const int64_t *py = <const int64_t *>cnp.PyArray_DATA(ya)
-    cdef char *pdx = <char *>cnp.PyArray_DATA(dx)
-    cdef int nt = num_threads()
-    # pieces of whole rows; each adds its rows' share of the mean
-    cdef int64_t row = n_classes * xa.itemsize, lo = 0, hi
-    cdef int64_t piece = piece_items(n_classes, ELEMENTS_PER_PIECE, nt)
-    cdef bint single = is_float32(xa)
-    cdef double loss = 0
-    while lo < n_batch:
-        hi = next_piece(lo, n_batch, piece)
-        with nogil:
-            if single:
-                loss += f32(<float *>(px + lo * row), py + lo, <float *>(pdx + lo * row),
-                            hi - lo, n_classes, n_batch, nt)
-            else:
-                loss += f64(<double *>(px + lo * row), py + lo, <double *>(pdx + lo * row),
-                            hi - lo, n_classes, n_batch, nt)
-        lo = hi
+    cdef const int64_t *py = <const int64_t *>data_of(ya)
+    cdef double loss
+    if is_float32(xa):
+        loss = _class_loss_run(f32, <float *>data_of(xa), py, <float *>data_of(dx), n_batch,
+                               n_classes)
+    else:
+        loss = _class_loss_run(f64, <double *>data_of(xa), py, <double *>data_of(dx), n_batch,
+                               n_classes)
     return loss, dx
 
 
@@ -58,7 +69,7 @@ def softmax_loss(x, y):
     - loss: float
     - dx: (N, C) gradient of the loss with respect to x
     """
-    return _class_loss(x, y, softmax_loss_f32, softmax_loss_f64)
+    return _class_loss(x, y, fastfc_softmax_loss_f32, fastfc_softmax_loss_f64)
 
 
 def svm_loss(x, y):
@@ -67,7 +78,20 @@ def svm_loss(x, y):
     Inputs: x (N, C) scores, y (N,) integer labels in [0, C).
     Returns (loss: float, dx: (N, C)).
     """
-    return _class_loss(x, y, svm_loss_f32, svm_loss_f64)
+    return _class_loss(x, y, fastfc_svm_loss_f32, fastfc_svm_loss_f64)
+
+
+cdef double _mse_run(double (*kernel)(const real *, const real *, real *, int64_t, int64_t,
+                                       int) noexcept nogil,
+                     const real *pred, const real *target, real *dpred, int64_t n) except? -1:
+    """The loss over pieces of the n elements; each adds its share of the mean."""
+    cdef int nt = num_threads()
+    cdef Pieces p = pieces(n, piece_items(1, ELEMENTS_PER_PIECE, nt))
+    cdef double loss = 0
+    while next_piece(&p):
+        with nogil:
+            loss += kernel(pred + p.lo, target + p.lo, dpred + p.lo, p.hi - p.lo, n, nt)
+    return loss
 
 
 def mse_loss(pred, target):
@@ -83,23 +107,11 @@ def mse_loss(pred, target):
         raise ValueError(f"pred has shape {(<object>pa).shape} but target has shape {(<object>ta).shape}")
     check_nonempty(pa, "pred")
     cdef cnp.ndarray dpred = np.empty_like(pa)
-    cdef char *pp = <char *>cnp.PyArray_DATA(pa)
-    cdef char *pt = <char *>cnp.PyArray_DATA(ta)
-    cdef char *pd = <char *>cnp.PyArray_DATA(dpred)
-    cdef int64_t n = pa.size, size = pa.itemsize, lo = 0, hi, at
-    cdef int nt = num_threads()
-    cdef int64_t piece = piece_items(1, ELEMENTS_PER_PIECE, nt)
-    cdef bint single = is_float32(pa)
-    cdef double loss = 0
-    while lo < n:
-        hi = next_piece(lo, n, piece)
-        at = lo * size
-        with nogil:
-            if single:
-                loss += mse_loss_f32(<float *>(pp + at), <float *>(pt + at), <float *>(pd + at),
-                                     hi - lo, n, nt)
-            else:
-                loss += mse_loss_f64(<double *>(pp + at), <double *>(pt + at),
-                                     <double *>(pd + at), hi - lo, n, nt)
-        lo = hi
+    cdef double loss
+    if is_float32(pa):
+        loss = _mse_run(fastfc_mse_loss_f32, <float *>data_of(pa), <float *>data_of(ta),
+                        <float *>data_of(dpred), pa.size)
+    else:
+        loss = _mse_run(fastfc_mse_loss_f64, <double *>data_of(pa), <double *>data_of(ta),
+                        <double *>data_of(dpred), pa.size)
     return loss, dpred

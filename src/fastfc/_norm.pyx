@@ -6,15 +6,60 @@ import math
 import numbers
 
 cimport numpy as cnp
+from libc.stdint cimport int64_t
 from libc.string cimport memset
+from fastfc._common cimport (ELEMENTS_PER_PIECE, Pieces, pieces, next_piece, piece_items,
+                             as_float_array, check_float_array, check_same_dtype, check_nonempty,
+                             is_float32, data_of, num_threads, output_array)
 from fastfc._kernels cimport (
-    fastfc_norm_args, batchnorm_stats_f32, batchnorm_stats_f64, batchnorm_normalize_f32,
-    batchnorm_normalize_f64, batchnorm_grad_sums_f32, batchnorm_grad_sums_f64,
-    batchnorm_input_grad_f32, batchnorm_input_grad_f64, groupnorm_chunk_samples, groupnorm_tiles, groupnorm_forward_f32,
-    groupnorm_forward_f64, groupnorm_backward_f32, groupnorm_backward_f64,
-    groupnorm_param_grads_f32, groupnorm_param_grads_f64)
+    fastfc_norm_args, fastfc_batchnorm_stats_f32, fastfc_batchnorm_stats_f64,
+    fastfc_batchnorm_normalize_f32, fastfc_batchnorm_normalize_f64,
+    fastfc_batchnorm_grad_sums_f32, fastfc_batchnorm_grad_sums_f64,
+    fastfc_batchnorm_input_grad_f32, fastfc_batchnorm_input_grad_f64,
+    fastfc_groupnorm_chunk_samples, fastfc_groupnorm_tiles, fastfc_groupnorm_forward_f32,
+    fastfc_groupnorm_forward_f64, fastfc_groupnorm_backward_f32, fastfc_groupnorm_backward_f64,
+    fastfc_groupnorm_param_grads_f32, fastfc_groupnorm_param_grads_f64)
 
-include "_common.pxi"
+import numpy as np
+
+cnp.import_array()
+
+# The kernels take their arrays in a fastfc_norm_args (untyped pointers), so
+# a kernel's float and double versions have one C type: tables indexed by
+# _dtype_index pick the one of the arrays' type.
+ctypedef void (*range_fn)(const fastfc_norm_args *, int64_t, int64_t, int) noexcept nogil
+ctypedef void (*param_grads_fn)(const fastfc_norm_args *) noexcept nogil
+
+cdef enum BatchnormPass:
+    STATS, NORMALIZE, GRAD_SUMS, INPUT_GRAD
+
+cdef range_fn BATCHNORM[4][2]  # [BatchnormPass][dtype]
+BATCHNORM[:] = [[fastfc_batchnorm_stats_f32, fastfc_batchnorm_stats_f64],
+                [fastfc_batchnorm_normalize_f32, fastfc_batchnorm_normalize_f64],
+                [fastfc_batchnorm_grad_sums_f32, fastfc_batchnorm_grad_sums_f64],
+                [fastfc_batchnorm_input_grad_f32, fastfc_batchnorm_input_grad_f64]]
+cdef range_fn GROUPNORM_FORWARD[2]
+GROUPNORM_FORWARD[:] = [fastfc_groupnorm_forward_f32, fastfc_groupnorm_forward_f64]
+cdef range_fn GROUPNORM_BACKWARD[2]
+GROUPNORM_BACKWARD[:] = [fastfc_groupnorm_backward_f32, fastfc_groupnorm_backward_f64]
+cdef param_grads_fn GROUPNORM_PARAM_GRADS[2]
+GROUPNORM_PARAM_GRADS[:] = [fastfc_groupnorm_param_grads_f32, fastfc_groupnorm_param_grads_f64]
+
+
+cdef inline int _dtype_index(object arr):
+    """0 for float32 arrays, 1 for float64: the column of the tables above."""
+    return 0 if is_float32(arr) else 1
+
+
+cdef int _run_in_pieces(range_fn kernel, const fastfc_norm_args *args, int64_t count,
+                        double item_work) except -1:
+    """kernel over [0, count) in pieces of items of item_work elements each."""
+    cdef int nt = num_threads()
+    cdef Pieces p = pieces(count, piece_items(item_work, ELEMENTS_PER_PIECE, nt))
+    while next_piece(&p):
+        with nogil:
+            kernel(args, p.lo, p.hi, nt)
+    return 0
 
 
 # ---- argument checks ----------------------------------------------------------
@@ -123,10 +168,6 @@ cdef tuple _unpack_cache(object cache, int length, str forward):
     return cache
 
 
-cdef inline void *_data(object a):
-    return cnp.PyArray_DATA(<cnp.ndarray>a)
-
-
 # ---- batch normalization --------------------------------------------------------
 
 cdef tuple _batchnorm_forward(cnp.ndarray xa, int64_t spatial, object gamma, object beta,
@@ -151,45 +192,25 @@ cdef tuple _batchnorm_forward(cnp.ndarray xa, int64_t spatial, object gamma, obj
     cdef fastfc_norm_args args
     memset(&args, 0, sizeof(args))
     args.geom.n_batch, args.geom.channels, args.geom.spatial = n_batch, channels, spatial
-    args.x, args.gamma, args.beta = _data(xa), _data(ga), _data(ba)
-    args.running_mean, args.running_var = _data(rm), _data(rv)
-    args.mean, args.inv_std, args.out = _data(mean), _data(inv_std), _data(out)
+    args.x, args.gamma, args.beta = data_of(xa), data_of(ga), data_of(ba)
+    args.running_mean, args.running_var = data_of(rm), data_of(rv)
+    args.mean, args.inv_std, args.out = data_of(mean), data_of(inv_std), data_of(out)
     args.train, args.momentum, args.eps = training, momentum_value, eps_value
-    cdef bint single = is_float32(xa)
-    _batchnorm_run(&args, STATS, single)
-    _batchnorm_run(&args, NORMALIZE, single)
+    cdef int dtype = _dtype_index(xa)
+    _batchnorm_run(&args, STATS, dtype)
+    _batchnorm_run(&args, NORMALIZE, dtype)
     return out, (xa, ga, mean, inv_std, training)
 
 
-cdef enum BatchnormPass:
-    STATS, NORMALIZE, GRAD_SUMS, INPUT_GRAD
-
-
-cdef void _batchnorm_run(const fastfc_norm_args *args, BatchnormPass kernel, bint single) except *:
+cdef int _batchnorm_run(const fastfc_norm_args *args, BatchnormPass kernel,
+                        int dtype) except -1:
     """One pass of the kernel in pieces: the reductions (STATS, GRAD_SUMS)
     over whole channels, the element-wise passes over whole samples."""
-    cdef int nt = num_threads()
     cdef bint by_channel = kernel == STATS or kernel == GRAD_SUMS
     cdef int64_t count = args.geom.channels if by_channel else args.geom.n_batch
     cdef double item_work = args.geom.spatial * <double>(
         args.geom.n_batch if by_channel else args.geom.channels)
-    cdef int64_t piece = piece_items(item_work, ELEMENTS_PER_PIECE, nt), lo = 0, hi
-    while lo < count:
-        hi = next_piece(lo, count, piece)
-        with nogil:
-            if kernel == STATS:
-                if single: batchnorm_stats_f32(args, lo, hi, nt)
-                else: batchnorm_stats_f64(args, lo, hi, nt)
-            elif kernel == NORMALIZE:
-                if single: batchnorm_normalize_f32(args, lo, hi, nt)
-                else: batchnorm_normalize_f64(args, lo, hi, nt)
-            elif kernel == GRAD_SUMS:
-                if single: batchnorm_grad_sums_f32(args, lo, hi, nt)
-                else: batchnorm_grad_sums_f64(args, lo, hi, nt)
-            else:
-                if single: batchnorm_input_grad_f32(args, lo, hi, nt)
-                else: batchnorm_input_grad_f64(args, lo, hi, nt)
-        lo = hi
+    return _run_in_pieces(BATCHNORM[<int>kernel][dtype], args, count, item_work)
 
 
 cdef tuple _batchnorm_backward(object dout, object cache, int ndim, str layout, str forward,
@@ -212,15 +233,15 @@ cdef tuple _batchnorm_backward(object dout, object cache, int ndim, str layout, 
     memset(&args, 0, sizeof(args))
     args.geom.n_batch, args.geom.channels = xa.shape[0], channels
     args.geom.spatial = xa.size // (xa.shape[0] * channels)
-    args.dout, args.x, args.gamma = _data(da), _data(xa), _data(ga)
-    args.mean, args.inv_std = _data(ma), _data(sa)
-    args.dx, args.dgamma, args.dbeta = _data(dx), _data(dgamma), _data(dbeta)
+    args.dout, args.x, args.gamma = data_of(da), data_of(xa), data_of(ga)
+    args.mean, args.inv_std = data_of(ma), data_of(sa)
+    args.dx, args.dgamma, args.dbeta = data_of(dx), data_of(dgamma), data_of(dbeta)
     args.train = training
     cdef cnp.ndarray factors = np.empty((3, channels), xa.dtype)
-    args.grad_factors = _data(factors)
-    cdef bint single = is_float32(xa)
-    _batchnorm_run(&args, GRAD_SUMS, single)
-    _batchnorm_run(&args, INPUT_GRAD, single)
+    args.grad_factors = data_of(factors)
+    cdef int dtype = _dtype_index(xa)
+    _batchnorm_run(&args, GRAD_SUMS, dtype)
+    _batchnorm_run(&args, INPUT_GRAD, dtype)
     return dx, dgamma, dbeta
 
 
@@ -331,19 +352,11 @@ cdef tuple _groupnorm_forward(cnp.ndarray xa, int64_t groups, int64_t spatial, o
     memset(&args, 0, sizeof(args))
     args.geom.n_batch, args.geom.channels = n_batch, channels
     args.geom.spatial, args.geom.groups = spatial, groups
-    args.x, args.gamma, args.beta = _data(xa), _data(ga), _data(ba)
-    args.mean, args.inv_std, args.out = _data(mean), _data(inv_std), _data(out)
+    args.x, args.gamma, args.beta = data_of(xa), data_of(ga), data_of(ba)
+    args.mean, args.inv_std, args.out = data_of(mean), data_of(inv_std), data_of(out)
     args.eps = eps_value
-    cdef bint single = is_float32(xa)
-    cdef int nt = num_threads()
-    cdef int64_t rows = n_batch * groups, lo = 0, hi
-    cdef int64_t piece = piece_items(<double>xa.size / rows, ELEMENTS_PER_PIECE, nt)
-    while lo < rows:
-        hi = next_piece(lo, rows, piece)
-        with nogil:
-            if single: groupnorm_forward_f32(&args, lo, hi, nt)
-            else: groupnorm_forward_f64(&args, lo, hi, nt)
-        lo = hi
+    cdef int64_t rows = n_batch * groups
+    _run_in_pieces(GROUPNORM_FORWARD[_dtype_index(xa)], &args, rows, <double>xa.size / rows)
     return out, ga, mean, inv_std
 
 
@@ -365,27 +378,18 @@ cdef tuple _groupnorm_backward(object dout, cnp.ndarray xa, int64_t groups, int6
     args.geom.n_batch, args.geom.channels = n_batch, channels
     args.geom.spatial, args.geom.groups = spatial, groups
     cdef int64_t group_size = xa.size // (n_batch * groups)
-    args.geom.chunk_samples = groupnorm_chunk_samples(n_batch, group_size)
+    args.geom.chunk_samples = fastfc_groupnorm_chunk_samples(n_batch, group_size)
     cdef int64_t chunks = (n_batch + args.geom.chunk_samples - 1) // args.geom.chunk_samples
     cdef cnp.ndarray partial = np.empty((chunks, 2, channels), np.float64)
-    args.dout, args.x, args.gamma = _data(da), _data(xa), _data(ga)
-    args.mean, args.inv_std = _data(ma), _data(sa)
-    args.dx, args.dgamma, args.dbeta = _data(dx), _data(dgamma), _data(dbeta)
-    args.partial = <double *>_data(partial)
-    cdef bint single = is_float32(xa)
-    cdef int nt = num_threads()
-    cdef int64_t tiles = groupnorm_tiles(&args.geom), lo = 0, hi
-    cdef int64_t piece = piece_items(<double>args.geom.chunk_samples * group_size,
-                                     ELEMENTS_PER_PIECE, nt)
-    while lo < tiles:
-        hi = next_piece(lo, tiles, piece)
-        with nogil:
-            if single: groupnorm_backward_f32(&args, lo, hi, nt)
-            else: groupnorm_backward_f64(&args, lo, hi, nt)
-        lo = hi
+    args.dout, args.x, args.gamma = data_of(da), data_of(xa), data_of(ga)
+    args.mean, args.inv_std = data_of(ma), data_of(sa)
+    args.dx, args.dgamma, args.dbeta = data_of(dx), data_of(dgamma), data_of(dbeta)
+    args.partial = <double *>data_of(partial)
+    cdef int dtype = _dtype_index(xa)
+    _run_in_pieces(GROUPNORM_BACKWARD[dtype], &args, fastfc_groupnorm_tiles(&args.geom),
+                   <double>args.geom.chunk_samples * group_size)
     with nogil:
-        if single: groupnorm_param_grads_f32(&args)
-        else: groupnorm_param_grads_f64(&args)
+        GROUPNORM_PARAM_GRADS[dtype](&args)
     return dx, dgamma, dbeta
 
 

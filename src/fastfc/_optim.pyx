@@ -19,15 +19,24 @@ fastfc.optim builds these lists; use its classes rather than these.
 """
 cimport numpy as cnp
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
-from libc.stdint cimport uintptr_t
+from libc.stdint cimport int64_t, uintptr_t
 from libc.stdlib cimport qsort
+from fastfc._common cimport (ELEMENTS_PER_PIECE, Pieces, pieces, next_piece, piece_items,
+                             num_threads)
 from fastfc._kernels cimport (
-    fastfc_optim_tensor, fastfc_sgd_config, fastfc_adagrad_config, fastfc_rmsprop_config,
-    fastfc_adam_config, sgd_step_f32, sgd_step_f64, sgd_velocity_step_f32,
-    sgd_velocity_step_f64, adagrad_step_f32, adagrad_step_f64, rmsprop_step_f32,
-    rmsprop_step_f64, adam_step_f32, adam_step_f64)
+    fastfc_optim_tensor, fastfc_optim_rule, fastfc_optim_step_f32, fastfc_optim_step_f64,
+    FASTFC_SGD, FASTFC_SGD_VELOCITY, FASTFC_ADAGRAD, FASTFC_RMSPROP, FASTFC_ADAM,
+    fastfc_sgd_config, fastfc_adagrad_config, fastfc_rmsprop_config, fastfc_adam_config)
 
-include "_common.pxi"
+import numpy as np
+
+cnp.import_array()
+
+# The update of a list of tensors of one float type: [0] float32, [1] float64.
+ctypedef void (*step_fn)(fastfc_optim_rule, const void *, const fastfc_optim_tensor *, int64_t,
+                         int) noexcept nogil
+cdef step_fn STEP[2]
+STEP[:] = [fastfc_optim_step_f32, fastfc_optim_step_f64]
 
 
 cdef class _TensorList:
@@ -180,31 +189,7 @@ cdef _TensorList _checked_list(list datas, list grads, list states, list steps, 
     return _tensor_list(datas, grads, states, steps, owners)
 
 
-cdef enum Rule:
-    SGD, SGD_VELOCITY, ADAGRAD, RMSPROP, ADAM
-
-
-cdef void _call(Rule rule, bint single, const void *config, const fastfc_optim_tensor *tensors,
-                int64_t n, int nt) noexcept nogil:
-    """The C update of rule over n tensors of one float type."""
-    if rule == SGD:
-        if single: sgd_step_f32(<const fastfc_sgd_config *>config, tensors, n, nt)
-        else: sgd_step_f64(<const fastfc_sgd_config *>config, tensors, n, nt)
-    elif rule == SGD_VELOCITY:
-        if single: sgd_velocity_step_f32(<const fastfc_sgd_config *>config, tensors, n, nt)
-        else: sgd_velocity_step_f64(<const fastfc_sgd_config *>config, tensors, n, nt)
-    elif rule == ADAGRAD:
-        if single: adagrad_step_f32(<const fastfc_adagrad_config *>config, tensors, n, nt)
-        else: adagrad_step_f64(<const fastfc_adagrad_config *>config, tensors, n, nt)
-    elif rule == RMSPROP:
-        if single: rmsprop_step_f32(<const fastfc_rmsprop_config *>config, tensors, n, nt)
-        else: rmsprop_step_f64(<const fastfc_rmsprop_config *>config, tensors, n, nt)
-    else:
-        if single: adam_step_f32(<const fastfc_adam_config *>config, tensors, n, nt)
-        else: adam_step_f64(<const fastfc_adam_config *>config, tensors, n, nt)
-
-
-cdef object _run_pieces(Rule rule, bint single, const void *config,
+cdef object _run_pieces(fastfc_optim_rule rule, bint single, const void *config,
                         const fastfc_optim_tensor *tensors, int64_t n, int nt):
     """The update over n tensors of one float type, in pieces of about
     ELEMENTS_PER_PIECE elements per thread with pending signal handlers run
@@ -215,29 +200,33 @@ cdef object _run_pieces(Rule rule, bint single, const void *config,
     A step is all or nothing: the first exception a handler raises (a
     KeyboardInterrupt) is returned after every piece has run, for the caller
     to raise once its own bookkeeping is done; None when there was none."""
+    cdef step_fn step = STEP[0 if single else 1]
     cdef object raised = None
     cdef int64_t total = 0, k
     for k in range(n):
         total += tensors[k].n
-    cdef int64_t piece = piece_items(1, ELEMENTS_PER_PIECE, nt)
-    if total <= piece:  # the usual case: one call, no slices
+    cdef Pieces p = pieces(total, piece_items(1, ELEMENTS_PER_PIECE, nt))
+    if total <= p.size:  # the usual case: one call, no slices
         with nogil:
-            _call(rule, single, config, tensors, n, nt)
+            step(rule, config, tensors, n, nt)
         return None
     # A piece holds at most n + 1 slices (n tensors, the first one cut twice).
     cdef fastfc_optim_tensor *part = <fastfc_optim_tensor *>PyMem_Malloc(
         (n + 1) * sizeof(fastfc_optim_tensor))
     if part == NULL:
         raise MemoryError()
-    cdef int64_t size = 4 if single else 8, done = 0, off = 0, budget, take, count, slot
+    cdef int64_t size = 4 if single else 8, off = 0, budget, take, count, slot
+    cdef bint more = True
     k = 0
     try:
-        while done < total:
+        while more:
             try:
-                next_piece(done, total, piece)  # runs signal handlers before every piece but the first
-            except BaseException as exc:
+                more = next_piece(&p)  # runs signal handlers before every piece but the first
+            except BaseException as exc:  # p is on the next piece all the same
                 raised = exc if raised is None else raised
-            count, budget = 0, piece
+            if not more:
+                break
+            count, budget = 0, p.hi - p.lo
             while k < n and budget > 0:
                 take = min(tensors[k].n - off, budget)
                 part[count] = tensors[k]
@@ -249,18 +238,17 @@ cdef object _run_pieces(Rule rule, bint single, const void *config,
                         part[count].state[slot] = <char *>tensors[k].state[slot] + off * size
                 count += 1
                 budget -= take
-                done += take
                 off += take
                 if off == tensors[k].n:
                     k, off = k + 1, 0
             with nogil:
-                _call(rule, single, config, part, count, nt)
+                step(rule, config, part, count, nt)
     finally:
         PyMem_Free(part)
     return raised
 
 
-cdef object _step(Rule rule, const void *config, _TensorList ts):
+cdef object _step(fastfc_optim_rule rule, const void *config, _TensorList ts):
     """The update of rule over every tensor of ts, its float32 ones, then its
     float64 ones; returns what _run_pieces returns (the first of the two)."""
     cdef int nt = num_threads()
@@ -282,7 +270,7 @@ def sgd_step(list datas, list grads, list states, list steps, owners, double lr,
     cdef fastfc_sgd_config c
     c.lr, c.momentum, c.dampening, c.weight_decay = lr, momentum, dampening, weight_decay
     c.nesterov, c.maximize = nesterov, maximize
-    return _step(SGD, &c, ts)
+    return _step(FASTFC_SGD, &c, ts)
 
 
 def sgd_velocity_step(list datas, list grads, list states, list steps, owners, double lr,
@@ -293,7 +281,7 @@ def sgd_velocity_step(list datas, list grads, list states, list steps, owners, d
     cdef fastfc_sgd_config c
     c.lr, c.momentum, c.dampening, c.weight_decay = lr, momentum, 0.0, 0.0
     c.nesterov, c.maximize = False, False
-    return _step(SGD_VELOCITY, &c, ts)
+    return _step(FASTFC_SGD_VELOCITY, &c, ts)
 
 
 def adagrad_step(list datas, list grads, list states, list steps, owners, double lr,
@@ -302,7 +290,7 @@ def adagrad_step(list datas, list grads, list states, list steps, owners, double
     cdef _TensorList ts = _checked_list(datas, grads, states, steps, owners)
     cdef fastfc_adagrad_config c
     c.lr, c.lr_decay, c.weight_decay, c.eps, c.maximize = lr, lr_decay, weight_decay, eps, maximize
-    return _step(ADAGRAD, &c, ts)
+    return _step(FASTFC_ADAGRAD, &c, ts)
 
 
 def rmsprop_step(list datas, list grads, list states, list steps, owners, double lr,
@@ -314,7 +302,7 @@ def rmsprop_step(list datas, list grads, list states, list steps, owners, double
     cdef fastfc_rmsprop_config c
     c.lr, c.alpha, c.eps, c.weight_decay, c.momentum = lr, alpha, eps, weight_decay, momentum
     c.maximize = maximize
-    return _step(RMSPROP, &c, ts)
+    return _step(FASTFC_RMSPROP, &c, ts)
 
 
 def adam_step(list datas, list grads, list states, list steps, owners, double lr,
@@ -326,4 +314,4 @@ def adam_step(list datas, list grads, list states, list steps, owners, double lr
     cdef fastfc_adam_config c
     c.lr, c.beta1, c.beta2, c.eps, c.weight_decay = lr, beta1, beta2, eps, weight_decay
     c.decoupled, c.maximize = decoupled, maximize
-    return _step(ADAM, &c, ts)
+    return _step(FASTFC_ADAM, &c, ts)

@@ -3,14 +3,18 @@
 csrc/pool.c. Each forward returns (out, cache), each backward takes
 (dout, cache), as in the course notes."""
 cimport numpy as cnp
-from libc.stdint cimport int32_t
-from fastfc._kernels cimport (fastfc_pool_geom, max_pool_forward_f32, max_pool_forward_f64,
-                              max_pool_backward_f32, max_pool_backward_f64,
-                              avg_pool_forward_f32, avg_pool_forward_f64,
-                              avg_pool_backward_f32, avg_pool_backward_f64)
+from libc.stdint cimport int32_t, int64_t
+from fastfc._common cimport (Pieces, pieces, next_piece, piece_items, as_float_array,
+                             as_image_batch, as_int_param, out_size, check_same_dtype,
+                             is_float32, data_of, num_threads, output_array, plain_array,
+                             unpack_cache, cache_entry)
+from fastfc._kernels cimport (fastfc_pool_geom, fastfc_pool_op, fastfc_pool_f32,
+                              fastfc_pool_f64, FASTFC_MAX_POOL_FORWARD, FASTFC_MAX_POOL_BACKWARD,
+                              FASTFC_AVG_POOL_FORWARD, FASTFC_AVG_POOL_BACKWARD)
 
-include "_common.pxi"
-include "_image_args.pxi"
+import numpy as np
+
+cnp.import_array()
 
 # The argmax indices are int32 offsets within one (H, W) plane.
 cdef int64_t INT32_MAX = 2147483647
@@ -45,59 +49,42 @@ cdef dict _pool_param(pool_height, pool_width, stride):
 # window steps per thread each: some 20 ms on one core.
 cdef double STEPS_PER_PIECE = 2.0 ** 22
 
-cdef enum Kernel:
-    MAX_FORWARD, MAX_BACKWARD, AVG_FORWARD, AVG_BACKWARD
+ctypedef int64_t (*pool_fn)(fastfc_pool_op, const fastfc_pool_geom *, const void *, void *,
+                           int32_t *, int) noexcept nogil
 
 
-cdef void _run(Kernel kernel, const fastfc_pool_geom *g, cnp.ndarray src, cnp.ndarray dst,
-               object argmax) except *:
-    """The kernel over all planes, in pieces: src is x (forward) or dout
+cdef int _run(fastfc_pool_op op, const fastfc_pool_geom *g, cnp.ndarray src, cnp.ndarray dst,
+              object argmax) except -1:
+    """The kernel op over all planes, in pieces: src is x (forward) or dout
     (backward), dst is out or dx; argmax is max pooling's (N, C, H', W').
     Max pooling's backward checks every argmax entry against its window as
     it reads it (so a cache another thread writes into meanwhile cannot make
     it write out of bounds) and raises ValueError after a piece that had any
     outside (dx then holds no meaningful values)."""
-    cdef bint single = is_float32(src)
-    cdef bint forward = kernel == MAX_FORWARD or kernel == AVG_FORWARD
+    cdef pool_fn kernel = fastfc_pool_f32 if is_float32(src) else fastfc_pool_f64
+    cdef bint forward = op == FASTFC_MAX_POOL_FORWARD or op == FASTFC_AVG_POOL_FORWARD
     cdef int64_t size = src.itemsize
     cdef int64_t plane_in = g.height * g.width, plane_out = g.out_h * g.out_w
     cdef int64_t src_plane = size * (plane_in if forward else plane_out)
     cdef int64_t dst_plane = size * (plane_out if forward else plane_in)
-    cdef char *ps = <char *>cnp.PyArray_DATA(src)
-    cdef char *pd = <char *>cnp.PyArray_DATA(dst)
-    cdef int32_t *pa = <int32_t *>cnp.PyArray_DATA(argmax) if argmax is not None else NULL
+    cdef const char *ps = <char *>data_of(src)
+    cdef char *pd = <char *>data_of(dst)
+    cdef int32_t *pa = <int32_t *>data_of(argmax) if argmax is not None else NULL
     cdef int nt = num_threads()
-    cdef int64_t lo = 0, hi
-    cdef int64_t piece = piece_items(plane_in + <double>plane_out * g.pool_h * g.pool_w,
-                                     STEPS_PER_PIECE, nt)
+    cdef double steps = plane_in + <double>plane_out * g.pool_h * g.pool_w  # per plane
+    cdef Pieces p = pieces(g.planes, piece_items(steps, STEPS_PER_PIECE, nt))
     cdef fastfc_pool_geom pg = g[0]  # one piece's planes
-    cdef void *s
-    cdef void *d
-    cdef int32_t *a
-    cdef int64_t stray = 0
-    while lo < g.planes:
-        hi = next_piece(lo, g.planes, piece)
-        pg.planes = hi - lo
-        s, d = ps + lo * src_plane, pd + lo * dst_plane
-        a = pa + lo * plane_out if pa else NULL
+    cdef int64_t stray
+    while next_piece(&p):
+        pg.planes = p.hi - p.lo
         with nogil:
-            if kernel == MAX_FORWARD:
-                if single: max_pool_forward_f32(&pg, <float *>s, <float *>d, a, nt)
-                else: max_pool_forward_f64(&pg, <double *>s, <double *>d, a, nt)
-            elif kernel == MAX_BACKWARD:
-                if single: stray = max_pool_backward_f32(&pg, <float *>s, a, <float *>d, nt)
-                else: stray = max_pool_backward_f64(&pg, <double *>s, a, <double *>d, nt)
-            elif kernel == AVG_FORWARD:
-                if single: avg_pool_forward_f32(&pg, <float *>s, <float *>d, nt)
-                else: avg_pool_forward_f64(&pg, <double *>s, <double *>d, nt)
-            else:
-                if single: avg_pool_backward_f32(&pg, <float *>s, <float *>d, nt)
-                else: avg_pool_backward_f64(&pg, <double *>s, <double *>d, nt)
+            stray = kernel(op, &pg, ps + p.lo * src_plane, pd + p.lo * dst_plane,
+                           pa + p.lo * plane_out if pa else NULL, nt)
         if stray:
             raise ValueError(f"cache does not come from max_pool_forward: argmax holds {stray} "
-                             f"indices outside their pooling windows (in planes {lo} to "
-                             f"{hi - 1} of the N*C)")
-        lo = hi
+                             f"indices outside their pooling windows (in planes {p.lo} to "
+                             f"{p.hi - 1} of the N*C)")
+    return 0
 
 
 cdef cnp.ndarray _check_dout(object dout, cnp.ndarray xa, fastfc_pool_geom *g):
@@ -134,7 +121,7 @@ def max_pool_forward(x, pool_height=2, pool_width=2, stride=2, *, out=None):
     shape = (xa.shape[0], xa.shape[1], g.out_h, g.out_w)
     out = output_array(out, "out", shape, xa.dtype, (xa,))
     cdef cnp.ndarray argmax = np.empty(shape, dtype=np.int32)
-    _run(MAX_FORWARD, &g, xa, out, argmax)
+    _run(FASTFC_MAX_POOL_FORWARD, &g, xa, out, argmax)
     return out, (xa, argmax, pool_param)
 
 
@@ -171,7 +158,7 @@ def max_pool_backward(dout, cache, *, dx=None):
                          f"got {argmax.dtype} {argmax.shape}")
     # The kernel checks each index against its window as it reads it (see _run).
     dx = output_array(dx, "dx", (<object>xa).shape, xa.dtype, (da, xa, argmax))
-    _run(MAX_BACKWARD, &g, da, dx, argmax)
+    _run(FASTFC_MAX_POOL_BACKWARD, &g, da, dx, argmax)
     return dx
 
 
@@ -188,7 +175,7 @@ def avg_pool_forward(x, pool_height=2, pool_width=2, stride=2, *, out=None):
     cdef dict pool_param = _pool_param(pool_height, pool_width, stride)
     cdef fastfc_pool_geom g = _geometry(xa, pool_param)
     out = output_array(out, "out", (xa.shape[0], xa.shape[1], g.out_h, g.out_w), xa.dtype, (xa,))
-    _run(AVG_FORWARD, &g, xa, out, None)
+    _run(FASTFC_AVG_POOL_FORWARD, &g, xa, out, None)
     return out, (xa, pool_param)
 
 
@@ -209,5 +196,5 @@ def avg_pool_backward(dout, cache, *, dx=None):
     cdef fastfc_pool_geom g = _geometry(xa, pool_param)
     cdef cnp.ndarray da = _check_dout(dout, xa, &g)
     dx = output_array(dx, "dx", (<object>xa).shape, xa.dtype, (da, xa))
-    _run(AVG_BACKWARD, &g, da, dx, None)
+    _run(FASTFC_AVG_POOL_BACKWARD, &g, da, dx, None)
     return dx

@@ -31,13 +31,13 @@ layers' dtype (float64 by default, as NumPy computes; float32 is faster);
 FeedForwardNeuralNetwork.backward skips the input gradient of its first
 layer, which nothing uses.
 """
-import numbers
 
 import numpy as np
 
 from . import functional as F
 from . import layers as _layers
 from . import optim as _optim
+from ._validation import check_int, check_real
 
 __all__ = ["LinearLayer", "ReLU", "Sigmoid", "CrossEntropySoftmax", "FeedForwardNeuralNetwork",
            "evaluate"]
@@ -106,11 +106,9 @@ class LinearLayer:
 
     def step(self, step_size):
         """One Adam step with weight decay on W (see the module docstring)."""
-        if isinstance(step_size, bool) or not isinstance(step_size, numbers.Real) \
-                or not step_size >= 0:
-            raise ValueError(f"step_size must be a number >= 0, got {step_size!r}")
+        step_size = check_real("step_size", step_size, low=0, finite=False)
         for group in self._optimizer.param_groups:
-            group["lr"] = float(step_size)
+            group["lr"] = step_size
         self._optimizer.step()
 
     def __repr__(self):
@@ -196,9 +194,7 @@ class FeedForwardNeuralNetwork:
     """
 
     def __init__(self, input_dim, output_dim, hidden_dim, num_layers, *, seed=None, **options):
-        if isinstance(num_layers, bool) or not isinstance(num_layers, numbers.Integral) \
-                or num_layers < 1:
-            raise ValueError(f"num_layers must be an int >= 1, got {num_layers!r}")
+        num_layers = check_int("num_layers", num_layers, low=1)
         rng = _layers._generator(seed)
         dims = [input_dim] + [hidden_dim] * (num_layers - 1) + [output_dim]
         self.layers = []
@@ -229,9 +225,7 @@ class FeedForwardNeuralNetwork:
 def evaluate(model, X_val, Y_val, batch_size):
     """Average cross-entropy loss and accuracy of model on X_val, Y_val,
     batch by batch. Returns (avg_loss, accuracy), floats."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) \
-            or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    batch_size = check_int("batch_size", batch_size, low=1)
     X_val = np.asarray(X_val)
     Y_val = _labels(Y_val, len(X_val))
     if len(X_val) == 0:

@@ -10,10 +10,12 @@ which has none, a fixed random part). `classes` keeps some classes, labelled
     data = load_digits()                        # embedded, no files needed
     data = load_mnist("~/data/fashion-mnist")   # the four IDX files, .gz or not
     data = load_mnist("~/data/fashion-mnist", classes="sneaker,bag", names=FASHION_MNIST_CLASSES)
+    data = load_fashion_mnist()                 # from FASHION_MNIST_SYSTEM_DIR (Debian's package)
     data = load_cifar10("~/data/cifar-10-batches-py", classes=("horse", "ship", "truck"))
     data = normalize(data)                      # training mean/std applied to every split
 
-Nothing here downloads anything: MNIST and CIFAR-10 are read from local copies.
+Nothing here downloads anything: MNIST and CIFAR-10 are read from local copies;
+Fashion-MNIST also from where `apt-get install dataset-fashion-mnist` puts it.
 The embedded digits are the UCI "Optical Recognition of Handwritten Digits"
 data by E. Alpaydin and C. Kaynak (1998), CC BY 4.0 (see fastfc/data/README.md).
 """
@@ -28,6 +30,7 @@ import zlib
 
 import numpy as np
 
+from ._validation import check_array, check_int, check_seed
 from .io import open_regular
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
@@ -35,6 +38,10 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
 FASHION_MNIST_CLASSES = ("t-shirt/top", "trouser", "pullover", "dress", "coat",
                          "sandal", "shirt", "sneaker", "bag", "ankle boot")
 DIGIT_CLASSES = tuple(str(d) for d in range(10))
+
+# Where Debian's dataset-fashion-mnist package installs the four original
+# (gzipped) IDX files.
+FASHION_MNIST_SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"
 
 SPLITS = ("train", "val", "test")
 
@@ -46,28 +53,11 @@ _DIGITS_TEST_SEED = 20240601
 
 # ---------------------------------------------------------------- checks
 
-def _check_count(value, name):
-    """value as a non-negative int; TypeError/ValueError naming it otherwise."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be a non-negative int, got {value!r}")
-    if value < 0:
-        raise ValueError(f"{name} must be a non-negative int, got {value}")
-    return int(value)
-
-
-def _check_seed(seed):
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-        raise TypeError(f"seed must be an int or None, got {seed!r}")
-    return seed
-
-
 def _check_images(X, name="X"):
     """X as an (N, C, H, W) array, else ValueError/TypeError naming it."""
     if not isinstance(X, np.ndarray):
         raise TypeError(f"{name} must be a NumPy array of shape (N, C, H, W), got {type(X).__name__}")
-    if X.ndim != 4:
-        raise ValueError(f"{name} must have shape (N, C, H, W), got shape {X.shape}")
-    return X
+    return check_array(name, X, ndim=4, layout="(N, C, H, W)")
 
 
 def _split_validation(X, y, val_size, seed):
@@ -80,10 +70,10 @@ def _split_validation(X, y, val_size, seed):
 
     Returns (X_train, y_train, X_val, y_val), each part in file order.
     """
-    val_size = _check_count(val_size, "val_size")
+    val_size = check_int("val_size", val_size, low=0)
     if val_size >= len(y):
         raise ValueError(f"val_size={val_size} must be smaller than the training set ({len(y)} samples)")
-    order = np.random.default_rng(_check_seed(seed)).permutation(len(y))
+    order = np.random.default_rng(check_seed("seed", seed)).permutation(len(y))
     val, train = np.sort(order[:val_size]), np.sort(order[val_size:])
     return X[train], y[train], X[val], y[val]
 
@@ -202,7 +192,7 @@ def load_digits(val_size=180, test_size=360, seed=0, classes=None):
     Returns a dict with X_train (N, 1, 8, 8) float32 in [0, 1], y_train (N,)
     int64, and the same for X_val/y_val and X_test/y_test.
     """
-    test_size = _check_count(test_size, "test_size")
+    test_size = check_int("test_size", test_size, low=0)
     indices = None if classes is None else class_indices(classes, DIGIT_CLASSES)
     pixels, labels = _read_digits()
     if test_size >= len(labels):
@@ -418,6 +408,37 @@ def load_mnist(path, val_size=5000, seed=0, classes=None, names=DIGIT_CLASSES):
     indices = None if classes is None else class_indices(classes, names)
     (X, y), (X_test, y_test) = _read_mnist(directory)
     return _make_splits(X, y, X_test, y_test, indices, val_size, seed, max_value=255)
+
+
+def fashion_mnist_dir():
+    """FASHION_MNIST_SYSTEM_DIR when it holds the four files, else None."""
+    try:
+        for stem in _MNIST_FILES.values():
+            _find_mnist_file(FASHION_MNIST_SYSTEM_DIR, stem)
+    except FileNotFoundError:
+        return None
+    return FASHION_MNIST_SYSTEM_DIR
+
+
+def load_fashion_mnist(path=None, val_size=5000, seed=0, classes=None):
+    """Fashion-MNIST (Zalando's 70,000 28x28 clothing images, MIT licence):
+    load_mnist with the class names FASHION_MNIST_CLASSES.
+
+    Inputs:
+    - path: the directory of the four IDX files; None: FASHION_MNIST_SYSTEM_DIR,
+      where `apt-get install dataset-fashion-mnist` (Debian, Ubuntu) puts them
+    - val_size, seed, classes: as load_mnist (classes by name or index)
+
+    Returns the dict of load_mnist.
+    """
+    if path is None:
+        path = fashion_mnist_dir()
+        if path is None:
+            raise FileNotFoundError(
+                f"Fashion-MNIST is not in {FASHION_MNIST_SYSTEM_DIR}: install it with "
+                f"`apt-get install dataset-fashion-mnist`, or pass the directory of the four IDX files")
+    return load_mnist(path, val_size=val_size, seed=seed, classes=classes,
+                      names=FASHION_MNIST_CLASSES)
 
 
 # ---------------------------------------------------------------- CIFAR-10 (pickled batches)
@@ -680,7 +701,7 @@ def random_crop(X, rng, padding=4):
     Returns a new array of the same shape and dtype.
     """
     X = _check_images(X)
-    padding = _check_count(padding, "padding")
+    padding = check_int("padding", padding, low=0)
     if padding == 0:
         return X.copy()
     N, C, H, W = X.shape

@@ -1,6 +1,29 @@
 """Numerical gradients by centred differences, for checking backward passes.
-Use float64: float32 differences are too coarse for the usual tolerances."""
+Use float64: float32 differences are too coarse for the usual tolerances, so
+each function here warns (PrecisionWarning) when it differentiates a float32
+array or a function returning float32."""
+import warnings
+
 import numpy as np
+
+
+class PrecisionWarning(UserWarning):
+    """A numerical gradient taken in less than float64 precision."""
+
+
+def check_precision(x, value, stacklevel=3):
+    """Warn (PrecisionWarning) when the array x or the function's value is a
+    float type narrower than float64: float32 rounds the loss to about 1e-7
+    of itself, more than a step h=1e-5 changes it, so relative errors near 1
+    come out of a correct backward pass."""
+    narrow = [f"{what} is {np.dtype(dtype)}" for what, dtype in
+              (("x", np.asarray(x).dtype), ("f(x)", np.asarray(value).dtype))
+              if dtype.kind == "f" and dtype.itemsize < 8]
+    if narrow:
+        warnings.warn(f"numerical gradient in low precision ({', '.join(narrow)}): centred "
+                      f"differences drown in rounding, and relative errors up to 1 are expected "
+                      f"even for a correct gradient; check in float64 (e.g. the model's "
+                      f"dtype=np.float64 and float64 inputs)", PrecisionWarning, stacklevel=stacklevel)
 
 
 def eval_numerical_gradient(f, x, verbose=False, h=1e-5):
@@ -19,6 +42,8 @@ def eval_numerical_gradient(f, x, verbose=False, h=1e-5):
         x[ix] = old - h
         f_minus = f(x)
         x[ix] = old
+        if it.iterindex == 0:
+            check_precision(x, f_plus)
         grad[ix] = (f_plus - f_minus) / (2 * h)
         if verbose:
             print(ix, grad[ix])
@@ -42,6 +67,8 @@ def eval_numerical_gradient_array(f, x, df, h=1e-5):
         x[ix] = old - h
         neg = np.array(f(x), copy=True)
         x[ix] = old
+        if it.iterindex == 0:
+            check_precision(x, pos)
         grad[ix] = np.sum((pos - neg) * df) / (2 * h)
         it.iternext()
     return grad
@@ -61,7 +88,7 @@ def grad_check_sparse(f, x, analytic_grad, num_checks=10, h=1e-5, seed=None):
     """
     rng = np.random.default_rng(seed)
     errors = []
-    for _ in range(num_checks):
+    for check in range(num_checks):
         ix = tuple(int(rng.integers(m)) for m in x.shape)
         old = x[ix]
         x[ix] = old + h
@@ -69,6 +96,8 @@ def grad_check_sparse(f, x, analytic_grad, num_checks=10, h=1e-5, seed=None):
         x[ix] = old - h
         f_minus = f(x)
         x[ix] = old
+        if check == 0:
+            check_precision(x, f_plus)
         numeric = (f_plus - f_minus) / (2 * h)
         analytic = analytic_grad[ix]
         errors.append(abs(numeric - analytic) / max(1e-12, abs(numeric) + abs(analytic)))

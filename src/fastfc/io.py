@@ -1,18 +1,24 @@
-"""Files: opening only regular files, atomic writes, and parameter files.
+"""Files: opening only regular files, atomic writes, parameter files and
+JSON descriptions.
 
     with open_regular(path) as f: ...           # a FIFO or device is refused, never read
-    save_arrays("model.npz", {"W1": W1, ...})   # atomic; an existing file keeps its mode
-    arrays = load_arrays("model.npz", expected) # checked against expected, never unpickled
-    check_output_path("model.npz")              # before a long run: will the save work?
+    save_arrays("model.safetensors", {"W1": W1, ...})  # atomic; an existing file keeps its mode
+    arrays = load_arrays("model.safetensors", expected) # checked against expected, never unpickled
+    check_output_path("model.safetensors")              # before a long run: will the save work?
+    write_json("model.json", spec); spec = read_json("model.json", max_bytes)
 
-A parameter file is a plain uncompressed .npz (np.savez's format), read back
-without unpickling and without allocating more than the arrays expected.
+A parameter file is safetensors (the format PyTorch, JAX and Hugging Face
+read without pickle) unless its name ends in .npz (a plain uncompressed .npz,
+np.savez's format). Either is read back by its content, without unpickling
+and without allocating more than the arrays expected. The safetensors
+library is imported only when such a file is written or read.
 fastfc.models imports these names (Sequential.save/load use them).
 """
 import contextlib
 import errno
 import hashlib
 import io
+import json
 import os
 import re
 import secrets
@@ -26,7 +32,8 @@ import zlib
 import numpy as np
 
 __all__ = ["open_regular", "write_atomically", "check_output_path", "save_arrays", "load_arrays",
-           "MismatchError", "read_array", "parameters_digest"]
+           "MismatchError", "read_array", "parameters_digest", "file_format", "FORMATS",
+           "write_json", "read_json", "NotJSONError"]
 
 # ---------------------------------------------------------------- reading
 
@@ -205,13 +212,62 @@ def check_output_path(path, replaced=True):
     os.remove(os.path.join(directory, probe))
 
 
+# ---------------------------------------------------------------- JSON descriptions
+
+def write_json(path, value):
+    """Write value as indented JSON to path, atomically (see write_atomically)."""
+    text = json.dumps(value, indent=1)
+    write_atomically(path, lambda f: f.write(text.encode()))
+
+
+class NotJSONError(ValueError):
+    """A file that read_json read is not a JSON document of a sane size."""
+
+
+def read_json(path, max_bytes):
+    """The parsed JSON of the regular file path, refused (NotJSONError) when
+    larger than max_bytes, nested too deep for the parser, or not valid
+    JSON (bad UTF-8, an integer of too many digits), before any of it is
+    used. Errors opening the file (open_regular's) propagate."""
+    with open_regular(path) as f:
+        text = f.read(max_bytes + 1)
+    if len(text) > max_bytes:
+        raise NotJSONError(f"larger than {max_bytes // 1024} KiB")
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise NotJSONError("JSON nested too deep") from None
+    except ValueError as exc:  # JSONDecodeError, bad UTF-8, an integer of too many digits
+        raise NotJSONError(f"not valid JSON: {exc}") from None
+
+
 # ---------------------------------------------------------------- parameter files
 
+FORMATS = ("safetensors", "npz")
+# The __metadata__ entry of a safetensors file fastfc writes: the SHA-256 of
+# its arrays (parameters_digest), checked on loading, as the format itself
+# has no checksum (a .npz has zip's CRC-32).
+_DIGEST_KEY = "fastfc.sha256"
+
+
+def file_format(path):
+    """The format save_arrays writes to path: 'npz' for a name ending in .npz
+    (any case), else 'safetensors'."""
+    return "npz" if os.fspath(path).lower().endswith(".npz") else "safetensors"
+
+
 def save_arrays(path, arrays):
-    """Write arrays (dict name -> array) to path as an uncompressed .npz,
-    atomically (see write_atomically). path is used as given (no '.npz' is
-    appended)."""
-    write_atomically(path, lambda f: np.savez(f, **arrays))
+    """Write arrays (dict name -> array) to path, atomically (see
+    write_atomically): as safetensors, with their SHA-256 in its metadata,
+    or as an uncompressed .npz for a name ending in .npz (file_format).
+    path is used as given (no extension is appended)."""
+    if file_format(path) == "npz":
+        write_atomically(path, lambda f: np.savez(f, **arrays))
+        return
+    from safetensors.numpy import save
+    contiguous = {name: np.ascontiguousarray(array) for name, array in arrays.items()}
+    data = save(contiguous, metadata={"format": "np", _DIGEST_KEY: parameters_digest(contiguous)})
+    write_atomically(path, lambda f: f.write(data))
 
 
 def parameters_digest(arrays):
@@ -268,22 +324,29 @@ class MismatchError(ValueError):
 
 
 def load_arrays(path, expected, read_data=True):
-    """The arrays of the .npz at path, checked against expected (dict name ->
-    array): the same names, shapes and dtypes, else a MismatchError (a
-    ValueError) naming the first mismatch, and at most a few names. A
-    damaged or hostile file (truncated, corrupted, not an .npz, holding
-    Python objects, a FIFO or device) is a ValueError naming path. Never
-    unpickles, and allocates no more than expected's arrays (and a 10 KB
-    header prefix per member): the number of members is checked from the
-    zip's end record before its directory is parsed, and each member's
-    shape and dtype from its .npy header before its data is read.
+    """The arrays of the safetensors or .npz file at path (told apart by
+    content), checked against expected (dict name -> array): the same names,
+    shapes and dtypes, else a MismatchError (a ValueError) naming the first
+    mismatch, and at most a few names. A damaged or hostile file (truncated,
+    corrupted, neither format, holding Python objects, a FIFO or device) is a
+    ValueError naming path. Never unpickles, and allocates no more than
+    expected's arrays and a bounded header: for safetensors, the header's
+    declared length is checked against what expected's names need before
+    the library parses it, each tensor's shape and dtype before its data is
+    read, and the SHA-256 fastfc saved with the arrays after; for .npz, the
+    number of members from the zip's end record before its directory is
+    parsed, and each member's shape and dtype from its .npy header (read
+    from a 10 KB prefix) before its data is read.
     read_data=False checks the names and headers only (expected's values
     need only .shape and .dtype) and returns None.
     Returns dict name -> array."""
     path = os.fspath(path)
     with open_regular(path) as f:
-        if f.read(len(np.lib.format.MAGIC_PREFIX)) == np.lib.format.MAGIC_PREFIX:
-            raise _not_a_parameter_file(path, "it holds a single array, not an .npz of named parameters")
+        start = f.read(len(np.lib.format.MAGIC_PREFIX))
+        if start == np.lib.format.MAGIC_PREFIX:
+            raise _not_a_parameter_file(path, "it holds a single array, not a file of named parameters")
+        if not start.startswith(_ZIP_MAGIC[:2]):
+            return _load_safetensors(f, path, expected, read_data)
         try:
             entries = _zip_entry_count(f)
             if entries is not None and entries > len(expected) + _EXTRA_MEMBERS_LISTED:
@@ -329,18 +392,33 @@ def _not_a_parameter_file(path, reason):
     return ValueError(f"{path} is not a parameter file written by save ({reason})")
 
 
-def _read_npz(archive, expected, path, read_data):
-    """load_arrays from the open zipfile archive: MismatchError where the file
-    does not fit expected, ValueError (or another _DAMAGE) where it is damaged."""
-    # Member names as np.load gives them: np.savez stores "W1" as "W1.npy".
-    members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
-    missing = [name for name in expected if name not in members]
-    unexpected = sorted(set(members) - set(expected))
+def _check_names(path, names, expected):
+    """MismatchError unless the file's names are expected's."""
+    missing = [name for name in expected if name not in names]
+    unexpected = sorted(set(names) - set(expected))
     if missing or unexpected:
         raise MismatchError(f"{path} does not match the model: "
                             + "; ".join(filter(None, [
                                 missing and f"missing parameters [{_names(missing)}]",
                                 unexpected and f"unexpected parameters [{_names(unexpected)}]"])))
+
+
+def _check_array(path, name, shape, dtype, want):
+    """MismatchError unless the file's shape and dtype of name are want's."""
+    if shape != want.shape:
+        raise MismatchError(f"parameter {name!r} has shape {shape} in {path} but "
+                            f"{want.shape} in the model")
+    if dtype != want.dtype:
+        raise MismatchError(f"parameter {name!r} is {dtype} in {path} but "
+                            f"{want.dtype} in the model")
+
+
+def _read_npz(archive, expected, path, read_data):
+    """load_arrays from the open zipfile archive: MismatchError where the file
+    does not fit expected, ValueError (or another _DAMAGE) where it is damaged."""
+    # Member names as np.load gives them: np.savez stores "W1" as "W1.npy".
+    members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
+    _check_names(path, members, expected)
     loaded = {}
     for name, want in expected.items():
         info = members[name]
@@ -350,17 +428,71 @@ def _read_npz(archive, expected, path, read_data):
         with archive.open(info) as member:
             head = io.BytesIO(member.read(_NPY_PREFIX))
             shape, fortran_order, dtype = _read_npy_header(head, info.filename)
-            if shape != want.shape:
-                raise MismatchError(f"parameter {name!r} has shape {shape} in {path} but "
-                                    f"{want.shape} in the model")
-            if dtype != want.dtype:
-                raise MismatchError(f"parameter {name!r} is {dtype} in {path} but "
-                                    f"{want.dtype} in the model")
+            _check_array(path, name, shape, dtype, want)
             if not read_data:
                 continue
             loaded[name] = _read_array_data(head, member, shape, fortran_order, dtype,
                                             f"member {info.filename!r}")
     return loaded if read_data else None
+
+
+# safetensors: an 8-byte little-endian header length, a JSON header
+# {name: {"dtype", "shape", "data_offsets"}, "__metadata__": {...}}, the data.
+_SAFETENSORS_LENGTH = struct.Struct("<Q")
+# The dtypes NumPy has, by their safetensors names (little-endian data).
+_SAFETENSORS_DTYPES = {"BOOL": "?", "U8": "u1", "I8": "i1", "U16": "<u2", "I16": "<i2", "F16": "<f2",
+                       "U32": "<u4", "I32": "<i4", "F32": "<f4", "U64": "<u8", "I64": "<i8",
+                       "F64": "<f8"}
+# The header bytes one tensor entry may take (a name, a dtype, a shape of a
+# few dimensions and two offsets take under 200), and the fixed part (the
+# metadata, fastfc's digest among it). The library itself accepts headers up
+# to 100 MB; fastfc refuses more than expected's entries need before that
+# much is read and parsed.
+_SAFETENSORS_ENTRY_BYTES = 1024
+_SAFETENSORS_FIXED_BYTES = 16 << 10
+
+
+def _load_safetensors(f, path, expected, read_data):
+    """load_arrays of a safetensors file (f open at its start, the 8 bytes
+    read were not a zip's or .npy's)."""
+    f.seek(0)
+    prefix = f.read(_SAFETENSORS_LENGTH.size + 1)
+    if len(prefix) < _SAFETENSORS_LENGTH.size + 1 or prefix[-1:] != b"{":
+        raise _not_a_parameter_file(path, "it is neither safetensors nor an .npz")
+    (header_bytes,) = _SAFETENSORS_LENGTH.unpack_from(prefix)
+    size = os.fstat(f.fileno()).st_size
+    limit = _SAFETENSORS_FIXED_BYTES + _SAFETENSORS_ENTRY_BYTES * (len(expected) + _EXTRA_MEMBERS_LISTED)
+    if header_bytes > limit:
+        raise _not_a_parameter_file(path, f"its safetensors header declares {header_bytes} bytes, more "
+                                          f"than {limit} for {len(expected)} parameters")
+    if _SAFETENSORS_LENGTH.size + header_bytes > size:
+        raise _not_a_parameter_file(path, f"its safetensors header declares {header_bytes} bytes, "
+                                          f"but the file has {size}")
+    from safetensors import SafetensorError, safe_open
+    try:
+        with safe_open(path, framework="numpy") as archive:
+            names = archive.keys()
+            _check_names(path, names, expected)
+            for name, want in expected.items():
+                entry = archive.get_slice(name)
+                dtype_name = entry.get_dtype()
+                if dtype_name not in _SAFETENSORS_DTYPES:
+                    raise ValueError(f"tensor {name!r} is {dtype_name}, which NumPy has no type for")
+                _check_array(path, name, tuple(entry.get_shape()),
+                             np.dtype(_SAFETENSORS_DTYPES[dtype_name]), want)
+            if not read_data:
+                return None
+            metadata = archive.metadata() or {}
+            loaded = {name: archive.get_tensor(name) for name in expected}
+    except MismatchError:
+        raise
+    except (SafetensorError, ValueError, OSError) as exc:
+        raise _not_a_parameter_file(path, exc) from None
+    saved_digest = metadata.get(_DIGEST_KEY)
+    if saved_digest is not None and parameters_digest(loaded) != saved_digest:
+        raise _not_a_parameter_file(path, "its tensors do not match the SHA-256 saved with them: "
+                                          "the file is damaged")
+    return loaded
 
 
 def _read_array_data(head, stream, shape, fortran_order, dtype, what):

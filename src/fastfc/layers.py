@@ -25,11 +25,11 @@ weight_scale, the output layer included); biases start at zero. seed (an
 int or an np.random.Generator) makes it reproducible; None draws from
 NumPy's global generator, so np.random.seed fixes it too.
 """
-import numbers
 
 import numpy as np
 
 from . import functional as F
+from ._validation import check_int, check_probability, check_real, check_seed
 from .parameter import Parameter, ParameterArrays
 
 __all__ = ["Layer", "Linear", "ReLU", "Sigmoid", "Tanh", "Dropout", "Conv2d", "MaxPool2d",
@@ -39,13 +39,12 @@ __all__ = ["Layer", "Linear", "ReLU", "Sigmoid", "Tanh", "Dropout", "Conv2d", "M
 def _generator(seed):
     """An np.random.Generator from an int seed, a Generator, or None (one seeded
     from NumPy's global generator, so that np.random.seed governs it)."""
+    seed = check_seed("seed", seed, generator=True)
     if isinstance(seed, np.random.Generator):
         return seed
     if seed is None:
         return np.random.default_rng(np.random.randint(0, 2**31 - 1))
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, an np.random.Generator or None, got {seed!r}")
-    return np.random.default_rng(int(seed))
+    return np.random.default_rng(seed)
 
 
 # Initial weights are drawn in pieces of this many float64 values.
@@ -78,19 +77,13 @@ def _float_dtype(dtype):
     return dtype
 
 
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
-
-
 def _pair(name, value):
     """(a, b) from an int or a pair of positive ints."""
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
             raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
-        return _positive_int(name, value[0]), _positive_int(name, value[1])
-    value = _positive_int(name, value)
+        return check_int(name, value[0], low=1), check_int(name, value[1], low=1)
+    value = check_int(name, value, low=1)
     return value, value
 
 
@@ -172,10 +165,7 @@ class _Weighted(Layer):
         if weight_scale is None:
             std = np.sqrt(2.0 / fan_in)
         else:
-            if isinstance(weight_scale, bool) or not isinstance(weight_scale, numbers.Real) \
-                    or not weight_scale >= 0:
-                raise ValueError(f"weight_scale must be a number >= 0 or None, got {weight_scale!r}")
-            std = float(weight_scale)
+            std = check_real("weight_scale", weight_scale, low=0, finite=False)
         rng = _generator(seed)
         self._add_parameter("W", _normal_weights(rng, w_shape, std, dtype))
         if bias:
@@ -184,6 +174,29 @@ class _Weighted(Layer):
             self._zero_bias = np.zeros(n_out, dtype=dtype)  # what the kernels add
         self.dtype = dtype
         self._cache = None
+
+    @property
+    def W(self):
+        """The weight array (the Parameter's own, as params['W']); assigning
+        copies the values in (shape checked)."""
+        return self._parameters["W"].data
+
+    @W.setter
+    def W(self, value):
+        self.params["W"] = value
+
+    @property
+    def b(self):
+        """The bias array (as params['b']), or None for a layer built with
+        bias=False; assigning copies the values in (shape checked)."""
+        bias = self._parameters.get("b")
+        return None if bias is None else bias.data
+
+    @b.setter
+    def b(self, value):
+        if "b" not in self._parameters:
+            raise AttributeError(f"{self!r} has no bias (built with bias=False)")
+        self.params["b"] = value
 
     def _bias(self):
         b = self._parameters.get("b")
@@ -206,13 +219,14 @@ class Linear(_Weighted):
     - seed: int, np.random.Generator or None
     - dtype: float32 (default) or float64
 
-    Parameters: W (in_features, out_features), b (out_features,).
+    Parameters: W (in_features, out_features), b (out_features,): the arrays
+    layer.W and layer.b (also layer.params['W'], ['b']).
     """
 
     def __init__(self, in_features, out_features, bias=True, weight_scale=None, seed=None,
                  dtype=np.float32):
-        self.in_features = _positive_int("in_features", in_features)
-        self.out_features = _positive_int("out_features", out_features)
+        self.in_features = check_int("in_features", in_features, low=1)
+        self.out_features = check_int("out_features", out_features, low=1)
         super().__init__((self.in_features, self.out_features), self.in_features,
                          self.out_features, bias, weight_scale, seed, dtype)
 
@@ -261,18 +275,17 @@ class Conv2d(_Weighted):
     - stride, padding: ints (the same along both axes; zero padding)
     - bias, weight_scale, seed, dtype: as Linear; He's std is sqrt(2 / (in_channels*kh*kw))
 
-    Parameters: W (out_channels, in_channels, kh, kw), b (out_channels,).
+    Parameters: W (out_channels, in_channels, kh, kw), b (out_channels,): the
+    arrays layer.W and layer.b (also layer.params['W'], ['b']).
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
                  weight_scale=None, seed=None, dtype=np.float32):
-        self.in_channels = _positive_int("in_channels", in_channels)
-        self.out_channels = _positive_int("out_channels", out_channels)
+        self.in_channels = check_int("in_channels", in_channels, low=1)
+        self.out_channels = check_int("out_channels", out_channels, low=1)
         self.kernel_size = _pair("kernel_size", kernel_size)
-        self.stride = _positive_int("stride", stride)
-        if isinstance(padding, bool) or not isinstance(padding, numbers.Integral) or padding < 0:
-            raise ValueError(f"padding must be a non-negative int, got {padding!r}")
-        self.padding = int(padding)
+        self.stride = check_int("stride", stride, low=1)
+        self.padding = check_int("padding", padding, low=0)
         kh, kw = self.kernel_size
         super().__init__((self.out_channels, self.in_channels, kh, kw), self.in_channels * kh * kw,
                          self.out_channels, bias, weight_scale, seed, dtype)
@@ -370,7 +383,7 @@ class MaxPool2d(_Stateless):
                 raise ValueError(f"stride must be given for the non-square kernel_size "
                                  f"{self.kernel_size} (one stride serves both axes)")
             stride = kh
-        self.stride = _positive_int("stride", stride)
+        self.stride = check_int("stride", stride, low=1)
 
     def forward(self, x, out=None):
         out, self._cache = F.max_pool_forward(x, self.kernel_size[0], self.kernel_size[1],
@@ -399,14 +412,10 @@ class Dropout(_Stateless):
 
     def __init__(self, p=0.5, seed=None, same_mask=False):
         super().__init__()
-        if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= p < 1.0:
-            raise ValueError(f"p (the probability of dropping) must be in [0, 1), got {p!r}")
-        self.p = float(p)
+        self.p = check_probability("p (the probability of dropping)", p)
         self.same_mask = bool(same_mask)
         if self.same_mask:
-            if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-                raise ValueError(f"same_mask=True needs a non-negative int seed, got {seed!r}")
-            self.seed = int(seed)
+            self.seed = check_int("seed (same_mask=True needs one)", seed, low=0)
         else:
             self._rng = _generator(seed)
 
@@ -433,12 +442,6 @@ class Dropout(_Stateless):
 
 # ---- normalization -----------------------------------------------------------
 
-def _positive_float(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < np.inf:
-        raise ValueError(f"{name} must be a positive, finite number, got {value!r}")
-    return float(value)
-
-
 class _Normalization(Layer):
     """Shared by the normalization layers: a scale gamma (ones) and a shift
     beta (zeros) per channel, Parameters that are not weights (L2
@@ -452,7 +455,7 @@ class _Normalization(Layer):
     def __init__(self, channels, eps, dtype):
         super().__init__()
         dtype = _float_dtype(dtype)
-        self.eps = _positive_float("eps", eps)
+        self.eps = check_real("eps", eps, low=0, low_open=True)
         self._add_parameter("gamma", np.ones(channels, dtype=dtype))
         self._add_parameter("beta", np.zeros(channels, dtype=dtype))
         self.dtype = dtype
@@ -483,12 +486,9 @@ class _BatchNorm(_Normalization):
     _ndim, _layout = None, None
 
     def __init__(self, num_features, eps=1e-5, momentum=0.9, dtype=np.float32):
-        self.num_features = _positive_int("num_features", num_features)
+        self.num_features = check_int("num_features", num_features, low=1)
         super().__init__(self.num_features, eps, dtype)
-        if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) \
-                or not 0 <= momentum <= 1:
-            raise ValueError(f"momentum must be a number in [0, 1], got {momentum!r}")
-        self.momentum = float(momentum)
+        self.momentum = check_real("momentum", momentum, low=0, high=1)
         self.running_mean = np.zeros(self.num_features, dtype=self.dtype)
         self.running_var = np.ones(self.num_features, dtype=self.dtype)
 
@@ -553,7 +553,7 @@ class LayerNorm(_Normalization):
     _backward = staticmethod(F.layernorm_backward)
 
     def __init__(self, normalized_shape, eps=1e-5, dtype=np.float32):
-        self.normalized_shape = _positive_int("normalized_shape", normalized_shape)
+        self.normalized_shape = check_int("normalized_shape", normalized_shape, low=1)
         super().__init__(self.normalized_shape, eps, dtype)
 
     def forward(self, x, out=None):
@@ -578,8 +578,8 @@ class GroupNorm(_Normalization):
     _backward = staticmethod(F.groupnorm_backward)
 
     def __init__(self, num_groups, num_channels, eps=1e-5, dtype=np.float32):
-        self.num_groups = _positive_int("num_groups", num_groups)
-        self.num_channels = _positive_int("num_channels", num_channels)
+        self.num_groups = check_int("num_groups", num_groups, low=1)
+        self.num_channels = check_int("num_channels", num_channels, low=1)
         if self.num_channels % self.num_groups:
             raise ValueError(f"num_groups ({self.num_groups}) must divide num_channels "
                              f"({self.num_channels})")

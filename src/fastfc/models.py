@@ -15,43 +15,51 @@ offers it, and TwoLayerNet, FullyConnectedNet and ConvNet are Sequentials
 built for you. Parameter names are the course's: W1, b1 for the first layer
 with parameters, W2, b2 for the second, and so on.
 
-save(path) writes the parameters to a plain .npz (one array per name);
-load(path) reads them back without unpickling anything (fastfc.io holds the
-file format).
+save(path) writes the parameters as safetensors (one tensor per name; a
+plain .npz when path ends in .npz); load(path) reads either back without
+unpickling anything (fastfc.io holds the file formats).
 """
 import contextlib
 import inspect
+import math
 import numbers
 
 import numpy as np
 
 # The file format lives in fastfc.io; these names stay importable from here.
+from ._validation import check_int, check_probability, check_real
 from .io import load_arrays, save_arrays, write_atomically
 from .layers import (BatchNorm1d, Conv2d, Dropout, Flatten, Layer, LayerNorm, Linear, MaxPool2d,
-                     ReLU, SoftmaxCrossEntropy, _generator, _positive_int)
+                     MSELoss, ReLU, SoftmaxCrossEntropy, _generator)
 from .parameter import ParameterArrays
 
 __all__ = ["Sequential", "TwoLayerNet", "FullyConnectedNet", "ConvNet", "save_arrays", "load_arrays",
            "write_atomically"]
 
 
-def check_samples(X, y=None):
-    """X as an array with at least one sample (and y, if given, one label per sample)."""
+def check_samples(X, y=None, targets=False):
+    """X as an array with at least one sample (and y, if given, one label per
+    sample; with targets, one label or one target row per sample: (N,) or (N, C))."""
     X = np.asarray(X)
     if X.ndim < 1 or X.shape[0] == 0:
         raise ValueError(f"X must hold at least one sample, got shape {X.shape}")
     if y is not None:
         y = np.asarray(y)
-        if y.ndim != 1 or y.shape[0] != X.shape[0]:
-            raise ValueError(f"X has {X.shape[0]} samples but y has shape {y.shape}; "
-                             f"y must hold one label per sample")
+        if y.ndim not in ((1, 2) if targets else (1,)) or y.shape[0] != X.shape[0]:
+            raise ValueError(f"X has {X.shape[0]} samples but y has shape {y.shape}; y must hold "
+                             + ("one label (N,) or one target row (N, C) per sample" if targets
+                                else "one label per sample"))
     return X, y
 
 
+def takes_targets(model):
+    """Whether model's loss compares scores with target rows (MSELoss: one-hot
+    or real-valued targets (N, C)) rather than with class labels."""
+    return isinstance(getattr(model, "loss_fn", None), MSELoss)
+
+
 def check_batch_size(batch_size):
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    return int(batch_size)
+    return check_int("batch_size", batch_size, low=1)
 
 
 class _Buffers:
@@ -132,8 +140,7 @@ class Sequential:
         for i, layer in enumerate(layers):
             if not isinstance(layer, Layer):
                 raise TypeError(f"layers[{i}] must be a fastfc.layers layer, got {type(layer).__name__}")
-        if isinstance(reg, bool) or not isinstance(reg, numbers.Real) or not reg >= 0:
-            raise ValueError(f"reg must be a number >= 0, got {reg!r}")
+        check_real("reg", reg, low=0, finite=False)
         self.layers = list(layers)
         self.loss_fn = loss
         self.reg = float(reg)
@@ -310,7 +317,8 @@ class Sequential:
     def loss(self, X, y=None):
         """The course contract.
 
-        Inputs: X (N, ...) samples; y (N,) labels (or targets for MSELoss), or None.
+        Inputs: X (N, ...) samples; y (N,) labels (or, for MSELoss, targets
+        (N, C) such as one-hot rows), or None.
         Returns:
         - y None: the scores (N, C), evaluation mode (dropout off)
         - else (loss, grads): the loss (including the L2 term) in training mode
@@ -334,7 +342,9 @@ class Sequential:
         if self.loss_fn is None:
             raise ValueError("this Sequential has no loss: build it with loss=SoftmaxCrossEntropy() "
                              "(or another loss) to call loss(X, y)")
-        X, y = check_samples(X, y)
+        X, y = check_samples(X, y, targets=takes_targets(self))
+        if y.ndim == 2 and self.dtype is not None:
+            y = y.astype(self.dtype, copy=False)  # one-hot rows of ints, or float64 ones
         with self._mode(True):
             loss = self.loss_fn.forward(self.forward(X), y)
             self.backward(self.loss_fn.backward())
@@ -356,13 +366,14 @@ class Sequential:
 
     def save(self, path):
         """Writes the parameters (and batch normalization's running statistics)
-        to path as a plain .npz (names W1, b1, ..., running_mean1, ...),
-        atomically (see save_arrays)."""
+        to path as safetensors, or as a plain .npz when path ends in .npz
+        (names W1, b1, ..., running_mean1, ...), atomically (see save_arrays).
+        PyTorch reads the safetensors file with safetensors.torch.load_file."""
         save_arrays(path, self._saved_arrays())
 
     def load(self, path):
         """Fills the parameters (and running statistics) in place from a file
-        written by save. The names, shapes and dtypes must match the model's
+        written by save (safetensors or .npz, told apart by content). The names, shapes and dtypes must match the model's
         (ValueError naming the mismatch otherwise; the model is then
         unchanged). Returns self."""
         arrays = self._saved_arrays()
@@ -378,6 +389,43 @@ class Sequential:
 # FullyConnectedNet's normalization choices: the layer put between each hidden
 # Linear and its ReLU, as the course's {affine - [norm] - relu - [dropout]}.
 _NORMALIZATIONS = {None: None, "batchnorm": BatchNorm1d, "layernorm": LayerNorm}
+
+
+def layer_plan(input_shape, hidden, num_classes, filters=(), filter_size=3, dropout=0.0):
+    """The layers of an MLP or a CNN, without making them: the one
+    description ConvNet, the command line's models and the benchmarks'
+    networks are built from (each makes the layers its own way).
+
+    For each of filters a conv - relu - 2x2 max pool block (the convolutions
+    pad by (filter_size - 1) // 2, which keeps H and W for odd sizes), a
+    flatten, for each of hidden a linear - relu block (then a dropout when
+    dropout > 0), and a linear layer to num_classes.
+
+    Inputs: input_shape (C, H, W), or (D,) without filters.
+    Returns a list of (kind, sizes): 'conv' (in_channels, out_channels,
+    filter_size, padding), 'relu' (), 'pool' (2,), 'flatten' (),
+    'linear' (in_features, out_features), 'dropout' (p,). ValueError when a
+    block's maps get too small for the 2x2 pool.
+    """
+    plan, shape = [], tuple(input_shape)
+    padding = (filter_size - 1) // 2
+    for block, count in enumerate(filters, 1):
+        channels, height, width = shape
+        height, width = height + 2 * padding - filter_size + 1, width + 2 * padding - filter_size + 1
+        if height < 2 or width < 2:  # the 2x2 pool needs at least 2x2
+            raise ValueError(f"conv-pool block {block} of {len(filters)} gets {shape[1]}x{shape[2]} maps, "
+                             f"too small for filter_size {filter_size} and a 2x2 pool")
+        plan += [("conv", (channels, count, filter_size, padding)), ("relu", ()), ("pool", (2,))]
+        shape = (count, height // 2, width // 2)
+    plan.append(("flatten", ()))
+    features = math.prod(shape)
+    for width in hidden:
+        plan += [("linear", (features, width)), ("relu", ())]
+        if dropout > 0:
+            plan.append(("dropout", (dropout,)))
+        features = width
+    plan.append(("linear", (features, num_classes)))
+    return plan
 
 
 def _mlp_layers(dims, dropout, weight_scale, rng, seed, dtype, normalization=None):
@@ -433,8 +481,7 @@ class FullyConnectedNet(Sequential):
 
     def __init__(self, hidden_dims, input_dim=3 * 32 * 32, num_classes=10, dropout=0.0, reg=0.0,
                  weight_scale=1e-2, dtype=np.float32, seed=None, normalization=None):
-        if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0 <= dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        check_probability("dropout", dropout)
         if not isinstance(normalization, (str, type(None))) or normalization not in _NORMALIZATIONS:
             raise ValueError(f"normalization must be None, 'batchnorm' or 'layernorm', "
                              f"got {normalization!r}")
@@ -469,29 +516,23 @@ class ConvNet(Sequential):
                  num_classes=10, weight_scale=None, reg=0.0, dtype=np.float32, seed=None):
         if not isinstance(input_dim, (tuple, list)) or len(input_dim) != 3:
             raise ValueError(f"input_dim must be (C, H, W), got {input_dim!r}")
-        self.input_dim = tuple(_positive_int("input_dim", size) for size in input_dim)
+        self.input_dim = tuple(check_int("input_dim", size, low=1) for size in input_dim)
         if isinstance(num_filters, numbers.Integral):
             num_filters = (num_filters,)
-        filter_size = _positive_int("filter_size", filter_size)
-        pad = (filter_size - 1) // 2
-        channels, height, width = self.input_dim
+        filter_size = check_int("filter_size", filter_size, low=1)
+        try:
+            plan = layer_plan(self.input_dim, (hidden_dim,) if hidden_dim else (), num_classes,
+                              num_filters, filter_size)
+        except ValueError as exc:
+            raise ValueError(f"num_filters: {exc} (input_dim {self.input_dim})") from None
         rng = _generator(seed)
-        stack = []
-        for block, filters in enumerate(num_filters, 1):
-            conv_height = height + 2 * pad - filter_size + 1
-            conv_width = width + 2 * pad - filter_size + 1
-            if conv_height < 2 or conv_width < 2:  # the 2x2 pool needs at least 2x2
-                raise ValueError(f"num_filters: conv-pool block {block} of {len(num_filters)} "
-                                 f"gets {height}x{width} maps, too small for filter_size "
-                                 f"{filter_size} and a 2x2 pool (input_dim {self.input_dim})")
-            stack += [Conv2d(channels, filters, filter_size, padding=pad,
-                             weight_scale=weight_scale, seed=rng, dtype=dtype),
-                      ReLU(), MaxPool2d(2)]
-            channels, height, width = filters, conv_height // 2, conv_width // 2
-        stack.append(Flatten())
-        head = (channels * height * width,) + ((hidden_dim,) if hidden_dim else ()) + (num_classes,)
-        stack += _mlp_layers(head, 0.0, weight_scale, rng, None, dtype)
-        super().__init__(*stack, loss=SoftmaxCrossEntropy(), reg=reg)
+        make = {
+            "conv": lambda c_in, c_out, k, padding: Conv2d(c_in, c_out, k, padding=padding,
+                                                           weight_scale=weight_scale, seed=rng, dtype=dtype),
+            "relu": ReLU, "pool": MaxPool2d, "flatten": Flatten,
+            "linear": lambda d_in, d_out: Linear(d_in, d_out, weight_scale=weight_scale, seed=rng, dtype=dtype),
+        }
+        super().__init__(*(make[kind](*sizes) for kind, sizes in plan), loss=SoftmaxCrossEntropy(), reg=reg)
 
     def forward(self, X):
         """Scores (N, num_classes) for images X (N, C, H, W) of input_dim's shape."""

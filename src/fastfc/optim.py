@@ -22,53 +22,34 @@ Two styles, as in the course notes and in PyTorch:
   one to a whole list of parameters in one C call (what fastfc.cs231n's
   Solver does).
 """
-import math
+import functools
 import numbers
 from collections.abc import Mapping
 
 import numpy as np
 
 from . import _optim
+from ._validation import check_int, check_probability, check_real
 from .parameter import Parameter
 
-__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "OPTIMIZERS", "course_step",
+__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "OPTIMIZERS", "UPDATE_RULES",
+           "MOMENTUM_RULES", "course_step",
            "sgd", "sgd_momentum", "rmsprop", "adam",
            "flatten_state_dict", "unflatten_state_dict"]
 
 
 # ---- hyperparameter checks: each returns the value as the group stores it ----
 
-def _number(name, value):
-    """value as a finite float: an infinite or NaN hyperparameter turns every
-    parameter into NaN at the next step."""
-    if type(value) is float and math.isfinite(value):  # the common case, without the ABC check
-        return value
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return value
-
-
-def _nonnegative(name, value):
-    value = _number(name, value)
-    if not value >= 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
-    return value
+# Finite numbers; >= 0; in [0, 1) (the betas, the course's decay rate).
+_number = check_real
+_nonnegative = functools.partial(check_real, low=0)
+_beta = check_probability
 
 
 def _flag(name, value):
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False, got {value!r}")
     return bool(value)
-
-
-def _beta(name, value):
-    value = _number(name, value)
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
-    return value
 
 
 def _betas(name, value):
@@ -687,16 +668,26 @@ class AdamW(Adam):
 
 OPTIMIZERS = {"sgd": SGD, "adagrad": Adagrad, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW}
 
+# The update rules by name (fastfc.Solver's update_rule, the command line's
+# --optimizer): name -> (optimizer class, default hyperparameters). The
+# course names keep the course's default learning rates. sgd_momentum is
+# torch's SGD with momentum 0.9: at a constant learning rate it takes the
+# course rule's steps (v = -lr * torch's buffer).
+UPDATE_RULES = {
+    "sgd": (SGD, {"lr": 1e-2}),
+    "sgd_momentum": (SGD, {"lr": 1e-2, "momentum": 0.9}),
+    "rmsprop": (RMSprop, {}),
+    "adam": (Adam, {}),
+    "adamw": (AdamW, {}),
+    "adagrad": (Adagrad, {}),
+}
+# The rules whose optimizer takes a momentum.
+MOMENTUM_RULES = tuple(name for name, (cls, _) in UPDATE_RULES.items() if cls in (SGD, RMSprop))
+
 
 # ---- course-style update rules ---------------------------------------------------
 
-def _step_count(name, value):
-    if type(value) is int and 0 <= value < _MAX_STEP:  # the common case, without the ABC check
-        return value
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) \
-            or not 0 <= value < _MAX_STEP:
-        raise ValueError(f"{name} must be a non-negative int below 2**53, got {value!r}")
-    return int(value)
+_step_count = functools.partial(check_int, low=0, high=_MAX_STEP - 1)
 
 
 # The course's rules: name -> (hyperparameters: key -> (default, check), the

@@ -1,10 +1,12 @@
 """Training curves: CSV files always, PNG pictures when matplotlib is installed.
 
     write_history_csv("history.csv", solver.epoch_history, solver.loss_history)
-    plot_history("curves.png", solver.loss_history, solver.epoch_history)
+    figure = history_figure(solver)         # a matplotlib Figure (a notebook cell shows it)
+    plot_history("curves.png", solver.loss_history, solver.epoch_history, kept_epoch=solver.best_epoch)
 
-matplotlib is an optional extra (`pip install fastfc[plot]`); plot_history
-raises MissingMatplotlibError, with that command in its message, without it.
+matplotlib is optional (`pip install matplotlib`); history_figure and
+plot_history raise MissingMatplotlibError, with that command in its message,
+without it.
 The figure is drawn on its own Agg canvas, so pyplot's global state and the
 user's chosen backend are left alone.
 """
@@ -13,7 +15,11 @@ import os
 
 import numpy as np
 
-PLOT_INSTALL_HINT = "pip install fastfc[plot]"
+from ._progress import in_notebook
+
+# matplotlib alone: `pip install ".[plot]"` from a checkout would rebuild the
+# extension (over a minute) just to add it.
+PLOT_INSTALL_HINT = "pip install matplotlib"
 
 # Columns of the per-epoch CSV: the keys of the Solver's epoch records.
 EPOCH_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc",
@@ -53,14 +59,15 @@ def write_history_csv(path, epoch_history, loss_history=None):
     Returns the list of files written.
     """
     written = [os.fspath(path)]
+    # "\n" line ends: the csv module's default is "\r\n".
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=EPOCH_COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(f, fieldnames=EPOCH_COLUMNS, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         writer.writerows(epoch_history)
     if loss_history is not None:
         written.append(iteration_log_path(path))
         with open(written[-1], "w", newline="") as f:
-            writer = csv.writer(f)
+            writer = csv.writer(f, lineterminator="\n")
             writer.writerow(("iteration", "loss"))
             writer.writerows((i + 1, float(loss)) for i, loss in enumerate(loss_history))
     return written
@@ -90,31 +97,74 @@ def smooth(values, window=None):
     return smoothed
 
 
-def plot_history(path, loss_history, epoch_history, title=None):
-    """Draw the training curves to a PNG file.
-
-    Left: the training loss of every iteration, faint, with its smoothed line.
-    Right: training and validation accuracy after every epoch.
-
-    Inputs:
-    - path: output file name (.png)
-    - loss_history: sequence of per-iteration training losses
-    - epoch_history: list of per-epoch dicts with epoch, train_acc, val_acc
-    - title: optional figure title
-
-    Raises MissingMatplotlibError when matplotlib is not installed.
-    """
+def _matplotlib():
+    """matplotlib's Figure, Agg canvas and integer tick locator, or
+    MissingMatplotlibError naming the install command."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
         from matplotlib.ticker import MaxNLocator
     except ImportError as exc:
-        raise MissingMatplotlibError(
-            f"plotting needs matplotlib: {PLOT_INSTALL_HINT}") from exc
+        raise MissingMatplotlibError(f"plotting needs matplotlib: {PLOT_INSTALL_HINT}") from exc
+    return Figure, FigureCanvasAgg, MaxNLocator
 
-    figure = Figure(figsize=(11, 4.2), dpi=100, layout="constrained")
-    FigureCanvasAgg(figure)
-    loss_axes, acc_axes = figure.subplots(1, 2)
+
+def _epoch_series(epoch_history, key):
+    """The values of key over the epoch records, NaN where a record lacks it."""
+    values = [record.get(key) for record in epoch_history]
+    return None if all(v is None for v in values) else [np.nan if v is None else v for v in values]
+
+
+def history_figure(history, title=None):
+    """The training curves of a Solver (or of its histories) as a matplotlib
+    Figure: in a notebook the cell shows it, `figure.savefig(path)` writes it.
+
+    Left: the training loss of every iteration, faint, with its smoothed line.
+    Middle: the mean training loss and the validation loss of each epoch.
+    Right: training and validation accuracy after each epoch. A dotted line
+    (and a star on the validation accuracy) marks the epoch whose parameters
+    the Solver kept.
+
+    Inputs:
+    - history: a fastfc.Solver (its loss_history, epoch_history and
+      best_epoch), or a dict with those keys (best_epoch optional)
+    - title: optional figure title
+
+    Raises MissingMatplotlibError when matplotlib is not installed.
+    """
+    if isinstance(history, dict):
+        get = history.get
+    else:
+        def get(key, default=None):
+            return getattr(history, key, default)
+    loss_history, epoch_history = get("loss_history"), get("epoch_history")
+    if loss_history is None or epoch_history is None:
+        raise TypeError(f"history must be a Solver or a dict with loss_history and epoch_history, "
+                        f"got {type(history).__name__}")
+    figure = _draw(loss_history, epoch_history, get("best_epoch"), title)
+    if in_notebook():
+        _let_notebook_show(type(figure))
+    return figure
+
+
+def _let_notebook_show(figure_type):
+    """Teach the notebook's display to draw Figures as PNG, as pyplot's inline
+    backend does once pyplot is imported (history_figure needs no pyplot):
+    a cell ending in the figure then shows it. A format the user chose is kept."""
+    from IPython import get_ipython
+    from IPython.core.pylabtools import print_figure
+    formatter = get_ipython().display_formatter.formatters["image/png"]
+    try:
+        formatter.lookup_by_type(figure_type)
+    except KeyError:
+        formatter.for_type(figure_type, lambda figure: print_figure(figure, "png"))
+
+
+def _draw(loss_history, epoch_history, kept_epoch, title):
+    Figure, FigureCanvasAgg, MaxNLocator = _matplotlib()
+    figure = Figure(figsize=(14, 4.2), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)  # its own canvas: pyplot's state and backend are left alone
+    loss_axes, epoch_loss_axes, acc_axes = figure.subplots(1, 3)
 
     iterations = np.arange(1, len(loss_history) + 1)
     loss_axes.plot(iterations, loss_history, color="tab:blue", alpha=0.25, linewidth=0.8,
@@ -124,25 +174,48 @@ def plot_history(path, loss_history, epoch_history, title=None):
                        label="smoothed")
     if len(loss_history) and min(loss_history) > 0:
         loss_axes.set_yscale("log")  # late progress is invisible on a linear scale
-    loss_axes.set_xlabel("iteration")
-    loss_axes.set_ylabel("training loss")
-    loss_axes.set_title("Training loss")
-    loss_axes.grid(alpha=0.3)
-    loss_axes.legend()
+    loss_axes.set(xlabel="iteration", ylabel="training loss", title="Training loss")
 
     epochs = [record["epoch"] for record in epoch_history]
-    for key, label, color in (("train_acc", "train", "tab:orange"), ("val_acc", "validation", "tab:green")):
-        values = [record.get(key) for record in epoch_history]
-        if any(v is not None for v in values):
-            acc_axes.plot(epochs, [np.nan if v is None else v for v in values], marker="o",
-                          markersize=4, color=color, label=label)
-    acc_axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    acc_axes.set_xlabel("epoch")
+    for axes, keys, name in (
+            (epoch_loss_axes, (("train_loss", "train (mean over the epoch)", "tab:blue"),
+                               ("val_loss", "validation", "tab:green")), "Loss per epoch"),
+            (acc_axes, (("train_acc", "train", "tab:orange"),
+                        ("val_acc", "validation", "tab:green")), "Accuracy")):
+        for key, label, color in keys:
+            values = _epoch_series(epoch_history, key)
+            if values is not None:
+                axes.plot(epochs, values, marker="o", markersize=4, color=color, label=label)
+        if kept_epoch is not None:
+            axes.axvline(kept_epoch, color="0.4", linestyle=":", label=f"kept (epoch {kept_epoch})")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.set(xlabel="epoch", title=name)
+    epoch_loss_axes.set_ylabel("loss")
     acc_axes.set_ylabel("accuracy")
-    acc_axes.set_title("Accuracy")
-    acc_axes.grid(alpha=0.3)
-    if acc_axes.get_lines():  # none before the first epoch ends, and an empty legend warns
-        acc_axes.legend(loc="lower right")
+    kept = [r for r in epoch_history if r.get("epoch") == kept_epoch and r.get("val_acc") is not None]
+    if kept:
+        acc_axes.plot([kept_epoch], [kept[0]["val_acc"]], marker="*", markersize=14,
+                      color="tab:red", linestyle="none", label="kept parameters")
+    for axes in (loss_axes, epoch_loss_axes, acc_axes):
+        axes.grid(alpha=0.3)
+        if axes.get_lines():  # none before the first epoch ends, and an empty legend warns
+            axes.legend(loc="best", fontsize="small")
     if title:
         figure.suptitle(title)
-    figure.savefig(path)
+    return figure
+
+
+def plot_history(path, loss_history, epoch_history, title=None, kept_epoch=None):
+    """Draw the training curves of history_figure to a PNG file.
+
+    Inputs:
+    - path: output file name (.png)
+    - loss_history: sequence of per-iteration training losses
+    - epoch_history: list of per-epoch dicts with epoch, train_loss,
+      train_acc, val_loss, val_acc (missing keys are left out)
+    - title: optional figure title
+    - kept_epoch: the epoch whose parameters were kept, marked (None: no mark)
+
+    Raises MissingMatplotlibError when matplotlib is not installed.
+    """
+    _draw(loss_history, epoch_history, kept_epoch, title).savefig(path, format="png")

@@ -42,15 +42,15 @@ import uuid
 
 import numpy as np
 
+from ._validation import check_int, check_real
+
 __all__ = ["LogUniform", "Uniform", "Choice", "sample_trials", "rank", "random_search",
            "SearchResult", "executor_search", "SearchInterrupted", "LocalWorkers", "DaskWorkers",
            "mlp_trial", "trial_seed", "successive_halving_rungs"]
 
 
 def _bounds(name, low, high, positive):
-    for value in (low, high):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-            raise ValueError(f"{name} bounds must be finite numbers, got {low!r}, {high!r}")
+    low, high = check_real(f"{name}'s LOW", low), check_real(f"{name}'s HIGH", high)
     if positive and (low < 0 or low == 0 < high):  # a point range (0,0 say) is a constant
         raise ValueError(f"a log-uniform range needs LOW > 0, got {low}")
     if low > high:
@@ -109,8 +109,7 @@ def sample_trials(space, trials, seed):
     a fixed value), in space's order, from np.random.default_rng(seed): the
     same seed gives the same trials. An iterator drawing each trial when it
     is asked for, so a huge count costs nothing up front."""
-    if isinstance(trials, bool) or not isinstance(trials, numbers.Integral) or trials < 1:
-        raise ValueError(f"trials must be an int >= 1, got {trials!r}")
+    check_int("trials", trials, low=1)
     rng = np.random.default_rng(seed)
     return ({name: dist.sample(rng) if hasattr(dist, "sample") else dist
              for name, dist in space.items()} for _ in range(trials))

@@ -66,6 +66,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import functional as F
 from . import layers as L
+from ._validation import check_int, check_probability, check_real
+from ._progress import progress_bar, wants_bar
 from .models import Sequential
 from .optim import SGD, Adam
 
@@ -96,28 +98,6 @@ def _is_int(value):
 
 def _is_real(value):
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
-
-
-def _check_real(name, value, low, high, low_open=False, high_open=False):
-    """value as a float in the interval (None: unbounded); TypeError or ValueError naming name."""
-    if not _is_real(value):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    below = value <= low if low_open else value < low
-    above = high is not None and (value >= high if high_open else value > high)
-    if np.isnan(value) or below or above:
-        interval = f"{'(' if low_open else '['}{low}, {'inf' if high is None else high}" \
-                   f"{')' if high_open or high is None else ']'}"
-        raise ValueError(f"{name} must be in {interval}, got {value!r}")
-    return value
-
-
-def _check_int(name, value, low):
-    if not _is_int(value):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    return int(value)
 
 
 def _check_flag(name, value):
@@ -358,30 +338,30 @@ class _BaseMLP(BaseEstimator):
         if self.solver == "lbfgs":
             raise ValueError(_LBFGS_REFUSED)
         _check_choice("solver", self.solver, ("adam", "sgd"))
-        _check_real("alpha", self.alpha, 0.0, None)
+        check_real("alpha", self.alpha, low=0, finite=False)
         if not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
             if not _is_int(self.batch_size):
                 raise TypeError(f"batch_size must be 'auto' or an int, got {self.batch_size!r}")
-            _check_int("batch_size", self.batch_size, 1)
+            check_int("batch_size", self.batch_size, low=1)
         _check_choice("learning_rate", self.learning_rate, ("constant", "invscaling", "adaptive"))
-        _check_real("learning_rate_init", self.learning_rate_init, 0.0, None, low_open=True)
-        _check_real("power_t", self.power_t, 0.0, None)
-        _check_int("max_iter", self.max_iter, 1)
+        check_real("learning_rate_init", self.learning_rate_init, low=0, low_open=True, finite=False)
+        check_real("power_t", self.power_t, low=0, finite=False)
+        check_int("max_iter", self.max_iter, low=1)
         _check_flag("shuffle", self.shuffle)
-        _check_real("tol", self.tol, 0.0, None)
+        check_real("tol", self.tol, low=0, finite=False)
         if not (_is_int(self.verbose) or isinstance(self.verbose, (bool, np.bool_))):
             raise TypeError(f"verbose must be a bool or an int, got {self.verbose!r}")
         _check_flag("warm_start", self.warm_start)
-        _check_real("momentum", self.momentum, 0.0, 1.0)
+        check_real("momentum", self.momentum, low=0, high=1)
         _check_flag("nesterovs_momentum", self.nesterovs_momentum)
         _check_flag("early_stopping", self.early_stopping)
-        _check_real("validation_fraction", self.validation_fraction, 0.0, 1.0, high_open=True)
-        _check_real("beta_1", self.beta_1, 0.0, 1.0, high_open=True)
-        _check_real("beta_2", self.beta_2, 0.0, 1.0, high_open=True)
-        _check_real("epsilon", self.epsilon, 0.0, None, low_open=True)
+        check_probability("validation_fraction", self.validation_fraction)
+        check_probability("beta_1", self.beta_1)
+        check_probability("beta_2", self.beta_2)
+        check_real("epsilon", self.epsilon, low=0, low_open=True, finite=False)
         if not (_is_real(self.n_iter_no_change) and self.n_iter_no_change == np.inf):
-            _check_int("n_iter_no_change", self.n_iter_no_change, 1)
-        _check_int("max_fun", self.max_fun, 1)
+            check_int("n_iter_no_change", self.n_iter_no_change, low=1)
+        check_int("max_fun", self.max_fun, low=1)
         check_random_state(self.random_state)
         return hidden, _check_dtype(self.dtype)
 
@@ -509,6 +489,12 @@ class _BaseMLP(BaseEstimator):
         sample_idx = np.arange(n_samples)
         batches = [slice(start, min(start + batch_size, n_samples))
                    for start in range(0, n_samples, batch_size)]
+        # A bar over the epochs of a verbose fit, where a person watches
+        # (a terminal or a notebook); the printed lines go above it.
+        bar = None
+        if self.verbose and not incremental and wants_bar():
+            bar = progress_bar(self.max_iter, type(self).__name__, "epoch")
+        say = print if bar is None else bar.write
         try:
             self.n_iter_ = 0
             for _ in range(self.max_iter):
@@ -528,8 +514,11 @@ class _BaseMLP(BaseEstimator):
                 self.t_ += n_samples
                 self.loss_curve_.append(self.loss_)
                 if self.verbose:
-                    print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
-                self._update_no_improvement_count(X_val, y_val)
+                    say("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
+                if bar is not None:
+                    bar.set_postfix_str(f"loss {self.loss_:.4g}", refresh=False)
+                    bar.update(1)
+                self._update_no_improvement_count(X_val, y_val, say)
                 if self.solver == "sgd" and self.learning_rate == "invscaling":
                     trainer.set_learning_rate(
                         float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t)
@@ -540,7 +529,7 @@ class _BaseMLP(BaseEstimator):
                     else:
                         message = ("Training loss did not improve more than tol=%f for %d "
                                    "consecutive epochs." % (self.tol, self.n_iter_no_change))
-                    if self._stop_or_slow_down(trainer, message):
+                    if self._stop_or_slow_down(trainer, message, say):
                         break
                     self._no_improvement_count = 0
                 if incremental:
@@ -551,29 +540,32 @@ class _BaseMLP(BaseEstimator):
                                   ConvergenceWarning)
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.")
+        finally:
+            if bar is not None:
+                bar.close()
         if self.early_stopping:
             self.coefs_ = self._best_coefs
             self.intercepts_ = self._best_intercepts
 
-    def _stop_or_slow_down(self, trainer, message):
+    def _stop_or_slow_down(self, trainer, message, say):
         """At a plateau: whether to stop (any solver but adaptive SGD, or its
         learning rate already at 1e-6 or below); else divides the rate by 5."""
         adaptive = self.solver == "sgd" and self.learning_rate == "adaptive"
         if not adaptive or trainer.learning_rate <= 1e-6:
             if self.verbose:
-                print(message + (" Learning rate too small." if adaptive else "") + " Stopping.")
+                say(message + (" Learning rate too small." if adaptive else "") + " Stopping.")
             return True
         trainer.set_learning_rate(trainer.learning_rate / 5.0)
         if self.verbose:
-            print(message + " Setting learning rate to %f" % trainer.learning_rate)
+            say(message + " Setting learning rate to %f" % trainer.learning_rate)
         return False
 
-    def _update_no_improvement_count(self, X_val, y_val):
+    def _update_no_improvement_count(self, X_val, y_val, say):
         if self.early_stopping:
             score = self._score(X_val, y_val)
             self.validation_scores_.append(score)
             if self.verbose:
-                print("Validation score: %f" % score)
+                say("Validation score: %f" % score)
             if score < self.best_validation_score_ + self.tol:
                 self._no_improvement_count += 1
             else:
@@ -675,7 +667,9 @@ _PARAMETERS_DOC = """
         validation score, with early_stopping) does not improve by tol;
         training then stops (adaptive SGD divides its rate by 5 instead).
     verbose : bool or int, default=False
-        Print the loss of each epoch.
+        Print the loss of each epoch, above a progress bar over the epochs
+        of fit where stderr is a terminal or a Jupyter notebook (never into
+        a file or pipe).
     warm_start : bool, default=False
         Continue from the fitted weights in fit (with a fresh optimizer).
     momentum : float, default=0.9

@@ -10,9 +10,7 @@ e.g. a fastfc.models.Sequential with a loss, FullyConnectedNet or ConvNet.
 import contextlib
 import inspect
 import math
-import numbers
 import signal
-import sys
 import threading
 import time
 
@@ -21,23 +19,13 @@ import numpy as np
 from . import functional as F
 from . import optim
 from .layers import _generator
-from .models import Sequential, check_batch_size, check_samples, save_arrays
+from ._progress import progress_bar, wants_bar
+from ._validation import check_int, check_real
+from .io import save_arrays
+from .models import Sequential, check_batch_size, check_samples, takes_targets
 from .parameter import Parameter
 
 __all__ = ["Solver", "evaluate"]
-
-# update_rule name -> (optimizer class, default hyperparameters). The course
-# names keep the course's default learning rates. sgd_momentum is torch's
-# SGD with momentum 0.9: at a constant learning rate it takes the course
-# rule's steps (v = -lr * torch's buffer).
-RULES = {
-    "sgd": (optim.SGD, {"lr": 1e-2}),
-    "sgd_momentum": (optim.SGD, {"lr": 1e-2, "momentum": 0.9}),
-    "rmsprop": (optim.RMSprop, {}),
-    "adam": (optim.Adam, {}),
-    "adamw": (optim.AdamW, {}),
-    "adagrad": (optim.Adagrad, {}),
-}
 
 # The course's config keys, as torch.optim names them.
 COURSE_KEYS = {"learning_rate": "lr", "epsilon": "eps", "decay_rate": "alpha"}
@@ -56,35 +44,30 @@ def evaluate(model, X, y, batch_size=100):
 
     Inputs:
     - model: a course-style model (loss(X) returns scores (N, C))
-    - X: (N, ...) samples; y: (N,) integer labels
+    - X: (N, ...) samples; y: (N,) integer labels, or for an MSELoss model
+      target rows (N, C) (one-hot: the accuracy counts their argmax as the
+      class; labels given to such a model are compared as one-hot rows)
     - batch_size: samples per forward pass
 
     Returns (avg_loss, accuracy), both floats.
     """
-    X, y = check_samples(X, y)
+    targets = takes_targets(model)
+    X, y = check_samples(X, y, targets=targets)
     batch_size = check_batch_size(batch_size)
     batch_loss = _batch_loss_fn(model)
     total_loss, correct = 0.0, 0
     for start in range(0, len(X), batch_size):
         yb = y[start:start + batch_size]
         scores = model.loss(X[start:start + batch_size])
-        total_loss += batch_loss(scores, yb) * len(yb)
-        correct += int(np.count_nonzero(np.argmax(scores, axis=1) == yb))
+        if targets:  # target rows in the scores' type; labels as their one-hot rows
+            rows = np.eye(scores.shape[1], dtype=scores.dtype)[yb] if yb.ndim == 1 \
+                else yb.astype(scores.dtype, copy=False)
+            total_loss += batch_loss(scores, rows) * len(yb)
+        else:
+            total_loss += batch_loss(scores, yb) * len(yb)
+        labels = yb if yb.ndim == 1 else np.argmax(yb, axis=1)
+        correct += int(np.count_nonzero(np.argmax(scores, axis=1) == labels))
     return total_loss / len(X), correct / len(X)
-
-
-def _positive_int(name, value, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1{' or None' if allow_none else ''}, got {value!r}")
-    return int(value)
-
-
-def _nonnegative(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
-        raise ValueError(f"{name} must be a number >= 0, got {value!r}")
-    return float(value)
 
 
 class _BatchBuffers:
@@ -104,7 +87,7 @@ class _BatchBuffers:
         self.gathered = np.empty((batch_size,) + X.shape[1:], dtype=X.dtype)
         self.cast = (self.gathered if dtype is None or np.dtype(dtype) == X.dtype
                      else np.empty(self.gathered.shape, dtype=dtype))
-        self.labels = np.empty(batch_size, dtype=y.dtype)
+        self.labels = np.empty((batch_size,) + y.shape[1:], dtype=y.dtype)
 
     def gather(self, index):
         """The rows index (valid indices, e.g. part of a permutation) of X and y.
@@ -118,7 +101,7 @@ class _BatchBuffers:
         rows = len(index)
         X_batch, y_batch = self.gathered[:rows], self.labels[:rows]
         np.take(self.X, index, axis=0, out=X_batch, mode="clip")
-        np.take(self.y, index, out=y_batch, mode="clip")
+        np.take(self.y, index, axis=0, out=y_batch, mode="clip")
         if self.cast is not self.gathered:
             X_batch = self.cast[:rows]
             np.copyto(X_batch, self.gathered[:rows], casting="unsafe")  # as astype would
@@ -157,7 +140,9 @@ class Solver:
     Inputs:
     - model: course-style model: `params` dict and loss(X, y=None); Sequential
       models also give their Parameters and param groups
-    - data: dict with X_train, y_train, X_val, y_val
+    - data: dict with X_train, y_train, X_val, y_val: integer labels (N,), or
+      for a model with an MSELoss target rows (N, C), e.g. one-hot (cast to
+      the model's float type; accuracy takes their argmax as the class)
     - update_rule: "sgd", "sgd_momentum", "rmsprop", "adam", "adamw", "adagrad"
       (fastfc.optim's fused optimizers, torch.optim's formulas), or a
       course-style callable rule(w, dw, config) -> (next_w, config)
@@ -169,8 +154,9 @@ class Solver:
     - num_train_samples: training samples used for the train accuracy of each epoch
     - num_val_samples: validation samples used each epoch (None: all)
     - print_every: with verbose, print the loss every this many iterations
-    - verbose: print progress (a tqdm bar when stderr is a terminal; epoch
-      lines unless on_epoch_end is given); False: the Solver prints nothing
+    - verbose: print progress (a tqdm bar when stderr is a terminal or in a
+      Jupyter notebook, never into a file or pipe; epoch lines unless
+      on_epoch_end is given); False: the Solver prints nothing
     - checkpoint_name: path of an .npz ('.npz' appended when missing) that
       holds the best parameters, rewritten when they improve and on Ctrl-C
       (not before the first epoch has ended)
@@ -186,7 +172,9 @@ class Solver:
 
     Attributes: loss_history (per iteration), train_acc_history and
     val_acc_history (per epoch), epoch_history (the records), best_val_acc,
-    best_params, interrupted, epoch.
+    best_epoch (whose parameters are kept; None before the first epoch ends),
+    best_params, interrupted, epoch. fastfc.plotting.history_figure(solver)
+    draws them.
     """
 
     def __init__(self, model, data, update_rule="adam", optim_config=None, lr_decay=1.0,
@@ -197,15 +185,18 @@ class Solver:
         for key in ("X_train", "y_train", "X_val", "y_val"):
             if key not in data:
                 raise ValueError(f"data is missing {key!r} (it needs X_train, y_train, X_val, y_val)")
+        self._targets = takes_targets(model)
         self.X_train, self.y_train = self._checked_split(data, "train")
         self.X_val, self.y_val = self._checked_split(data, "val")
         self.batch_size = check_batch_size(batch_size)
-        self.num_epochs = _positive_int("num_epochs", num_epochs)
-        self.num_train_samples = _positive_int("num_train_samples", num_train_samples, allow_none=True)
-        self.num_val_samples = _positive_int("num_val_samples", num_val_samples, allow_none=True)
-        self.print_every = _positive_int("print_every", print_every)
-        self.patience = _positive_int("patience", patience, allow_none=True)
-        self.lr_decay = _nonnegative("lr_decay", lr_decay)
+        self.num_epochs = check_int("num_epochs", num_epochs, low=1)
+        self.num_train_samples = None if num_train_samples is None else check_int(
+            "num_train_samples", num_train_samples, low=1)
+        self.num_val_samples = None if num_val_samples is None else check_int(
+            "num_val_samples", num_val_samples, low=1)
+        self.print_every = check_int("print_every", print_every, low=1)
+        self.patience = None if patience is None else check_int("patience", patience, low=1)
+        self.lr_decay = check_real("lr_decay", lr_decay, low=0, finite=False)
         self.verbose = bool(verbose)
         self.checkpoint_name = checkpoint_name
         self.augment = augment
@@ -218,7 +209,7 @@ class Solver:
             if weight_decay:
                 raise ValueError("weight_decay is given twice (as an argument and in optim_config)")
             weight_decay = config.pop("weight_decay")
-        self.weight_decay = _nonnegative("weight_decay", weight_decay)
+        self.weight_decay = check_real("weight_decay", weight_decay, low=0, finite=False)
         self._named = self._named_parameters()
         self._loss_into_grads = self._fast_loss()
         self._groups = self._param_groups()
@@ -227,13 +218,19 @@ class Solver:
 
     # ---- setup -----------------------------------------------------------------
 
-    @staticmethod
-    def _checked_split(data, split):
+    def _checked_split(self, data, split):
         X, y = np.asarray(data[f"X_{split}"]), np.asarray(data[f"y_{split}"])
         if X.ndim < 1 or X.shape[0] == 0:
             raise ValueError(f"X_{split} is empty (shape {X.shape}); the Solver needs samples")
-        if y.ndim != 1 or y.shape[0] != X.shape[0]:
-            raise ValueError(f"X_{split} has {X.shape[0]} samples but y_{split} has shape {y.shape}")
+        rows = self._targets and y.ndim == 2
+        if not (y.ndim == 1 or rows) or y.shape[0] != X.shape[0]:
+            raise ValueError(f"X_{split} has {X.shape[0]} samples but y_{split} has shape {y.shape}"
+                             + ("; an MSELoss model takes labels (N,) or target rows (N, C)"
+                                if self._targets else ""))
+        if rows:
+            if y.dtype.kind not in "iuf":
+                raise ValueError(f"y_{split} must hold numbers, got dtype {y.dtype}")
+            return X, y.astype(getattr(self.model, "dtype", None) or np.float64, copy=False)
         if y.dtype.kind not in "iu":
             raise ValueError(f"y_{split} must hold integer labels, got dtype {y.dtype}")
         return X, y
@@ -244,6 +241,11 @@ class Solver:
         scores = self.model.loss(self.X_train[:1])
         num_classes = scores.shape[1]
         for split, y in (("train", self.y_train), ("val", self.y_val)):
+            if y.ndim == 2:
+                if y.shape[1] != num_classes:
+                    raise ValueError(f"y_{split} has target rows of {y.shape[1]} values, the model "
+                                     f"outputs {num_classes}")
+                continue
             low, high = int(y.min()), int(y.max())
             if low < 0 or high >= num_classes:
                 bad = low if low < 0 else high
@@ -287,10 +289,7 @@ class Solver:
         if len(lr_keys) == 2:
             raise ValueError("optim_config gives both 'learning_rate' and 'lr'")
         for key in lr_keys:
-            value = config[key]
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
-                raise ValueError(f"optim_config[{key!r}] (the learning rate) must be a number >= 0, "
-                                 f"got {value!r}")
+            check_real(f"optim_config[{key!r}] (the learning rate)", config[key], low=0, finite=False)
         if callable(update_rule):
             self.optimizer = None
             self.update_rule = update_rule
@@ -300,10 +299,10 @@ class Solver:
             self._decay = {id(p): group["weight_decay"] for group in self._groups
                            for p in group["params"]}
             return
-        if update_rule not in RULES:
+        if update_rule not in optim.UPDATE_RULES:
             raise ValueError(f"unknown update_rule {update_rule!r}; choose one of "
-                             f"{', '.join(RULES)} or pass a callable rule(w, dw, config)")
-        optimizer_class, defaults = RULES[update_rule]
+                             f"{', '.join(optim.UPDATE_RULES)} or pass a callable rule(w, dw, config)")
+        optimizer_class, defaults = optim.UPDATE_RULES[update_rule]
         hyper = dict(defaults)
         for key, value in config.items():
             hyper[COURSE_KEYS.get(key, key)] = value
@@ -326,6 +325,7 @@ class Solver:
         self.val_acc_history = []
         self.epoch_history = []
         self.best_val_acc = 0.0
+        self.best_epoch = None
         self.best_params = {name: p.data.copy() for name, p in self._named.items()}
         self.interrupted = False
 
@@ -374,7 +374,7 @@ class Solver:
 
     def check_accuracy(self, X, y, num_samples=None, batch_size=100):
         """Fraction of (a random subsample of num_samples of) X classified as y."""
-        X, y = check_samples(X, y)
+        X, y = check_samples(X, y, targets=takes_targets(self.model))
         X, y = self._subsample(X, y, num_samples)
         return evaluate(self.model, X, y, batch_size)[1]
 
@@ -409,7 +409,7 @@ class Solver:
         batch = min(self.batch_size, n)
         buffers = _BatchBuffers(self.X_train, self.y_train, batch, getattr(self.model, "dtype", None))
         iterations = -(-n // batch)
-        show_bar = self.verbose and sys.stderr.isatty()
+        show_bar = self.verbose and wants_bar()
         stale_epochs = 0
         interrupt = _Interrupt()
         bar = None
@@ -418,9 +418,7 @@ class Solver:
                 for epoch in range(self.epoch + 1, self.num_epochs + 1):
                     started = time.perf_counter()
                     if show_bar:
-                        from tqdm.auto import tqdm
-                        bar = tqdm(total=iterations, desc=f"epoch {epoch}/{self.num_epochs}",
-                                   unit="batch", leave=False, file=sys.stderr)
+                        bar = progress_bar(iterations, f"epoch {epoch}/{self.num_epochs}", "batch")
                     order = self.rng.permutation(n)
                     total_loss = 0.0
                     for it, start in enumerate(range(0, n, batch)):
@@ -480,6 +478,7 @@ class Solver:
         improved = val_acc > self.best_val_acc or epoch == 1
         if improved:
             self.best_val_acc = val_acc
+            self.best_epoch = epoch
             for name, p in self._named.items():
                 np.copyto(self.best_params[name], p.data)
             self._write_checkpoint()

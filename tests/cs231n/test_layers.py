@@ -318,7 +318,7 @@ B4 = np.zeros(4)
     (lambda: dropout_forward(X4, {"mode": "training", "p": 0.5}), ValueError,
      "dropout_param\\['mode'\\] must be 'train' or 'test'"),
     (lambda: dropout_forward(X4, {"mode": "train", "p": 0.0}), ValueError,
-     "dropout_param\\['p'\\] must be in \\(0.0, 1.0\\]"),
+     "dropout_param\\['p'\\] must be a number in \\(0.0, 1.0\\]"),
     (lambda: dropout_forward(X4, {"mode": "train", "p": 1.5}), ValueError, "\\['p'\\]"),
     (lambda: dropout_forward(X4, {"mode": "train", "p": "half"}), TypeError, "\\['p'\\]"),
     (lambda: dropout_forward(X4, {"mode": "train", "p": 0.5, "seed": -1}), ValueError, "seed"),

@@ -31,18 +31,23 @@ as the arrays read plus the arrays written; a copy into another array also
 reads its destination into the cache before writing it, which an update in
 place (Adam) does not, so such kernels can pass 100%.
 
-The modules: cases (the cases and CASES, the list `fastfc bench` runs),
+The modules: cases (the cases and CASES, the one list of them, which
+`fastfc bench` runs and benchmarks/bench_*.py time under pytest-benchmark,
+with the sizes they use), baselines (the NumPy and torch optimizers),
 networks (the networks of the training-step and epoch cases, for every
-side), timing (the warm-up check, the round-robin timing, run), report (the
-table and the chart). The command line is fastfc.cli.bench.
+side, from fastfc.models.layer_plan), timing (the warm-up check, the
+round-robin timing, run), report (the table and the chart). The command
+line is fastfc.cli.bench.
 """
-from .cases import (BIG, CASES, CEILING, EPOCH_SAMPLES, QUICK_EPOCH_SAMPLES, Case, Contenders, Setup,
-                    epoch_contenders, norm_case, random_batch, select_cases, train_step_case)
-from .networks import CNN, SIDES, FastfcNet, NumpyAdam, ReferenceNet, TorchNet, init_params, mlp, side_nets
+from .cases import (BIG, CASES, CEILING, CONV_SHAPES, EPOCH_SAMPLES, QUICK_EPOCH_SAMPLES, Case, Contenders, Setup,
+                    conv_case, epoch_contenders, random_batch, select_cases)
+from .baselines import NUMPY_OPTIMIZERS, NumpyAdam, torch_optimizer
+from .networks import CNN, SIDES, FastfcNet, ReferenceNet, TorchNet, init_params, mlp, side_nets
 from .report import plot_speedups
 from .timing import TOLERANCE, check, measure, numpy_blas_threads, run, run_case
 
-__all__ = ["BIG", "CASES", "CEILING", "EPOCH_SAMPLES", "QUICK_EPOCH_SAMPLES", "Case", "Contenders", "Setup",
-           "epoch_contenders", "norm_case", "random_batch", "select_cases", "train_step_case", "CNN", "SIDES",
-           "FastfcNet", "NumpyAdam", "ReferenceNet", "TorchNet", "init_params", "mlp", "side_nets",
-           "plot_speedups", "TOLERANCE", "check", "measure", "numpy_blas_threads", "run", "run_case"]
+__all__ = ["BIG", "CASES", "CEILING", "CONV_SHAPES", "EPOCH_SAMPLES", "QUICK_EPOCH_SAMPLES", "Case", "Contenders",
+           "Setup", "conv_case", "epoch_contenders", "random_batch", "select_cases", "NUMPY_OPTIMIZERS",
+           "NumpyAdam", "torch_optimizer", "CNN", "SIDES", "FastfcNet", "ReferenceNet", "TorchNet", "init_params",
+           "mlp", "side_nets", "plot_speedups", "TOLERANCE", "check", "measure", "numpy_blas_threads", "run",
+           "run_case"]

@@ -10,7 +10,8 @@ import numpy as np
 
 from .. import functional as F
 from .. import reference as R
-from .networks import CNN, LEARNING_RATE, SIDES, NumpyAdam, mlp, side_nets, torch_adam
+from .baselines import LEARNING_RATE, NUMPY_OPTIMIZERS, torch_optimizer
+from .networks import CNN, SIDES, mlp, side_nets
 
 
 CEILING = "ceiling"  # the extra contender of cases that have one
@@ -48,13 +49,13 @@ class Contenders:
 
 @dataclasses.dataclass(frozen=True)
 class Case:
-    """name and shape label the row; build(setup) -> Contenders; needs lists the
-    fastfc modules the case uses (a case is skipped when one is missing);
-    ceiling is "gemm" or "copy" when the case times one."""
+    """name and shape label the row; build(setup) -> Contenders; family
+    groups the cases of one benchmarks/bench_*.py file; ceiling is "gemm"
+    or "copy" when the case times one."""
     name: str
     shape: str
     build: Callable
-    needs: tuple = ()
+    family: str = ""
     ceiling: str = None
 
 
@@ -116,9 +117,40 @@ def _copy_moving(setup, passes, n):
 
 # ---------------------------------------------------------------- kernel cases
 
-def affine_relu_case(n, d, m):
-    """affine+ReLU forward and backward (dx, dw, db) on x (n, d), w (d, m);
+# The kernels the cases time, each named in full (so that `git grep` of a
+# kernel's name finds its case): kind -> side -> function or (forward, backward).
+AFFINE_KERNELS = {
+    "affine_relu": {"fastfc": (F.affine_relu_forward, F.affine_relu_backward),
+                    "reference": (R.affine_relu_forward, R.affine_relu_backward)},
+    "affine": {"fastfc": (F.affine_forward, F.affine_backward),
+               "reference": (R.affine_forward, R.affine_backward)},
+}
+LOSS_KERNELS = {"softmax": {"fastfc": F.softmax_loss, "reference": R.softmax_loss},
+                "svm": {"fastfc": F.svm_loss, "reference": R.svm_loss}}
+CONV_KERNELS = {"fastfc": (F.conv_forward, F.conv_backward), "reference": (R.conv_forward, R.conv_backward),
+                "naive": (R.conv_forward_naive, R.conv_backward_naive)}
+POOL_KERNELS = {
+    "max": {"fastfc": (F.max_pool_forward, F.max_pool_backward),
+            "reference": (R.max_pool_forward, R.max_pool_backward)},
+    "avg": {"fastfc": (F.avg_pool_forward, F.avg_pool_backward),
+            "reference": (R.avg_pool_forward, R.avg_pool_backward)},
+}
+NORM_KERNELS = {
+    "batchnorm": {"fastfc": (F.batchnorm_forward, F.batchnorm_backward),
+                  "reference": (R.batchnorm_forward, R.batchnorm_backward)},
+    "spatial_batchnorm": {"fastfc": (F.spatial_batchnorm_forward, F.spatial_batchnorm_backward),
+                          "reference": (R.spatial_batchnorm_forward, R.spatial_batchnorm_backward)},
+    "layernorm": {"fastfc": (F.layernorm_forward, F.layernorm_backward),
+                  "reference": (R.layernorm_forward, R.layernorm_backward)},
+    "groupnorm": {"fastfc": (F.groupnorm_forward, F.groupnorm_backward),
+                  "reference": (R.groupnorm_forward, R.groupnorm_backward)},
+}
+
+def affine_case(n, d, m, relu=True):
+    """affine(+ReLU) forward and backward (dx, dw, db) on x (n, d), w (d, m);
     ceiling: its three GEMMs alone, through the same BLAS and thread split."""
+    layer = "affine_relu" if relu else "affine"
+
     def build(setup):
         from .._affine import affine_gemms_only
 
@@ -126,21 +158,20 @@ def affine_relu_case(n, d, m):
         w = _normal(setup, (d, m), 1 / math.sqrt(d))
         b = _normal(setup, m)
         dout = _normal(setup, (n, m))
-        calls = {
-            "fastfc": _fwd_bwd(F.affine_relu_forward, F.affine_relu_backward, x, w, b, dout),
-            "reference": _fwd_bwd(R.affine_relu_forward, R.affine_relu_backward, x, w, b, dout),
-            CEILING: lambda: affine_gemms_only(x, w, dout),
-        }
+        calls = {side: _fwd_bwd(forward, backward, x, w, b, dout)
+                 for side, (forward, backward) in AFFINE_KERNELS[layer].items()}
+        calls[CEILING] = lambda: affine_gemms_only(x, w, dout)
         if setup.torch:
             torch = setup.torch
             wt = np.ascontiguousarray(w.T)  # torch's Linear holds (out, in)
             xt, wtt, bt = _torch_tensors(torch, x, wt, b, grad=(0, 1, 2))
+            linear = torch.nn.functional.linear
             step = _torch_fwd_bwd(
-                torch, lambda x_, w_, b_: torch.relu(torch.nn.functional.linear(x_, w_, b_)),
+                torch, (lambda x_, w_, b_: torch.relu(linear(x_, w_, b_))) if relu else linear,
                 (xt, wtt, bt), torch.from_numpy(dout))
             calls["torch"] = lambda: _swap_dw(step())
         return Contenders(calls)
-    return Case("affine_relu fwd+bwd", f"{n}x{d}x{m}", build, ceiling="gemm")
+    return Case(f"{layer} fwd+bwd", f"{n}x{d}x{m}", build, family="fc", ceiling="gemm")
 
 
 def _swap_dw(result):
@@ -164,7 +195,7 @@ def relu_case(n, label):
                                             _torch_tensors(setup.torch, x, grad=(0,)),
                                             setup.torch.from_numpy(dout))
         return Contenders(calls)
-    return Case("relu fwd+bwd", label, build, ceiling="copy" if n >= BIG else None)
+    return Case("relu fwd+bwd", label, build, family="fc", ceiling="copy" if n >= BIG else None)
 
 
 def dropout_case(n, label, p=0.5):
@@ -186,72 +217,82 @@ def dropout_case(n, label, p=0.5):
                 torch, lambda a: torch.nn.functional.dropout(a, p, training=True),
                 _torch_tensors(torch, x, grad=(0,)), torch.from_numpy(dout))
         return Contenders(calls, compared=("fastfc",))
-    return Case("dropout fwd+bwd", label, build, ceiling="copy" if n >= BIG else None)
+    return Case("dropout fwd+bwd", label, build, family="fc", ceiling="copy" if n >= BIG else None)
 
 
-def softmax_case(n, c):
-    """Softmax cross-entropy loss and its gradient on (n, c) logits."""
+def loss_case(kind, n, c):
+    """A loss ("softmax" cross-entropy or multiclass "svm") and its gradient
+    on (n, c) logits. torch: cross_entropy, or multi_margin_loss times c (it
+    also divides by the class count)."""
     def build(setup):
         x = _normal(setup, (n, c))
         y = setup.rng.integers(0, c, n)
-        calls = {"fastfc": lambda: F.softmax_loss(x, y), "reference": lambda: R.softmax_loss(x, y)}
+        calls = {side: functools.partial(loss, x, y) for side, loss in LOSS_KERNELS[kind].items()}
         if setup.torch:
             torch = setup.torch
             xt, yt = _torch_tensors(torch, x, y, grad=(0,))
+            scale = 1 if kind == "softmax" else c
+            torch_loss = (torch.nn.functional.cross_entropy if kind == "softmax"
+                          else torch.nn.functional.multi_margin_loss)
 
             def torch_call():
                 xt.grad = None
-                loss = torch.nn.functional.cross_entropy(xt, yt)
+                loss = torch_loss(xt, yt)
                 loss.backward()
-                return loss.item(), xt.grad.numpy()
+                return loss.item() * scale, xt.grad.numpy() * scale
             calls["torch"] = torch_call
         return Contenders(calls)
-    return Case("softmax loss", f"{n}x{c}", build)
+    return Case(f"{kind} loss", f"{n}x{c}", build, family="fc")
 
 
-def conv_case(x_shape, w_shape, pad=1):
-    """Convolution (stride 1) forward and backward (dx, dw, db)."""
+def _conv_inputs(setup, x_shape, w_shape, pad):
+    """x, w (scaled by 1/sqrt(fan-in)), b and dout of a stride-1 convolution."""
+    fan_in = int(np.prod(w_shape[1:]))
+    x = _normal(setup, x_shape)
+    w = _normal(setup, w_shape, 1 / math.sqrt(fan_in))
+    b = _normal(setup, w_shape[0])
+    out_hw = tuple(s + 2 * pad - k + 1 for s, k in zip(x_shape[2:], w_shape[2:]))
+    return x, w, b, _normal(setup, (x_shape[0], w_shape[0]) + out_hw)
+
+
+def conv_case(x_shape, w_shape, pad=1, naive=False):
+    """Convolution (stride 1) forward and backward (dx, dw, db). naive: the
+    reference's loop version as one more contender (seconds per call at
+    N = 64: benchmarks/bench_conv.py times it at N = 1), and no torch."""
     def build(setup):
-        fan_in = int(np.prod(w_shape[1:]))
-        x = _normal(setup, x_shape)
-        w = _normal(setup, w_shape, 1 / math.sqrt(fan_in))
-        b = _normal(setup, w_shape[0])
-        out_hw = tuple(s + 2 * pad - k + 1 for s, k in zip(x_shape[2:], w_shape[2:]))
-        dout = _normal(setup, (x_shape[0], w_shape[0]) + out_hw)
-        calls = {
-            "fastfc": _fwd_bwd(lambda *a: F.conv_forward(*a, stride=1, pad=pad), F.conv_backward,
-                               x, w, b, dout),
-            "reference": _fwd_bwd(lambda *a: R.conv_forward(*a, stride=1, pad=pad), R.conv_backward,
-                                  x, w, b, dout),
-        }
-        if setup.torch:
+        x, w, b, dout = _conv_inputs(setup, x_shape, w_shape, pad)
+        calls = {side: _fwd_bwd(functools.partial(forward, stride=1, pad=pad), backward, x, w, b, dout)
+                 for side, (forward, backward) in CONV_KERNELS.items() if side != "naive" or naive}
+        if setup.torch and not naive:
             torch = setup.torch
             calls["torch"] = _torch_fwd_bwd(
                 torch, lambda *a: torch.nn.functional.conv2d(*a, padding=pad),
                 _torch_tensors(torch, x, w, b, grad=(0, 1, 2)), torch.from_numpy(dout))
-        return Contenders(calls)
-    shape = "x(%s) w(%s)" % (",".join(map(str, x_shape)), ",".join(map(str, w_shape)))
-    return Case("conv fwd+bwd", shape, build)
+        return Contenders(calls, compared=("fastfc", "torch", "naive"))
+    return Case("conv fwd+bwd", conv_label(x_shape, w_shape), build, family="conv")
 
 
-def max_pool_case(x_shape, size=2):
-    """size x size max pooling with stride size, forward and backward."""
+def conv_label(x_shape, w_shape):
+    return "x(%s) w(%s)" % (",".join(map(str, x_shape)), ",".join(map(str, w_shape)))
+
+
+def pool_case(kind, x_shape, height, width, stride):
+    """height x width pooling ("max" or "avg") with the given stride, forward and backward."""
     def build(setup):
         x = _normal(setup, x_shape)  # continuous values: no ties
-        dout = _normal(setup, x_shape[:2] + tuple(s // size for s in x_shape[2:]))
-        calls = {
-            "fastfc": _fwd_bwd(lambda a: F.max_pool_forward(a, size, size, size), F.max_pool_backward,
-                               x, dout),
-            "reference": _fwd_bwd(lambda a: R.max_pool_forward(a, size, size, size),
-                                  R.max_pool_backward, x, dout),
-        }
+        out_hw = ((x_shape[2] - height) // stride + 1, (x_shape[3] - width) // stride + 1)
+        dout = _normal(setup, x_shape[:2] + out_hw)
+        calls = {side: _fwd_bwd(lambda a, f=forward: f(a, height, width, stride), backward, x, dout)
+                 for side, (forward, backward) in POOL_KERNELS[kind].items()}
         if setup.torch:
             torch = setup.torch
+            pool = getattr(torch.nn.functional, f"{kind}_pool2d")
             calls["torch"] = _torch_fwd_bwd(
-                torch, lambda a: torch.nn.functional.max_pool2d(a, size, size),
+                torch, lambda a: pool(a, (height, width), stride),
                 _torch_tensors(torch, x, grad=(0,)), torch.from_numpy(dout))
         return Contenders(calls)
-    return Case(f"max pool {size}x{size}/{size} fwd+bwd", "(%s)" % ",".join(map(str, x_shape)), build)
+    return Case(f"{kind} pool {height}x{width}/{stride} fwd+bwd", "(%s)" % ",".join(map(str, x_shape)), build,
+                family="pool")
 
 
 # ---------------------------------------------------------------- normalization
@@ -269,15 +310,16 @@ NORM_KINDS = {
 }
 
 
-def norm_forward(module, kind, x, gamma, beta, groups=None):
-    """module's forward of a normalization in training mode; the batchnorms
-    get running statistics of their own (updated in place, as in training)."""
+def norm_forward(forward, kind, gamma, beta, groups=None):
+    """A normalization's forward (of kind) in training mode as a function of
+    x; the batchnorms get running statistics of their own (updated in
+    place, as in training)."""
     if kind in ("batchnorm", "spatial_batchnorm"):
         running = np.zeros_like(gamma), np.ones_like(gamma)
-        return lambda a: getattr(module, f"{kind}_forward")(a, gamma, beta, *running)
+        return lambda a: forward(a, gamma, beta, *running)
     if kind == "groupnorm":
-        return lambda a: module.groupnorm_forward(a, gamma, beta, groups)
-    return lambda a: module.layernorm_forward(a, gamma, beta)
+        return lambda a: forward(a, gamma, beta, groups)
+    return lambda a: forward(a, gamma, beta)
 
 
 def norm_case(kind, shape, groups=None):
@@ -292,14 +334,9 @@ def norm_case(kind, shape, groups=None):
         dout = _normal(setup, shape)
         gamma = 1 + _normal(setup, shape[1], 0.1)
         beta = _normal(setup, shape[1])
-        backward = f"{kind}_backward"
-        calls = {
-            "fastfc": _fwd_bwd(norm_forward(F, kind, x, gamma, beta, groups),
-                               getattr(F, backward), x, dout),
-            "reference": _fwd_bwd(norm_forward(R, kind, x, gamma, beta, groups),
-                                  getattr(R, backward), x, dout),
-            CEILING: _copy_moving(setup, 5, x.size),
-        }
+        calls = {side: _fwd_bwd(norm_forward(forward, kind, gamma, beta, groups), backward, x, dout)
+                 for side, (forward, backward) in NORM_KERNELS[kind].items()}
+        calls[CEILING] = _copy_moving(setup, 5, x.size)
         if setup.torch:
             calls["torch"] = _torch_fwd_bwd(
                 setup.torch, NORM_KINDS[kind](setup.torch, groups),
@@ -307,54 +344,70 @@ def norm_case(kind, shape, groups=None):
                 setup.torch.from_numpy(dout))
         return Contenders(calls)
     label = "(%s)" % ",".join(map(str, shape)) + (f" G={groups}" if groups else "")
-    return Case(f"{kind} fwd+bwd", label, build, needs=("fastfc._norm",), ceiling="copy")
+    return Case(f"{kind} fwd+bwd", label, build, family="norm", ceiling="copy")
 
 
-def adam_case(n, label):
-    """One Adam step (torch's defaults, lr 1e-3) on n parameters whose gradient is
-    given; 7 sweeps (grad; param, m, v read and written)."""
+# update rule -> (torch.optim class name, hyperparameters, as torch names them;
+# fastfc.optim has a class of that name too)
+OPTIMIZER_RULES = {
+    "adam": ("Adam", dict(lr=LEARNING_RATE)),
+    "adamw": ("AdamW", dict(lr=LEARNING_RATE, weight_decay=1e-2)),
+    "sgd momentum": ("SGD", dict(lr=LEARNING_RATE, momentum=0.9)),
+    "adagrad": ("Adagrad", dict(lr=LEARNING_RATE)),
+    "rmsprop": ("RMSprop", dict(lr=LEARNING_RATE)),
+}
+
+
+def optimizer_case(rule, shapes, label, copy_sweeps=None):
+    """One step of an update rule (OPTIMIZER_RULES) on parameters of the
+    given shapes whose gradients are given. copy_sweeps: the sweeps over the
+    parameters the step moves (Adam: 7, grad; param, m, v read and written),
+    for a copy ceiling."""
+    torch_name, hyper = OPTIMIZER_RULES[rule]
+
     def build(setup):
-        from ..optim import Adam
+        from ..optim import OPTIMIZERS
         from ..parameter import Parameter
 
-        start = _normal(setup, n)
-        grad = _normal(setup, n)
-        param = Parameter(start.copy(), "w")
-        param.grad[...] = grad
-        fastfc_adam = Adam([param], lr=LEARNING_RATE)
-        numpy_param = start.copy()
-        numpy_adam = NumpyAdam([numpy_param], [grad])
+        starts = [_normal(setup, shape) for shape in shapes]
+        grads = [_normal(setup, shape) for shape in shapes]
+        params = [Parameter(start.copy(), f"w{i}") for i, start in enumerate(starts)]
+        for param, grad in zip(params, grads):
+            param.grad[...] = grad
+        fastfc_optimizer = OPTIMIZERS[torch_name.lower()](params, **hyper)
+        numpy_params = [start.copy() for start in starts]
+        numpy_optimizer = NUMPY_OPTIMIZERS[torch_name](numpy_params, grads, **hyper)
 
         def fastfc_call():
-            fastfc_adam.step()
-            return (param.data,)
+            fastfc_optimizer.step()
+            return tuple(param.data for param in params)
 
         def reference_call():
-            numpy_adam.step()
-            return (numpy_param,)
+            numpy_optimizer.step()
+            return tuple(numpy_params)
         calls = {"fastfc": fastfc_call, "reference": reference_call}
-        if n >= BIG:
-            calls[CEILING] = _copy_moving(setup, 7, n)
+        if copy_sweeps:
+            calls[CEILING] = _copy_moving(setup, copy_sweeps, sum(math.prod(s) for s in shapes))
         if setup.torch:
             torch = setup.torch
-            torch_param = torch.nn.Parameter(torch.from_numpy(start.copy()))
-            torch_param.grad = torch.from_numpy(grad.copy())
-            optimizer = torch_adam(torch, [torch_param])
+            tensors = [torch.nn.Parameter(torch.from_numpy(start.copy())) for start in starts]
+            for tensor, grad in zip(tensors, grads):
+                tensor.grad = torch.from_numpy(grad.copy())
+            torch_step = torch_optimizer(torch, torch_name, tensors, **hyper).step
 
             def torch_call():
-                optimizer.step()
-                return (torch_param.detach().numpy(),)
+                torch_step()
+                return tuple(tensor.detach().numpy() for tensor in tensors)
             calls["torch"] = torch_call
         return Contenders(calls)
-    return Case("adam step", label, build, needs=("fastfc.optim",),
-                ceiling="copy" if n >= BIG else None)
+    return Case(f"{rule} step", label, build, family="optim", ceiling="copy" if copy_sweeps else None)
 
 
 def random_batch(setup, net, batch):
     """A random batch for the network: inputs (batch, ...) and labels."""
-    first = net[0]
-    shape = (batch, first[1]) if first[0] == "linear" else (batch, first[1], 32, 32)
-    return _normal(setup, shape), setup.rng.integers(0, net[-1][2], batch)
+    kind, sizes = next(layer for layer in net if layer[0] in ("linear", "conv"))
+    shape = (batch, sizes[0]) if kind == "linear" else (batch, sizes[0], 32, 32)
+    return _normal(setup, shape), setup.rng.integers(0, net[-1][1][1], batch)
 
 
 def train_step_case(name, net, batch):
@@ -368,8 +421,7 @@ def train_step_case(name, net, batch):
             xt, yt = _torch_tensors(setup.torch, x, y)
             calls["torch"] = lambda: nets["torch"].step(xt, yt)
         return Contenders(calls, check_calls=2)
-    return Case("train step " + name, f"batch {batch}", build,
-                needs=("fastfc.models", "fastfc.layers", "fastfc.optim"))
+    return Case("train step " + name, f"batch {batch}", build, family="train step")
 
 
 # ---------------------------------------------------------------- a whole epoch
@@ -438,31 +490,34 @@ EPOCH_SAMPLES, QUICK_EPOCH_SAMPLES = 60_000, 6_000
 def epoch_case():
     def build(setup):
         return epoch_contenders(setup, QUICK_EPOCH_SAMPLES if setup.quick else EPOCH_SAMPLES)
-    return Case("epoch 784-100-10", "b64, 60000 (6000 quick)", build,
-                needs=("fastfc.models", "fastfc.layers", "fastfc.optim"))
+    return Case("epoch 784-100-10", "b64, 60000 (6000 quick)", build, family="epoch")
+# The sizes of the cases, each defined once: `fastfc bench` runs every case of
+# CASES, and benchmarks/bench_*.py time the same cases under pytest-benchmark.
+AFFINE_SHAPES = ((64, 784, 100), (128, 3072, 256), (256, 784, 512))  # (N, D, M)
+ELEMENTWISE_SIZES = ((64 * 512, "64x512"), (256 * 512, "256x512"), (BIG, "16M"))
+LOSS_SHAPES = ((128, 10), (4096, 1000))
+CONV_SHAPES = (((64, 3, 32, 32), (32, 3, 3, 3)), ((64, 32, 16, 16), (64, 32, 3, 3)))  # (x, w), pad 1
+POOL_INPUT = (64, 32, 32, 32)
+POOLS = (("max", 2, 2, 2), ("max", 3, 3, 2), ("avg", 2, 2, 2))  # (kind, height, width, stride)
+NORMS = (("batchnorm", (128, 512), None), ("spatial_batchnorm", (64, 32, 32, 32), None),
+         ("layernorm", (128, 512), None), ("groupnorm", (64, 32, 32, 32), 8))  # (kind, x shape, groups)
+OPTIMIZER_SIZE = (1 << 20, "1M")
+ADAM_MLP_SHAPES = ((784, 512), (512,), (512, 512), (512,), (512, 10), (10,))  # the MLP 784-512-512-10's
+TRAIN_STEP_NETWORKS = (("mlp 784-100-10", mlp(784, 100, 10), 64), ("mlp 3072-256-256-3", mlp(3072, 256, 256, 3), 128),
+                       ("mlp 784-512-512-10", mlp(784, 512, 512, 10), 128), ("cnn 3x32x32", CNN, 64))
+
 CASES = [
-    affine_relu_case(64, 784, 100),
-    affine_relu_case(128, 3072, 256),
-    affine_relu_case(256, 784, 512),
-    relu_case(256 * 512, "256x512"),
-    relu_case(BIG, "16M"),
-    dropout_case(256 * 512, "256x512"),
-    dropout_case(BIG, "16M"),
-    softmax_case(128, 10),
-    softmax_case(4096, 1000),
-    conv_case((64, 3, 32, 32), (32, 3, 3, 3)),
-    conv_case((64, 32, 16, 16), (64, 32, 3, 3)),
-    max_pool_case((64, 32, 32, 32)),
-    norm_case("batchnorm", (128, 512)),
-    norm_case("spatial_batchnorm", (64, 32, 32, 32)),
-    norm_case("layernorm", (128, 512)),
-    norm_case("groupnorm", (64, 32, 32, 32), groups=8),
-    adam_case(1 << 20, "1M"),
-    adam_case(BIG, "16M"),
-    train_step_case("mlp 784-100-10", mlp(784, 100, 10), 64),
-    train_step_case("mlp 3072-256-256-3", mlp(3072, 256, 256, 3), 128),
-    train_step_case("mlp 784-512-512-10", mlp(784, 512, 512, 10), 128),
-    train_step_case("cnn 3x32x32", CNN, 64),
+    *(affine_case(*shape, relu=relu) for relu in (True, False) for shape in AFFINE_SHAPES),
+    *(make(n, label) for make in (relu_case, dropout_case) for n, label in ELEMENTWISE_SIZES),
+    *(loss_case(kind, *shape) for kind in ("softmax", "svm") for shape in LOSS_SHAPES),
+    *(conv_case(x_shape, w_shape) for x_shape, w_shape in CONV_SHAPES),
+    *(pool_case(kind, POOL_INPUT, height, width, stride) for kind, height, width, stride in POOLS),
+    *(norm_case(kind, shape, groups) for kind, shape, groups in NORMS),
+    optimizer_case("adam", [(OPTIMIZER_SIZE[0],)], OPTIMIZER_SIZE[1]),
+    optimizer_case("adam", [(BIG,)], "16M", copy_sweeps=7),
+    *(optimizer_case(rule, [(OPTIMIZER_SIZE[0],)], OPTIMIZER_SIZE[1]) for rule in OPTIMIZER_RULES if rule != "adam"),
+    optimizer_case("adam", ADAM_MLP_SHAPES, "MLP 784-512-512-10"),
+    *(train_step_case(*network) for network in TRAIN_STEP_NETWORKS),
     epoch_case(),
 ]
 

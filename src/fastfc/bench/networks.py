@@ -5,26 +5,22 @@ import math
 import numpy as np
 
 from .. import reference as R
+from ..models import layer_plan
+from .baselines import LEARNING_RATE, NumpyAdam, torch_optimizer
 
 
 SIDES = ("fastfc", "reference", "torch")
-LEARNING_RATE = 1e-3
 
 
-# A network is a tuple of layers: ("linear", in, out), ("relu",),
-# ("conv", in_channels, out_channels, kernel, pad), ("pool", size), ("flatten",).
+# A network is a fastfc.models.layer_plan: a list of (kind, sizes).
 def mlp(*dims):
-    layers = []
-    for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:])):
-        layers.append(("linear", d_in, d_out))
-        if i < len(dims) - 2:
-            layers.append(("relu",))
-    return tuple(layers)
+    """The MLP dims[0] - ... - dims[-1] (ReLU between the linear layers)."""
+    return layer_plan(dims[:1], dims[1:-1], dims[-1])
 
 
 # 3x32x32 -> conv3x3x32 -> relu -> pool -> conv3x3x64 -> relu -> pool -> linear 10
-CNN = (("conv", 3, 32, 3, 1), ("relu",), ("pool", 2), ("conv", 32, 64, 3, 1), ("relu",), ("pool", 2),
-       ("flatten",), ("linear", 64 * 8 * 8, 10))
+CNN = layer_plan((3, 32, 32), (), 10, filters=(32, 64))
+WEIGHTED = ("linear", "conv")
 
 
 def init_params(net, dtype, seed=0):
@@ -32,9 +28,9 @@ def init_params(net, dtype, seed=0):
     layer: W (in, out) for linear (the course's layout), (F, C, k, k) for conv."""
     rng = np.random.default_rng(seed)
     params = []
-    for kind, *sizes in net:
+    for kind, sizes in net:
         if kind == "linear":
-            shape, fan_in, width = (sizes[0], sizes[1]), sizes[0], sizes[1]
+            shape, fan_in, width = sizes, sizes[0], sizes[1]
         elif kind == "conv":
             c_in, c_out, k, _ = sizes
             shape, fan_in, width = (c_out, c_in, k, k), c_in * k * k, c_out
@@ -45,38 +41,14 @@ def init_params(net, dtype, seed=0):
     return params
 
 
-class NumpyAdam:
-    """Adam in plain NumPy, torch.optim.Adam's formula (no weight decay), updating
-    the arrays in place: the baseline the fastfc optimizer is measured against.
-
-    Inputs: params, grads: lists of arrays of matching shapes (grads are read at each step()).
-    """
-
-    def __init__(self, params, grads, lr=LEARNING_RATE, betas=(0.9, 0.999), eps=1e-8):
-        self.params, self.grads = params, grads
-        self.lr, (self.beta1, self.beta2), self.eps = lr, betas, eps
-        self.m = [np.zeros_like(p) for p in params]
-        self.v = [np.zeros_like(p) for p in params]
-        self.t = 0
-
-    def step(self):
-        self.t += 1
-        step_size = self.lr / (1 - self.beta1 ** self.t)
-        root_correction = math.sqrt(1 - self.beta2 ** self.t)
-        for p, g, m, v in zip(self.params, self.grads, self.m, self.v):
-            m *= self.beta1
-            m += (1 - self.beta1) * g
-            v *= self.beta2
-            v += (1 - self.beta2) * g * g
-            p -= step_size * m / (np.sqrt(v) / root_correction + self.eps)
-
-
-def torch_adam(torch, params):
-    """torch's fastest Adam on the CPU: the fused kernel where this build has it."""
-    try:
-        return torch.optim.Adam(params, lr=LEARNING_RATE, fused=True)
-    except (RuntimeError, TypeError, ValueError):
-        return torch.optim.Adam(params, lr=LEARNING_RATE, foreach=True)
+def build_layers(net, make, params, load):
+    """The layers make[kind](*sizes) of net, the weighted ones given params'
+    (W, b) in order by load(layer, kind, W, b)."""
+    built = [make[kind](*sizes) for kind, sizes in net]
+    weighted = [(layer, kind) for layer, (kind, _) in zip(built, net) if kind in WEIGHTED]
+    for (layer, kind), (w, b) in zip(weighted, params):
+        load(layer, kind, w, b)
+    return built
 
 
 class FastfcNet:
@@ -87,25 +59,14 @@ class FastfcNet:
     def __init__(self, net, params, dtype):
         from .. import layers, models, optim
 
-        built, weights = [], iter(params)
-        for kind, *sizes in net:
-            if kind == "linear":
-                layer = layers.Linear(*sizes, dtype=dtype)
-            elif kind == "conv":
-                c_in, c_out, k, pad = sizes
-                layer = layers.Conv2d(c_in, c_out, k, padding=pad, dtype=dtype)
-            elif kind == "relu":
-                layer = layers.ReLU()
-            elif kind == "pool":
-                layer = layers.MaxPool2d(sizes[0])
-            else:
-                layer = layers.Flatten()
-            if kind in ("linear", "conv"):
-                w, b = next(weights)
-                layer.params["W"][...] = w
-                layer.params["b"][...] = b
-            built.append(layer)
-        self.model = models.Sequential(*built)
+        make = {"linear": lambda d_in, d_out: layers.Linear(d_in, d_out, dtype=dtype),
+                "conv": lambda c_in, c_out, k, pad: layers.Conv2d(c_in, c_out, k, padding=pad, dtype=dtype),
+                "relu": layers.ReLU, "pool": layers.MaxPool2d, "flatten": layers.Flatten}
+
+        def load(layer, kind, w, b):
+            layer.params["W"][...] = w
+            layer.params["b"][...] = b
+        self.model = models.Sequential(*build_layers(net, make, params, load))
         self.model.train()
         self.loss = layers.SoftmaxCrossEntropy()
         self.optimizer = optim.Adam(self.model.parameters(), lr=LEARNING_RATE)
@@ -129,9 +90,9 @@ class ReferenceNet:
         weights = iter(range(0, len(self.params), 2))
         i = 0
         while i < len(net):
-            kind, *sizes = net[i]
+            kind, sizes = net[i]
             fused = kind == "linear" and i + 1 < len(net) and net[i + 1][0] == "relu"
-            if kind in ("linear", "conv"):
+            if kind in WEIGHTED:
                 self.layers.append(self._weighted(kind, fused, sizes, next(weights)))
             elif kind == "relu":
                 self.layers.append((R.relu_forward, lambda d, c, first: (R.relu_backward(d, c), ())))
@@ -143,6 +104,9 @@ class ReferenceNet:
                 self.layers.append((lambda h: (h.reshape(len(h), -1), h.shape),
                                     lambda d, shape, first: (d.reshape(shape), ())))
             i += 2 if fused else 1
+        # Backward stops at the first layer with weights, which skips dx (the
+        # layers before it, a flatten, have nothing to learn).
+        self.first_weighted = next(i for i, (kind, _) in enumerate(net) if kind in WEIGHTED)
         self.adam = NumpyAdam(self.params, self.grads)
 
     def _weighted(self, kind, fused, sizes, index):
@@ -168,8 +132,8 @@ class ReferenceNet:
             h, cache = forward(h)
             caches.append(cache)
         loss, dout = R.softmax_loss(h, y)
-        for i in reversed(range(len(self.layers))):
-            dout, _ = self.layers[i][1](dout, caches[i], i == 0)
+        for i in reversed(range(self.first_weighted, len(self.layers))):
+            dout, _ = self.layers[i][1](dout, caches[i], i == self.first_weighted)
         self.adam.step()
         return loss
 
@@ -179,29 +143,19 @@ class TorchNet:
     tensors and returns the loss."""
 
     def __init__(self, torch, net, params, dtype):
-        nn, weights, built = torch.nn, iter(params), []
+        nn = torch.nn
         torch_dtype = getattr(torch, np.dtype(dtype).name)
-        for kind, *sizes in net:
-            if kind == "linear":
-                layer = nn.Linear(*sizes, dtype=torch_dtype)
-            elif kind == "conv":
-                c_in, c_out, k, pad = sizes
-                layer = nn.Conv2d(c_in, c_out, k, padding=pad, dtype=torch_dtype)
-            elif kind == "relu":
-                layer = nn.ReLU()
-            elif kind == "pool":
-                layer = nn.MaxPool2d(sizes[0])
-            else:
-                layer = nn.Flatten()
-            if kind in ("linear", "conv"):
-                w, b = next(weights)
-                with torch.no_grad():
-                    layer.weight.copy_(torch.from_numpy(w.T if kind == "linear" else w))
-                    layer.bias.copy_(torch.from_numpy(b))
-            built.append(layer)
+        make = {"linear": lambda d_in, d_out: nn.Linear(d_in, d_out, dtype=torch_dtype),
+                "conv": lambda c_in, c_out, k, pad: nn.Conv2d(c_in, c_out, k, padding=pad, dtype=torch_dtype),
+                "relu": nn.ReLU, "pool": nn.MaxPool2d, "flatten": nn.Flatten}
+
+        def load(layer, kind, w, b):
+            with torch.no_grad():
+                layer.weight.copy_(torch.from_numpy(w.T if kind == "linear" else w))  # torch holds (out, in)
+                layer.bias.copy_(torch.from_numpy(b))
         self.torch = torch
-        self.model = nn.Sequential(*built)
-        self.optimizer = torch_adam(torch, self.model.parameters())
+        self.model = nn.Sequential(*build_layers(net, make, params, load))
+        self.optimizer = torch_optimizer(torch, "Adam", self.model.parameters(), lr=LEARNING_RATE)
 
     def step(self, x, y):
         self.optimizer.zero_grad()

@@ -17,9 +17,8 @@ def _cell(value, width, left=False):
 def format_row(record):
     """One table line for a result record."""
     name, shape = record["case"], record["shape"]
-    if "skipped" in record or "error" in record:
-        note = record.get("skipped") or "error: " + record["error"]
-        return f"{_cell(name, 26, True)} {_cell(shape, 26, True)} {note}"
+    if "error" in record:
+        return f"{_cell(name, 26, True)} {_cell(shape, 26, True)} error: {record['error']}"
     times = record["median_ms"]
 
     def ms(side):
@@ -53,7 +52,9 @@ def machine_description():
 
 
 def plot_speedups(path, records):
-    """Bar chart of fastfc's speedup over the reference and over torch, per case.
+    """Bar chart of fastfc's speedup over the reference and over torch, per
+    case; a side with no timings (torch left out or not installed) has no
+    bars and no legend entry. Returns the matplotlib Figure.
     Raises plotting.MissingMatplotlibError without matplotlib."""
     from ..plotting import PLOT_INSTALL_HINT, MissingMatplotlibError
 
@@ -68,14 +69,20 @@ def plot_speedups(path, records):
     FigureCanvasAgg(figure)
     axes = figure.subplots()
     rows = np.arange(len(timed))
-    for offset, side, color in ((-0.2, "reference", "tab:blue"), (0.2, "torch", "tab:orange")):
+    sides = [(side, color) for side, color in (("reference", "tab:blue"), ("torch", "tab:orange"))
+             if any(r.get(f"vs_{side}") for r in timed)]
+    height = 0.8 / max(1, len(sides))
+    for i, (side, color) in enumerate(sides):
         values = [r.get(f"vs_{side}") or 0.0 for r in timed]
-        axes.barh(rows + offset, values, height=0.4, color=color, label=f"vs {side}")
+        offset = (i - (len(sides) - 1) / 2) * height
+        axes.barh(rows + offset, values, height=height, color=color, label=f"vs {side}")
     axes.axvline(1.0, color="black", linewidth=0.8)
     axes.set_xscale("log")
     axes.set_yticks(rows, labels, fontsize=8)
     axes.invert_yaxis()
     axes.set_xlabel("speedup of fastfc (other side's median time / fastfc's; > 1 is faster)")
-    axes.legend(loc="lower right")
+    if sides:
+        axes.legend(loc="lower right")
     axes.grid(axis="x", alpha=0.3)
     figure.savefig(path)
+    return figure

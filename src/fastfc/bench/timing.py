@@ -2,7 +2,6 @@
 round-robin timing, the thread settings of every side."""
 import contextlib
 import gc
-import importlib.util
 import os
 import platform
 import statistics
@@ -88,10 +87,6 @@ def check(contenders, dtype):
 def run_case(case, setup):
     """Build, check and time one case. Returns its result record (a dict)."""
     record = {"case": case.name, "shape": case.shape}
-    missing = [m for m in case.needs if importlib.util.find_spec(m) is None]
-    if missing:
-        record["skipped"] = "needs " + ", ".join(missing)
-        return record
     gc.collect()
     try:
         contenders = case.build(setup)
@@ -156,7 +151,7 @@ def run(cases=None, threads=None, dtype="float32", quick=False, use_torch=True, 
     Returns a dict: "meta" (machine, versions, settings) and "results" (one
     record per case: case, shape, median_ms and min_ms per side, vs_reference,
     vs_torch, efficiency {kind, ceiling_ms, fraction} where measured, rounds,
-    check "ok" or the mismatch; or skipped / error with the reason).
+    check "ok" or the mismatch; or error with the reason).
     """
     from .. import __version__, get_num_threads, set_num_threads
 

@@ -6,6 +6,7 @@
     fastfc evaluate --model cnn.npz
     fastfc predict --model cnn.npz --input images.npy
     fastfc search --trials 20
+    fastfc export --model cnn.safetensors --onnx cnn.onnx
     fastfc info
 
 Each subcommand is a module of this package with a function
@@ -25,7 +26,8 @@ loss saves the same and exits with 1. An output that cannot be written at
 the end of a run is saved under a rescue name instead (write_outputs). Set
 FASTFC_TRACEBACK=1 to see the full traceback of an error instead.
 
-A saved model is MODEL.npz (the parameters) and MODEL.json (the network,
+A saved model is MODEL.safetensors (the parameters; MODEL.npz for a name
+ending in .npz) and MODEL.json (the network,
 data set, classes, normalisation and the parameters' SHA-256, which ties the
 two files together); every field of the JSON is checked before it is used.
 """
@@ -36,7 +38,7 @@ import signal
 import sys
 import threading
 
-from . import bench, info, predict, search, train
+from . import bench, export, info, predict, search, train
 from .model_files import SPEC_FORMAT, load_model, save_model, spec_path
 from .options import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, CommandError, UsageError
 
@@ -54,7 +56,8 @@ class _ArgumentParser(argparse.ArgumentParser):
 # ---------------------------------------------------------------- entry point
 
 SUBCOMMANDS = [train.add_train_parser, predict.add_evaluate_parser, predict.add_predict_parser,
-               search.add_search_parser, info.add_info_parser, bench.add_bench_parser]
+               search.add_search_parser, export.add_export_parser, info.add_info_parser,
+               bench.add_bench_parser]
 
 
 def build_parser():

@@ -29,8 +29,10 @@ def load_data(dataset, data_dir, classes, val_size, seed):
             raise CommandError("--data-dir is for mnist, fashion-mnist and cifar10: digits is embedded")
         data = datasets.load_digits(**options)
     elif data_dir is None:
+        extra = (f", or `apt-get install dataset-fashion-mnist` (into {datasets.FASHION_MNIST_SYSTEM_DIR})"
+                 if dataset == "fashion-mnist" else "")
         raise CommandError(f"--data-dir is required for {dataset} (nothing is downloaded): "
-                           "the directory holding its files")
+                           f"the directory holding its files{extra}")
     elif dataset == "cifar10":
         data = datasets.load_cifar10(data_dir, **options)
     else:
@@ -38,6 +40,14 @@ def load_data(dataset, data_dir, classes, val_size, seed):
     if indices is not None:
         names = tuple(names[i] for i in indices)
     return data, names
+
+
+def resolve_data_dir(dataset, data_dir):
+    """data_dir, or for fashion-mnist without one the directory Debian's
+    dataset-fashion-mnist package installs (when its files are there)."""
+    if data_dir is None and dataset == "fashion-mnist":
+        return datasets.fashion_mnist_dir()
+    return data_dir
 
 
 def data_files(dataset, data_dir):

@@ -1,8 +1,8 @@
-"""A saved model: MODEL.npz (the parameters) and MODEL.json (the network, data
-set, classes, normalisation and the parameters' SHA-256, which ties the two
-files together); every field of the JSON is checked before it is used."""
+"""A saved model: MODEL.safetensors (the parameters; MODEL.npz for a name
+ending in .npz) and MODEL.json (the network, data set, classes, normalisation
+and the parameters' SHA-256, which ties the two files together); every field
+of the JSON is checked before it is used."""
 import itertools
-import json
 import math
 import os
 import re
@@ -10,7 +10,8 @@ import types
 
 import numpy as np
 
-from ..io import MismatchError, load_arrays, open_regular, parameters_digest, write_atomically
+from ..io import MismatchError, NotJSONError, load_arrays, parameters_digest, read_json, write_json
+from ..models import layer_plan as layer_plan_of
 from .options import DATASETS, DTYPES, MODEL_DEFAULTS, MODELS, CommandError
 from .outputs import reason
 
@@ -52,32 +53,15 @@ def model_spec(args, data, class_names):
 
 
 def layer_plan(spec):
-    """The layers build_model makes for a spec, without making them: a list
-    of (kind, sizes) with kind 'conv' (in_channels, out_channels, kernel,
-    padding), 'relu', 'pool', 'flatten', 'linear' (in_features,
-    out_features) or 'dropout' (p,). CommandError when the conv-pool blocks
-    do not fit the images."""
-    channels, height, width = spec["input_shape"]
-    plan = []
-    if spec["model"] == "cnn":
-        k = spec["kernel_size"]
-        padding = (k - 1) // 2  # keeps the size for odd k
-        for filters in spec["filters"]:
-            height, width = height + 2 * padding - k + 1, width + 2 * padding - k + 1
-            if height < 2 or width < 2:
-                raise CommandError(f"--filters/--kernel-size: {len(spec['filters'])} conv-pool blocks "
-                                   f"do not fit {spec['input_shape'][1]}x{spec['input_shape'][2]} images")
-            plan += [("conv", (channels, filters, k, padding)), ("relu", ()), ("pool", ())]
-            channels, height, width = filters, height // 2, width // 2
-    plan.append(("flatten", ()))
-    features = channels * height * width
-    for hidden in spec["hidden"]:
-        plan += [("linear", (features, hidden)), ("relu", ())]
-        if spec["dropout"] > 0:
-            plan.append(("dropout", (spec["dropout"],)))
-        features = hidden
-    plan.append(("linear", (features, spec["num_classes"])))
-    return plan
+    """The layers build_model makes for a spec, without making them
+    (fastfc.models.layer_plan's list). CommandError when the conv-pool
+    blocks do not fit the images."""
+    try:
+        return layer_plan_of(spec["input_shape"], spec["hidden"], spec["num_classes"],
+                             spec["filters"] if spec["model"] == "cnn" else (), spec["kernel_size"], spec["dropout"])
+    except ValueError as exc:
+        raise CommandError(f"--filters/--kernel-size: {len(spec['filters'])} conv-pool blocks do not fit "
+                           f"{spec['input_shape'][1]}x{spec['input_shape'][2]} images ({exc})") from None
 
 
 def parameter_shapes(plan):
@@ -123,7 +107,7 @@ def build_model(spec, seed):
     make = {
         "conv": lambda c_in, c_out, k, padding: layers.Conv2d(c_in, c_out, k, padding=padding,
                                                              seed=next(layer_seeds), dtype=dtype),
-        "relu": layers.ReLU, "pool": lambda: layers.MaxPool2d(2), "flatten": layers.Flatten,
+        "relu": layers.ReLU, "pool": layers.MaxPool2d, "flatten": layers.Flatten,
         "linear": lambda d_in, d_out: layers.Linear(d_in, d_out, seed=next(layer_seeds), dtype=dtype),
         "dropout": lambda p: layers.Dropout(p, seed=next(layer_seeds)),
     }
@@ -132,7 +116,7 @@ def build_model(spec, seed):
 
 
 def spec_path(model_path):
-    """The JSON file holding a saved model's spec: model.npz -> model.json."""
+    """The JSON file holding a saved model's spec: model.safetensors (or model.npz) -> model.json."""
     return os.path.splitext(os.fspath(model_path))[0] + ".json"
 
 
@@ -148,7 +132,7 @@ def save_model(path, model, spec, statistics):
                 parameters_sha256=parameters_digest(model.params))
     model.save(path)
     sidecar = spec_path(path)
-    write_atomically(sidecar, lambda f: f.write(json.dumps(spec, indent=1).encode()))
+    write_json(sidecar, spec)
     return [os.fspath(path), sidecar]
 
 
@@ -185,23 +169,16 @@ def load_model(path):
 def read_spec(path, sidecar):
     """The parsed JSON of a model's sidecar file (not yet checked)."""
     try:
-        with open_regular(sidecar) as f:
-            text = f.read(MAX_SPEC_BYTES + 1)
+        return read_json(sidecar, MAX_SPEC_BYTES)
     except FileNotFoundError:
         if not os.path.exists(path):
             raise CommandError(f"model file not found: {path}") from None
         raise CommandError(f"{sidecar} not found: it describes the architecture of {path} "
                            "(fastfc train --save writes both)") from None
+    except NotJSONError as exc:
+        raise CommandError(f"{sidecar}: not a model description ({exc})") from None
     except (ValueError, OSError) as exc:
         raise CommandError(f"{sidecar}: cannot read the model description ({reason(exc)})") from None
-    if len(text) > MAX_SPEC_BYTES:
-        raise CommandError(f"{sidecar}: larger than {MAX_SPEC_BYTES // 1024} KiB, not a model description")
-    try:
-        return json.loads(text)
-    except RecursionError:
-        raise CommandError(f"{sidecar}: not a model description (JSON nested too deep)") from None
-    except ValueError as exc:  # JSONDecodeError, bad UTF-8, an integer of too many digits
-        raise CommandError(f"{sidecar}: not valid JSON ({exc})") from None
 
 
 def _is_int(value, low=0, high=MAX_SIZE):

@@ -3,7 +3,7 @@ parsers, the argument groups several commands share, and their defaults."""
 import argparse
 import math
 
-from .. import datasets
+from .. import datasets, optim
 
 
 DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10")
@@ -14,8 +14,8 @@ CLASS_NAMES = {
     "cifar10": datasets.CIFAR10_CLASSES,
 }
 MODELS = ("mlp", "cnn")
-UPDATE_RULES = ("adam", "adamw", "sgd", "sgd_momentum", "rmsprop", "adagrad")
-MOMENTUM_RULES = ("sgd", "sgd_momentum", "rmsprop")  # the rules that take --momentum
+UPDATE_RULES = tuple(optim.UPDATE_RULES)
+MOMENTUM_RULES = optim.MOMENTUM_RULES  # the rules that take --momentum
 DTYPES = ("float32", "float64")
 
 # Defaults tuned on digits (the demo `fastfc train` runs); see README for
@@ -115,11 +115,16 @@ def augment_spec(text):
 
 
 def configure_threads(args):
-    """Apply --threads (when given) before any kernel runs."""
+    """Apply --threads (when given) before any kernel runs; a count fastfc
+    refuses is an error naming the option."""
     if getattr(args, "threads", None) is not None:
         import fastfc
 
-        fastfc.set_num_threads(args.threads)
+        try:
+            fastfc.set_num_threads(args.threads)
+        except ValueError as exc:
+            # set_num_threads names its own argument, n: say it as the user wrote it.
+            raise CommandError(f"--threads {args.threads}: {str(exc).replace('n must be', 'must be', 1)}") from None
 
 
 def add_data_arguments(parser, saved_model=False):
@@ -138,7 +143,9 @@ def add_data_arguments(parser, saved_model=False):
     group.add_argument("--dataset", default="digits",
                        help=f"one of {', '.join(DATASETS)} (default: %(default)s; digits is embedded)")
     group.add_argument("--data-dir", metavar="DIR",
-                       help="local directory with the MNIST IDX files or the CIFAR-10 python batches")
+                       help="local directory with the MNIST IDX files or the CIFAR-10 python batches "
+                            "(fashion-mnist: by default where `apt-get install dataset-fashion-mnist` "
+                            "puts them)")
     group.add_argument("--classes", metavar="A,B,...",
                        help="keep only these classes (names or indices), relabelled 0..k-1 in this order")
     group.add_argument("--val-size", type=positive_int, metavar="N",

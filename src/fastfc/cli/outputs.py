@@ -101,6 +101,19 @@ def write_outputs(writes):
     return written, failures
 
 
+def say(text):
+    """Print a line of a command's report on stdout, flushed. When stdout's
+    reader has gone (`fastfc train --save m.safetensors | head`), stdout is
+    pointed at devnull, stderr says so once, and the command carries on: a
+    closed pipe must not cost the training run or its outputs."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print("fastfc: standard output was closed (its reader ended); carrying on, outputs are still "
+              "written", file=sys.stderr)
+
+
 def report_failures(failures):
     """Print write_outputs' failures, one line each; the exit status they call for."""
     for line in failures:

@@ -46,7 +46,7 @@ def _model_data(args, spec):
 
 
 def add_saved_model_arguments(parser):
-    parser.add_argument("--model", required=True, metavar="MODEL.npz",
+    parser.add_argument("--model", required=True, metavar="MODEL.safetensors",
                         help="a model saved by fastfc train --save (MODEL.json must be next to it)")
     add_data_arguments(parser, saved_model=True)
     parser.add_argument("--split", choices=datasets.SPLITS, default="test",

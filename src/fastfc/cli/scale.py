@@ -10,6 +10,7 @@ import sys
 from .. import distributed, search
 from .model_files import build_model, check_model_size, model_spec
 from .options import MODEL_DEFAULTS, CommandError, positive_int
+from .outputs import say
 
 # Options that say where a run goes or what it reports, not what it computes:
 # a run resumed with other values of these is the same run.
@@ -152,7 +153,7 @@ def data_parallel_options(args):
     options = {"state_path": args.resume or args.state, "resume": args.resume is not None,
                "arguments": _identity(args)}
     if distributed.rank() == 0 and not args.quiet:
-        print(f"data-parallel over {distributed.world_size()} ranks; global batch {args.batch_size}", flush=True)
+        say(f"data-parallel over {distributed.world_size()} ranks; global batch {args.batch_size}")
     if distributed.rank() != 0:
         args.save = args.log = args.plot = None
         args.quiet = True

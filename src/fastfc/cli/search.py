@@ -6,14 +6,14 @@ import sys
 import time
 
 from .. import search
-from .data import data_files, evaluate_model, load_data, prepare
-from .model_files import build_model, check_model_size, model_outputs, model_spec, save_model
+from .data import data_files, load_data, prepare, resolve_data_dir
+from .model_files import build_model, check_model_size, model_outputs, model_spec
 from .options import (EXIT_INTERRUPTED, MODEL_DEFAULTS, MOMENTUM_RULES, TRAIN_DEFAULTS, CommandError,
                       add_data_arguments, add_model_arguments, add_optimizer_arguments, add_runtime_arguments,
                       configure_threads, float_range, int_list, positive_int)
-from .outputs import check_output_paths, report_failures, write_outputs
+from .outputs import check_output_paths, report_failures, say, write_outputs
 from .scale import add_search_arguments, run_trials, uses_executor
-from .train import check_training_args, make_solver
+from .train import check_training_args, make_solver, train_and_report
 
 
 def add_search_parser(subparsers):
@@ -42,7 +42,8 @@ def add_search_parser(subparsers):
                             "searched; --momentum or the rule's default)")
     group.add_argument("--final-epochs", type=positive_int, default=TRAIN_DEFAULTS["epochs"], metavar="N",
                        help="epochs to retrain the best configuration (default: %(default)s)")
-    group.add_argument("--save", metavar="MODEL.npz", help="save the retrained best model")
+    group.add_argument("--save", metavar="MODEL.safetensors",
+                       help="save the retrained best model (as fastfc train --save)")
     group.add_argument("--log", metavar="TRIALS.csv", help="the trial table as CSV")
     add_search_arguments(group)
     parser.set_defaults(run=run_search, plot=None)
@@ -123,7 +124,7 @@ def write_trial_log(path, ranked):
     columns = ("number", "lr", "weight_decay", "momentum", "hidden", "dropout", "val_acc", "train_acc",
                "seconds", "diverged")
     with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
+        writer = csv.writer(f, lineterminator="\n")
         writer.writerow(columns)
         for t in ranked:
             writer.writerow(["-".join(map(str, t[c])) if c == "hidden" else
@@ -134,6 +135,7 @@ def write_trial_log(path, ranked):
 def run_search(args):
     check_training_args(args)
     check_search_args(args)
+    args.data_dir = resolve_data_dir(args.dataset, args.data_dir)
     check_output_paths(model_outputs("--save", args.save) + [("--log", args.log, False)],
                        inputs=data_files(args.dataset, args.data_dir))
     configure_threads(args)
@@ -143,8 +145,7 @@ def run_search(args):
 
     def report(trial):
         if not args.quiet:
-            print(f"trial {trial['number']:>{len(str(args.trials))}}/{args.trials}  {format_trial(trial)}",
-                  flush=True)
+            say(f"trial {trial['number']:>{len(str(args.trials))}}/{args.trials}  {format_trial(trial)}")
 
     try:
         if uses_executor(args):
@@ -172,20 +173,17 @@ def run_search(args):
         report_failures(failures)
         raise CommandError("every trial diverged (NaN or infinite loss): try a lower --lr-range")
 
+    for path in written:
+        say(f"saved {path}")
+    status = report_failures(failures)
     best_args = _trial_args(args, best)
     spec = model_spec(best_args, data, class_names)
     model = build_model(spec, args.seed)
-    solver = make_solver(model, prepared, best_args, num_epochs=args.final_epochs, verbose=not args.quiet)
-    solver.train()
-    # The test set is touched once, by the chosen model only.
-    test_loss, test_acc = evaluate_model(model, prepared["X_test"], prepared["y_test"])
-    print(f"best: trial {best['number']} retrained for {args.final_epochs} epochs: val acc "
-          f"{solver.best_val_acc:.2%}, test accuracy {test_acc:.2%} (loss {test_loss:.4f})")
-    saved, save_failures = write_outputs([("--save", args.save,
-                                           lambda path: save_model(path, model, spec, statistics))])
-    for path in written + saved:
-        print(f"saved {path}")
-    return report_failures(failures + save_failures)
+    # Retrained and reported as `fastfc train` does; the test set is touched
+    # once, by the chosen model only.
+    say(f"best: trial {best['number']}, retrained for {args.final_epochs} epochs")
+    return train_and_report(best_args, model, spec, statistics, prepared, args.save, lambda solver: [],
+                            num_epochs=args.final_epochs) or status
 
 
 def format_trial(trial):
@@ -199,12 +197,12 @@ def format_trial(trial):
 
 def print_trial_table(ranked):
     """The trials, best validation accuracy first."""
-    print(f"{'rank':>4}  {'trial':>5}  {'lr':>8}  {'wd':>8}  {'momentum':>8}  {'hidden':>9}  "
+    say(f"{'rank':>4}  {'trial':>5}  {'lr':>8}  {'wd':>8}  {'momentum':>8}  {'hidden':>9}  "
           f"{'dropout':>7}  {'val acc':>7}  {'train acc':>9}")
     for rank, t in enumerate(ranked, 1):
         hidden = "-".join(map(str, t["hidden"])) or "none"
         momentum = "-" if t["momentum"] is None else f"{t['momentum']:.3f}"
         val_acc = "diverged" if t["diverged"] else f"{t['val_acc']:.2%}"
         train_acc = "-" if math.isnan(t["train_acc"]) else f"{t['train_acc']:.2%}"  # nan: no epoch ended
-        print(f"{rank:>4}  {t['number']:>5}  {t['lr']:8.2e}  {t['weight_decay']:8.2e}  {momentum:>8}  "
+        say(f"{rank:>4}  {t['number']:>5}  {t['lr']:8.2e}  {t['weight_decay']:8.2e}  {momentum:>8}  "
               f"{hidden:>9}  {t['dropout']:7.2f}  {val_acc:>7}  {train_acc:>9}")

@@ -1,29 +1,38 @@
 """`fastfc train`, and the training pieces `fastfc search` shares."""
 import functools
+import os
 import sys
 
 from .. import datasets, plotting
-from .data import data_files, evaluate_model, load_data, prepare
+from .data import data_files, evaluate_model, load_data, prepare, resolve_data_dir
 from .model_files import build_model, check_model_size, describe_model, model_outputs, model_spec, save_model
 from .options import (EXIT_ERROR, EXIT_INTERRUPTED, MOMENTUM_RULES, CommandError, add_data_arguments,
                       add_model_arguments, add_optimizer_arguments, add_runtime_arguments, configure_threads)
-from .outputs import check_output_paths, report_failures, write_outputs
+from .outputs import check_output_paths, report_failures, say, write_outputs
 from .scale import add_train_arguments, data_parallel_options
+
+# What the numbers of an epoch line are (printed before the first, and in --help).
+EPOCH_LINE_KEY = ("each epoch line: train loss = mean over the epoch's batches as the weights changed; "
+                  "train acc = on 1,000 training images after the epoch; val = the whole validation set "
+                  "after the epoch")
 
 
 def add_train_parser(subparsers):
     parser = subparsers.add_parser(
         "train", help="train a classifier (default: an MLP on the embedded digits)",
         description="Train a network with a progress bar and per-epoch lines, then report the test "
-                    "accuracy. Ctrl-C stops at the next batch and saves what was asked (exit 130).")
+                    "accuracy. Ctrl-C stops at the next batch and saves what was asked (exit 130). "
+                    f"In {EPOCH_LINE_KEY}.")
     add_data_arguments(parser)
     add_model_arguments(parser)
     add_optimizer_arguments(parser)
     add_runtime_arguments(parser)
     group = parser.add_argument_group("output")
-    group.add_argument("--save", metavar="MODEL.npz",
-                       help="save the best-validation parameters (plus MODEL.json describing the network)")
-    group.add_argument("--plot", metavar="CURVES.png", help="training curves (needs matplotlib)")
+    group.add_argument("--save", metavar="MODEL.safetensors",
+                       help="save the best-validation parameters as safetensors (.npz for a name ending "
+                            "in .npz), plus MODEL.json describing the network")
+    group.add_argument("--plot", metavar="CURVES.png",
+                       help=f"training curves as a PNG image (needs matplotlib: {plotting.PLOT_INSTALL_HINT})")
     group.add_argument("--log", metavar="HISTORY.csv",
                        help="per-epoch history as CSV (and per-iteration losses in HISTORY-iterations.csv)")
     add_train_arguments(group)
@@ -33,24 +42,43 @@ def add_train_parser(subparsers):
 def run_train(args):
     check_training_args(args)
     data_parallel = data_parallel_options(args)  # {} unless mpiexec started this process
+    args.data_dir = resolve_data_dir(args.dataset, args.data_dir)
     check_output_paths(model_outputs("--save", args.save) + history_outputs(args),
                        inputs=data_files(args.dataset, args.data_dir))
+    check_plot_name(args.plot)
     configure_threads(args)
     data, class_names = load_data(args.dataset, args.data_dir, args.classes, args.val_size, args.seed)
     prepared, statistics = prepare(data, args)
     spec = model_spec(args, data, class_names)
     check_model_size(spec)
     model = build_model(spec, args.seed)
-
-    def print_epoch(solver, record):
-        print(format_epoch(record, args.epochs), flush=True)
-
-    solver = make_solver(model, prepared, args, on_epoch_end=None if args.quiet else print_epoch,
-                         verbose=not args.quiet, data_parallel=data_parallel)
     if not args.quiet:
         sizes = ", ".join(f"{len(prepared[f'y_{s}'])} {s}" for s in datasets.SPLITS)
-        print(f"{args.dataset}: {sizes}; {len(class_names)} classes; "
-              f"model {describe_model(spec)}", flush=True)
+        say(f"{args.dataset}: {sizes}; {len(class_names)} classes; model {describe_model(spec)}")
+    title = f"{args.dataset} {describe_model(spec)}"
+    return train_and_report(args, model, spec, statistics, prepared, args.save,
+                            lambda solver: history_writes(args, solver, title), data_parallel=data_parallel)
+
+
+def train_and_report(args, model, spec, statistics, prepared, save, history_writes_of, num_epochs=None,
+                     data_parallel=None):
+    """Train model (the epoch lines on stdout unless --quiet), then save it
+    to save (None: not asked) once an epoch has ended, write the files of
+    history_writes_of(solver) (write_outputs' triples), and report the test
+    accuracy and the files written; an interruption or a NaN loss saves the
+    same and says what was and was not written. Returns the exit status.
+    `fastfc train` and the final retrain of `fastfc search` share it
+    (data_parallel: see make_solver)."""
+    num_epochs = num_epochs or args.epochs
+
+    def print_epoch(solver, record):
+        say(format_epoch(record, num_epochs))
+
+    solver = make_solver(model, prepared, args, num_epochs=num_epochs,
+                         on_epoch_end=None if args.quiet else print_epoch, verbose=not args.quiet,
+                         data_parallel=data_parallel)
+    if not args.quiet:
+        say(f"({EPOCH_LINE_KEY})")
     stopped = None  # why training ended early: KeyboardInterrupt or the FloatingPointError
     try:
         solver.train()
@@ -59,12 +87,12 @@ def run_train(args):
     # Until an epoch has ended the parameters are untrained: never save them
     # (over an earlier run's model, possibly).
     epochs_done = len(solver.epoch_history)
-    writes = [("--save", args.save, lambda path: save_model(path, model, spec, statistics))] if epochs_done else []
-    written, failures = write_outputs(writes + history_writes(args, solver, f"{args.dataset} {describe_model(spec)}"))
+    writes = [("--save", save, lambda path: save_model(path, model, spec, statistics))] if epochs_done else []
+    written, failures = write_outputs(writes + history_writes_of(solver))
     if stopped is not None:
         saved = f"; saved {', '.join(written)}" if written else ""
-        if args.save and not epochs_done:
-            saved += f"; {args.save} not written: no epoch finished (an existing file is left as it was)"
+        if save and not epochs_done:
+            saved += f"; {save} not written: no epoch finished (an existing file is left as it was)"
         if isinstance(stopped, KeyboardInterrupt):
             print(f"fastfc: interrupted after {epochs_done} epoch{'s' if epochs_done != 1 else ''} "
                   f"(best val acc {solver.best_val_acc:.2%}){saved}", file=sys.stderr)
@@ -73,10 +101,10 @@ def run_train(args):
         report_failures(failures)
         return EXIT_INTERRUPTED if isinstance(stopped, KeyboardInterrupt) else EXIT_ERROR
     test_loss, test_acc = evaluate_model(model, prepared["X_test"], prepared["y_test"])
-    print(f"test accuracy {test_acc:.2%} (loss {test_loss:.4f}, {len(prepared['y_test'])} samples; "
-          f"best val acc {solver.best_val_acc:.2%})")
+    say(f"test accuracy {test_acc:.2%} (loss {test_loss:.4f}, {len(prepared['y_test'])} samples; "
+        f"best val acc {solver.best_val_acc:.2%})")
     for path in written:
-        print(f"saved {path}")
+        say(f"saved {path}")
     return report_failures(failures)
 
 
@@ -136,13 +164,21 @@ def history_writes(args, solver, title):
 
     def write_plot(path):
         try:
-            plotting.plot_history(path, solver.loss_history, solver.epoch_history, title=title)
+            plotting.plot_history(path, solver.loss_history, solver.epoch_history, title=title,
+                                  kept_epoch=solver.best_epoch)
         except plotting.MissingMatplotlibError:
             print(f"fastfc: --plot needs matplotlib, which is not installed: {plotting.PLOT_INSTALL_HINT} "
                   f"(the run is not affected; --log writes the history as CSV)", file=sys.stderr)
             return []
         return [path]
     return [("--log", args.log, write_log), ("--plot", args.plot, write_plot)]
+
+
+def check_plot_name(path):
+    """--plot writes a PNG under exactly the name given: refuse, before
+    training, a name that does not say so (curves.txt, or no extension)."""
+    if path is not None and os.path.splitext(path)[1].lower() != ".png":
+        raise CommandError(f"--plot {path}: the curves are a PNG image: give a name ending in .png")
 
 
 def history_outputs(args):

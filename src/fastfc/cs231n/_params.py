@@ -2,9 +2,10 @@
 (conv_param, pool_param, dropout_param, bn_param, ln_param, gn_param) and
 NumPy's type promotion for inputs of mixed types."""
 import difflib
-import numbers
 
 import numpy as np
+
+from .._validation import check_real
 
 
 def checked_param(param, name, required=(), optional=()):
@@ -43,16 +44,8 @@ def is_train_mode(param, name, default=None):
 def real_param(param, name, key, default, low, high=None, low_open=False):
     """param[key] (default when absent) as a float in [low, high] ((low, high]
     with low_open); a TypeError/ValueError naming the key otherwise."""
-    value = param.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}[{key!r}] must be a number, got {value!r}")
-    value = float(value)
-    above = value > low if low_open else value >= low
-    if not (above and (high is None or value <= high)):  # also rejects NaN
-        bounds = (f"{'(' if low_open else '['}{low}, {high}]" if high is not None
-                  else f"{'>' if low_open else '>='} {low}")
-        raise ValueError(f"{name}[{key!r}] must be in {bounds}, got {value!r}")
-    return value
+    return check_real(f"{name}[{key!r}]", param.get(key, default), low=low, high=high, low_open=low_open,
+                      finite=False)
 
 
 def as_floats(*arrays):

@@ -38,7 +38,7 @@ def grad_check_sparse(f, x, analytic_grad, num_checks=10, h=1e-5):
     Returns the list of relative errors (the course returns nothing).
     """
     errors = []
-    for _ in range(num_checks):
+    for check in range(num_checks):
         ix = tuple(randrange(m) for m in x.shape)
         old = x[ix]
         x[ix] = old + h
@@ -46,6 +46,8 @@ def grad_check_sparse(f, x, analytic_grad, num_checks=10, h=1e-5):
         x[ix] = old - h
         f_minus = f(x)
         x[ix] = old
+        if check == 0:
+            _gradcheck.check_precision(x, f_plus)
         numerical = (f_plus - f_minus) / (2 * h)
         analytic = analytic_grad[ix]
         error = abs(numerical - analytic) / max(abs(numerical) + abs(analytic), 1e-300)

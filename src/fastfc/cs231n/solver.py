@@ -35,12 +35,13 @@ Differences, on purpose:
   validation accuracy was above 0 (the course would set model.params = {}).
 """
 import json
-import numbers
 
 import numpy as np
 
 from .. import optim as _fastfc_optim
-from ..models import Sequential, save_arrays, write_atomically
+from .._validation import check_int, check_real
+from ..io import save_arrays, write_atomically
+from ..models import Sequential
 from ..solver import _BatchBuffers
 from . import optim
 
@@ -54,10 +55,7 @@ _FUSED_RULES = {getattr(optim, name): name for name in _fastfc_optim.COURSE_RULE
 def _count(name, value, minimum, allow_none=False):
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}{' or None' if allow_none else ''}, "
-                         f"got {value!r}")
-    return int(value)
+    return check_int(name, value, low=minimum)
 
 
 def _plain(value):
@@ -125,9 +123,7 @@ class Solver:
         if not isinstance(optim_config, dict):
             raise TypeError(f"optim_config must be a dict, got {type(optim_config).__name__}")
         self.optim_config = optim_config
-        if isinstance(lr_decay, bool) or not isinstance(lr_decay, numbers.Real):
-            raise ValueError(f"lr_decay must be a number, got {lr_decay!r}")
-        self.lr_decay = lr_decay
+        self.lr_decay = check_real("lr_decay", lr_decay, finite=False)
         self.batch_size = _count("batch_size", batch_size, 1)
         self.num_epochs = _count("num_epochs", num_epochs, 0)
         self.num_train_samples = _count("num_train_samples", num_train_samples, 1, True)

@@ -8,6 +8,7 @@ from collections.abc import Mapping, MutableMapping
 import numpy as np
 
 from .. import models
+from ..io import load_arrays, save_arrays, write_json
 from ._tensors import (check_device, float_dtype, host, labels, real, samples, scalar, tensor,
                        torch, torch_dtype)
 
@@ -150,9 +151,8 @@ class CourseModel:
         arrays = self._arrays()
         record = dict(format=SAVE_FORMAT, version=SAVE_VERSION, model=type(self).__name__,
                       config=self._architecture, reg=self.reg, dtype=np.dtype(self.dtype).name)
-        models.save_arrays(path, arrays)
-        text = json.dumps(record, indent=1)
-        models.write_atomically(sidecar_path(path), lambda f: f.write(text.encode()))
+        save_arrays(path, arrays)
+        write_json(sidecar_path(path), record)
         print("Saved in {}".format(path))
 
     def load(self, path, dtype=None, device="cpu"):
@@ -170,7 +170,7 @@ class CourseModel:
         except (TypeError, ValueError, KeyError) as exc:
             raise ValueError(f"{sidecar_path(path)}: bad architecture ({exc})") from None
         named = fresh._arrays()
-        loaded = models.load_arrays(path, {name: np.empty(a.shape, saved)
+        loaded = load_arrays(path, {name: np.empty(a.shape, saved)
                                            for name, a in named.items()})
         for name, array in loaded.items():
             np.copyto(named[name], array, casting="unsafe")

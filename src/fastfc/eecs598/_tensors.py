@@ -15,7 +15,6 @@ The models' X (cast to the model's dtype, as the course's X.to(dtype)) and
 the Solver's data (read through strided views) are the documented
 exceptions.
 """
-import numbers
 
 try:
     import torch
@@ -23,6 +22,8 @@ except ImportError as exc:  # the optional extra is missing
     raise ImportError('fastfc.eecs598 works on PyTorch tensors and needs PyTorch: '
                       'pip install "fastfc[torch]"') from exc
 import numpy as np
+
+from .._validation import check_real
 
 FLOAT_DTYPES = {torch.float32: np.dtype(np.float32), torch.float64: np.dtype(np.float64)}
 INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
@@ -141,9 +142,7 @@ def real(value, name):
     torch.sqrt(torch.tensor(...)) as weight_scale), as a float."""
     if isinstance(value, torch.Tensor) and value.numel() == 1 and value.is_floating_point():
         return float(value.item())
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    return float(value)
+    return check_real(name, value, finite=False)
 
 
 def host(value, name):

@@ -19,6 +19,7 @@ import numbers
 
 from .. import functional as F
 from .. import models
+from .._validation import check_int
 from ..cs231n._params import checked_param, is_train_mode, real_param
 from ..layers import (BatchNorm2d, Conv2d, Flatten, Linear as _LinearLayer, MaxPool2d,
                       ReLU as _ReLULayer, SoftmaxCrossEntropy)
@@ -290,9 +291,7 @@ def _listed(values):
 
 
 def _size(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
+    return check_int(name, value, low=1)
 
 
 def kaiming_initializer(Din, Dout, K=None, relu=True, device="cpu", dtype=torch.float32):

@@ -34,7 +34,7 @@ import time
 
 
 from ..cs231n.solver import _count, _plain
-from ..models import save_arrays, write_atomically
+from ..io import save_arrays, write_atomically
 from ..solver import _BatchBuffers
 from . import _rules
 from ._tensors import check_device, data_array, torch

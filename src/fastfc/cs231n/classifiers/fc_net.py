@@ -5,11 +5,11 @@ and conventions.
 `from fastfc.cs231n.classifiers.fc_net import *` also brings the layer
 functions (layers, layer_utils), as the course's module does.
 """
-import numbers
 
 import numpy as np
 
 from ... import models
+from ..._validation import check_probability, check_real
 from ...layers import BatchNorm1d
 from .. import layer_utils, layers
 from ..layer_utils import *  # noqa: F401,F403 (the course's module exports them)
@@ -50,18 +50,12 @@ def _keep_ratio(dropout_keep_ratio, dropout):
     """The probability of keeping a unit, from the 2018+ dropout_keep_ratio
     or the 2017 dropout (the probability of dropping one, 0: none)."""
     if dropout is not None:
-        if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) \
-                or not 0 <= dropout < 1:
-            raise ValueError(f"dropout (2017: the probability of dropping a unit) must be in "
-                             f"[0, 1), got {dropout!r}")
+        dropout = check_probability("dropout (2017: the probability of dropping a unit)", dropout)
         if dropout_keep_ratio != 1:
             raise ValueError("give dropout_keep_ratio (2018+) or dropout (2017), not both")
         return 1.0 - dropout
-    if isinstance(dropout_keep_ratio, bool) or not isinstance(dropout_keep_ratio, numbers.Real) \
-            or not 0 < dropout_keep_ratio <= 1:
-        raise ValueError(f"dropout_keep_ratio (the probability of keeping a unit) must be in "
-                         f"(0, 1], got {dropout_keep_ratio!r}")
-    return float(dropout_keep_ratio)
+    return check_real("dropout_keep_ratio (the probability of keeping a unit)", dropout_keep_ratio,
+                      low=0, high=1, low_open=True)
 
 
 class FullyConnectedNet(CourseModel, models.FullyConnectedNet):

@@ -1,21 +1,62 @@
-# Shared pieces of the Cython wrappers: argument validation, the BLAS table,
-# the thread count and the cutting of long calls into pieces. Included
-# (`include "_common.pxi"`) by every wrapper module, so the modules do not
-# import each other.
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""The shared pieces of the Cython wrappers (declared in _common.pxd): compiled
+once, so the setup below runs once, at the import of the first wrapper module."""
+import importlib.machinery
+import importlib.util
+import numbers
+import os
+import sys
+
 cimport numpy as cnp
 from cpython.exc cimport PyErr_CheckSignals
-from libc.stdint cimport int64_t, uint64_t
-from scipy.linalg.cython_blas cimport sgemm, dgemm
-from fastfc._kernels cimport fastfc_blas, fastfc_sgemm_fn, fastfc_dgemm_fn
+from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
+from fastfc._kernels cimport fastfc_sgemm_fn, fastfc_dgemm_fn
 
 import numpy as np
 from fastfc import _config
 
 cnp.import_array()
 
+
+cdef object _scipy_cython_blas():
+    """scipy.linalg.cython_blas, SciPy's BLAS as C functions, without the
+    scipy.linalg package around it when that is not imported yet: importing
+    the package imports all of scipy.linalg (and NumPy's lazily loaded
+    submodules with it), most of what `import fastfc` would cost, for
+    nothing fastfc uses. The module's init puts it in sys.modules; it is
+    taken out again, so that a later `import scipy.linalg.cython_blas`
+    imports the package as usual, and gets this same module (a Cython module
+    is created once per process)."""
+    name = "scipy.linalg.cython_blas"
+    if name in sys.modules:
+        return sys.modules[name]
+    import scipy
+
+    spec = importlib.machinery.PathFinder.find_spec(
+        name, [os.path.join(os.path.dirname(scipy.__file__), "linalg")])
+    if spec is None:  # not where SciPy keeps it: the usual import
+        return importlib.import_module(name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules.pop(name, None)
+    return module
+
+
+cdef void *_exported_function(object module, str name) except NULL:
+    """The C function a Cython module exports as name (what cimport reads)."""
+    capsule = module.__pyx_capi__[name]
+    return PyCapsule_GetPointer(capsule, PyCapsule_GetName(capsule))
+
+
+_scipy_blas = _scipy_cython_blas()  # held: its library stays loaded
+cdef fastfc_sgemm_fn sgemm = <fastfc_sgemm_fn>_exported_function(_scipy_blas, "sgemm")
+cdef fastfc_dgemm_fn dgemm = <fastfc_dgemm_fn>_exported_function(_scipy_blas, "dgemm")
+
 # Sizes handed to the BLAS are 32-bit ints.
 cdef int64_t BLAS_INT_MAX = 2147483647
-
+# Window sizes, strides and padding above this are rejected: it keeps
+# size + 2*pad and every product of the geometry far from int64 overflow.
+cdef int64_t INT_PARAM_MAX = 2147483647
 
 ctypedef int (*blas_get_threads_fn)() noexcept nogil
 ctypedef void (*blas_set_threads_fn)(int) noexcept nogil
@@ -27,18 +68,18 @@ if _get_addr and _set_addr:
     blas_set_threads = <blas_set_threads_fn><size_t>_set_addr
 
 
-cdef inline fastfc_blas blas_table() noexcept:
+cdef fastfc_blas blas_table() noexcept:
     """SciPy's own BLAS (the library it already loaded), as C function pointers,
     pinned to one thread: fastfc calls it from inside its own OpenMP threads."""
     if blas_get_threads != NULL and blas_get_threads() != 1:
         blas_set_threads(1)
     cdef fastfc_blas table
-    table.sgemm = <fastfc_sgemm_fn>sgemm
-    table.dgemm = <fastfc_dgemm_fn>dgemm
+    table.sgemm = sgemm
+    table.dgemm = dgemm
     return table
 
 
-cdef inline int num_threads():
+cdef int num_threads():
     """The thread count of the next kernel; notes when it may start OpenMP
     threads, after which a forked child must run on one (see _config)."""
     cdef object state = _config._state
@@ -48,7 +89,7 @@ cdef inline int num_threads():
     return n
 
 
-cdef inline object plain_array(object a, str name):
+cdef object plain_array(object a, str name):
     """a as a base-class np.ndarray (no copy for arrays). A subclass is viewed
     as the base class: the wrappers read its shape in Python and the kernels
     its C-level dimensions and data pointer, and a subclass may override
@@ -64,7 +105,7 @@ cdef inline object plain_array(object a, str name):
     return np.ndarray.view(a, np.ndarray)  # ndarray's own view: a subclass may override .view
 
 
-cdef inline object check_float_array(object a, str name):
+cdef object check_float_array(object a, str name):
     """a as a float32/float64 array of at least one dimension, in any layout
     (no copy: its shape can be checked before as_float_array copies it)."""
     cdef cnp.ndarray arr = <cnp.ndarray>plain_array(a, name)
@@ -75,7 +116,7 @@ cdef inline object check_float_array(object a, str name):
     return arr
 
 
-cdef inline object as_float_array(object a, str name):
+cdef object as_float_array(object a, str name):
     """a as a C-contiguous float32/float64 array of at least one dimension."""
     cdef cnp.ndarray arr = check_float_array(a, name)
     # C dereferences float/double pointers, which must be aligned: a view at
@@ -86,17 +127,14 @@ cdef inline object as_float_array(object a, str name):
     return arr
 
 
-cdef inline object check_same_dtype(object first, str first_name, object other, str other_name):
+cdef int check_same_dtype(object first, str first_name, object other, str other_name) except -1:
     if first.dtype != other.dtype:
         raise TypeError(f"{first_name} is {first.dtype} but {other_name} is {other.dtype}; "
                         f"pass both as the same float type")
+    return 0
 
 
-cdef inline bint is_float32(object arr):
-    return arr.dtype.itemsize == 4
-
-
-cdef inline object as_labels(object y, int64_t n_batch, int64_t n_classes, str name):
+cdef object as_labels(object y, int64_t n_batch, int64_t n_classes, str name):
     """y as contiguous int64 labels, one per row, each in [0, n_classes)."""
     y = plain_array(y, name)
     if y.dtype.kind not in "iu":
@@ -117,7 +155,7 @@ cdef inline object as_labels(object y, int64_t n_batch, int64_t n_classes, str n
     return labels
 
 
-cdef inline tuple unpack_cache(object cache, int length, str layout, str forward):
+cdef tuple unpack_cache(object cache, int length, str layout, str forward):
     """cache as the tuple of length items, named by layout (e.g. "(x, argmax,
     pool_param)"), that forward returns; TypeError (not a tuple) or ValueError
     (another length) naming cache, rather than an unpacking error."""
@@ -130,7 +168,7 @@ cdef inline tuple unpack_cache(object cache, int length, str layout, str forward
     return tuple(cache)
 
 
-cdef inline object cache_entry(object params, str name, str key):
+cdef object cache_entry(object params, str name, str key):
     """params[key], params being the dict name (pool_param, conv_param) of a
     cache; TypeError/ValueError naming it when it is not a dict or lacks key."""
     if not isinstance(params, dict):
@@ -141,14 +179,16 @@ cdef inline object cache_entry(object params, str name, str key):
         raise ValueError(f"{name} (from the cache) has no {key!r} entry") from None
 
 
-cdef inline void check_blas_size(int64_t size, str name) except *:
+cdef int check_blas_size(int64_t size, str name) except -1:
     if size > BLAS_INT_MAX:
         raise ValueError(f"{name} = {size} exceeds the BLAS's 32-bit size limit")
+    return 0
 
 
-cdef inline void check_nonempty(object arr, str name) except *:
+cdef int check_nonempty(object arr, str name) except -1:
     if arr.size == 0:
         raise ValueError(f"{name} is empty (shape {arr.shape}); need at least one element")
+    return 0
 
 
 cdef object output_array(object out, str name, tuple shape, object dtype, tuple inputs):
@@ -188,23 +228,33 @@ cdef tuple gradient_outputs(object dx, object dw, object db, bint compute_dx, tu
     return dx, dw, db
 
 
-# Ctrl-C: a kernel runs without the GIL, and Python runs signal handlers only
-# once it has it back, so a long call is run in pieces and pending handlers
-# run between them (a KeyboardInterrupt raises there). A piece is about this
-# many elements per thread: 1 to 25 ms on one core (tanh is the slowest).
-cdef int64_t ELEMENTS_PER_PIECE = 1 << 20
+cdef int64_t as_int_param(object value, str name, int64_t minimum) except? -1:
+    """value as an int in [minimum, 2**31 - 1]; TypeError for non-integers (bool included)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if value > INT_PARAM_MAX:
+        raise ValueError(f"{name} must be <= {INT_PARAM_MAX}, got {value}")
+    return <int64_t>value
 
 
-cdef inline int64_t piece_items(double item_work, double work_per_thread, int nt) noexcept:
-    """Items of item_work each per piece: about work_per_thread for each of
-    the nt threads, and at least nt (the kernels split a piece among them)."""
-    cdef double items = work_per_thread * nt / max(item_work, 1.0)
-    return <int64_t>min(max(items, <double>nt), 4e18)
+cdef object as_image_batch(object x, str name):
+    """x as a C-contiguous, non-empty float32/float64 array of shape (N, C, H, W)."""
+    cdef cnp.ndarray xa = as_float_array(x, name)
+    if xa.ndim != 4:
+        raise ValueError(f"{name} must have shape (N, C, H, W), got shape {(<object>xa).shape}")
+    check_nonempty(xa, name)
+    return xa
 
 
-cdef inline int64_t next_piece(int64_t lo, int64_t n, int64_t piece) except -1:
-    """End of the piece of [0, n) that starts at lo; before every piece but the
-    first, runs pending signal handlers (a KeyboardInterrupt raises here)."""
-    if lo:
+cdef bint next_piece(Pieces *p) except -1:
+    """Moves p on to its next piece; False after the last one. Before every
+    piece but the first, runs pending signal handlers: a KeyboardInterrupt
+    raises here, with p already on the piece that was to run next."""
+    if p.hi >= p.n:
+        return False
+    p.lo, p.hi = p.hi, min(p.hi + p.size, p.n)
+    if p.lo:
         PyErr_CheckSignals()
-    return min(lo + piece, n)
+    return True
