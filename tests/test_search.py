@@ -248,9 +248,9 @@ def test_ctrl_c_cancels_pending_trials_and_keeps_the_finished_ones(tmp_path):
 
 
 def test_bad_workers_are_refused_clearly(monkeypatch):
-    with pytest.raises(ValueError, match="jobs must be an int >= 1"):
+    with pytest.raises(ValueError, match="jobs must be a positive int"):
         LocalWorkers(0)
-    with pytest.raises(ValueError, match="threads must be an int >= 1"):
+    with pytest.raises(ValueError, match="threads must be a positive int"):
         executor_search(search_trials.curve_trial, {}, SMALL_SPACE, trials=1, threads=0)
     with pytest.raises(ValueError, match="prune needs"):
         executor_search(search_trials.curve_trial, {}, SMALL_SPACE, trials=1, prune=True)

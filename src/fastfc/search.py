@@ -177,20 +177,15 @@ def trial_seed(seed, number):
     """The seed of trial number (1, 2, ...) of a search seeded with seed: drawn
     from SeedSequence((seed, number)), so it depends on nothing else (not on
     which worker runs the trial, nor when)."""
-    for name, value in (("seed", seed), ("number", number)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-            raise ValueError(f"{name} must be an int >= 0, got {value!r}")
-    return int(np.random.SeedSequence([int(seed), int(number)]).generate_state(1)[0])
+    seed, number = check_int("seed", seed, low=0), check_int("number", number, low=0)
+    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
 
 
 def successive_halving_rungs(epochs, eta=3):
     """The epoch budgets of successive halving up to epochs: epochs // eta**k
     for k = ..., 2, 1, 0 while at least 1, ascending (9, 3 -> [1, 3, 9])."""
-    if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 1:
-        raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
-    if isinstance(eta, bool) or not isinstance(eta, numbers.Integral) or eta < 2:
-        raise ValueError(f"eta must be an int >= 2, got {eta!r}")
-    budgets, budget = [], int(epochs)
+    epochs, eta = check_int("epochs", epochs, low=1), check_int("eta", eta, low=2)
+    budgets, budget = [], epochs
     while budget >= 1:
         budgets.append(budget)
         budget //= eta
@@ -289,9 +284,7 @@ class LocalWorkers:
     """
 
     def __init__(self, jobs):
-        if isinstance(jobs, bool) or not isinstance(jobs, numbers.Integral) or jobs < 1:
-            raise ValueError(f"jobs must be an int >= 1, got {jobs!r}")
-        self.jobs = int(jobs)
+        self.jobs = check_int("jobs", jobs, low=1)
         self.executor = None
         self._token = self._data = None
 
@@ -363,9 +356,8 @@ class DaskWorkers:
     def __init__(self, address=None, local=None, timeout=10.0, retries=2):
         if (address is None) == (local is None):
             raise ValueError("give a scheduler address or local=N workers (exactly one)")
-        if local is not None and (isinstance(local, bool) or not isinstance(local, numbers.Integral)
-                                  or local < 1):
-            raise ValueError(f"local must be an int >= 1 (workers), got {local!r}")
+        if local is not None:
+            local = check_int("local (the number of workers)", local, low=1)
         if address is not None and not isinstance(address, str):
             raise TypeError(f"address must be a string such as 'tcp://host:8786', got {address!r}")
         distributed = _import_distributed()
@@ -538,8 +530,7 @@ def executor_search(trial, data, space, trials=20, seed=0, executor=None, *, fix
     if not callable(trial):
         raise TypeError(f"trial must be a function (data, spec, seed) -> record, got {trial!r}")
     fixed = dict(fixed or {})
-    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1:
-        raise ValueError(f"threads must be an int >= 1, got {threads!r}")
+    threads = check_int("threads", threads, low=1)
     hyper = list(sample_trials(space, trials, seed))  # checks trials; successive halving needs all
     budgets = [fixed.get("epochs")]
     if prune:
