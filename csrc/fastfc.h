@@ -8,7 +8,10 @@
  *   - each kernel exists for float (suffix _f32) and double (suffix _f64);
  *   - n_threads is the OpenMP team size to use (>= 1); no global state;
  *   - inputs were validated by the caller: kernels trust them.
- */
+ *
+ * The prototypes between BEGIN/END GENERATED lines are written from the
+ * definitions in csrc/*.c by csrc/gen_kernel_decls.py (so is _kernels.pxd):
+ * edit a definition, then run python3 csrc/gen_kernel_decls.py. */
 #ifndef FASTFC_H
 #define FASTFC_H
 
@@ -44,32 +47,40 @@ typedef struct {
  * The BLAS is called single-threaded from inside fastfc's own OpenMP team:
  * the M rows (or, when M is small, the N columns) of C are split in blocks.
  * All sizes and leading dimensions must fit in int (checked by wrappers). */
+/* BEGIN GENERATED from gemm.c by python3 csrc/gen_kernel_decls.py: edit the definitions */
 void fastfc_gemm_f32(const fastfc_blas *blas, int n_threads, char trans_a, char trans_b, int64_t m,
                      int64_t n, int64_t k, float alpha, const float *a, int64_t lda, const float *b,
                      int64_t ldb, float beta, float *c, int64_t ldc);
 void fastfc_gemm_f64(const fastfc_blas *blas, int n_threads, char trans_a, char trans_b, int64_t m,
                      int64_t n, int64_t k, double alpha, const double *a, int64_t lda,
                      const double *b, int64_t ldb, double beta, double *c, int64_t ldc);
+/* END GENERATED gemm.c */
 
-/* ---- build facts (config.c) ---------------------------------------------- */
-int fastfc_openmp_enabled(void);      /* 1 if built with OpenMP */
-int fastfc_max_threads(void);         /* omp_get_max_threads(), 1 without OpenMP */
-const char *fastfc_simd_level(void);  /* widest SIMD the CPU offers to the clones */
+/* ---- build facts (config.c) ----------------------------------------------
+ * fastfc_openmp_enabled: 1 if built with OpenMP;
+ * fastfc_max_threads: omp_get_max_threads(), 1 without OpenMP;
+ * fastfc_simd_level: the widest SIMD the CPU offers to the clones. */
+/* BEGIN GENERATED from config.c by python3 csrc/gen_kernel_decls.py: edit the definitions */
+int fastfc_openmp_enabled(void);
+int fastfc_max_threads(void);
+const char *fastfc_simd_level(void);
+/* END GENERATED config.c */
 
 /* ---- affine (affine.c) ------------------------------------------------------
  * x: (n_batch, d_in), w: (d_in, d_out), b: (d_out), out: (n_batch, d_out).
  * relu != 0 fuses ReLU into the epilogue (then out is also what backward needs). */
+/* Backward: dout: (n_batch, d_out); x: (n_batch, d_in); w: (d_in, d_out).
+ * relu_out: NULL for a plain affine layer, else the ReLU output of the fused
+ *   forward (n_batch, d_out); then dh (n_batch, d_out) is scratch for the
+ *   masked upstream gradient, otherwise dh is unused and may be NULL.
+ * dx: (n_batch, d_in), or NULL to skip (first layer); dw: (d_in, d_out); db: (d_out). */
+/* BEGIN GENERATED from affine.c by python3 csrc/gen_kernel_decls.py: edit the definitions */
 void fastfc_affine_forward_f32(const float *x, const float *w, const float *b, float *out,
                                int64_t n_batch, int64_t d_in, int64_t d_out, int relu,
                                const fastfc_blas *blas, int n_threads);
 void fastfc_affine_forward_f64(const double *x, const double *w, const double *b, double *out,
                                int64_t n_batch, int64_t d_in, int64_t d_out, int relu,
                                const fastfc_blas *blas, int n_threads);
-/* dout: (n_batch, d_out); x: (n_batch, d_in); w: (d_in, d_out).
- * relu_out: NULL for a plain affine layer, else the ReLU output of the fused
- *   forward (n_batch, d_out); then dh (n_batch, d_out) is scratch for the
- *   masked upstream gradient, otherwise dh is unused and may be NULL.
- * dx: (n_batch, d_in), or NULL to skip (first layer); dw: (d_in, d_out); db: (d_out). */
 void fastfc_affine_backward_f32(const float *dout, const float *x, const float *w,
                                 const float *relu_out, float *dh, float *dx, float *dw, float *db,
                                 int64_t n_batch, int64_t d_in, int64_t d_out,
@@ -78,29 +89,12 @@ void fastfc_affine_backward_f64(const double *dout, const double *x, const doubl
                                 const double *relu_out, double *dh, double *dx, double *dw,
                                 double *db, int64_t n_batch, int64_t d_in, int64_t d_out,
                                 const fastfc_blas *blas, int n_threads);
+/* END GENERATED affine.c */
 
 /* ---- element-wise activations (activations.c), all arrays of n elements --- */
-void fastfc_relu_forward_f32(const float *x, float *out, int64_t n, int n_threads);
-void fastfc_relu_forward_f64(const double *x, double *out, int64_t n, int n_threads);
-/* dx = dout where x > 0 else 0 (0 at exactly 0 and at NaN, as torch) */
-void fastfc_relu_backward_f32(const float *dout, const float *x, float *dx, int64_t n,
-                              int n_threads);
-void fastfc_relu_backward_f64(const double *dout, const double *x, double *dx, int64_t n,
-                              int n_threads);
-void fastfc_sigmoid_forward_f32(const float *x, float *out, int64_t n, int n_threads);
-void fastfc_sigmoid_forward_f64(const double *x, double *out, int64_t n, int n_threads);
-/* out: the forward output; dx = dout * out * (1 - out) */
-void fastfc_sigmoid_backward_f32(const float *dout, const float *out, float *dx, int64_t n,
-                                 int n_threads);
-void fastfc_sigmoid_backward_f64(const double *dout, const double *out, double *dx, int64_t n,
-                                 int n_threads);
-void fastfc_tanh_forward_f32(const float *x, float *out, int64_t n, int n_threads);
-void fastfc_tanh_forward_f64(const double *x, double *out, int64_t n, int n_threads);
-/* out: the forward output; dx = dout * (1 - out^2) */
-void fastfc_tanh_backward_f32(const float *dout, const float *out, float *dx, int64_t n,
-                              int n_threads);
-void fastfc_tanh_backward_f64(const double *dout, const double *out, double *dx, int64_t n,
-                              int n_threads);
+/* relu_backward: dx = dout where x > 0 else 0 (0 at exactly 0 and at NaN, as torch).
+ * sigmoid_backward: out: the forward output; dx = dout * out * (1 - out).
+ * tanh_backward: out: the forward output; dx = dout * (1 - out^2). */
 /* Inverted dropout over elements [first, first + n) of an array: in[i] and
  * out[i] are its element first + i, kept when fastfc_dropout_bits(key, first + i),
  * read as a fraction of 2^32, is >= p, and then scaled by 1/(1-p). The mask is
@@ -108,24 +102,49 @@ void fastfc_tanh_backward_f64(const double *dout, const double *out, double *dx,
  * and however the array is cut into calls (the wrappers cut long ones into
  * pieces to check for Ctrl-C in between), and backward recomputes it instead of
  * storing it. Forward: in = x, out = y. Backward: in = dout, out = dx. */
-void fastfc_dropout_apply_f32(const float *in, float *out, int64_t first, int64_t n, double p,
-                              uint64_t seed, int n_threads);
-void fastfc_dropout_apply_f64(const double *in, double *out, int64_t first, int64_t n, double p,
-                              uint64_t seed, int n_threads);
-/* The counter-based generator behind dropout, cheap enough to run at memory
- * speed in 8 or 16 SIMD lanes (32-bit multiplies only):
+/* fastfc_dropout_key and fastfc_dropout_bits: the counter-based generator
+ * behind dropout, cheap enough to run at memory speed in 8 or 16 SIMD lanes
+ * (32-bit multiplies only):
  *   key = splitmix64(seed)                      (once per call)
  *   h   = fmix32((uint32)i ^ key_lo)            (murmur3's finalizer)
  *   h   = fmix32(h ^ ((uint32)(i >> 32) + key_hi))
  * Element i is kept when h >= min(ceil(p * 2^32), 2^32 - 1). */
+/* BEGIN GENERATED from activations.c by python3 csrc/gen_kernel_decls.py: edit the definitions */
 uint64_t fastfc_dropout_key(uint64_t seed);
 uint32_t fastfc_dropout_bits(uint64_t key, uint64_t i);
+void fastfc_relu_forward_f32(const float *x, float *out, int64_t n, int n_threads);
+void fastfc_relu_forward_f64(const double *x, double *out, int64_t n, int n_threads);
+void fastfc_relu_backward_f32(const float *dout, const float *x, float *dx, int64_t n,
+                              int n_threads);
+void fastfc_relu_backward_f64(const double *dout, const double *x, double *dx, int64_t n,
+                              int n_threads);
+void fastfc_sigmoid_forward_f32(const float *x, float *out, int64_t n, int n_threads);
+void fastfc_sigmoid_forward_f64(const double *x, double *out, int64_t n, int n_threads);
+void fastfc_sigmoid_backward_f32(const float *dout, const float *out, float *dx, int64_t n,
+                                 int n_threads);
+void fastfc_sigmoid_backward_f64(const double *dout, const double *out, double *dx, int64_t n,
+                                 int n_threads);
+void fastfc_tanh_forward_f32(const float *x, float *out, int64_t n, int n_threads);
+void fastfc_tanh_forward_f64(const double *x, double *out, int64_t n, int n_threads);
+void fastfc_tanh_backward_f32(const float *dout, const float *out, float *dx, int64_t n,
+                              int n_threads);
+void fastfc_tanh_backward_f64(const double *dout, const double *out, double *dx, int64_t n,
+                              int n_threads);
+void fastfc_dropout_apply_f32(const float *in, float *out, int64_t first, int64_t n, double p,
+                              uint64_t seed, int n_threads);
+void fastfc_dropout_apply_f64(const double *in, double *out, int64_t first, int64_t n, double p,
+                              uint64_t seed, int n_threads);
+/* END GENERATED activations.c */
 
 /* ---- losses (losses.c); labels y are int64 in [0, n_classes) ---------------
  * x: (n_batch, n_classes) scores, dx: same shape, are rows of a batch of
  * n_total >= n_batch rows (n_total = n_batch for a whole batch; the wrappers
  * hand a long batch over in pieces). dx is the gradient of the batch's mean
  * loss; the return value is these rows' share of it (their loss sum / n_total). */
+/* mse_loss: pred, target, dpred: n elements of n_total >= n; dpred is the gradient of
+ * the mean squared error over all n_total, the return value these elements'
+ * share of it (their sum of squared errors / n_total). */
+/* BEGIN GENERATED from losses.c by python3 csrc/gen_kernel_decls.py: edit the definitions */
 double fastfc_softmax_loss_f32(const float *x, const int64_t *y, float *dx, int64_t n_batch,
                                int64_t n_classes, int64_t n_total, int n_threads);
 double fastfc_softmax_loss_f64(const double *x, const int64_t *y, double *dx, int64_t n_batch,
@@ -134,13 +153,11 @@ double fastfc_svm_loss_f32(const float *x, const int64_t *y, float *dx, int64_t 
                            int64_t n_classes, int64_t n_total, int n_threads);
 double fastfc_svm_loss_f64(const double *x, const int64_t *y, double *dx, int64_t n_batch,
                            int64_t n_classes, int64_t n_total, int n_threads);
-/* pred, target, dpred: n elements of n_total >= n; dpred is the gradient of
- * the mean squared error over all n_total, the return value these elements'
- * share of it (their sum of squared errors / n_total). */
 double fastfc_mse_loss_f32(const float *pred, const float *target, float *dpred, int64_t n,
                            int64_t n_total, int n_threads);
 double fastfc_mse_loss_f64(const double *pred, const double *target, double *dpred, int64_t n,
                            int64_t n_total, int n_threads);
+/* END GENERATED losses.c */
 
 /* ---- conv (conv.c): 2-d convolution, NCHW, by im2col + BLAS GEMM ----------
  * out[n, f, i, j] = b[f] + sum over c, kh, kw of
@@ -156,19 +173,21 @@ typedef struct {
     int64_t stride, pad;                      /* stride >= 1, pad >= 0 */
     int64_t out_h, out_w;                     /* out: (n_batch, n_filters, out_h, out_w) */
 } fastfc_conv_geom;
-/* b: (n_filters); out: as above. */
+/* Forward: b: (n_filters); out: as above.
+ * Backward: dout: like out; x, w: the forward's; dx: like x, or NULL to skip it (first
+ *   layer); dw: like w; db: (n_filters). */
+/* BEGIN GENERATED from conv.c by python3 csrc/gen_kernel_decls.py: edit the definitions */
 int fastfc_conv_forward_f32(const fastfc_conv_geom *g, const float *x, const float *w,
                             const float *b, float *out, const fastfc_blas *blas, int n_threads);
 int fastfc_conv_forward_f64(const fastfc_conv_geom *g, const double *x, const double *w,
                             const double *b, double *out, const fastfc_blas *blas, int n_threads);
-/* dout: like out; x, w: the forward's; dx: like x, or NULL to skip it (first
- * layer); dw: like w; db: (n_filters). */
 int fastfc_conv_backward_f32(const fastfc_conv_geom *g, const float *dout, const float *x,
                              const float *w, float *dx, float *dw, float *db,
                              const fastfc_blas *blas, int n_threads);
 int fastfc_conv_backward_f64(const fastfc_conv_geom *g, const double *dout, const double *x,
                              const double *w, double *dx, double *dw, double *db,
                              const fastfc_blas *blas, int n_threads);
+/* END GENERATED conv.c */
 
 /* ---- pool (pool.c): max and average pooling over planes ------------------
  * x: (planes, height, width) with planes = N*C; out, argmax, dout:
@@ -202,10 +221,12 @@ typedef enum {
     FASTFC_AVG_POOL_FORWARD,
     FASTFC_AVG_POOL_BACKWARD
 } fastfc_pool_op;
+/* BEGIN GENERATED from pool.c by python3 csrc/gen_kernel_decls.py: edit the definitions */
 int64_t fastfc_pool_f32(fastfc_pool_op op, const fastfc_pool_geom *g, const void *src, void *dst,
                         int32_t *argmax, int n_threads);
 int64_t fastfc_pool_f64(fastfc_pool_op op, const fastfc_pool_geom *g, const void *src, void *dst,
                         int32_t *argmax, int n_threads);
+/* END GENERATED pool.c */
 
 /* ---- optimizers (optim.c): torch.optim's update rules, one fused pass -----
  * Each call updates a list of parameter arrays in place from their gradients
@@ -261,10 +282,12 @@ typedef enum {
     FASTFC_RMSPROP,
     FASTFC_ADAM
 } fastfc_optim_rule;
+/* BEGIN GENERATED from optim.c by python3 csrc/gen_kernel_decls.py: edit the definitions */
 void fastfc_optim_step_f32(fastfc_optim_rule rule, const void *config,
                            const fastfc_optim_tensor *tensors, int64_t n_tensors, int n_threads);
 void fastfc_optim_step_f64(fastfc_optim_rule rule, const void *config,
                            const fastfc_optim_tensor *tensors, int64_t n_tensors, int n_threads);
+/* END GENERATED optim.c */
 
 /* ---- normalization (norm.c): batch, spatial batch, layer, group ----------
  * x, out, dout, dx: (n_batch, channels, spatial) (spatial = H*W for NCHW
@@ -310,7 +333,19 @@ typedef struct {
  *     over the channel's n_batch * spatial values. Reads dout, x, gamma,
  *     mean, inv_std.
  *   batchnorm_input_grad: dx from dout, x, mean, inv_std, grad_factors
- *     (with train; without, dx = dout * gamma * inv_std: fixed statistics). */
+ *     (with train; without, dx = dout * gamma * inv_std: fixed statistics).
+ *
+ * Group norm: row r = n * groups + group holds the channels/groups * spatial
+ * contiguous values of one sample's group (layer norm: groups = 1, spatial = 1).
+ * Forward of rows [row_lo, row_hi): reads x, gamma, beta, eps; writes mean,
+ * inv_std (per row), out. Backward of tiles [tile_lo, tile_hi) of
+ * fastfc_groupnorm_tiles(geom) (tile t: samples [t / groups * chunk_samples, ...)
+ * of group t % groups): reads dout, x, gamma, mean, inv_std; writes dx and
+ * the tile's sums into partial; after every tile, groupnorm_param_grads adds
+ * them up in tile order into dgamma, dbeta. */
+/* BEGIN GENERATED from norm.c by python3 csrc/gen_kernel_decls.py: edit the definitions */
+int64_t fastfc_groupnorm_chunk_samples(int64_t n_batch, int64_t group_size);
+int64_t fastfc_groupnorm_tiles(const fastfc_norm_geom *g);
 void fastfc_batchnorm_stats_f32(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi,
                                 int n_threads);
 void fastfc_batchnorm_stats_f64(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi,
@@ -327,17 +362,6 @@ void fastfc_batchnorm_input_grad_f32(const fastfc_norm_args *a, int64_t n_lo, in
                                      int n_threads);
 void fastfc_batchnorm_input_grad_f64(const fastfc_norm_args *a, int64_t n_lo, int64_t n_hi,
                                      int n_threads);
-
-/* Group norm: row r = n * groups + group holds the channels/groups * spatial
- * contiguous values of one sample's group (layer norm: groups = 1, spatial = 1).
- * Forward of rows [row_lo, row_hi): reads x, gamma, beta, eps; writes mean,
- * inv_std (per row), out. Backward of tiles [tile_lo, tile_hi) of
- * fastfc_groupnorm_tiles(geom) (tile t: samples [t / groups * chunk_samples, ...)
- * of group t % groups): reads dout, x, gamma, mean, inv_std; writes dx and
- * the tile's sums into partial; after every tile, groupnorm_param_grads adds
- * them up in tile order into dgamma, dbeta. */
-int64_t fastfc_groupnorm_chunk_samples(int64_t n_batch, int64_t group_size);
-int64_t fastfc_groupnorm_tiles(const fastfc_norm_geom *g);
 void fastfc_groupnorm_forward_f32(const fastfc_norm_args *a, int64_t row_lo, int64_t row_hi,
                                   int n_threads);
 void fastfc_groupnorm_forward_f64(const fastfc_norm_args *a, int64_t row_lo, int64_t row_hi,
@@ -348,6 +372,7 @@ void fastfc_groupnorm_backward_f64(const fastfc_norm_args *a, int64_t tile_lo, i
                                    int n_threads);
 void fastfc_groupnorm_param_grads_f32(const fastfc_norm_args *a);
 void fastfc_groupnorm_param_grads_f64(const fastfc_norm_args *a);
+/* END GENERATED norm.c */
 
 #if defined(__GNUC__)
 #pragma GCC visibility pop

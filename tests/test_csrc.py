@@ -4,6 +4,7 @@ each csrc/tests/test_*.c is a program linked with every csrc/*.c (the tests
 plug a plain reference GEMM into fastfc_blas) that prints "N passed, M failed".
 A canary program with one planted bug of each kind checks that the sanitizers
 really are on: a build without them would pass everything silently."""
+import importlib.util
 import os
 import pathlib
 import re
@@ -113,14 +114,29 @@ def pxd_functions():
         r"^    (?!ctypedef)([A-Za-z_][\w *]*?)\b(\w+)\(([^()]*)\)", text, re.M)}
 
 
+def load_generator():
+    """csrc/gen_kernel_decls.py as a module (it is a script, not a package)."""
+    spec = importlib.util.spec_from_file_location("gen_kernel_decls",
+                                                  CSRC / "gen_kernel_decls.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def defined_functions(text):
     """The names of the functions a kernel file defines with external linkage,
     a template's SFX(name) as name_f32 and name_f64."""
-    names = []
-    for m in re.finditer(r"^(?!static|typedef|[A-Z_]+ )[A-Za-z_][\w *]*?"
-                         r"\b(?:SFX\((\w+)\)|(\w+))\([^;{]*\)\s*\{", text, re.M):
-        names += [m[1] + "_f32", m[1] + "_f64"] if m[1] else [m[2]]
-    return names
+    return [name for _, name, _ in load_generator().definitions(text)]
+
+
+@needs_sources
+def test_generated_declarations_are_up_to_date():
+    """The prototypes in fastfc.h and the declarations in _kernels.pxd are
+    what csrc/gen_kernel_decls.py writes from the definitions: a kernel added,
+    removed or changed without re-running it fails here."""
+    generator = load_generator()
+    stale = [path.name for path, text in generator.render().items() if path.read_text() != text]
+    assert stale == [], f"{', '.join(stale)} out of date: run {generator.COMMAND}"
 
 
 @needs_sources

@@ -19,6 +19,10 @@ from fastfc._kernels cimport (
 
 import numpy as np
 
+# The public functions, re-exported by fastfc.functional.
+__all__ = ["relu_forward", "relu_backward", "sigmoid_forward", "sigmoid_backward", "tanh_forward",
+           "tanh_backward", "dropout_forward", "dropout_backward"]
+
 cnp.import_array()
 
 ctypedef void (*unary_f32)(const float *, float *, int64_t, int) noexcept nogil

@@ -14,6 +14,9 @@ from fastfc._kernels cimport (fastfc_blas, fastfc_affine_forward_f32, fastfc_aff
 
 import numpy as np
 
+# The public functions, re-exported by fastfc.functional.
+__all__ = ["affine_forward", "affine_backward", "affine_relu_forward", "affine_relu_backward"]
+
 cnp.import_array()
 
 

@@ -17,6 +17,9 @@ from fastfc._kernels cimport (fastfc_blas, fastfc_conv_geom, fastfc_conv_forward
 
 import numpy as np
 
+# The public functions, re-exported by fastfc.functional.
+__all__ = ["conv_forward", "conv_backward"]
+
 cnp.import_array()
 
 # Calls run in pieces of whole images (see next_piece), about this many

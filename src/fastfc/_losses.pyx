@@ -12,6 +12,9 @@ from fastfc._kernels cimport (fastfc_softmax_loss_f32, fastfc_softmax_loss_f64,
 
 import numpy as np
 
+# The public functions, re-exported by fastfc.functional.
+__all__ = ["softmax_loss", "svm_loss", "mse_loss"]
+
 cnp.import_array()
 
 ctypedef double (*class_loss_f32)(const float *, const int64_t *, float *, int64_t, int64_t,

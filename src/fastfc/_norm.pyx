@@ -22,6 +22,11 @@ from fastfc._kernels cimport (
 
 import numpy as np
 
+# The public functions, re-exported by fastfc.functional.
+__all__ = ["batchnorm_forward", "batchnorm_backward", "spatial_batchnorm_forward",
+           "spatial_batchnorm_backward", "layernorm_forward", "layernorm_backward",
+           "groupnorm_forward", "groupnorm_backward"]
+
 cnp.import_array()
 
 # The kernels take their arrays in a fastfc_norm_args (untyped pointers), so

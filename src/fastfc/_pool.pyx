@@ -14,6 +14,9 @@ from fastfc._kernels cimport (fastfc_pool_geom, fastfc_pool_op, fastfc_pool_f32,
 
 import numpy as np
 
+# The public functions, re-exported by fastfc.functional.
+__all__ = ["max_pool_forward", "max_pool_backward", "avg_pool_forward", "avg_pool_backward"]
+
 cnp.import_array()
 
 # The argmax indices are int32 offsets within one (H, W) plane.
