@@ -67,9 +67,9 @@ def run_ranks(ranks, config, timeout=120):
 def accumulated_run(ranks, epochs, lr=1e-2, solver_draws=True, dropout=0.0, fresh_masks=False):
     """The one-process run a data-parallel run must equal bit for bit: each
     global batch's shards' gradients, each scaled by its share of the batch,
-    summed in rank order, then one Adam step. solver_draws: also draw the
-    Solver's train-accuracy subsample at each epoch's end (the random stream
-    is shared). With dropout, each shard's forward draws the step's masks at
+    summed in rank order, then one Adam step. solver_draws: also make the
+    Solver's other draws: its first look at the scores (a dropout seed) and
+    the train-accuracy subsample at each epoch's end. With dropout, each shard's forward draws the step's masks at
     its rows of the global batch, from the same seed (as every rank does).
     Returns {epochN.name: parameters at the end of epoch N}."""
     data = mpi_train.digits()
@@ -80,7 +80,7 @@ def accumulated_run(ranks, epochs, lr=1e-2, solver_draws=True, dropout=0.0, fres
     X, y = data["X_train"], data["y_train"]
     named = dict(net.named_parameters())
     if solver_draws:
-        net.loss(X[:1])  # the Solver's first look at the scores (dropout draws a seed even in eval mode)
+        net.loss(X[:1])  # as the Solver's first look: dropout draws a seed even in eval mode
     snapshots = {}
     for epoch in range(1, epochs + 1):
         order = rng.permutation(len(X))
