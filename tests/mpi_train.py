@@ -9,6 +9,7 @@ import sys
 import numpy as np
 
 from fastfc import datasets, optim
+from fastfc import functional as F
 from fastfc.layers import Dropout
 from fastfc.distributed import DataParallel, DataParallelSolver, rank, world_size
 from fastfc.models import FullyConnectedNet
@@ -19,8 +20,22 @@ def digits():
     return {k: v.reshape(len(v), -1) if k.startswith("X") else v for k, v in data.items()}
 
 
-def model(dropout=0.0):
-    return FullyConnectedNet([32], input_dim=64, num_classes=10, dropout=dropout, weight_scale=None, seed=0)
+def model(dropout=0.0, fresh_masks=False):
+    """The digits MLP; with dropout, one mask for every step (an int seed) or,
+    fresh_masks, a new one per forward drawn from a seeded generator."""
+    seed = np.random.default_rng(0) if fresh_masks else 0
+    return FullyConnectedNet([32], input_dim=64, num_classes=10, dropout=dropout, weight_scale=None,
+                             seed=seed)
+
+
+def dropout_masks(net, X):
+    """Which elements each Dropout layer keeps in a training forward of X (the
+    mask its backward would apply)."""
+    net.train()
+    for layer in net.layers:
+        X = layer.forward(X)
+    return [F.dropout_backward(np.ones(layer._cache[3], layer._cache[4]), layer._cache) != 0
+            for layer in net.layers if isinstance(layer, Dropout)]
 
 
 def main(config):
@@ -30,9 +45,11 @@ def main(config):
         with open(os.path.join(config["pid_dir"], f"rank{me}.pid"), "w") as f:
             f.write(str(os.getpid()))
     data = digits()
-    net = model(config.get("dropout", 0.0))
+    net = model(config.get("dropout", 0.0), config.get("fresh_masks", False))
     if config.get("loop"):
         return object_api_loop(net, data, config)
+    if config.get("masks"):
+        return first_step_masks(net, data, config)
     snapshots = {}
 
     def on_epoch_end(solver, record):
@@ -70,8 +87,19 @@ def main(config):
     np.savez(f"{out}.rank{me}.npz", **snapshots)
     with open(f"{out}.rank{me}.json", "w") as f:
         json.dump({"outcome": outcome, "steps": steps,
-                   "losses": solver.loss_history if solver is not None else [],
-                   "dropout_seeds": [layer.seed for layer in net.layers if isinstance(layer, Dropout)]}, f)
+                   "losses": solver.loss_history if solver is not None else []}, f)
+
+
+def first_step_masks(net, data, config):
+    """Writes the dropout masks of a training forward of this rank's rows of
+    the first 64 training rows (a global batch)."""
+    parallel = DataParallel(net)
+    X = data["X_train"][:64].astype(np.float32)
+    lo, hi = parallel.shard_bounds(len(X))
+    np.savez(f"{config['out']}.rank{rank()}.npz",
+             **{f"mask{i}": mask for i, mask in enumerate(dropout_masks(net, X[lo:hi]))})
+    with open(f"{config['out']}.rank{rank()}.json", "w") as f:
+        json.dump({"outcome": "finished", "rows": [lo, hi]}, f)
 
 
 def object_api_loop(net, data, config):

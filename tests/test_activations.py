@@ -67,14 +67,15 @@ def test_noncontiguous_input(rng, name):
     assert_close(out, getattr(R, f"{name}_forward")(x)[0], 1e-12)
 
 
-@pytest.mark.parametrize("name", ACTIVATIONS + ["dropout"])
+@pytest.mark.parametrize("name", ACTIVATIONS + ["dropout", "dropout-offset"])
 def test_thread_counts_agree_bitwise(rng, name):
     x = rng.standard_normal(300_001).astype(np.float32)
     results = []
     for n in (1, 2, 4):
         with num_threads(n):
-            if name == "dropout":
-                results.append(F.dropout_forward(x, 0.3, seed=42)[0])
+            if name.startswith("dropout"):
+                offset = 2**32 - 100_000 if name == "dropout-offset" else 0  # pieces across 2**32
+                results.append(F.dropout_forward(x, 0.3, seed=42, offset=offset)[0])
             else:
                 results.append(getattr(F, f"{name}_forward")(x)[0])
     for other in results[1:]:
@@ -102,6 +103,35 @@ def test_dropout_statistics_and_scaling(rng):
     np.testing.assert_array_equal(F.dropout_backward(x, cache), out)
     # A different seed gives a different mask.
     assert not np.array_equal(F.dropout_forward(x, 0.3, seed=8)[0], out)
+
+
+@pytest.mark.parametrize("p", [0.25, 0.5])
+def test_dropout_at_an_offset_is_the_slice_of_the_whole_arrays_mask(rng, dtype, p):
+    whole = rng.standard_normal((12, 7, 3)).astype(dtype)
+    out, cache = F.dropout_forward(whole, p, seed=99)
+    dout = rng.standard_normal(whole.shape).astype(dtype)
+    dx = F.dropout_backward(dout, cache)
+    for lo, hi in [(0, 5), (5, 12), (3, 4)]:
+        offset = lo * 7 * 3
+        part, part_cache = F.dropout_forward(whole[lo:hi], p, seed=99, offset=offset)
+        np.testing.assert_array_equal(part, out[lo:hi])
+        np.testing.assert_array_equal(F.dropout_backward(dout[lo:hi], part_cache), dx[lo:hi])
+        ref, ref_cache = R.dropout_forward(whole[lo:hi], p, seed=99, offset=offset)
+        np.testing.assert_array_equal(ref, part)
+        np.testing.assert_array_equal(R.dropout_backward(dout[lo:hi], ref_cache), dx[lo:hi])
+    # Another offset draws another mask; offset 0 is today's mask of x alone.
+    assert not np.array_equal(F.dropout_forward(whole[5:], p, seed=99, offset=1)[0], out[5:])
+    np.testing.assert_array_equal(F.dropout_forward(whole[5:], p, seed=99, offset=0)[0],
+                                  F.dropout_forward(whole[5:], p, seed=99)[0])
+
+
+@pytest.mark.parametrize("offset", [2**32 - 50, 2**40 + 3, 2**63 - 1 - 200])
+def test_dropout_at_large_offsets_matches_reference(rng, dtype, offset):
+    x = rng.standard_normal(200).astype(dtype)
+    out, cache = F.dropout_forward(x, 0.5, seed=5, offset=offset)
+    ref, ref_cache = R.dropout_forward(x, 0.5, seed=5, offset=offset)
+    np.testing.assert_array_equal(out, ref)
+    np.testing.assert_array_equal(F.dropout_backward(x, cache), R.dropout_backward(x, ref_cache))
 
 
 def test_dropout_eval_mode_is_identity_and_seed_none_follows_numpy(rng):
@@ -132,11 +162,24 @@ def test_dropout_numerical_gradient(rng):
         (dict(p="half"), TypeError, "p must be"),
         (dict(p=0.5, seed=-1), ValueError, "seed"),
         (dict(p=0.5, seed=1.5), TypeError, "seed"),
+        (dict(p=0.5, seed=1, offset=-1), ValueError, "offset"),
+        (dict(p=0.5, seed=1, offset=2**63 - 4), ValueError, "offset"),
+        (dict(p=0.5, seed=1, offset=2.0), TypeError, "offset"),
+        (dict(p=0.5, seed=1, offset=True), TypeError, "offset"),
+        (dict(p=0.5, seed=1, offset=-1, train=False), ValueError, "offset"),
     ],
 )
 def test_dropout_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
         F.dropout_forward(np.ones(4), **kwargs)
+
+
+def test_dropout_backward_checks_the_cached_offset():
+    _, cache = F.dropout_forward(np.ones(4), 0.5, seed=1, offset=8)
+    assert cache[5] == 8
+    for offset, error in [(-1, ValueError), (2**63, ValueError), ("8", TypeError)]:
+        with pytest.raises(error, match="offset"):
+            F.dropout_backward(np.ones(4), cache[:5] + (offset,))
 
 
 @pytest.mark.parametrize("name", ACTIVATIONS)

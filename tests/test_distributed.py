@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from fastfc import optim
+from fastfc.layers import Dropout
 from fastfc.distributed import FlatGradients, launched_by_mpiexec, rank, shard_bounds, world_size
 from testutil import child_env
 
@@ -63,18 +64,23 @@ def run_ranks(ranks, config, timeout=120):
     return results
 
 
-def accumulated_run(ranks, epochs, lr=1e-2, solver_draws=True):
+def accumulated_run(ranks, epochs, lr=1e-2, solver_draws=True, dropout=0.0, fresh_masks=False):
     """The one-process run a data-parallel run must equal bit for bit: each
     global batch's shards' gradients, each scaled by its share of the batch,
-    summed in rank order, then one Adam step. solver_draws: also draw the
-    Solver's train-accuracy subsample at each epoch's end (the random stream
-    is shared). Returns {epochN.name: parameters at the end of epoch N}."""
+    summed in rank order, then one Adam step. solver_draws: also make the
+    Solver's other draws: its first look at the scores (a dropout seed) and
+    the train-accuracy subsample at each epoch's end. With dropout, each shard's forward draws the step's masks at
+    its rows of the global batch, from the same seed (as every rank does).
+    Returns {epochN.name: parameters at the end of epoch N}."""
     data = mpi_train.digits()
-    net = mpi_train.model()
+    net = mpi_train.model(dropout, fresh_masks)
+    dropouts = [layer for layer in net.layers if isinstance(layer, Dropout)]
     optimizer = optim.Adam(net.param_groups(0.0), lr=lr)
     rng = np.random.default_rng(0)
     X, y = data["X_train"], data["y_train"]
     named = dict(net.named_parameters())
+    if solver_draws:
+        net.loss(X[:1])  # as the Solver's first look: dropout draws a seed even in eval mode
     snapshots = {}
     for epoch in range(1, epochs + 1):
         order = rng.permutation(len(X))
@@ -82,8 +88,14 @@ def accumulated_run(ranks, epochs, lr=1e-2, solver_draws=True):
             index = order[start:start + 64]
             Xb, yb = X[index].astype(np.float32), y[index]
             total = {}
+            fresh = [layer for layer in dropouts if not layer.same_mask]
+            step_start = [layer._rng.bit_generator.state for layer in fresh]
             for r in range(ranks):
                 lo, hi = shard_bounds(len(index), r, ranks)
+                for layer in dropouts:
+                    layer.first_row = lo
+                for layer, state in zip(fresh, step_start):  # every rank draws the step's seeds
+                    layer._rng.bit_generator.state = state
                 net._loss_into_grads(Xb[lo:hi], yb[lo:hi])
                 for name, p in named.items():
                     share = p.grad * p.grad.dtype.type((hi - lo) / len(index))
@@ -232,12 +244,41 @@ def test_ranks_started_with_different_arguments_are_refused(tmp_path):
         assert report["outcome"].startswith("refused") and "other arguments" in report["outcome"]
 
 
+# Fresh masks: one epoch, because the Solver's evaluation at an epoch's end
+# also draws from the dropout stream, which accumulated_run does not mimic.
 @needs_mpi
-def test_with_dropout_the_ranks_draw_their_own_masks_and_stay_in_step(tmp_path):
-    results = run_ranks(2, {"out": str(tmp_path / "a"), "epochs": 1, "dropout": 0.3})
-    assert_identical(results[0][1], results[1][1])  # the same parameters on both ranks
-    seeds = [report["dropout_seeds"] for report, _ in results]
-    assert len(seeds[0]) == 1 and seeds[0] != seeds[1]
+@pytest.mark.parametrize("fresh_masks, epochs", [(False, 2), (True, 1)], ids=["same-mask", "fresh-masks"])
+def test_two_ranks_with_dropout_equal_the_accumulated_run(tmp_path, fresh_masks, epochs):
+    config = {"out": str(tmp_path / "a"), "epochs": epochs, "dropout": 0.3, "fresh_masks": fresh_masks}
+    want = accumulated_run(2, epochs=epochs, dropout=0.3, fresh_masks=fresh_masks)
+    for report, snapshots in run_ranks(2, config):
+        assert report["outcome"] == "finished"
+        assert_identical(snapshots, want)
+    assert not np.array_equal(want["epoch1.W1"], accumulated_run(2, epochs=1)["epoch1.W1"])  # dropout acted
+
+
+@needs_mpi
+def test_an_object_api_loop_with_dropout_equals_the_accumulated_run(tmp_path):
+    results = run_ranks(2, {"out": str(tmp_path / "a"), "epochs": 2, "loop": True, "dropout": 0.3,
+                            "fresh_masks": True})
+    want = accumulated_run(2, epochs=2, solver_draws=False, dropout=0.3, fresh_masks=True)
+    for _, snapshots in results:
+        assert_identical(snapshots, want)
+
+
+@needs_mpi
+@pytest.mark.parametrize("fresh_masks", [False, True], ids=["same-mask", "fresh-masks"])
+def test_the_ranks_masks_are_slices_of_the_global_batch_mask(tmp_path, fresh_masks):
+    results = run_ranks(2, {"out": str(tmp_path / "a"), "masks": True, "dropout": 0.3,
+                            "fresh_masks": fresh_masks})
+    net = mpi_train.model(0.3, fresh_masks)
+    whole, = mpi_train.dropout_masks(net, mpi_train.digits()["X_train"][:64].astype(np.float32))
+    assert whole.shape == (64, 32) and 0 < whole.mean() < 1
+    (first, first_masks), (second, second_masks) = results
+    assert first["rows"] == [0, 32] and second["rows"] == [32, 64]
+    np.testing.assert_array_equal(first_masks["mask0"], whole[:32])
+    np.testing.assert_array_equal(second_masks["mask0"], whole[32:])
+    assert not np.array_equal(first_masks["mask0"], second_masks["mask0"])  # the ranks' masks differ
 
 
 def test_outside_mpiexec_the_launched_solver_is_a_plain_solver(monkeypatch):

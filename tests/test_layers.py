@@ -219,6 +219,23 @@ def test_dropout_modes(rng):
     assert not np.array_equal(fixed.forward(x), x)
 
 
+@pytest.mark.parametrize("same_mask", [False, True])
+def test_dropout_of_a_shard_is_its_rows_of_the_whole_batch(rng, same_mask):
+    x = rng.standard_normal((10, 4, 3))
+    whole = L.Dropout(0.5, seed=3, same_mask=same_mask)
+    want = whole.forward(x)
+    want_dx = whole.backward(np.ones_like(x))
+    for lo, hi in [(0, 6), (6, 10)]:
+        shard = L.Dropout(0.5, seed=3, same_mask=same_mask)  # the same seed, as every rank has
+        shard.first_row = lo
+        np.testing.assert_array_equal(shard.forward(x[lo:hi]), want[lo:hi])
+        np.testing.assert_array_equal(shard.backward(np.ones_like(x[lo:hi])), want_dx[lo:hi])
+    shard = L.Dropout(0.5, seed=3, same_mask=same_mask)
+    shard.first_row = -1
+    with pytest.raises(ValueError, match="first_row"):
+        shard.forward(x)
+
+
 def test_flatten_and_pool_shapes(rng):
     x = rng.standard_normal((2, 3, 6, 5)).astype(np.float32)
     pooled = L.MaxPool2d(2).forward(x)

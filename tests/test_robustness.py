@@ -277,9 +277,9 @@ GARBAGE = [
     ("avgpool-cache-window-too-big",
      "F.avg_pool_backward(pool_out, (x4, dict(pool_param, pool_height=100)))", ValueError,
      "pool_height"),
-    ("dropout-cache-p-5", "F.dropout_backward(x2, (5.0, True, 1, (4, 6), np.float64))",
+    ("dropout-cache-p-5", "F.dropout_backward(x2, (5.0, True, 1, (4, 6), np.float64, 0))",
      ValueError, "p"),
-    ("dropout-cache-seed-negative", "F.dropout_backward(x2, (0.5, True, -1, (4, 6), np.float64))",
+    ("dropout-cache-seed-negative", "F.dropout_backward(x2, (0.5, True, -1, (4, 6), np.float64, 0))",
      ValueError, "seed"),
     # normalization: running statistics the kernel would write past or into a copy of,
     # statistics and groups that do not fit x
@@ -337,7 +337,7 @@ GARBAGE = [
     ("maxpool-cache-argmax-list",
      "F.max_pool_backward(pool_out, (x4, pool_cache[1].tolist(), pool_param))", TypeError,
      "argmax"),
-    ("dropout-cache-train-str", "F.dropout_backward(x2, (0.5, 'yes', 1, (4, 6), np.float64))",
+    ("dropout-cache-train-str", "F.dropout_backward(x2, (0.5, 'yes', 1, (4, 6), np.float64, 0))",
      TypeError, "train"),
     # (issue 17) masked arrays: the kernels would ignore the mask, so they are
     # refused (in every argument position, outputs included)

@@ -57,13 +57,13 @@ cdef int _binary_run(void (*kernel)(const real *, const real *, real *, int64_t,
 
 cdef int _dropout_run(void (*kernel)(const real *, real *, int64_t, int64_t, double, uint64_t,
                                      int) noexcept nogil,
-                      const real *a, real *out, int64_t n, double p_drop,
+                      const real *a, real *out, int64_t first, int64_t n, double p_drop,
                       uint64_t seed) except -1:
     cdef int nt = num_threads()
     cdef Pieces p = pieces(n, piece_items(1, ELEMENTS_PER_PIECE, nt))
     while next_piece(&p):
         with nogil:
-            kernel(a + p.lo, out + p.lo, p.lo, p.hi - p.lo, p_drop, seed, nt)
+            kernel(a + p.lo, out + p.lo, first + p.lo, p.hi - p.lo, p_drop, seed, nt)
     return 0
 
 
@@ -155,18 +155,20 @@ def tanh_backward(dout, cache, *, dx=None):
                    fastfc_tanh_backward_f32, fastfc_tanh_backward_f64, dx)
 
 
-cdef object _dropout_apply(object a, str name, double p, uint64_t seed, object out,
-                           str out_name):
-    """The dropout mask of seed applied to a, into out (see output_array)."""
+cdef object _dropout_apply(object a, str name, double p, uint64_t seed, object offset,
+                           object out, str out_name):
+    """The dropout mask of seed applied to a, into out (see output_array), a
+    being elements [offset, offset + a.size) of the array the mask is drawn for."""
     cdef cnp.ndarray arr = as_float_array(a, name)
     check_nonempty(arr, name)
+    cdef int64_t first = check_dropout_offset(offset, arr.size)
     out = output_array(out, out_name, (<object>arr).shape, arr.dtype, (arr,))
     if is_float32(arr):
         _dropout_run(fastfc_dropout_apply_f32, <float *>data_of(arr), <float *>data_of(out),
-                     arr.size, p, seed)
+                     first, arr.size, p, seed)
     else:
         _dropout_run(fastfc_dropout_apply_f64, <double *>data_of(arr), <double *>data_of(out),
-                     arr.size, p, seed)
+                     first, arr.size, p, seed)
     return out
 
 
@@ -196,7 +198,18 @@ def check_dropout_args(p, seed):
     return float(p), int(seed)
 
 
-def dropout_forward(x, p, train=True, seed=None, *, out=None):
+def check_dropout_offset(offset, size):
+    """Validate dropout's element offset for an input of size elements (the
+    kernel counts elements in int64); returns it as an int."""
+    if isinstance(offset, bool) or not isinstance(offset, numbers.Integral):
+        raise TypeError(f"offset must be an int, got {offset!r}")
+    if not 0 <= offset <= 2**63 - 1 - size:
+        raise ValueError(f"offset must be in [0, 2**63 - 1 - x.size] = [0, {2**63 - 1 - size}], "
+                         f"got {offset}")
+    return int(offset)
+
+
+def dropout_forward(x, p, train=True, seed=None, *, offset=0, out=None):
     """Inverted dropout: in training, each element is dropped with probability p
     and the kept ones are scaled by 1 / (1 - p) (PyTorch's convention); at test
     time (train=False) it is the identity.
@@ -207,6 +220,12 @@ def dropout_forward(x, p, train=True, seed=None, *, out=None):
     - train: whether to drop
     - seed: int in [0, 2**64); None draws one from np.random. The mask is a
       pure function of (seed, element index): the same for any thread count.
+    - offset: the index of x's first element (C order) within a larger array
+      whose mask this is a part of: x = big.reshape(-1)[offset:offset + x.size]
+      is dropped exactly as in dropout_forward(big, p, seed=seed). A shard of
+      rows lo:hi of a batch takes offset = lo * (elements per row): how
+      data-parallel ranks each draw their slice of the global batch's mask.
+      0 (the default) is the mask of x on its own.
     - out: None, or an array to write the result into (as in relu_forward);
       without it, the test-time identity returns x itself, not a copy
 
@@ -217,23 +236,25 @@ def dropout_forward(x, p, train=True, seed=None, *, out=None):
     p, seed = check_dropout_args(p, seed)
     if not train:
         xa = as_float_array(x, "x")
+        offset = check_dropout_offset(offset, xa.size)
         if out is not None:
             xa = _copy_into(xa, out, "out")
-        return xa, (p, False, seed, xa.shape, xa.dtype)
-    out = _dropout_apply(x, "x", p, seed, out, "out")
-    return out, (p, True, seed, out.shape, out.dtype)
+        return xa, (p, False, seed, xa.shape, xa.dtype, offset)
+    out = _dropout_apply(x, "x", p, seed, offset, out, "out")
+    return out, (p, True, seed, out.shape, out.dtype, int(offset))
 
 
 def dropout_backward(dout, cache, *, dx=None):
-    """dx = dout * mask / (1 - p), the mask recomputed from the seed in the cache.
+    """dx = dout * mask / (1 - p), the mask recomputed from the seed and offset
+    in the cache.
 
     Inputs: dout shaped like x; cache from dropout_forward; dx: None, or an
     array to write the result into (without it, the test-time identity
     returns dout itself).
     Returns dx shaped like x.
     """
-    p, train, seed, shape, dtype = unpack_cache(cache, 5, "(p, train, seed, shape, dtype)",
-                                                "dropout_forward")
+    p, train, seed, shape, dtype, offset = unpack_cache(
+        cache, 6, "(p, train, seed, shape, dtype, offset)", "dropout_forward")
     p, seed = check_dropout_args(p, seed)
     if not isinstance(train, (bool, np.bool_)):
         raise TypeError(f"train (from the cache) must be True or False, got {train!r}")
@@ -242,7 +263,8 @@ def dropout_backward(dout, cache, *, dx=None):
         raise TypeError(f"dout is {da.dtype} but the forward input was {dtype}")
     if da.shape != shape:
         raise ValueError(f"dout must have the forward input's shape {shape}, got {(<object>da).shape}")
+    offset = check_dropout_offset(offset, da.size)
     if not train:
         return da if dx is None else _copy_into(da, dx, "dx")
-    return _dropout_apply(da, "dout", p, seed, dx, "dx")
+    return _dropout_apply(da, "dout", p, seed, offset, dx, "dx")
 

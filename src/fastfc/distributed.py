@@ -13,7 +13,7 @@ or, in an object-API loop (see DataParallel):
 
     parallel = DataParallel(model)              # parameters broadcast from rank 0
     for X, y in global_batches:                 # the same on every rank
-        lo, hi = parallel.shard_bounds(len(X))
+        lo, hi = parallel.shard_bounds(len(X))  # also places dropout's masks at row lo
         loss = model._loss_into_grads(X[lo:hi], y[lo:hi])   # or forward/backward
         loss, stop = parallel.allreduce(loss, hi - lo, len(X))
         optimizer.step()
@@ -143,8 +143,10 @@ class DataParallel:
     """Makes a model's training data-parallel over comm (default
     MPI.COMM_WORLD): its gradients become views into flat buffers
     (FlatGradients), its parameters are broadcast from rank 0, and each
-    Dropout layer draws from a stream of its own rank (so no two ranks share
-    a mask; masks are not those of a one-process run of the global batch).
+    Dropout layer draws its mask from the global element offset of the
+    rank's first row (set by shard_bounds): every rank draws the same seed,
+    but the ranks' masks are the disjoint slices of the mask a one-process
+    run draws for the whole global batch, so no two ranks share a mask.
 
     Inputs:
     - model: a Sequential (or anything with named_parameters())
@@ -165,18 +167,8 @@ class DataParallel:
         self.parameters = [p for _, p in model.named_parameters()]
         self.grads = FlatGradients(self.parameters)
         self._gathered = None
+        self.dropout_layers = [layer for layer in getattr(model, "layers", ()) if isinstance(layer, Dropout)]
         self.broadcast_parameters()
-        self._separate_dropout_streams()
-
-    def _separate_dropout_streams(self):
-        for index, layer in enumerate(getattr(self.model, "layers", ())):
-            if not isinstance(layer, Dropout):
-                continue
-            if layer.same_mask:
-                layer.seed = int(np.random.SeedSequence([layer.seed, self.rank]).generate_state(1)[0])
-            else:
-                layer._rng = np.random.default_rng(
-                    [int(layer._rng.integers(2**63)), self.rank, index])
 
     def broadcast_parameters(self):
         """Every rank's parameters become rank 0's."""
@@ -184,8 +176,13 @@ class DataParallel:
             self.comm.Bcast(p.data, root=0)
 
     def shard_bounds(self, n):
-        """[lo, hi) of this rank's rows of a global batch of n."""
-        return shard_bounds(n, self.rank, self.world_size)
+        """[lo, hi) of this rank's rows of a global batch of n. Also sets every
+        Dropout layer's first_row to lo, so that the forward of rows lo:hi
+        draws their slice of the global batch's masks."""
+        lo, hi = shard_bounds(n, self.rank, self.world_size)
+        for layer in self.dropout_layers:
+            layer.first_row = lo
+        return lo, hi
 
     def allreduce(self, loss, rows, total_rows, stop=False):
         """Turns this rank's gradients (the mean over its rows) into the global

@@ -26,6 +26,8 @@ int or an np.random.Generator) makes it reproducible; None draws from
 NumPy's global generator, so np.random.seed fixes it too.
 """
 
+import math
+
 import numpy as np
 
 from . import functional as F
@@ -408,12 +410,19 @@ class Dropout(_Stateless):
       one mask given by seed, as the course's dropout_param['seed'] does:
       the loss is then a deterministic function of the weights, which is what
       a numerical gradient check needs.
+
+    Attribute first_row (0 unless set): the index of the input's first row
+    within the global batch it is a shard of. The mask is drawn from the
+    element offset first_row * (elements per row), so a shard is dropped
+    exactly as its rows of the whole batch would be with the same seed
+    (fastfc.distributed.DataParallel sets it at every step).
     """
 
     def __init__(self, p=0.5, seed=None, same_mask=False):
         super().__init__()
         self.p = check_probability("p (the probability of dropping)", p)
         self.same_mask = bool(same_mask)
+        self.first_row = 0
         if self.same_mask:
             self.seed = check_int("seed (same_mask=True needs one)", seed, low=0)
         else:
@@ -423,7 +432,9 @@ class Dropout(_Stateless):
         """The dropped-out x in training mode (into out if given); x itself
         in eval mode, where out is left alone (a copy would cost a pass)."""
         seed = self.seed if self.same_mask else int(self._rng.integers(0, 2**63 - 1))
-        out, self._cache = F.dropout_forward(x, self.p, train=self.training, seed=seed,
+        first_row = check_int("first_row", self.first_row, low=0)
+        offset = first_row * math.prod(np.shape(x)[1:]) if first_row else 0
+        out, self._cache = F.dropout_forward(x, self.p, train=self.training, seed=seed, offset=offset,
                                              out=out if self.training else None)
         return out
 

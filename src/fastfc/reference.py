@@ -102,13 +102,13 @@ def _fmix32(h):
     return h ^ (h >> np.uint32(16))
 
 
-def dropout_keep_mask(seed, n, p):
-    """Which of n elements dropout keeps: the same counter-based draw as
-    csrc/activations.c, so both drop the same elements for a seed. Element i
-    hashes its index with a key made from the seed and is kept when the
-    32-bit result is >= p * 2**32."""
+def dropout_keep_mask(seed, n, p, offset=0):
+    """Which of elements [offset, offset + n) dropout keeps: the same
+    counter-based draw as csrc/activations.c, so both drop the same elements
+    for a seed. Element i hashes its index with a key made from the seed and
+    is kept when the 32-bit result is >= p * 2**32."""
     key = _splitmix64(seed)
-    index = np.arange(n, dtype=np.uint64)
+    index = np.arange(offset, offset + n, dtype=np.uint64)
     low = index.astype(np.uint32)
     high = (index >> np.uint64(32)).astype(np.uint32) + np.uint32(key >> 32)
     h = _fmix32(_fmix32(low ^ np.uint32(key & 0xFFFFFFFF)) ^ high)
@@ -116,22 +116,23 @@ def dropout_keep_mask(seed, n, p):
     return h >= np.uint32(threshold)
 
 
-def dropout_forward(x, p, train=True, seed=None, *, out=None):
-    """Inverted dropout: drop with probability p, scale the rest by 1/(1-p).
-    Returns (out, cache (p, train, seed, shape, dtype))."""
+def dropout_forward(x, p, train=True, seed=None, *, offset=0, out=None):
+    """Inverted dropout: drop with probability p, scale the rest by 1/(1-p);
+    x is elements [offset, offset + x.size) of the array the mask is drawn for.
+    Returns (out, cache (p, train, seed, shape, dtype, offset))."""
     if seed is None:
         seed = int(np.random.randint(0, 2**63 - 1, dtype=np.int64))
-    cache = (p, train, seed, x.shape, x.dtype)
-    return _into(out, _dropout_apply(x, p, seed) if train else x), cache
+    cache = (p, train, seed, x.shape, x.dtype, offset)
+    return _into(out, _dropout_apply(x, p, seed, offset) if train else x), cache
 
 
 def dropout_backward(dout, cache, *, dx=None):
-    p, train, seed, _, _ = cache
-    return _into(dx, _dropout_apply(dout, p, seed) if train else dout)
+    p, train, seed, _, _, offset = cache
+    return _into(dx, _dropout_apply(dout, p, seed, offset) if train else dout)
 
 
-def _dropout_apply(a, p, seed):
-    keep = dropout_keep_mask(seed, a.size, p).reshape(a.shape)
+def _dropout_apply(a, p, seed, offset):
+    keep = dropout_keep_mask(seed, a.size, p, offset).reshape(a.shape)
     scale = a.dtype.type(1.0 / (1.0 - p))
     return np.where(keep, a * scale, np.zeros_like(a))
 
