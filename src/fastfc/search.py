@@ -30,6 +30,7 @@ each worker once, not with every trial:
 The trials, their seeds and their records are the same whatever runs them.
 """
 import concurrent.futures
+import contextlib
 import hashlib
 import json
 import math
@@ -37,6 +38,7 @@ import multiprocessing
 import numbers
 import os
 import signal
+import threading
 import time
 import uuid
 
@@ -579,6 +581,24 @@ def executor_search(trial, data, space, trials=20, seed=0, executor=None, *, fix
     return SearchResult(ranked, None, None)
 
 
+@contextlib.contextmanager
+def _ctrl_c_deferred():
+    """A Ctrl-C arriving inside the block is raised when it ends (in the main
+    thread, where Python raises KeyboardInterrupt; elsewhere a no-op)."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+    caught = []
+    signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if caught:
+        raise KeyboardInterrupt
+
+
 class _Runner:
     """Runs the trials of one rung on the executor, a bounded number ahead,
     logging each record as it arrives."""
@@ -632,10 +652,11 @@ class _Runner:
         record.update({k: spec[k] for k in self.hyper_keys})
         record["epochs"] = self.budget
         record.update(result)
-        if self.log is not None:
-            self.log.add(record)
-        self.records[number] = record
-        self.finished.append(record)
+        with _ctrl_c_deferred():  # the log and the finished list hold the same trials
+            if self.log is not None:
+                self.log.add(record)
+            self.records[number] = record
+            self.finished.append(record)
         if self.on_trial is not None:
             self.on_trial(record)
 
