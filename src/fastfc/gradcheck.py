@@ -81,24 +81,32 @@ def rel_error(x, y):
     return float(np.max(np.abs(x - y) / np.maximum(1e-8, np.abs(x) + np.abs(y))))
 
 
-def grad_check_sparse(f, x, analytic_grad, num_checks=10, h=1e-5, seed=None):
-    """Compare analytic_grad with centred differences at num_checks random entries.
-
-    Returns the list of relative errors, one per checked entry.
-    """
-    rng = np.random.default_rng(seed)
-    errors = []
-    for check in range(num_checks):
-        ix = tuple(int(rng.integers(m)) for m in x.shape)
+def _centred_differences(f, x, indices, h=1e-5):
+    """Yields (ix, (f(x + h) - f(x - h)) / (2 * h)) with h added to the entry
+    ix of x only, for each ix of indices (drawn one at a time, between the
+    calls of f), for a scalar f; x is changed in place and restored. Warns
+    (PrecisionWarning) at the first entry, naming the caller's caller."""
+    for count, ix in enumerate(indices):
         old = x[ix]
         x[ix] = old + h
         f_plus = f(x)
         x[ix] = old - h
         f_minus = f(x)
         x[ix] = old
-        if check == 0:
-            check_precision(x, f_plus)
-        numeric = (f_plus - f_minus) / (2 * h)
+        if count == 0:
+            check_precision(x, f_plus, stacklevel=4)
+        yield ix, (f_plus - f_minus) / (2 * h)
+
+
+def grad_check_sparse(f, x, analytic_grad, num_checks=10, h=1e-5, seed=None):
+    """Compare analytic_grad with centred differences at num_checks random entries.
+
+    Returns the list of relative errors, one per checked entry.
+    """
+    rng = np.random.default_rng(seed)
+    indices = (tuple(int(rng.integers(m)) for m in x.shape) for _ in range(num_checks))
+    errors = []
+    for ix, numeric in _centred_differences(f, x, indices, h):
         analytic = analytic_grad[ix]
         errors.append(abs(numeric - analytic) / max(1e-12, abs(numeric) + abs(analytic)))
     return errors

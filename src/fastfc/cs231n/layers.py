@@ -191,9 +191,11 @@ def _running_stat(bn_param, key, shape, dtype):
     return value
 
 
-def _batchnorm(forward, x, gamma, beta, bn_param, channels_axis):
+def _batchnorm(forward, x, gamma, beta, bn_param, channels_axis, running_stat=_running_stat):
     """batchnorm_forward and spatial_batchnorm_forward: bn_param checked,
-    its running statistics updated in place (train) or used (test)."""
+    its running statistics updated in place (train) or used (test).
+    running_stat(bn_param, key, shape, dtype) gives each statistic as the
+    array the kernel updates (fastfc.eecs598's keeps tensors in bn_param)."""
     name = "bn_param"
     checked_param(bn_param, name, required=("mode",),
                   optional=("eps", "momentum", "running_mean", "running_var"))
@@ -204,8 +206,8 @@ def _batchnorm(forward, x, gamma, beta, bn_param, channels_axis):
     if x.ndim <= channels_axis:
         raise ValueError(f"x must have a feature axis {channels_axis}, got shape {x.shape}")
     shape = (x.shape[channels_axis],)
-    running_mean = _running_stat(bn_param, "running_mean", shape, x.dtype)
-    running_var = _running_stat(bn_param, "running_var", shape, x.dtype)
+    running_mean = running_stat(bn_param, "running_mean", shape, x.dtype)
+    running_var = running_stat(bn_param, "running_var", shape, x.dtype)
     return forward(x, gamma, beta, running_mean, running_var, train=train, momentum=momentum,
                    eps=eps)
 

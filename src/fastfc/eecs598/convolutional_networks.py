@@ -20,12 +20,14 @@ import numbers
 from .. import functional as F
 from .. import models
 from .._validation import check_int
-from ..cs231n._params import checked_param, is_train_mode, real_param
+from ..cs231n._params import checked_param
+from ..cs231n.layers import _batchnorm as _numpy_batchnorm
 from ..layers import (BatchNorm2d, Conv2d, Flatten, Linear as _LinearLayer, MaxPool2d,
                       ReLU as _ReLULayer, SoftmaxCrossEntropy)
 from . import _models
 from ._tensors import array, arrays, check_device, float_dtype, tensor, torch, torch_dtype
-from .fully_connected_networks import Linear, Linear_ReLU, ReLU, Solver, adam, softmax_loss
+from .fully_connected_networks import (Linear, Linear_ReLU, ReLU, Solver, _tensor_grads,
+                                       _tensor_out, adam, softmax_loss)
 
 __all__ = ["Conv", "MaxPool", "FastConv", "FastMaxPool", "BatchNorm", "SpatialBatchNorm",
            "Conv_ReLU", "Conv_ReLU_Pool", "Linear_BatchNorm_ReLU", "Conv_BatchNorm_ReLU",
@@ -46,18 +48,18 @@ def _max_pool(x, pool_param):
                               pool_param["stride"])
 
 
-def _running_stat(bn_param, key, size, dtype):
+def _running_stat(bn_param, key, shape, dtype):
     """bn_param[key] as the array the kernel updates in place: the view of
     the tensor there (a zeros tensor stored there when absent, as the
     course's default; a tensor of another dtype or layout is replaced by a
     converted copy, as the course's load converts them)."""
     value = bn_param.get(key)
     if value is None:
-        value = torch.zeros(size, dtype=torch_dtype(dtype))
+        value = torch.zeros(shape, dtype=torch_dtype(dtype))
     elif not isinstance(value, torch.Tensor):
         raise TypeError(f"bn_param[{key!r}] must be a tensor, got {type(value).__name__}")
-    elif tuple(value.shape) != (size,):
-        raise ValueError(f"bn_param[{key!r}] must have shape ({size},) (one entry per normalized "
+    elif tuple(value.shape) != shape:
+        raise ValueError(f"bn_param[{key!r}] must have shape {shape} (one entry per normalized "
                          f"feature), got {tuple(value.shape)}")
     elif value.dtype != torch_dtype(dtype) or not value.is_contiguous():
         value = value.to(torch_dtype(dtype)).contiguous()
@@ -66,21 +68,9 @@ def _running_stat(bn_param, key, size, dtype):
 
 
 def _batchnorm(forward, x, gamma, beta, bn_param):
-    """batchnorm_forward / spatial_batchnorm_forward on arrays: bn_param
-    checked, its running statistics updated in place (train) or used (test)."""
-    name = "bn_param"
-    checked_param(bn_param, name, required=("mode",),
-                  optional=("eps", "momentum", "running_mean", "running_var"))
-    train = is_train_mode(bn_param, name)
-    eps = real_param(bn_param, name, "eps", 1e-5, 0.0, low_open=True)
-    momentum = real_param(bn_param, name, "momentum", 0.9, 0.0, 1.0)
-    if x.ndim < 2:
-        raise ValueError(f"x must have a feature axis 1, got shape {x.shape}")
-    size = x.shape[1]
-    running_mean = _running_stat(bn_param, "running_mean", size, x.dtype)
-    running_var = _running_stat(bn_param, "running_var", size, x.dtype)
-    return forward(x, gamma, beta, running_mean, running_var, train=train, momentum=momentum,
-                   eps=eps)
+    """batchnorm_forward / spatial_batchnorm_forward on arrays: the course's
+    NumPy version with the running statistics kept as tensors."""
+    return _numpy_batchnorm(forward, x, gamma, beta, bn_param, 1, _running_stat)
 
 
 # ---- layers ----------------------------------------------------------------------
@@ -93,14 +83,12 @@ class Conv:
         """Inputs: x (N, C, H, W), w (F, C, HH, WW), b (F,), conv_param: dict
         with 'stride' and 'pad' (zeros added on every side of H and W).
         Returns (out (N, F, H', W'), cache), H' = 1 + (H + 2 * pad - HH) // stride."""
-        out, cache = _conv(*arrays(x=x, w=w, b=b), conv_param)
-        return tensor(out), cache
+        return _tensor_out(_conv(*arrays(x=x, w=w, b=b), conv_param))
 
     @staticmethod
     def backward(dout, cache):
         """Returns (dx (N, C, H, W), dw (F, C, HH, WW), db (F,))."""
-        dx, dw, db = F.conv_backward(array(dout, "dout"), cache)
-        return tensor(dx), tensor(dw), tensor(db)
+        return _tensor_grads(F.conv_backward, dout, cache)
 
 
 class MaxPool:
@@ -110,8 +98,7 @@ class MaxPool:
     def forward(x, pool_param):
         """Inputs: x (N, C, H, W); pool_param: dict with 'pool_height',
         'pool_width' and 'stride'. Returns (out (N, C, H', W'), cache)."""
-        out, cache = _max_pool(array(x, "x"), pool_param)
-        return tensor(out), cache
+        return _tensor_out(_max_pool(array(x, "x"), pool_param))
 
     @staticmethod
     def backward(dout, cache):
@@ -140,15 +127,13 @@ class BatchNorm:
         updated in place and stored in bn_param).
         Returns (out (N, D), cache).
         """
-        out, cache = _batchnorm(F.batchnorm_forward, *arrays(x=x, gamma=gamma, beta=beta),
-                                bn_param)
-        return tensor(out), cache
+        return _tensor_out(_batchnorm(F.batchnorm_forward, *arrays(x=x, gamma=gamma, beta=beta),
+                                      bn_param))
 
     @staticmethod
     def backward(dout, cache):
         """Returns (dx (N, D), dgamma (D,), dbeta (D,)) (train mode)."""
-        dx, dgamma, dbeta = F.batchnorm_backward(array(dout, "dout"), cache)
-        return tensor(dx), tensor(dgamma), tensor(dbeta)
+        return _tensor_grads(F.batchnorm_backward, dout, cache)
 
     backward_alt = backward
 
@@ -160,15 +145,13 @@ class SpatialBatchNorm:
     def forward(x, gamma, beta, bn_param):
         """Inputs: x (N, C, H, W); gamma, beta (C,); bn_param as BatchNorm's,
         running statistics of shape (C,). Returns (out (N, C, H, W), cache)."""
-        out, cache = _batchnorm(F.spatial_batchnorm_forward,
-                                *arrays(x=x, gamma=gamma, beta=beta), bn_param)
-        return tensor(out), cache
+        return _tensor_out(_batchnorm(F.spatial_batchnorm_forward,
+                                      *arrays(x=x, gamma=gamma, beta=beta), bn_param))
 
     @staticmethod
     def backward(dout, cache):
         """Returns (dx (N, C, H, W), dgamma (C,), dbeta (C,))."""
-        dx, dgamma, dbeta = F.spatial_batchnorm_backward(array(dout, "dout"), cache)
-        return tensor(dx), tensor(dgamma), tensor(dbeta)
+        return _tensor_grads(F.spatial_batchnorm_backward, dout, cache)
 
 
 # ---- sandwich layers: the kernels chained on arrays, one tensor conversion each way ----
@@ -257,8 +240,7 @@ class Conv_BatchNorm_ReLU:
     @staticmethod
     def forward(x, w, b, gamma, beta, conv_param, bn_param):
         """Returns (out, cache)."""
-        out, cache = _conv_bn_relu(x, w, b, gamma, beta, conv_param, bn_param)
-        return tensor(out), cache
+        return _tensor_out(_conv_bn_relu(x, w, b, gamma, beta, conv_param, bn_param))
 
     @staticmethod
     def backward(dout, cache):

@@ -42,6 +42,17 @@ __all__ = ["Linear", "ReLU", "Linear_ReLU", "Dropout", "TwoLayerNet", "FullyConn
            "sgd", "sgd_momentum", "rmsprop", "adam", "Solver", "softmax_loss"]
 
 
+def _tensor_out(forward_result):
+    """A kernel's forward result (out, cache) with out as a tensor."""
+    out, cache = forward_result
+    return tensor(out), cache
+
+
+def _tensor_grads(backward, dout, cache):
+    """backward(dout, cache) on the view of the tensor dout: its gradients as tensors."""
+    return tuple(map(tensor, backward(array(dout, "dout"), cache)))
+
+
 class Linear:
     """A linear (fully-connected) layer: out = x.reshape(N, D) @ w + b."""
 
@@ -49,15 +60,13 @@ class Linear:
     def forward(x, w, b):
         """Inputs: x (N, d_1, ..., d_k) with D = d_1 * ... * d_k, w (D, M), b (M,).
         Returns (out (N, M), cache)."""
-        out, cache = F.affine_forward(*arrays(x=x, w=w, b=b))
-        return tensor(out), cache
+        return _tensor_out(F.affine_forward(*arrays(x=x, w=w, b=b)))
 
     @staticmethod
     def backward(dout, cache):
         """Inputs: dout (N, M); cache from forward.
         Returns (dx shaped like x, dw (D, M), db (M,))."""
-        dx, dw, db = F.affine_backward(array(dout, "dout"), cache)
-        return tensor(dx), tensor(dw), tensor(db)
+        return _tensor_grads(F.affine_backward, dout, cache)
 
 
 class ReLU:
@@ -66,8 +75,7 @@ class ReLU:
     @staticmethod
     def forward(x):
         """Returns (out shaped like x, cache)."""
-        out, cache = F.relu_forward(array(x, "x"))
-        return tensor(out), cache
+        return _tensor_out(F.relu_forward(array(x, "x")))
 
     @staticmethod
     def backward(dout, cache):
@@ -81,14 +89,12 @@ class Linear_ReLU:
     @staticmethod
     def forward(x, w, b):
         """Inputs as Linear.forward. Returns (out (N, M), cache)."""
-        out, cache = F.affine_relu_forward(*arrays(x=x, w=w, b=b))
-        return tensor(out), cache
+        return _tensor_out(F.affine_relu_forward(*arrays(x=x, w=w, b=b)))
 
     @staticmethod
     def backward(dout, cache):
         """Returns (dx, dw, db) as Linear.backward."""
-        dx, dw, db = F.affine_relu_backward(array(dout, "dout"), cache)
-        return tensor(dx), tensor(dw), tensor(db)
+        return _tensor_grads(F.affine_relu_backward, dout, cache)
 
 
 class Dropout:
@@ -113,9 +119,8 @@ class Dropout:
         p = real_param(dropout_param, name, "p", None, 0.0, 1.0)
         train = is_train_mode(dropout_param, name)
         seed = dropout_param.get("seed")
-        out, cache = F.dropout_forward(array(x, "x"), p, train=train,
-                                       seed=draw_seed() if seed is None else seed)
-        return tensor(out), cache
+        return _tensor_out(F.dropout_forward(array(x, "x"), p, train=train,
+                                             seed=draw_seed() if seed is None else seed))
 
     @staticmethod
     def backward(dout, cache):
