@@ -157,14 +157,29 @@ cdef void _check_apart(cnp.ndarray a, str name, tuple others) except *:
             raise ValueError(f"{name} overlaps {other_name}; pass separate arrays")
 
 
-cdef tuple _gradient_outputs(object dx, object dgamma, object dbeta, cnp.ndarray xa,
-                             int64_t channels, tuple inputs):
-    """(dx, dgamma, dbeta) a backward writes into (see output_array)."""
-    dtype = xa.dtype
+cdef tuple _backward_arrays(fastfc_norm_args *args, object dout, cnp.ndarray xa,
+                            cnp.ndarray ga, cnp.ndarray ma, cnp.ndarray sa,
+                            object dx, object dgamma, object dbeta):
+    """Checks dout against x (from the cache), makes (dx, dgamma, dbeta) a
+    backward writes into (see output_array), clears args and points it at
+    the arrays every backward kernel reads and writes. Returns
+    (dout as an array, dx, dgamma, dbeta): the caller keeps the first alive
+    while args points at it (it may be a converted copy)."""
+    cdef cnp.ndarray da = as_float_array(dout, "dout")
+    check_same_dtype(da, "dout", xa, "x (from the cache)")
+    if (<object>da).shape != (<object>xa).shape:
+        raise ValueError(f"dout must have the forward output's shape {(<object>xa).shape}, "
+                         f"got {(<object>da).shape}")
+    dtype, channels = xa.dtype, xa.shape[1]
+    inputs = (da, xa, ga, ma, sa)
     dx = output_array(dx, "dx", (<object>xa).shape, dtype, inputs)
     dgamma = output_array(dgamma, "dgamma", (channels,), dtype, inputs + (dx,))
     dbeta = output_array(dbeta, "dbeta", (channels,), dtype, inputs + (dx, dgamma))
-    return dx, dgamma, dbeta
+    memset(args, 0, sizeof(args[0]))
+    args.dout, args.x, args.gamma = data_of(da), data_of(xa), data_of(ga)
+    args.mean, args.inv_std = data_of(ma), data_of(sa)
+    args.dx, args.dgamma, args.dbeta = data_of(dx), data_of(dgamma), data_of(dbeta)
+    return da, dx, dgamma, dbeta
 
 
 cdef tuple _unpack_cache(object cache, int length, str forward):
@@ -228,19 +243,10 @@ cdef tuple _batchnorm_backward(object dout, object cache, int ndim, str layout, 
     cdef cnp.ndarray ma = _vector(mean, "mean (from the cache)", shape, xa, "x")
     cdef cnp.ndarray sa = _vector(inv_std, "inv_std (from the cache)", shape, xa, "x")
     cdef bint training = _check_train(train)
-    cdef cnp.ndarray da = as_float_array(dout, "dout")
-    check_same_dtype(da, "dout", xa, "x (from the cache)")
-    if (<object>da).shape != (<object>xa).shape:
-        raise ValueError(f"dout must have the forward output's shape {(<object>xa).shape}, "
-                         f"got {(<object>da).shape}")
-    dx, dgamma, dbeta = _gradient_outputs(dx, dgamma, dbeta, xa, channels, (da, xa, ga, ma, sa))
     cdef fastfc_norm_args args
-    memset(&args, 0, sizeof(args))
+    da, dx, dgamma, dbeta = _backward_arrays(&args, dout, xa, ga, ma, sa, dx, dgamma, dbeta)
     args.geom.n_batch, args.geom.channels = xa.shape[0], channels
     args.geom.spatial = xa.size // (xa.shape[0] * channels)
-    args.dout, args.x, args.gamma = data_of(da), data_of(xa), data_of(ga)
-    args.mean, args.inv_std = data_of(ma), data_of(sa)
-    args.dx, args.dgamma, args.dbeta = data_of(dx), data_of(dgamma), data_of(dbeta)
     args.train = training
     cdef cnp.ndarray factors = np.empty((3, channels), xa.dtype)
     args.grad_factors = data_of(factors)
@@ -372,23 +378,14 @@ cdef tuple _groupnorm_backward(object dout, cnp.ndarray xa, int64_t groups, int6
     cdef cnp.ndarray ga = _vector(gamma, "gamma (from the cache)", (channels,), xa, "x")
     cdef cnp.ndarray ma = _vector(mean, "mean (from the cache)", stat_shape, xa, "x")
     cdef cnp.ndarray sa = _vector(inv_std, "inv_std (from the cache)", stat_shape, xa, "x")
-    cdef cnp.ndarray da = as_float_array(dout, "dout")
-    check_same_dtype(da, "dout", xa, "x (from the cache)")
-    if (<object>da).shape != (<object>xa).shape:
-        raise ValueError(f"dout must have the forward output's shape {(<object>xa).shape}, "
-                         f"got {(<object>da).shape}")
-    dx, dgamma, dbeta = _gradient_outputs(dx, dgamma, dbeta, xa, channels, (da, xa, ga, ma, sa))
     cdef fastfc_norm_args args
-    memset(&args, 0, sizeof(args))
+    da, dx, dgamma, dbeta = _backward_arrays(&args, dout, xa, ga, ma, sa, dx, dgamma, dbeta)
     args.geom.n_batch, args.geom.channels = n_batch, channels
     args.geom.spatial, args.geom.groups = spatial, groups
     cdef int64_t group_size = xa.size // (n_batch * groups)
     args.geom.chunk_samples = fastfc_groupnorm_chunk_samples(n_batch, group_size)
     cdef int64_t chunks = (n_batch + args.geom.chunk_samples - 1) // args.geom.chunk_samples
     cdef cnp.ndarray partial = np.empty((chunks, 2, channels), np.float64)
-    args.dout, args.x, args.gamma = data_of(da), data_of(xa), data_of(ga)
-    args.mean, args.inv_std = data_of(ma), data_of(sa)
-    args.dx, args.dgamma, args.dbeta = data_of(dx), data_of(dgamma), data_of(dbeta)
     args.partial = <double *>data_of(partial)
     cdef int dtype = _dtype_index(xa)
     _run_in_pieces(GROUPNORM_BACKWARD[dtype], &args, fastfc_groupnorm_tiles(&args.geom),

@@ -26,6 +26,21 @@ def check_precision(x, value, stacklevel=3):
                       f"dtype=np.float64 and float64 inputs)", PrecisionWarning, stacklevel=stacklevel)
 
 
+def _centred_values(f, x, ix, h, first, stacklevel=4):
+    """(f(x) with x[ix] raised by h, f(x) with it lowered by h); x[ix] is
+    restored after. first: check the precision (check_precision), warning
+    at stacklevel (4: the caller of the function that called this one)."""
+    old = x[ix]
+    x[ix] = old + h
+    f_plus = f(x)
+    x[ix] = old - h
+    f_minus = f(x)
+    x[ix] = old
+    if first:
+        check_precision(x, f_plus, stacklevel=stacklevel)
+    return f_plus, f_minus
+
+
 def eval_numerical_gradient(f, x, verbose=False, h=1e-5):
     """Gradient of a scalar function f at x (modified in place and restored).
 
@@ -36,14 +51,7 @@ def eval_numerical_gradient(f, x, verbose=False, h=1e-5):
     it = np.nditer(x, flags=["multi_index"], op_flags=["readwrite"])
     while not it.finished:
         ix = it.multi_index
-        old = x[ix]
-        x[ix] = old + h
-        f_plus = f(x)
-        x[ix] = old - h
-        f_minus = f(x)
-        x[ix] = old
-        if it.iterindex == 0:
-            check_precision(x, f_plus)
+        f_plus, f_minus = _centred_values(f, x, ix, h, first=it.iterindex == 0)
         grad[ix] = (f_plus - f_minus) / (2 * h)
         if verbose:
             print(ix, grad[ix])
@@ -60,16 +68,10 @@ def eval_numerical_gradient_array(f, x, df, h=1e-5):
     grad = np.zeros_like(x)
     it = np.nditer(x, flags=["multi_index"], op_flags=["readwrite"])
     while not it.finished:
-        ix = it.multi_index
-        old = x[ix]
-        x[ix] = old + h
-        pos = np.array(f(x), copy=True)
-        x[ix] = old - h
-        neg = np.array(f(x), copy=True)
-        x[ix] = old
-        if it.iterindex == 0:
-            check_precision(x, pos)
-        grad[ix] = np.sum((pos - neg) * df) / (2 * h)
+        # Copies: f may return the same buffer for both points.
+        pos, neg = _centred_values(lambda z: np.array(f(z), copy=True), x, it.multi_index, h,
+                                   first=it.iterindex == 0)
+        grad[it.multi_index] = np.sum((pos - neg) * df) / (2 * h)
         it.iternext()
     return grad
 
@@ -87,14 +89,7 @@ def _centred_differences(f, x, indices, h=1e-5):
     calls of f), for a scalar f; x is changed in place and restored. Warns
     (PrecisionWarning) at the first entry, naming the caller's caller."""
     for count, ix in enumerate(indices):
-        old = x[ix]
-        x[ix] = old + h
-        f_plus = f(x)
-        x[ix] = old - h
-        f_minus = f(x)
-        x[ix] = old
-        if count == 0:
-            check_precision(x, f_plus, stacklevel=4)
+        f_plus, f_minus = _centred_values(f, x, ix, h, first=count == 0, stacklevel=5)
         yield ix, (f_plus - f_minus) / (2 * h)
 
 

@@ -234,18 +234,22 @@ def conv_backward(dout, cache, compute_dx=True, *, dx=None, dw=None, db=None):
     return _into(dx, dxp[:, :, pad:pad + h, pad:pad + wd]), dw, db
 
 
+def _naive_windows(out_shape, kh, kw, stride):
+    """For each entry (n, c, i, j) of an output of out_shape (N, C, H', W'),
+    in row-major order: (n, c, i, j, rows, cols), the slices of the kh x kw
+    input window it reads (windows stride apart). The naive versions' loop."""
+    for n, c, i, j in np.ndindex(*out_shape):
+        yield n, c, i, j, slice(i * stride, i * stride + kh), slice(j * stride, j * stride + kw)
+
+
 def conv_forward_naive(x, w, b, stride=1, pad=0):
     """The definition, one output at a time (tiny inputs only):
     out[n, f, i, j] = sum(x_padded[n, :, i*stride:i*stride+HH, j*stride:j*stride+WW] * w[f]) + b[f]."""
     n_batch, n_f, kh, kw = x.shape[0], w.shape[0], w.shape[2], w.shape[3]
     xp, out_h, out_w = _conv_geometry(x, w, stride, pad)
     out = np.zeros((n_batch, n_f, out_h, out_w), dtype=x.dtype)
-    for n in range(n_batch):
-        for f in range(n_f):
-            for i in range(out_h):
-                for j in range(out_w):
-                    window = xp[n, :, i * stride:i * stride + kh, j * stride:j * stride + kw]
-                    out[n, f, i, j] = np.sum(window * w[f]) + b[f]
+    for n, f, i, j, rows, cols in _naive_windows(out.shape, kh, kw, stride):
+        out[n, f, i, j] = np.sum(xp[n, :, rows, cols] * w[f]) + b[f]
     return out, (x, w, b, {"stride": stride, "pad": pad})
 
 
@@ -257,14 +261,10 @@ def conv_backward_naive(dout, cache, compute_dx=True):
     kh, kw = w.shape[2], w.shape[3]
     xp, out_h, out_w = _conv_geometry(x, w, stride, pad)
     dxp, dw = np.zeros_like(xp), np.zeros_like(w)
-    for n in range(x.shape[0]):
-        for f in range(w.shape[0]):
-            for i in range(out_h):
-                for j in range(out_w):
-                    rows = slice(i * stride, i * stride + kh)
-                    cols = slice(j * stride, j * stride + kw)
-                    dw[f] += xp[n, :, rows, cols] * dout[n, f, i, j]
-                    dxp[n, :, rows, cols] += w[f] * dout[n, f, i, j]
+    out_shape = (x.shape[0], w.shape[0], out_h, out_w)
+    for n, f, i, j, rows, cols in _naive_windows(out_shape, kh, kw, stride):
+        dw[f] += xp[n, :, rows, cols] * dout[n, f, i, j]
+        dxp[n, :, rows, cols] += w[f] * dout[n, f, i, j]
     dx = dxp[:, :, pad:pad + h, pad:pad + wd] if compute_dx else None
     return dx, dw, dout.sum(axis=(0, 2, 3))
 
@@ -333,13 +333,8 @@ def max_pool_forward_naive(x, pool_height=2, pool_width=2, stride=2):
     pool_param = _pool_param(pool_height, pool_width, stride)
     _, _, _, out_h, out_w = _pool_shape(x, pool_param)
     out = np.zeros(x.shape[:2] + (out_h, out_w), dtype=x.dtype)
-    for n in range(x.shape[0]):
-        for c in range(x.shape[1]):
-            for i in range(out_h):
-                for j in range(out_w):
-                    rows = slice(i * stride, i * stride + pool_height)
-                    cols = slice(j * stride, j * stride + pool_width)
-                    out[n, c, i, j] = np.max(x[n, c, rows, cols])
+    for n, c, i, j, rows, cols in _naive_windows(out.shape, pool_height, pool_width, stride):
+        out[n, c, i, j] = np.max(x[n, c, rows, cols])
     return out, (x, pool_param)
 
 
@@ -348,13 +343,10 @@ def max_pool_backward_naive(dout, cache):
     x, pool_param = cache
     ph, pw, stride, out_h, out_w = _pool_shape(x, pool_param)
     dx = np.zeros_like(x)
-    for n in range(x.shape[0]):
-        for c in range(x.shape[1]):
-            for i in range(out_h):
-                for j in range(out_w):
-                    window = x[n, c, i * stride:i * stride + ph, j * stride:j * stride + pw]
-                    r, q = np.unravel_index(np.argmax(window), window.shape)
-                    dx[n, c, i * stride + r, j * stride + q] += dout[n, c, i, j]
+    for n, c, i, j, rows, cols in _naive_windows(x.shape[:2] + (out_h, out_w), ph, pw, stride):
+        window = x[n, c, rows, cols]
+        r, q = np.unravel_index(np.argmax(window), window.shape)
+        dx[n, c, rows.start + r, cols.start + q] += dout[n, c, i, j]
     return dx
 
 

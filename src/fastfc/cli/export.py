@@ -1,6 +1,6 @@
 """`fastfc export`: a saved model in another format (ONNX)."""
 from .model_files import load_model, spec_path
-from .options import CommandError
+from .options import CommandError, add_saved_model_argument
 from .outputs import check_output_paths, say
 
 
@@ -12,8 +12,7 @@ def add_export_parser(subparsers):
                     "fastfc predict scales them (the saved normalisation is part of the graph); "
                     "output 'scores', (N, classes), whose argmax is the predicted class. "
                     "Needs onnx (pip install onnx).")
-    parser.add_argument("--model", required=True, metavar="MODEL.safetensors",
-                        help="a model saved by fastfc train --save (MODEL.json must be next to it)")
+    add_saved_model_argument(parser)
     parser.add_argument("--onnx", required=True, metavar="MODEL.onnx", help="the ONNX file to write")
     parser.set_defaults(run=run_export)
 

@@ -153,6 +153,12 @@ def add_data_arguments(parser, saved_model=False):
                             "--classes (default: the loader's)")
 
 
+def add_saved_model_argument(parser):
+    """--model: the model a command reads (evaluate, predict, export)."""
+    parser.add_argument("--model", required=True, metavar="MODEL.safetensors",
+                        help="a model saved by fastfc train --save (MODEL.json must be next to it)")
+
+
 def add_runtime_arguments(parser):
     """--threads and --quiet."""
     group = parser.add_argument_group("runtime")

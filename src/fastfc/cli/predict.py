@@ -10,7 +10,8 @@ from .. import datasets
 from ..io import open_regular, read_array
 from .data import data_files, evaluate_model, load_data, prepare
 from .model_files import load_model, spec_path
-from .options import CommandError, add_data_arguments, configure_threads, positive_float, positive_int
+from .options import (CommandError, add_data_arguments, add_saved_model_argument, configure_threads,
+                      positive_float, positive_int)
 from .outputs import check_output_paths, reason, refuse_overwriting
 
 
@@ -45,23 +46,25 @@ def _model_data(args, spec):
     return X, y
 
 
-def add_saved_model_arguments(parser):
-    parser.add_argument("--model", required=True, metavar="MODEL.safetensors",
-                        help="a model saved by fastfc train --save (MODEL.json must be next to it)")
+def _add_saved_model_parser(subparsers, name, run, **texts):
+    """The parser of a command that runs a saved model on a split of a data
+    set (evaluate, predict): texts are add_parser's help and description."""
+    parser = subparsers.add_parser(name, **texts)
+    add_saved_model_argument(parser)
     add_data_arguments(parser, saved_model=True)
     parser.add_argument("--split", choices=datasets.SPLITS, default="test",
                         help="which split of the data set (default: %(default)s)")
     group = parser.add_argument_group("runtime")
     group.add_argument("--threads", type=positive_int, metavar="N", help="threads for fastfc kernels")
+    parser.set_defaults(run=run)
+    return parser
 
 
 def add_evaluate_parser(subparsers):
-    parser = subparsers.add_parser(
-        "evaluate", help="accuracy and loss of a saved model on a data set",
+    _add_saved_model_parser(
+        subparsers, "evaluate", run_evaluate, help="accuracy and loss of a saved model on a data set",
         description="Accuracy of a saved model on a split of its data set (by default the one it was "
                     "trained on, with the same validation split and normalisation).")
-    add_saved_model_arguments(parser)
-    parser.set_defaults(run=run_evaluate)
 
 
 def run_evaluate(args):
@@ -74,11 +77,10 @@ def run_evaluate(args):
 
 
 def add_predict_parser(subparsers):
-    parser = subparsers.add_parser(
-        "predict", help="class predictions of a saved model",
+    parser = _add_saved_model_parser(
+        subparsers, "predict", run_predict, help="class predictions of a saved model",
         description="Predict classes with a saved model, for images in a .npy or .csv file "
                     "(--input) or a split of a data set. Writes CSV: index, label, class, probability.")
-    add_saved_model_arguments(parser)
     parser.add_argument("--input", metavar="FILE",
                         help=".npy array (N, C, H, W) or (N, C*H*W), or .csv with one flattened image "
                              "per row; pixel values are divided by --pixel-max")
@@ -87,7 +89,6 @@ def add_predict_parser(subparsers):
                              "model's data set's, e.g. 255 for MNIST or CIFAR-10 bytes, 16 for digits; "
                              "1 for floats)")
     parser.add_argument("--output", metavar="FILE.csv", help="write the predictions here instead of stdout")
-    parser.set_defaults(run=run_predict)
 
 
 def _read_csv(path):
