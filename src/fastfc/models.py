@@ -388,24 +388,29 @@ class Sequential:
 
 # FullyConnectedNet's normalization choices: the layer put between each hidden
 # Linear and its ReLU, as the course's {affine - [norm] - relu - [dropout]}.
-_NORMALIZATIONS = {None: None, "batchnorm": BatchNorm1d, "layernorm": LayerNorm}
+_NORMALIZATIONS = (None, "batchnorm", "layernorm")  # FullyConnectedNet's choices (layer_plan's kinds)
 
 
-def layer_plan(input_shape, hidden, num_classes, filters=(), filter_size=3, dropout=0.0):
+def layer_plan(input_shape, hidden, num_classes, filters=(), filter_size=3, dropout=0.0,
+               normalization=None, flatten=True):
     """The layers of an MLP or a CNN, without making them: the one
-    description ConvNet, the command line's models and the benchmarks'
+    description the models, the command line's models and the benchmarks'
     networks are built from (each makes the layers its own way).
 
     For each of filters a conv - relu - 2x2 max pool block (the convolutions
     pad by (filter_size - 1) // 2, which keeps H and W for odd sizes), a
-    flatten, for each of hidden a linear - relu block (then a dropout when
-    dropout > 0), and a linear layer to num_classes.
+    flatten (unless flatten is False: the course's MLPs take their rows as
+    they come, Linear flattening them), for each of hidden a linear -
+    [normalization] - relu block (then a dropout when dropout > 0), and a
+    linear layer to num_classes.
 
-    Inputs: input_shape (C, H, W), or (D,) without filters.
+    Inputs: input_shape (C, H, W), or (D,) without filters; normalization
+    None, 'batchnorm' or 'layernorm'.
     Returns a list of (kind, sizes): 'conv' (in_channels, out_channels,
     filter_size, padding), 'relu' (), 'pool' (2,), 'flatten' (),
-    'linear' (in_features, out_features), 'dropout' (p,). ValueError when a
-    block's maps get too small for the 2x2 pool.
+    'linear' (in_features, out_features), 'batchnorm'/'layernorm'
+    (features,), 'dropout' (p,). ValueError when a block's maps get too
+    small for the 2x2 pool.
     """
     plan, shape = [], tuple(input_shape)
     padding = (filter_size - 1) // 2
@@ -417,10 +422,14 @@ def layer_plan(input_shape, hidden, num_classes, filters=(), filter_size=3, drop
                              f"too small for filter_size {filter_size} and a 2x2 pool")
         plan += [("conv", (channels, count, filter_size, padding)), ("relu", ()), ("pool", (2,))]
         shape = (count, height // 2, width // 2)
-    plan.append(("flatten", ()))
+    if flatten or filters:
+        plan.append(("flatten", ()))
     features = math.prod(shape)
     for width in hidden:
-        plan += [("linear", (features, width)), ("relu", ())]
+        plan.append(("linear", (features, width)))
+        if normalization is not None:
+            plan.append((normalization, (width,)))
+        plan.append(("relu", ()))
         if dropout > 0:
             plan.append(("dropout", (dropout,)))
         features = width
@@ -428,21 +437,23 @@ def layer_plan(input_shape, hidden, num_classes, filters=(), filter_size=3, drop
     return plan
 
 
-def _mlp_layers(dims, dropout, weight_scale, rng, seed, dtype, normalization=None):
-    """Linear-[norm]-ReLU(-Dropout) blocks through dims, then a Linear to dims[-1]."""
-    stack = []
-    for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:])):
-        stack.append(Linear(d_in, d_out, weight_scale=weight_scale, seed=rng, dtype=dtype))
-        if i < len(dims) - 2:
-            if normalization is not None:
-                stack.append(_NORMALIZATIONS[normalization](d_out, dtype=dtype))
-            stack.append(ReLU())
-            if dropout > 0:
-                # With an int seed every call uses the same mask, as the course's
-                # dropout_param['seed'] (a gradient check needs that).
-                fixed = isinstance(seed, numbers.Integral)
-                stack.append(Dropout(dropout, seed=seed + i if fixed else rng, same_mask=fixed))
-    return stack
+def _course_mlp_layers(dims, dropout, weight_scale, rng, seed, dtype, normalization=None):
+    """The course MLP's layers (layer_plan without the flatten) through dims,
+    its Linear weights drawn from rng in order."""
+    # With an int seed every call uses the same mask, as the course's
+    # dropout_param['seed'] (a gradient check needs that); hidden block i
+    # takes seed + i.
+    fixed = isinstance(seed, numbers.Integral)
+    blocks = iter(range(len(dims)))
+    make = {"linear": lambda d_in, d_out: Linear(d_in, d_out, weight_scale=weight_scale, seed=rng,
+                                                 dtype=dtype),
+            "batchnorm": lambda width: BatchNorm1d(width, dtype=dtype),
+            "layernorm": lambda width: LayerNorm(width, dtype=dtype),
+            "relu": ReLU,
+            "dropout": lambda p: Dropout(p, seed=seed + next(blocks) if fixed else rng, same_mask=fixed)}
+    plan = layer_plan(dims[:1], dims[1:-1], dims[-1], dropout=dropout, normalization=normalization,
+                      flatten=False)
+    return [make[kind](*sizes) for kind, sizes in plan]
 
 
 class TwoLayerNet(Sequential):
@@ -456,8 +467,8 @@ class TwoLayerNet(Sequential):
     def __init__(self, input_dim=3 * 32 * 32, hidden_dim=100, num_classes=10, weight_scale=1e-3,
                  reg=0.0, dtype=np.float32, seed=None):
         rng = _generator(seed)
-        super().__init__(*_mlp_layers((input_dim, hidden_dim, num_classes), 0.0, weight_scale, rng,
-                                      None, dtype),
+        super().__init__(*_course_mlp_layers((input_dim, hidden_dim, num_classes), 0.0, weight_scale,
+                                             rng, None, dtype),
                          loss=SoftmaxCrossEntropy(), reg=reg)
 
 
@@ -489,8 +500,8 @@ class FullyConnectedNet(Sequential):
             raise ValueError(f"hidden_dims must be a list of layer sizes, e.g. [100, 100], "
                              f"got {hidden_dims!r}")
         dims = (input_dim, *hidden_dims, num_classes)
-        super().__init__(*_mlp_layers(dims, dropout, weight_scale, _generator(seed), seed, dtype,
-                                      normalization),
+        super().__init__(*_course_mlp_layers(dims, dropout, weight_scale, _generator(seed), seed,
+                                             dtype, normalization),
                          loss=SoftmaxCrossEntropy(), reg=reg)
         self.normalization = normalization
         self.num_layers = len(dims) - 1
