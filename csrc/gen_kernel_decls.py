@@ -1,13 +1,15 @@
-"""Writes the kernel declarations in csrc/fastfc.h and src/fastfc/_kernels.pxd
+"""Writes the kernel declarations, the prototypes in csrc/fastfc.h and the
+Cython declarations in the wrapper that calls them (src/fastfc/_<family>.pyx),
 from the kernels' definitions, so that a kernel is declared in one place.
 
 Each csrc/*.c that defines functions with external linkage owns one block in
-each of the two files, between the lines
+fastfc.h and one in exactly one wrapper module, between the lines
 
     /* BEGIN GENERATED from <file>.c ... */  and  /* END GENERATED <file>.c */
 
-(`#` comments in the .pxd); everything outside the blocks (types, the C
-contract's comments) is written by hand. A template's SFX(name) is declared
+(`#` comments in the .pyx, inside its `cdef extern from "fastfc.h"`); everything
+outside the blocks (types, the C contract's comments, the shared types in
+src/fastfc/_kernels.pxd) is written by hand. A template's SFX(name) is declared
 as name_f32 and name_f64 with REAL spelled float and double.
 
     python3 csrc/gen_kernel_decls.py          rewrite the blocks
@@ -22,7 +24,7 @@ import sys
 
 CSRC = pathlib.Path(__file__).resolve().parent
 HEADER = CSRC / "fastfc.h"
-PXD = CSRC.parent / "src" / "fastfc" / "_kernels.pxd"
+WRAPPERS = CSRC.parent / "src" / "fastfc"
 COMMAND = "python3 csrc/gen_kernel_decls.py"
 WIDTH = 100  # the column limit the rest of both files keeps
 
@@ -98,32 +100,43 @@ def block_pattern(comment, indent):
                       re.M)
 
 
-TARGETS = (  # (path, (comment open, comment close), indent, declare)
-    (HEADER, ("/*", " */"), "", c_prototypes),
-    (PXD, ("#", ""), "    ", pxd_declarations),
-)
+C_COMMENT, PYX_COMMENT = ("/*", " */"), ("#", "")
+
+
+def fill_blocks(text, comment, indent, declare, defs):
+    """text with each generated block rewritten from defs[its file]."""
+    pattern = block_pattern(comment, indent)
+
+    def fill(m):
+        body = "\n".join(declare(defs[m["file"]])) + "\n"
+        return m[0][:m.start("body") - m.start()] + body + m[0][m.end("body") - m.start():]
+
+    return pattern.sub(fill, text)
 
 
 def render():
-    """{path: the text it should have}; raises ValueError when a kernel file
-    and the blocks do not match one to one."""
+    """{path: the text it should have}; raises ValueError when the kernel files
+    and the blocks do not match one to one (in fastfc.h, and across the
+    wrapper modules)."""
     defs = {p.name: definitions(p.read_text()) for p in sorted(CSRC.glob("*.c"))}
     defs = {name: d for name, d in defs.items() if d}
-    rendered = {}
-    for path, comment, indent, declare in TARGETS:
+    header = HEADER.read_text()
+    blocks = [m["file"] for m in block_pattern(C_COMMENT, "").finditer(header)]
+    if sorted(blocks) != sorted(defs):
+        raise ValueError(f"{HEADER.name}: generated blocks for {sorted(blocks)}, kernel files "
+                         f"with exported functions {sorted(defs)}; add or remove a "
+                         f"BEGIN/END GENERATED pair")
+    rendered = {HEADER: fill_blocks(header, C_COMMENT, "", c_prototypes, defs)}
+    owners = {}
+    for path in sorted(WRAPPERS.glob("_*.pyx")):
         text = path.read_text()
-        pattern = block_pattern(comment, indent)
-        blocks = [m["file"] for m in pattern.finditer(text)]
-        if sorted(blocks) != sorted(defs):
-            raise ValueError(f"{path.name}: generated blocks for {sorted(blocks)}, kernel files "
-                             f"with exported functions {sorted(defs)}; add or remove a "
-                             f"BEGIN/END GENERATED pair")
-
-        def fill(m):
-            body = "\n".join(declare(defs[m["file"]])) + "\n"
-            return m[0][:m.start("body") - m.start()] + body + m[0][m.end("body") - m.start():]
-
-        rendered[path] = pattern.sub(fill, text)
+        for m in block_pattern(PYX_COMMENT, "    ").finditer(text):
+            owners.setdefault(m["file"], []).append(path.name)
+        rendered[path] = fill_blocks(text, PYX_COMMENT, "    ", pxd_declarations, defs)
+    if sorted(owners) != sorted(defs) or any(len(o) > 1 for o in owners.values()):
+        raise ValueError(f"wrapper modules: generated blocks {owners}, kernel files with "
+                         f"exported functions {sorted(defs)}; each needs one BEGIN/END "
+                         f"GENERATED pair in the wrapper that calls it")
     return rendered
 
 

@@ -107,11 +107,17 @@ def header_functions():
         r"^(?!typedef)([A-Za-z_][\w *]*?)\b(\w+)\(([^;{]*?)\);", text, re.M)}
 
 
-def pxd_functions():
-    """{name: parameter count} of the functions _kernels.pxd declares."""
-    text = (SRC / "_kernels.pxd").read_text()
-    return {m[2]: param_count(m[3]) for m in re.finditer(
-        r"^    (?!ctypedef)([A-Za-z_][\w *]*?)\b(\w+)\(([^()]*)\)", text, re.M)}
+def wrapper_declarations():
+    """[(name, parameter count)] of the C functions the wrapper modules
+    declare (in their `cdef extern from "fastfc.h"` blocks), each time one is
+    declared."""
+    found = []
+    for path in sorted(SRC.glob("_*.pyx")):
+        for block in re.findall(r'^cdef extern from "fastfc.h".*\n((?:    .*\n|\n)*)',
+                                path.read_text(), re.M):
+            found += [(m[2], param_count(m[3])) for m in re.finditer(
+                r"^    (?!ctypedef)([A-Za-z_][\w *]*?)\b(\w+)\(([^()]*)\)", block, re.M)]
+    return found
 
 
 def load_generator():
@@ -131,8 +137,8 @@ def defined_functions(text):
 
 @needs_sources
 def test_generated_declarations_are_up_to_date():
-    """The prototypes in fastfc.h and the declarations in _kernels.pxd are
-    what csrc/gen_kernel_decls.py writes from the definitions: a kernel added,
+    """The prototypes in fastfc.h and the declarations in the wrapper modules
+    are what csrc/gen_kernel_decls.py writes from the definitions: a kernel added,
     removed or changed without re-running it fails here."""
     generator = load_generator()
     stale = [path.name for path, text in generator.render().items() if path.read_text() != text]
@@ -142,11 +148,13 @@ def test_generated_declarations_are_up_to_date():
 @needs_sources
 def test_kernel_names_agree_across_c_header_and_cython_declarations():
     """Every exported function is fastfc_-prefixed, declared in fastfc.h and
-    in _kernels.pxd with as many parameters, and defined in exactly one
-    csrc/*.c; nothing else in csrc/ has external linkage."""
+    once across the wrapper modules with as many parameters, and defined in
+    exactly one csrc/*.c; nothing else in csrc/ has external linkage."""
     header = header_functions()
     assert header and all(name.startswith("fastfc_") for name in header), sorted(header)
-    assert pxd_functions() == header
+    declared = wrapper_declarations()
+    assert len(declared) == len(dict(declared)), "a kernel declared in two wrapper modules"
+    assert dict(declared) == header
     defined = {}
     for path in sorted(CSRC.glob("*.c")):
         for name in defined_functions(path.read_text()):

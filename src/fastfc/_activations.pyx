@@ -5,17 +5,39 @@ backward takes (dout, cache)."""
 import numbers
 
 cimport numpy as cnp
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int64_t, uint32_t, uint64_t
 from fastfc._common cimport (
     real, ELEMENTS_PER_PIECE, Pieces, pieces, next_piece, piece_items, as_float_array,
     check_same_dtype, check_nonempty, is_float32, data_of, num_threads, output_array,
     unpack_cache)
-from fastfc._kernels cimport (
-    fastfc_relu_forward_f32, fastfc_relu_forward_f64, fastfc_relu_backward_f32,
-    fastfc_relu_backward_f64, fastfc_sigmoid_forward_f32, fastfc_sigmoid_forward_f64,
-    fastfc_sigmoid_backward_f32, fastfc_sigmoid_backward_f64, fastfc_tanh_forward_f32,
-    fastfc_tanh_forward_f64, fastfc_tanh_backward_f32, fastfc_tanh_backward_f64,
-    fastfc_dropout_apply_f32, fastfc_dropout_apply_f64)
+
+cdef extern from "fastfc.h" nogil:
+    # BEGIN GENERATED from activations.c by python3 csrc/gen_kernel_decls.py: edit the definitions
+    uint64_t fastfc_dropout_key(uint64_t seed)
+    uint32_t fastfc_dropout_bits(uint64_t key, uint64_t i)
+    void fastfc_relu_forward_f32(const float *x, float *out, int64_t n, int n_threads)
+    void fastfc_relu_forward_f64(const double *x, double *out, int64_t n, int n_threads)
+    void fastfc_relu_backward_f32(const float *dout, const float *x, float *dx, int64_t n,
+                                  int n_threads)
+    void fastfc_relu_backward_f64(const double *dout, const double *x, double *dx, int64_t n,
+                                  int n_threads)
+    void fastfc_sigmoid_forward_f32(const float *x, float *out, int64_t n, int n_threads)
+    void fastfc_sigmoid_forward_f64(const double *x, double *out, int64_t n, int n_threads)
+    void fastfc_sigmoid_backward_f32(const float *dout, const float *out, float *dx, int64_t n,
+                                     int n_threads)
+    void fastfc_sigmoid_backward_f64(const double *dout, const double *out, double *dx, int64_t n,
+                                     int n_threads)
+    void fastfc_tanh_forward_f32(const float *x, float *out, int64_t n, int n_threads)
+    void fastfc_tanh_forward_f64(const double *x, double *out, int64_t n, int n_threads)
+    void fastfc_tanh_backward_f32(const float *dout, const float *out, float *dx, int64_t n,
+                                  int n_threads)
+    void fastfc_tanh_backward_f64(const double *dout, const double *out, double *dx, int64_t n,
+                                  int n_threads)
+    void fastfc_dropout_apply_f32(const float *in_, float *out, int64_t first, int64_t n, double p,
+                                  uint64_t seed, int n_threads)
+    void fastfc_dropout_apply_f64(const double *in_, double *out, int64_t first, int64_t n,
+                                  double p, uint64_t seed, int n_threads)
+    # END GENERATED activations.c
 
 import numpy as np
 

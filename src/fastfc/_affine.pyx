@@ -8,9 +8,35 @@ from fastfc._common cimport (real, Pieces, pieces, next_piece, piece_items, as_f
                              check_float_array, check_same_dtype, check_nonempty,
                              check_blas_size, is_float32, data_of, blas_table, num_threads,
                              output_array, gradient_outputs, unpack_cache)
-from fastfc._kernels cimport (fastfc_blas, fastfc_affine_forward_f32, fastfc_affine_forward_f64,
-                              fastfc_affine_backward_f32, fastfc_affine_backward_f64,
-                              fastfc_gemm_f32, fastfc_gemm_f64)
+from fastfc._kernels cimport fastfc_blas
+
+cdef extern from "fastfc.h" nogil:
+    # BEGIN GENERATED from gemm.c by python3 csrc/gen_kernel_decls.py: edit the definitions
+    void fastfc_gemm_f32(const fastfc_blas *blas, int n_threads, char trans_a, char trans_b,
+                         int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+                         const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
+    void fastfc_gemm_f64(const fastfc_blas *blas, int n_threads, char trans_a, char trans_b,
+                         int64_t m, int64_t n, int64_t k, double alpha, const double *a,
+                         int64_t lda, const double *b, int64_t ldb, double beta, double *c,
+                         int64_t ldc)
+    # END GENERATED gemm.c
+
+    # BEGIN GENERATED from affine.c by python3 csrc/gen_kernel_decls.py: edit the definitions
+    void fastfc_affine_forward_f32(const float *x, const float *w, const float *b, float *out,
+                                   int64_t n_batch, int64_t d_in, int64_t d_out, int relu,
+                                   const fastfc_blas *blas, int n_threads)
+    void fastfc_affine_forward_f64(const double *x, const double *w, const double *b, double *out,
+                                   int64_t n_batch, int64_t d_in, int64_t d_out, int relu,
+                                   const fastfc_blas *blas, int n_threads)
+    void fastfc_affine_backward_f32(const float *dout, const float *x, const float *w,
+                                    const float *relu_out, float *dh, float *dx, float *dw,
+                                    float *db, int64_t n_batch, int64_t d_in, int64_t d_out,
+                                    const fastfc_blas *blas, int n_threads)
+    void fastfc_affine_backward_f64(const double *dout, const double *x, const double *w,
+                                    const double *relu_out, double *dh, double *dx, double *dw,
+                                    double *db, int64_t n_batch, int64_t d_in, int64_t d_out,
+                                    const fastfc_blas *blas, int n_threads)
+    # END GENERATED affine.c
 
 import numpy as np
 

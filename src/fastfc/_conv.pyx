@@ -11,9 +11,22 @@ from fastfc._common cimport (real, Pieces, pieces, next_piece, piece_items, as_f
                              as_image_batch, as_int_param, out_size, check_same_dtype,
                              check_blas_size, is_float32, data_of, blas_table, num_threads,
                              output_array, gradient_outputs, unpack_cache, cache_entry)
-from fastfc._kernels cimport (fastfc_blas, fastfc_conv_geom, fastfc_conv_forward_f32,
-                              fastfc_conv_forward_f64, fastfc_conv_backward_f32,
-                              fastfc_conv_backward_f64)
+from fastfc._kernels cimport fastfc_blas, fastfc_conv_geom
+
+cdef extern from "fastfc.h" nogil:
+    # BEGIN GENERATED from conv.c by python3 csrc/gen_kernel_decls.py: edit the definitions
+    int fastfc_conv_forward_f32(const fastfc_conv_geom *g, const float *x, const float *w,
+                                const float *b, float *out, const fastfc_blas *blas, int n_threads)
+    int fastfc_conv_forward_f64(const fastfc_conv_geom *g, const double *x, const double *w,
+                                const double *b, double *out, const fastfc_blas *blas,
+                                int n_threads)
+    int fastfc_conv_backward_f32(const fastfc_conv_geom *g, const float *dout, const float *x,
+                                 const float *w, float *dx, float *dw, float *db,
+                                 const fastfc_blas *blas, int n_threads)
+    int fastfc_conv_backward_f64(const fastfc_conv_geom *g, const double *dout, const double *x,
+                                 const double *w, double *dx, double *dw, double *db,
+                                 const fastfc_blas *blas, int n_threads)
+    # END GENERATED conv.c
 
 import numpy as np
 

@@ -1,6 +1,12 @@
 # cython: language_level=3
 """Facts about how the C kernels were built, for fastfc.show_config()."""
-from fastfc._kernels cimport fastfc_openmp_enabled, fastfc_max_threads, fastfc_simd_level
+
+cdef extern from "fastfc.h" nogil:
+    # BEGIN GENERATED from config.c by python3 csrc/gen_kernel_decls.py: edit the definitions
+    int fastfc_openmp_enabled()
+    int fastfc_max_threads()
+    const char *fastfc_simd_level()
+    # END GENERATED config.c
 
 
 def openmp_enabled():

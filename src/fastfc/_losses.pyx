@@ -6,9 +6,22 @@ from libc.stdint cimport int64_t
 from fastfc._common cimport (real, ELEMENTS_PER_PIECE, Pieces, pieces, next_piece, piece_items,
                              as_float_array, as_labels, check_same_dtype, check_nonempty,
                              is_float32, data_of, num_threads)
-from fastfc._kernels cimport (fastfc_softmax_loss_f32, fastfc_softmax_loss_f64,
-                              fastfc_svm_loss_f32, fastfc_svm_loss_f64, fastfc_mse_loss_f32,
-                              fastfc_mse_loss_f64)
+
+cdef extern from "fastfc.h" nogil:
+    # BEGIN GENERATED from losses.c by python3 csrc/gen_kernel_decls.py: edit the definitions
+    double fastfc_softmax_loss_f32(const float *x, const int64_t *y, float *dx, int64_t n_batch,
+                                   int64_t n_classes, int64_t n_total, int n_threads)
+    double fastfc_softmax_loss_f64(const double *x, const int64_t *y, double *dx, int64_t n_batch,
+                                   int64_t n_classes, int64_t n_total, int n_threads)
+    double fastfc_svm_loss_f32(const float *x, const int64_t *y, float *dx, int64_t n_batch,
+                               int64_t n_classes, int64_t n_total, int n_threads)
+    double fastfc_svm_loss_f64(const double *x, const int64_t *y, double *dx, int64_t n_batch,
+                               int64_t n_classes, int64_t n_total, int n_threads)
+    double fastfc_mse_loss_f32(const float *pred, const float *target, float *dpred, int64_t n,
+                               int64_t n_total, int n_threads)
+    double fastfc_mse_loss_f64(const double *pred, const double *target, double *dpred, int64_t n,
+                               int64_t n_total, int n_threads)
+    # END GENERATED losses.c
 
 import numpy as np
 

@@ -11,14 +11,39 @@ from libc.string cimport memset
 from fastfc._common cimport (ELEMENTS_PER_PIECE, Pieces, pieces, next_piece, piece_items,
                              as_float_array, check_float_array, check_same_dtype, check_nonempty,
                              is_float32, data_of, num_threads, output_array)
-from fastfc._kernels cimport (
-    fastfc_norm_args, fastfc_batchnorm_stats_f32, fastfc_batchnorm_stats_f64,
-    fastfc_batchnorm_normalize_f32, fastfc_batchnorm_normalize_f64,
-    fastfc_batchnorm_grad_sums_f32, fastfc_batchnorm_grad_sums_f64,
-    fastfc_batchnorm_input_grad_f32, fastfc_batchnorm_input_grad_f64,
-    fastfc_groupnorm_chunk_samples, fastfc_groupnorm_tiles, fastfc_groupnorm_forward_f32,
-    fastfc_groupnorm_forward_f64, fastfc_groupnorm_backward_f32, fastfc_groupnorm_backward_f64,
-    fastfc_groupnorm_param_grads_f32, fastfc_groupnorm_param_grads_f64)
+from fastfc._kernels cimport fastfc_norm_geom, fastfc_norm_args
+
+cdef extern from "fastfc.h" nogil:
+    # BEGIN GENERATED from norm.c by python3 csrc/gen_kernel_decls.py: edit the definitions
+    int64_t fastfc_groupnorm_chunk_samples(int64_t n_batch, int64_t group_size)
+    int64_t fastfc_groupnorm_tiles(const fastfc_norm_geom *g)
+    void fastfc_batchnorm_stats_f32(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi,
+                                    int n_threads)
+    void fastfc_batchnorm_stats_f64(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi,
+                                    int n_threads)
+    void fastfc_batchnorm_normalize_f32(const fastfc_norm_args *a, int64_t n_lo, int64_t n_hi,
+                                        int n_threads)
+    void fastfc_batchnorm_normalize_f64(const fastfc_norm_args *a, int64_t n_lo, int64_t n_hi,
+                                        int n_threads)
+    void fastfc_batchnorm_grad_sums_f32(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi,
+                                        int n_threads)
+    void fastfc_batchnorm_grad_sums_f64(const fastfc_norm_args *a, int64_t c_lo, int64_t c_hi,
+                                        int n_threads)
+    void fastfc_batchnorm_input_grad_f32(const fastfc_norm_args *a, int64_t n_lo, int64_t n_hi,
+                                         int n_threads)
+    void fastfc_batchnorm_input_grad_f64(const fastfc_norm_args *a, int64_t n_lo, int64_t n_hi,
+                                         int n_threads)
+    void fastfc_groupnorm_forward_f32(const fastfc_norm_args *a, int64_t row_lo, int64_t row_hi,
+                                      int n_threads)
+    void fastfc_groupnorm_forward_f64(const fastfc_norm_args *a, int64_t row_lo, int64_t row_hi,
+                                      int n_threads)
+    void fastfc_groupnorm_backward_f32(const fastfc_norm_args *a, int64_t tile_lo, int64_t tile_hi,
+                                       int n_threads)
+    void fastfc_groupnorm_backward_f64(const fastfc_norm_args *a, int64_t tile_lo, int64_t tile_hi,
+                                       int n_threads)
+    void fastfc_groupnorm_param_grads_f32(const fastfc_norm_args *a)
+    void fastfc_groupnorm_param_grads_f64(const fastfc_norm_args *a)
+    # END GENERATED norm.c
 
 import numpy as np
 

@@ -24,9 +24,17 @@ from libc.stdlib cimport qsort
 from fastfc._common cimport (ELEMENTS_PER_PIECE, Pieces, pieces, next_piece, piece_items,
                              num_threads)
 from fastfc._kernels cimport (
-    fastfc_optim_tensor, fastfc_optim_rule, fastfc_optim_step_f32, fastfc_optim_step_f64,
-    FASTFC_SGD, FASTFC_SGD_VELOCITY, FASTFC_ADAGRAD, FASTFC_RMSPROP, FASTFC_ADAM,
-    fastfc_sgd_config, fastfc_adagrad_config, fastfc_rmsprop_config, fastfc_adam_config)
+    fastfc_optim_tensor, fastfc_optim_rule, FASTFC_SGD, FASTFC_SGD_VELOCITY, FASTFC_ADAGRAD,
+    FASTFC_RMSPROP, FASTFC_ADAM, fastfc_sgd_config, fastfc_adagrad_config,
+    fastfc_rmsprop_config, fastfc_adam_config)
+
+cdef extern from "fastfc.h" nogil:
+    # BEGIN GENERATED from optim.c by python3 csrc/gen_kernel_decls.py: edit the definitions
+    void fastfc_optim_step_f32(fastfc_optim_rule rule, const void *config,
+                               const fastfc_optim_tensor *tensors, int64_t n_tensors, int n_threads)
+    void fastfc_optim_step_f64(fastfc_optim_rule rule, const void *config,
+                               const fastfc_optim_tensor *tensors, int64_t n_tensors, int n_threads)
+    # END GENERATED optim.c
 
 import numpy as np
 

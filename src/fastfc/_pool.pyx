@@ -8,9 +8,17 @@ from fastfc._common cimport (Pieces, pieces, next_piece, piece_items, as_float_a
                              as_image_batch, as_int_param, out_size, check_same_dtype,
                              is_float32, data_of, num_threads, output_array, plain_array,
                              unpack_cache, cache_entry)
-from fastfc._kernels cimport (fastfc_pool_geom, fastfc_pool_op, fastfc_pool_f32,
-                              fastfc_pool_f64, FASTFC_MAX_POOL_FORWARD, FASTFC_MAX_POOL_BACKWARD,
-                              FASTFC_AVG_POOL_FORWARD, FASTFC_AVG_POOL_BACKWARD)
+from fastfc._kernels cimport (
+    fastfc_pool_geom, fastfc_pool_op, FASTFC_MAX_POOL_FORWARD, FASTFC_MAX_POOL_BACKWARD,
+    FASTFC_AVG_POOL_FORWARD, FASTFC_AVG_POOL_BACKWARD)
+
+cdef extern from "fastfc.h" nogil:
+    # BEGIN GENERATED from pool.c by python3 csrc/gen_kernel_decls.py: edit the definitions
+    int64_t fastfc_pool_f32(fastfc_pool_op op, const fastfc_pool_geom *g, const void *src,
+                            void *dst, int32_t *argmax, int n_threads)
+    int64_t fastfc_pool_f64(fastfc_pool_op op, const fastfc_pool_geom *g, const void *src,
+                            void *dst, int32_t *argmax, int n_threads)
+    # END GENERATED pool.c
 
 import numpy as np
 
