@@ -300,7 +300,7 @@ def test_keyboard_interrupt_restores_best_and_writes_checkpoint(problem, tmp_pat
     with pytest.raises(KeyboardInterrupt):
         solver.train()
     assert solver.interrupted and len(solver.epoch_history) == 2
-    restored = mlp(seed=1).load(tmp_path / "best.npz")
+    restored = mlp(seed=1).load(tmp_path / "best.safetensors")
     for name, array in model.params.items():
         np.testing.assert_array_equal(array, solver.best_params[name])
         np.testing.assert_array_equal(restored.params[name], array)

@@ -8,6 +8,7 @@ The model is any course-style model (a `params` dict and loss(X, y=None)),
 e.g. a fastfc.models.Sequential with a loss, FullyConnectedNet or ConvNet.
 """
 import contextlib
+import os
 import inspect
 import math
 import signal
@@ -157,9 +158,10 @@ class Solver:
     - verbose: print progress (a tqdm bar when stderr is a terminal or in a
       Jupyter notebook, never into a file or pipe; epoch lines unless
       on_epoch_end is given); False: the Solver prints nothing
-    - checkpoint_name: path of an .npz ('.npz' appended when missing) that
-      holds the best parameters, rewritten when they improve and on Ctrl-C
-      (not before the first epoch has ended)
+    - checkpoint_name: path of the file that holds the best parameters,
+      rewritten when they improve and on Ctrl-C (not before the first epoch
+      has ended): safetensors ('.safetensors' appended unless the name ends
+      in it or in '.npz', which writes an .npz), as Sequential.save writes
     - seed: int or np.random.Generator for shuffling, subsampling and augment;
       None: a generator seeded from NumPy's global one (as fastfc.layers do),
       so np.random.seed makes an unseeded run reproducible
@@ -388,8 +390,10 @@ class Solver:
         an earlier run (Ctrl-C during the first epoch writes nothing)."""
         if self.checkpoint_name is None or self.epoch == 0:
             return
-        path = str(self.checkpoint_name)
-        save_arrays(path if path.endswith(".npz") else path + ".npz", self.best_params)
+        path = os.fspath(self.checkpoint_name)
+        if not path.lower().endswith((".npz", ".safetensors")):
+            path += ".safetensors"
+        save_arrays(path, self.best_params)
 
     def _say(self, text, bar):
         (bar.write if bar is not None else print)(text)
