@@ -1,0 +1,224 @@
+"""Issue 17, second reliability pass, the kernel side: every functional
+kernel and optimizer against ndarray subclasses whose .shape lies and masked
+arrays, fork after OpenMP threads, overlapping parameters, optimizer state
+and hyperparameters, tampered max-pool caches, and an argmax array another
+thread rewrites mid-call. Scenarios whose failure mode is a crash or a hang
+run in a child interpreter with a timeout."""
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import fastfc
+from fastfc import optim
+from fastfc.parameter import Parameter
+
+from testutil import child_env
+
+
+def run_child(code, timeout=60):
+    """code run in a fresh interpreter importing this fastfc: (returncode,
+    stdout, stderr); a hang fails the test through the timeout."""
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, timeout=timeout, env=child_env())
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def child_records(code, timeout=60):
+    """The JSON lines a child prints, asserting it exited cleanly; a record
+    {"started": case} before each case names the one that killed it."""
+    rc, out, err = run_child(code, timeout)
+    records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    started = [r["started"] for r in records if "started" in r]
+    assert rc == 0, (f"the child died (status {rc}) in case "
+                     f"{started[-1] if started else None}:\n{err[-3000:]}")
+    return [r for r in records if "started" not in r]
+
+
+# ---- 1. ndarray subclasses: a .shape that lies, masked arrays -----------------------
+# Every functional kernel, called with each of its arrays (the cache's
+# included, outputs given through out=/dx=/dw=/db=/dgamma=/dbeta=) replaced
+# by (a) a subclass view whose .shape claims a larger shape, (b) a smaller
+# array whose .shape claims the right one, (c) a masked array. A subclass
+# must behave exactly as its base-class array does (the same result or the
+# same error); a masked array must raise TypeError naming the argument.
+
+KERNEL_CALLS = r"""
+import numpy as np
+import fastfc.functional as F
+
+rng = np.random.default_rng(0)
+X2, W2, B2 = rng.standard_normal((4, 6)), rng.standard_normal((6, 5)), rng.standard_normal(5)
+X4, WC, BC = rng.standard_normal((2, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3)), np.ones(4)
+G6, G3 = rng.standard_normal(6) + 2, rng.standard_normal(3) + 2
+
+def e(shape):
+    return np.empty(shape)
+
+def grads(x_shape, p_shape):
+    return {"dx": e(x_shape), "dgamma": e(p_shape), "dbeta": e(p_shape)}
+
+def activation(name):
+    fwd, bwd = getattr(F, name + "_forward"), getattr(F, name + "_backward")
+    return [(name + "_forward", lambda: dict(x=X2.copy(), out=e((4, 6)))),
+            (name + "_backward", lambda: dict(dout=X2.copy(), cache=fwd(X2)[1], dx=e((4, 6))))]
+
+def bn(name, x, g, shape, fwd_kw):
+    fwd = getattr(F, name + "_forward")
+    def args(**kw):
+        return dict(x=x.copy(), gamma=g.copy(), beta=g - 1, running_mean=np.zeros_like(g),
+                    running_var=np.ones_like(g), out=e(x.shape), **kw)
+    return [(name + "_forward", lambda: args(train=True)),
+            (name + "_forward/test", lambda: args(train=False)),
+            (name + "_backward", lambda: dict(dout=x + 1, cache=fwd(x, g, g - 1, np.zeros_like(g),
+                                                                     np.ones_like(g))[1],
+                                              **grads(x.shape, g.shape)))]
+
+CALLS = [
+    ("affine_forward", lambda: dict(x=X2.copy(), w=W2.copy(), b=B2.copy(), out=e((4, 5)))),
+    ("affine_backward", lambda: dict(dout=np.ones((4, 5)), cache=F.affine_forward(X2, W2, B2)[1],
+                                     dx=e((4, 6)), dw=e((6, 5)), db=e(5))),
+    ("affine_relu_forward", lambda: dict(x=X2.copy(), w=W2.copy(), b=B2.copy(), out=e((4, 5)))),
+    ("affine_relu_backward", lambda: dict(dout=np.ones((4, 5)),
+                                          cache=F.affine_relu_forward(X2, W2, B2)[1],
+                                          dx=e((4, 6)), dw=e((6, 5)), db=e(5))),
+    *activation("relu"), *activation("sigmoid"), *activation("tanh"),
+    ("dropout_forward", lambda: dict(x=X2.copy(), p=0.5, seed=3, out=e((4, 6)))),
+    ("dropout_forward/test", lambda: dict(x=X2.copy(), p=0.5, train=False, seed=3, out=e((4, 6)))),
+    ("dropout_backward", lambda: dict(dout=X2.copy(), cache=F.dropout_forward(X2, 0.5, seed=3)[1],
+                                      dx=e((4, 6)))),
+    ("softmax_loss", lambda: dict(x=X2.copy(), y=np.array([0, 5, 2, 1]))),
+    ("svm_loss", lambda: dict(x=X2.copy(), y=np.array([0, 5, 2, 1]))),
+    ("mse_loss", lambda: dict(pred=X2.copy(), target=X2 + 1)),
+    *bn("batchnorm", X2, G6, (6,), {}),
+    *bn("spatial_batchnorm", X4, G3, (3,), {}),
+    ("layernorm_forward", lambda: dict(x=X2.copy(), gamma=G6.copy(), beta=G6 - 1, out=e((4, 6)))),
+    ("layernorm_backward", lambda: dict(dout=X2 + 1, cache=F.layernorm_forward(X2, G6, G6 - 1)[1],
+                                        **grads((4, 6), (6,)))),
+    ("groupnorm_forward", lambda: dict(x=X4.copy(), gamma=G3.copy(), beta=G3 - 1, num_groups=3,
+                                       out=e(X4.shape))),
+    ("groupnorm_backward", lambda: dict(dout=X4 + 1, cache=F.groupnorm_forward(X4, G3, G3 - 1, 3)[1],
+                                        **grads(X4.shape, (3,)))),
+    ("conv_forward", lambda: dict(x=X4.copy(), w=WC.copy(), b=BC.copy(), pad=1,
+                                  out=e((2, 4, 6, 6)))),
+    ("conv_backward", lambda: dict(dout=np.ones((2, 4, 6, 6)), cache=F.conv_forward(X4, WC, BC, pad=1)[1],
+                                   dx=e(X4.shape), dw=e(WC.shape), db=e(4))),
+    ("max_pool_forward", lambda: dict(x=X4.copy(), out=e((2, 3, 3, 3)))),
+    ("max_pool_forward/3x3s1", lambda: dict(x=X4.copy(), pool_height=3, pool_width=3, stride=1,
+                                            out=e((2, 3, 4, 4)))),
+    ("max_pool_backward", lambda: dict(dout=np.ones((2, 3, 3, 3)), cache=F.max_pool_forward(X4)[1],
+                                       dx=e(X4.shape))),
+    ("max_pool_backward/3x3s1", lambda: dict(dout=np.ones((2, 3, 4, 4)),
+                                             cache=F.max_pool_forward(X4, 3, 3, 1)[1],
+                                             dx=e(X4.shape))),
+    ("avg_pool_forward", lambda: dict(x=X4.copy(), out=e((2, 3, 3, 3)))),
+    ("avg_pool_backward", lambda: dict(dout=np.ones((2, 3, 3, 3)), cache=F.avg_pool_forward(X4)[1],
+                                       dx=e(X4.shape))),
+]
+"""
+
+SUBCLASS_RUNNER = KERNEL_CALLS + r"""
+import json
+
+def lying(base, shape):
+    # base viewed as an ndarray subclass whose Python-level .shape says shape
+    cls = type("Lying", (np.ndarray,), {"shape": property(lambda self: shape)})
+    return base.view(cls)
+
+def paths(kwargs):
+    # (key, index in the cache or None) of every array argument
+    for key, value in kwargs.items():
+        if isinstance(value, np.ndarray):
+            yield key, None
+        elif isinstance(value, tuple):
+            yield from ((key, i) for i, v in enumerate(value) if isinstance(v, np.ndarray))
+
+def replaced(kwargs, path, make):
+    key, i = path
+    if i is None:
+        kwargs[key] = make(kwargs[key])
+    else:
+        cache = list(kwargs[key])
+        cache[i] = make(cache[i])
+        kwargs[key] = tuple(cache)
+    return kwargs
+
+def outcome(call):
+    try:
+        return ("returned", call())
+    except Exception as err:
+        return ("raised", type(err).__name__, str(err))
+
+def same(a, b):
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)
+                and np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True))
+    if isinstance(a, (tuple, list)):
+        return (isinstance(b, (tuple, list)) and len(a) == len(b)
+                and all(same(x, y) for x, y in zip(a, b)))
+    return a == b
+
+def shorter(a):
+    # fewer elements than a: the first half of its values, flat
+    return a.reshape(-1)[:max(1, a.size // 2)].copy()
+
+def masked(a):
+    mask = np.zeros(a.shape, bool)
+    mask.flat[0] = True
+    return np.ma.array(a, mask=mask)
+
+VARIANTS = {
+    # name: (the base array, given a, and the shape the subclass claims)
+    "claims-larger": (lambda a: a, lambda a: (a.shape[0] * 7,) + a.shape[1:]),
+    "claims-flat": (lambda a: a, lambda a: (a.size * 50,)),
+    "shorter-claims-true": (shorter, lambda a: a.shape),
+    "one-row-claims-true": (lambda a: a[:1].copy(), lambda a: a.shape),
+}
+
+for name, make_kwargs in CALLS:
+    fn = getattr(F, name.split("/")[0])
+    for path in paths(make_kwargs()):
+        where = f"{name}:{path[0]}" + (f"[{path[1]}]" if path[1] is not None else "")
+        for variant, (base_of, claim_of) in VARIANTS.items():
+            case = f"{where}:{variant}"
+            print(json.dumps({"started": case}), flush=True)
+            bases = []
+            def substitute(a):
+                bases.append(base_of(a))
+                return lying(bases[-1], claim_of(a))
+            got = outcome(lambda: fn(**replaced(make_kwargs(), path, substitute)))
+            # the same call with the base array itself
+            plain = iter(bases)
+            want = outcome(lambda: fn(**replaced(make_kwargs(), path,
+                                                 lambda a: np.ndarray.view(next(plain), np.ndarray))))
+            ok = (got[0] == want[0] == "returned" and same(got[1], want[1])) or \
+                 (got[0] == want[0] == "raised" and got[1:] == want[1:])
+            print(json.dumps({"case": case, "kind": "subclass", "ok": bool(ok),
+                              "got": str(got[:2])[:300], "want": str(want[:2])[:300]}), flush=True)
+        case = f"{where}:masked"
+        print(json.dumps({"started": case}), flush=True)
+        got = outcome(lambda: fn(**replaced(make_kwargs(), path, masked)))
+        print(json.dumps({"case": case, "kind": "masked", "name": path[0], "cache": path[1] is not None,
+                          "error": got[1] if got[0] == "raised" else None,
+                          "message": got[2] if got[0] == "raised" else ""}), flush=True)
+"""
+
+
+# Cache entries a backward never reads (the bias): their mask changes nothing.
+UNREAD_CACHE_ENTRIES = {"affine_backward:cache[2]", "affine_relu_backward:cache[2]",
+                        "conv_backward:cache[2]"}
+
+
+def test_every_kernel_reads_subclasses_as_their_base_array_and_refuses_masked_ones():
+    records = child_records(SUBCLASS_RUNNER)
+    subclass = [r for r in records if r["kind"] == "subclass"]
+    masked = [r for r in records if r["kind"] == "masked"]
+    assert len(subclass) > 400 and len(masked) > 100, (len(subclass), len(masked))
+    assert [r for r in subclass if not r["ok"]] == []
+    wrong = [r for r in masked if r["case"].rsplit(":", 1)[0] not in UNREAD_CACHE_ENTRIES and (
+             r["error"] != "TypeError" or "masked" not in r["message"]
+             or not (r["cache"] or r["name"] in r["message"]))]
+    assert wrong == []
