@@ -222,3 +222,116 @@ def test_every_kernel_reads_subclasses_as_their_base_array_and_refuses_masked_on
              r["error"] != "TypeError" or "masked" not in r["message"]
              or not (r["cache"] or r["name"] in r["message"]))]
     assert wrong == []
+
+
+# The optimizers: each class (with its state arrays in use) and each course
+# rule, with a parameter's data, its gradient or a state array replaced as above.
+OPTIMIZER_RUNNER = r"""
+import json
+import numpy as np
+import fastfc
+from fastfc import optim
+
+def lying(base, shape):
+    cls = type("Lying", (np.ndarray,), {"shape": property(lambda self: shape)})
+    return base.view(cls)
+
+def masked(a):
+    mask = np.zeros(a.shape, bool)
+    mask.flat[0] = True
+    return np.ma.array(a, mask=mask)
+
+VARIANTS = {
+    "claims-larger": lambda a: lying(a, (a.shape[0] * 7,) + a.shape[1:]),
+    "shorter-claims-true": lambda a: lying(a.reshape(-1)[:a.size // 2].copy(), a.shape),
+    "masked": masked,
+}
+PLAIN = {
+    "claims-larger": lambda a: a,
+    "shorter-claims-true": lambda a: a.reshape(-1)[:a.size // 2].copy(),
+    "masked": np.asarray,
+}
+
+CLASSES = {
+    "SGD": lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9),
+    "Adagrad": lambda ps: optim.Adagrad(ps, lr=0.1),
+    "RMSprop": lambda ps: optim.RMSprop(ps, lr=0.1, momentum=0.5, centered=True),
+    "Adam": lambda ps: optim.Adam(ps, lr=0.1, amsgrad=True),
+    "AdamW": lambda ps: optim.AdamW(ps, lr=0.1),
+}
+
+def outcome(call):
+    try:
+        return ("returned", call())
+    except Exception as err:
+        return ("raised", type(err).__name__, str(err))
+
+def class_step(make, variant, where, substitute):
+    # two parameters, one step to create the state, then one step with where replaced
+    rng = np.random.default_rng(1)
+    ps = [fastfc.Parameter(rng.standard_normal((4, 6)), "w"), fastfc.Parameter(np.ones(6), "b")]
+    for p in ps:
+        p.grad[...] = rng.standard_normal(p.data.shape)
+    opt = make(ps)
+    opt.step()
+    if where == "data":
+        ps[0].data = substitute(ps[0].data)
+    elif where == "grad":
+        ps[0].grad = substitute(ps[0].grad)
+    else:
+        state = opt.state[ps[0]]
+        state[where] = substitute(state[where])
+    result = outcome(opt.step)
+    return result[0] if result[0] == "returned" else result, [np.asarray(p.data).tolist() for p in ps]
+
+def course(rule, variant, where, substitute):
+    rng = np.random.default_rng(2)
+    w, dw = rng.standard_normal((4, 6)), rng.standard_normal((4, 6))
+    config = {}
+    getattr(optim, rule)(w, dw, config)  # creates the state arrays
+    if where == "w":
+        w = substitute(w)
+    elif where == "dw":
+        dw = substitute(dw)
+    else:
+        config[where] = substitute(config[where])
+    result = outcome(lambda: getattr(optim, rule)(w, dw, config))
+    if result[0] == "returned":
+        return "returned", np.asarray(result[1][0]).tolist()
+    return result, None
+
+CASES = []
+for name, make in CLASSES.items():
+    rng = np.random.default_rng(1)
+    ps = [fastfc.Parameter(np.ones((4, 6)))]
+    opt = make(ps)
+    opt.step()
+    for where in ["data", "grad", *sorted(k for k in opt.state[ps[0]] if k != "step")]:
+        CASES.append((f"{name}:{where}", lambda v, s, make=make, where=where: class_step(make, v, where, s)))
+for rule, keys in [("sgd", []), ("sgd_momentum", ["velocity"]), ("rmsprop", ["cache"]),
+                   ("adam", ["m", "v"])]:
+    for where in ["w", "dw", *keys]:
+        CASES.append((f"{rule}:{where}", lambda v, s, rule=rule, where=where: course(rule, v, where, s)))
+
+for case, run in CASES:
+    for variant, substitute in VARIANTS.items():
+        print(json.dumps({"started": f"{case}:{variant}"}), flush=True)
+        got = run(variant, substitute)
+        want = run(variant, PLAIN[variant])
+        print(json.dumps({"case": f"{case}:{variant}", "variant": variant,
+                          "got": got, "want": want}, default=str), flush=True)
+"""
+
+
+def test_optimizers_read_subclasses_as_their_base_array_and_refuse_masked_ones():
+    records = child_records(OPTIMIZER_RUNNER)
+    assert len(records) > 60, len(records)
+    for r in records:
+        got, want = r["got"], r["want"]
+        if r["variant"] == "masked":
+            # refused, naming what was masked, and no parameter changed
+            error, message = got[0][1:] if got[0] != "returned" else (None, "")
+            assert error in ("TypeError", "ArgumentTypeError") and "masked" in message, r
+            assert want[0] == "returned", r
+        else:  # what the base-class array gives: the same values, or the same error
+            assert got[1] == want[1] and got[0][:2] == want[0][:2], r

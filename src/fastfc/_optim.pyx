@@ -49,6 +49,11 @@ cdef class _TensorList:
         PyMem_Free(self.tensors)
 
 
+cdef tuple _dims(cnp.ndarray a):
+    """a's C-level shape (a subclass's .shape may say otherwise)."""
+    return tuple(cnp.PyArray_DIMS(a)[d] for d in range(cnp.PyArray_NDIM(a)))
+
+
 cdef void *_checked(object arr, cnp.ndarray data, bint writeable, object owner,
                     str what) except NULL:
     """The buffer of arr, an array like data (dtype, shape, C-contiguous);
@@ -66,8 +71,8 @@ cdef void *_checked(object arr, cnp.ndarray data, bint writeable, object owner,
     for d in range(ndim if same_shape else 0):
         same_shape = same_shape and cnp.PyArray_DIMS(a)[d] == cnp.PyArray_DIMS(data)[d]
     if not same_shape:
-        raise ValueError(f"{owner}: {what} has shape {arr.shape} but data has shape "
-                         f"{(<object>data).shape}")
+        raise ValueError(f"{owner}: {what} has shape {_dims(a)} but data has shape "
+                         f"{_dims(data)}")
     if not cnp.PyArray_IS_C_CONTIGUOUS(a):
         raise ValueError(f"{owner}: {what} must be a C-contiguous array")
     if writeable and not cnp.PyArray_ISWRITEABLE(a):

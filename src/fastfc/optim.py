@@ -29,7 +29,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from . import _optim
-from ._validation import check_int, check_probability, check_real
+from ._validation import check_int, check_probability, check_real, check_unmasked
 from .parameter import Parameter
 
 __all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "OPTIMIZERS", "UPDATE_RULES",
@@ -424,7 +424,7 @@ class Optimizer:
                 known = ", ".join((["step"] if self._counts_steps else []) + list(self._STATE))
                 raise ValueError(f"{where} has {key!r}, which is no state of "
                                  f"{type(self).__name__} (it keeps {known})")
-            arr = np.asarray(value)
+            arr = check_unmasked(f"{where}[{key!r}]", value)
             if arr.shape != p.data.shape:
                 raise ValueError(f"{where}[{key!r}] has shape {arr.shape}, but its parameter "
                                  f"{p.name!r} has shape {p.data.shape}")
@@ -730,7 +730,9 @@ def _course_config(config, w, hyper, state_keys, owner):
         arr = config.get(key)
         if arr is None:
             arr = np.zeros_like(w)
-        elif not isinstance(arr, np.ndarray) or arr.shape != w.shape:
+        elif isinstance(arr, np.ndarray):
+            arr = check_unmasked(f"{owner}: config[{key!r}]", arr)
+        if not isinstance(arr, np.ndarray) or arr.shape != w.shape:
             raise ValueError(f"{owner}: config[{key!r}] must be an array of w's shape {w.shape}, "
                              f"got {getattr(arr, 'shape', type(arr).__name__)}")
         elif not (arr.dtype == w.dtype and arr.flags.c_contiguous and arr.flags.writeable):
@@ -798,6 +800,9 @@ def _course_rule(rule, w, dw, config):
     if not isinstance(w, np.ndarray) or w.dtype not in (np.float32, np.float64):
         raise TypeError(f"w must be a float32 or float64 NumPy array, got "
                         f"{getattr(w, 'dtype', type(w).__name__)}")
+    w = check_unmasked("w", w)
+    if isinstance(dw, np.ndarray):
+        dw = check_unmasked("dw", dw)
     if not isinstance(dw, np.ndarray) or dw.dtype != w.dtype:
         raise TypeError(f"dw must be a NumPy array of w's dtype {w.dtype}, got "
                         f"{getattr(dw, 'dtype', type(dw).__name__)}")
