@@ -335,3 +335,185 @@ def test_optimizers_read_subclasses_as_their_base_array_and_refuse_masked_ones()
             assert want[0] == "returned", r
         else:  # what the base-class array gives: the same values, or the same error
             assert got[1] == want[1] and got[0][:2] == want[0][:2], r
+
+
+# ---- 2. fork after fastfc ran OpenMP threads --------------------------------------
+# GNU OpenMP's thread pool does not survive fork: a child's first parallel
+# region waited forever for workers that exist only in the parent. Here the
+# parent runs every kind of work on two threads, then forks (a
+# multiprocessing "fork" Pool, and os.fork while another thread of the
+# parent is inside a kernel); each child runs every kind of work again and
+# must finish, on one thread, with the parent's one-thread results.
+
+FORK_RUNNER = r"""
+import json, os, signal, sys, threading, time, warnings
+import multiprocessing as mp
+import numpy as np
+import fastfc, fastfc.functional as F
+from fastfc import layers, optim
+from fastfc.models import Sequential
+
+rng = np.random.default_rng(0)
+# big enough that every kernel splits its work among two threads
+X2, W2, B2 = rng.standard_normal((256, 512)), rng.standard_normal((512, 256)) / 20, np.zeros(256)
+X4, WC, BC = rng.standard_normal((16, 8, 32, 32)), rng.standard_normal((8, 8, 3, 3)) / 9, np.zeros(8)
+G512, G8 = np.ones(512), np.ones(8)
+Y = rng.integers(0, 256, 256)
+
+def digest(result):
+    arrays = [a for a in (result if isinstance(result, tuple) else (result,))
+              if isinstance(a, np.ndarray) and a.dtype.kind == "f"]
+    return float(sum(np.float64(a.sum()) for a in arrays)) + float(
+        sum(r for r in (result if isinstance(result, tuple) else ()) if isinstance(r, float)))
+
+def functional():
+    out = {}
+    for name in ("relu", "sigmoid", "tanh"):
+        y, cache = getattr(F, name + "_forward")(X2)
+        out[name] = digest(getattr(F, name + "_backward")(X2, cache))
+    y, cache = F.dropout_forward(X2, 0.5, seed=1)
+    out["dropout"] = digest(F.dropout_backward(X2, cache))
+    for name in ("affine", "affine_relu"):
+        y, cache = getattr(F, name + "_forward")(X2, W2, B2)
+        out[name] = digest(getattr(F, name + "_backward")(y, cache))
+    out["softmax"] = digest(F.softmax_loss(X2, Y))
+    out["svm"] = digest(F.svm_loss(X2, Y))
+    out["mse"] = digest(F.mse_loss(X2, X2 + 1))
+    y, cache = F.batchnorm_forward(X2, G512, G512, np.zeros(512), np.ones(512))
+    out["batchnorm"] = digest(F.batchnorm_backward(y, cache))
+    y, cache = F.spatial_batchnorm_forward(X4, G8, G8, np.zeros(8), np.ones(8))
+    out["spatial_batchnorm"] = digest(F.spatial_batchnorm_backward(y, cache))
+    y, cache = F.layernorm_forward(X2, G512, G512)
+    out["layernorm"] = digest(F.layernorm_backward(y, cache))
+    y, cache = F.groupnorm_forward(X4, G8, G8, 4)
+    out["groupnorm"] = digest(F.groupnorm_backward(y, cache))
+    y, cache = F.conv_forward(X4, WC, BC, pad=1)
+    out["conv"] = digest(F.conv_backward(y, cache))
+    for name, window in (("max_pool", (2, 2, 2)), ("max_pool/3x3", (3, 3, 1)),
+                         ("avg_pool", (2, 2, 2))):
+        kernel = name.split("/")[0]
+        y, cache = getattr(F, kernel + "_forward")(X4, *window)
+        out[name] = digest(getattr(F, kernel + "_backward")(y, cache))
+    return out
+
+def network():
+    return Sequential(layers.Conv2d(8, 8, 3, padding=1, seed=1), layers.BatchNorm2d(8),
+                      layers.ReLU(), layers.MaxPool2d(2), layers.Flatten(),
+                      layers.Linear(8 * 16 * 16, 64, seed=2), layers.ReLU(),
+                      layers.Linear(64, 10, seed=3), loss=layers.SoftmaxCrossEntropy())
+
+def model_and_optimizers():
+    model = network()
+    loss, _ = model.loss(X4, Y[:16] % 10)
+    out = {"layers": float(loss)}
+    for name, cls in optim.OPTIMIZERS.items():
+        model = network()
+        model.loss(X4, Y[:16] % 10)
+        opt = cls(model.parameters(), lr=1e-3)
+        opt.step()
+        out[name] = float(sum(np.float64(p.data.sum()) for p in model.parameters()))
+    return out
+
+def solver_step():
+    model = network()
+    data = {"X_train": X4.astype(np.float32), "y_train": Y[:16] % 10,
+            "X_val": X4[:4].astype(np.float32), "y_val": Y[:4] % 10}
+    solver = fastfc.Solver(model, data, batch_size=8, num_epochs=1, verbose=False, seed=0)
+    solver._step(data["X_train"][:8], data["y_train"][:8])
+    return {"solver": float(sum(np.float64(p.data.sum()) for p in model.parameters()))}
+
+def everything():
+    return {**functional(), **model_and_optimizers(), **solver_step()}
+
+def in_forked_child(task, deadline):
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_end)
+        try:
+            result = task()
+        except BaseException as e:
+            result = f"{type(e).__name__}: {e}"
+        os.write(write_end, json.dumps(result).encode())
+        os._exit(0)
+    os.close(write_end)
+    start = time.monotonic()
+    while os.waitpid(pid, os.WNOHANG) == (0, 0):
+        if time.monotonic() - start > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return "hung"
+        time.sleep(0.02)
+    with os.fdopen(read_end) as f:
+        return json.loads(f.read() or '"died"')
+
+def child_task(_=None):
+    return {"threads": fastfc.get_num_threads(), "results": everything()}
+
+fastfc.set_num_threads(1)
+serial = everything()
+fastfc.set_num_threads(2)
+everything()  # the parent's OpenMP threads are running now
+report = {"serial": serial}
+pool = mp.get_context("fork").Pool(2)
+try:
+    report["pool"] = pool.map_async(child_task, range(2)).get(timeout=DEADLINE)
+except mp.TimeoutError:
+    report["pool"] = "hung"
+finally:
+    pool.terminate()
+    pool.join()
+
+# os.fork while another thread of the parent is inside a two-thread kernel
+stop = threading.Event()
+def busy():
+    while not stop.is_set():
+        F.conv_forward(X4, WC, BC, pad=1)
+thread = threading.Thread(target=busy)
+thread.start()
+time.sleep(0.05)
+report["fork during a kernel"] = [in_forked_child(child_task, DEADLINE) for _ in range(3)]
+stop.set()
+thread.join()
+report["parent threads"] = fastfc.get_num_threads()
+print(json.dumps(report))
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_fork_after_threads_every_kernel_layer_optimizer_and_solver_finish_in_the_child():
+    from fastfc import _info
+
+    if not _info.openmp_enabled():
+        pytest.skip("built without OpenMP")
+    records = child_records(FORK_RUNNER.replace("DEADLINE", "20"), timeout=120)
+    report = records[-1]
+    want = {"threads": 1, "results": report["serial"]}
+    assert len(report["serial"]) == 24, sorted(report["serial"])
+    assert report["pool"] == [want, want], report["pool"]
+    assert report["fork during a kernel"] == [want] * 3
+    assert report["parent threads"] == 2
+
+
+def test_no_module_of_fastfc_starts_processes_by_fork():
+    """fastfc's own process pools (search's LocalWorkers, whatever cli/ and
+    the subpackages start) use spawn: fork would copy a dead OpenMP pool.
+    Every module, subpackages included, is read; LocalWorkers is asked."""
+    import pathlib
+    import re
+
+    from fastfc.search import LocalWorkers
+
+    starts = re.compile(r"\bmultiprocessing\b|ProcessPoolExecutor\(|os\.fork\(|\bPool\(|"
+                        r"os\.register_at_fork")
+    chosen = re.compile(r"get_context\(\"(spawn|forkserver)\"\)|register_at_fork\(after_in_child")
+    root = pathlib.Path(fastfc.__file__).parent
+    modules = list(root.rglob("*.py"))
+    assert len(modules) > 30, modules
+    for path in modules:
+        text = path.read_text(errors="replace")
+        if starts.search(text):
+            assert chosen.search(text), f"{path.relative_to(root)} starts processes without spawn"
+    with LocalWorkers(1) as workers:
+        workers.scatter(None)
+        assert workers.executor._mp_context.get_start_method() == "spawn"
