@@ -517,3 +517,85 @@ def test_no_module_of_fastfc_starts_processes_by_fork():
     with LocalWorkers(1) as workers:
         workers.scatter(None)
         assert workers.executor._mp_context.get_start_method() == "spawn"
+
+
+# ---- 5. parameters over the same memory ---------------------------------------------
+# The fused step hands blocks of every parameter to different threads: two
+# over the same memory were read-modify-written at once (a result depending
+# on the thread count and timing). Each overlap raises ValueError naming both,
+# when the optimizer is built or, for arrays swapped in later, at the step,
+# with nothing changed.
+
+def _overlaps():
+    """name -> (build(): (params or param groups, the two names), when
+    after_build: a change made after the optimizer is built)."""
+    def two(a, b):
+        return [Parameter(a, "first"), Parameter(b, "second")]
+
+    def swap_data(ps):
+        ps[1].data = ps[0].data[2:]
+
+    def grad_is_other_data(ps):
+        ps[1].grad = ps[0].data
+
+    def other_view_of_grad(ps):
+        ps[0].grad = np.zeros(4)  # gradients may share memory; data may not be one
+        ps[1].data = ps[0].grad
+
+    big = np.ones(20)
+    return {
+        "same array": (lambda: two(big, big), None),
+        "overlapping views": (lambda: two(big[:10], big[5:15]), None),
+        "float32 view of the same bytes": (lambda: two(big[:4], big[:8].view(np.float32)), None),
+        "2-d and 1-d views": (lambda: two(big.reshape(4, 5), big[18:]), None),
+        "in two param groups": (
+            lambda: [{"params": [Parameter(big[:6], "first")]},
+                     {"params": [Parameter(big[3:9], "second")], "lr": 0.5}], None),
+        "data swapped in later": (lambda: two(np.ones(8), np.ones(6)), swap_data),
+        "gradient is another's data": (lambda: two(np.ones(4), np.ones(4)), grad_is_other_data),
+        "data is another's gradient": (lambda: two(np.ones(4), np.ones(4)), other_view_of_grad),
+    }
+
+
+OVERLAPS = _overlaps()
+
+
+@pytest.mark.parametrize("rule", sorted(optim.OPTIMIZERS))
+@pytest.mark.parametrize("case", sorted(OVERLAPS))
+def test_parameters_sharing_memory_are_refused_naming_both(case, rule):
+    build, after_build = OVERLAPS[case]
+    params = build()
+    flat = [p for group in params for p in group["params"]] if isinstance(params[0], dict) \
+        else params
+    cls = optim.OPTIMIZERS[rule]
+    if after_build is None:
+        with pytest.raises(ValueError, match=r"(?s)first.*second.*share memory"):
+            cls(params, lr=0.1)
+        return
+    opt = cls(params, lr=0.1)
+    after_build(flat)
+    for p in flat:
+        p.grad = p.grad if p.grad is not None else np.zeros_like(p.data)
+    before = [p.data.copy() for p in flat]
+    with pytest.raises(ValueError, match=r"(?s)first.*second.*share memory|"
+                                         r"second.*first.*share memory"):
+        opt.step()
+    for p, old in zip(flat, before):
+        np.testing.assert_array_equal(p.data, old)
+
+
+def test_disjoint_views_of_one_array_are_parameters_of_their_own():
+    """Views that only share a base array, not memory, are trained as usual."""
+    big = np.ones(20)
+    ps = [Parameter(big[:10], "first"), Parameter(big[10:], "second")]
+    for p in ps:
+        p.grad[...] = 1.0
+    optim.SGD(ps, lr=0.5).step()
+    np.testing.assert_array_equal(big, np.full(20, 0.5))
+
+
+def test_course_step_refuses_overlapping_parameters():
+    big = np.ones(12)
+    with pytest.raises(ValueError, match=r"(?s)w\[0\].*w\[1\].*share memory"):
+        optim.course_step("adam", [big[:8], big[4:]], [np.ones(8), np.ones(8)], [{}, {}])
+    np.testing.assert_array_equal(big, np.ones(12))
