@@ -599,3 +599,237 @@ def test_course_step_refuses_overlapping_parameters():
     with pytest.raises(ValueError, match=r"(?s)w\[0\].*w\[1\].*share memory"):
         optim.course_step("adam", [big[:8], big[4:]], [np.ones(8), np.ones(8)], [{}, {}])
     np.testing.assert_array_equal(big, np.ones(12))
+
+
+# ---- 6. optimizer state and hyperparameters ------------------------------------------
+# A loaded step of -1 gave NaN parameters, 2.7 was truncated, 2**63 - 1
+# overflowed at the next step; a state_dict that is not a dict raised
+# AttributeError; hyperparameters changed through param_groups (how a
+# learning rate is scheduled) were never re-checked, so lr = NaN or
+# betas = (1, 1) turned every parameter into NaN. Each is refused (ValueError
+# or TypeError naming what is wrong) and changes nothing.
+
+def _trained(rule):
+    """An optimizer of rule over two parameters after one step, its
+    parameters, and a valid state_dict of it."""
+    rng = np.random.default_rng(3)
+    ps = [Parameter(rng.standard_normal((3, 4)), "w"), Parameter(rng.standard_normal(4), "b")]
+    for p in ps:
+        p.grad[...] = rng.standard_normal(p.data.shape)
+    extra = {"momentum": 0.9} if rule in ("sgd", "rmsprop") else {}
+    opt = optim.OPTIMIZERS[rule](ps, lr=0.1, **extra)
+    opt.step()
+    return opt, ps, opt.state_dict()
+
+
+def _state_key(rule):
+    return {"sgd": "momentum_buffer", "adagrad": "sum", "rmsprop": "square_avg",
+            "adam": "exp_avg_sq", "adamw": "exp_avg_sq"}[rule]
+
+
+BAD_STATE_DICTS = {
+    # name: (spoil(sd, rule) -> the state_dict to load, the error, words the message has)
+    "a list": (lambda sd, rule: [sd], TypeError, "state_dict"),
+    "None": (lambda sd, rule: None, TypeError, "state_dict"),
+    "a string": (lambda sd, rule: "state", TypeError, "state_dict"),
+    "an array": (lambda sd, rule: np.zeros(3), TypeError, "state_dict"),
+    "param_groups a dict": (lambda sd, rule: {**sd, "param_groups": {}}, TypeError, "param_groups"),
+    "state a list": (lambda sd, rule: {**sd, "state": []}, TypeError, "state"),
+    "no state": (lambda sd, rule: {"param_groups": sd["param_groups"]}, ValueError, "state"),
+    "a group not a dict": (lambda sd, rule: {**sd, "param_groups": [1]}, TypeError, "param_groups"),
+    "one group too many": (lambda sd, rule: {**sd, "param_groups": sd["param_groups"] * 2},
+                           ValueError, "param groups"),
+    "a parameter short": (lambda sd, rule: _group(sd, params=[0]), ValueError, "parameters"),
+    "an index twice": (lambda sd, rule: _group(sd, params=[0, 0]), ValueError, "repeats"),
+    "an index a float": (lambda sd, rule: _group(sd, params=[0, 1.0]), TypeError, "params"),
+    "lr NaN": (lambda sd, rule: _group(sd, lr=float("nan")), ValueError, "lr"),
+    "lr negative": (lambda sd, rule: _group(sd, lr=-1.0), ValueError, "lr"),
+    "lr infinite": (lambda sd, rule: _group(sd, lr=float("inf")), ValueError, "lr"),
+    "lr a string": (lambda sd, rule: _group(sd, lr="0.1"), TypeError, "lr"),
+    "eps negative": (lambda sd, rule: _group(sd, eps=-1e-8) if rule != "sgd"
+                     else _group(sd, weight_decay=-1.0), ValueError, "eps|weight_decay"),
+    "unknown key": (lambda sd, rule: _group(sd, learning_rate=0.1), ValueError, "learning_rate"),
+    "maximize a string": (lambda sd, rule: _group(sd, maximize="no"), TypeError, "maximize"),
+    "state of no parameter": (lambda sd, rule: _state(sd, index=7), ValueError, "7"),
+    "state not a dict": (lambda sd, rule: {**sd, "state": {0: [1, 2]}}, TypeError, "state"),
+    "step -1": (lambda sd, rule: _state(sd, step=-1), ValueError, "step"),
+    "step 2.7": (lambda sd, rule: _state(sd, step=2.7), ValueError, "step"),
+    "step 2**63 - 1": (lambda sd, rule: _state(sd, step=2**63 - 1), ValueError, "step"),
+    "step NaN": (lambda sd, rule: _state(sd, step=float("nan")), ValueError, "step"),
+    "step a string": (lambda sd, rule: _state(sd, step="3"), TypeError, "step"),
+    "step an array": (lambda sd, rule: _state(sd, step=np.ones(2)), TypeError, "step"),
+    "state NaN": (lambda sd, rule: _state(sd, **{_state_key(rule): np.full((3, 4), np.nan)}),
+                  ValueError, "NaN"),
+    "state negative": (lambda sd, rule: _state(sd, **{_state_key(rule): -np.ones((3, 4))}),
+                       None, "negative"),
+    "state wrong shape": (lambda sd, rule: _state(sd, **{_state_key(rule): np.ones(12)}),
+                          ValueError, "shape"),
+    "state strings": (lambda sd, rule: _state(sd, **{_state_key(rule): np.full((3, 4), "x")}),
+                      TypeError, "dtype"),
+    "state masked": (lambda sd, rule: _state(sd, **{_state_key(rule): np.ma.array(
+        np.ones((3, 4)), mask=np.eye(3, 4, dtype=bool))}), TypeError, "masked"),
+    "state of another rule": (lambda sd, rule: _state(sd, velocity=np.ones((3, 4))),
+                              ValueError, "velocity"),
+}
+ADAM_ONLY = {  # Adam's and AdamW's betas
+    "betas (1, 1)": (lambda sd: _group(sd, betas=(1.0, 1.0)), ValueError, "betas"),
+    "betas one number": (lambda sd: _group(sd, betas=0.9), TypeError, "betas"),
+    "betas NaN": (lambda sd: _group(sd, betas=(0.9, float("nan"))), ValueError, "betas"),
+}
+
+
+def _group(sd, **changes):
+    groups = [dict(g) for g in sd["param_groups"]]
+    groups[0].update(changes)
+    return {**sd, "param_groups": groups}
+
+
+def _state(sd, index=0, **changes):
+    state = {i: dict(s) for i, s in sd["state"].items()}
+    state[index] = {**state.get(0, {}), **changes}
+    return {**sd, "state": state}
+
+
+def _snapshot(opt, ps):
+    return ([p.data.copy() for p in ps], repr(opt.param_groups),
+            {id(p): {k: np.copy(v) for k, v in s.items()} for p, s in opt.state.items()})
+
+
+def _assert_unchanged(opt, ps, before):
+    data, groups, state = before
+    for p, old in zip(ps, data):
+        np.testing.assert_array_equal(p.data, old)
+    assert repr(opt.param_groups) == groups
+    assert {id(p): set(s) for p, s in opt.state.items()} == {k: set(v) for k, v in state.items()}
+    for p, s in opt.state.items():
+        for key, value in s.items():
+            np.testing.assert_array_equal(value, state[id(p)][key])
+
+
+@pytest.mark.parametrize("rule", sorted(optim.OPTIMIZERS))
+@pytest.mark.parametrize("case", sorted(BAD_STATE_DICTS))
+def test_bad_state_dict_is_refused_and_changes_nothing(case, rule):
+    spoil, error, words = BAD_STATE_DICTS[case]
+    opt, ps, sd = _trained(rule)
+    if rule == "sgd" and case.startswith("step"):
+        sd = _trained("adam")[2]  # SGD keeps no step count: try it on Adam
+        opt, ps, _ = _trained("adam")
+        rule = "adam"
+    if case == "state negative" and rule in ("sgd",):
+        pytest.skip("SGD's momentum buffer may be negative")
+    before = _snapshot(opt, ps)
+    with pytest.raises(error or ValueError, match=words):
+        opt.load_state_dict(spoil(sd, rule))
+    _assert_unchanged(opt, ps, before)
+    opt.load_state_dict(sd)  # the unspoilt one still loads, and the optimizer still steps
+    opt.step()
+    assert all(np.isfinite(p.data).all() for p in ps)
+
+
+@pytest.mark.parametrize("rule", ["adam", "adamw"])
+@pytest.mark.parametrize("case", sorted(ADAM_ONLY))
+def test_bad_betas_in_a_state_dict_are_refused(case, rule):
+    spoil, error, words = ADAM_ONLY[case]
+    opt, ps, sd = _trained(rule)
+    before = _snapshot(opt, ps)
+    with pytest.raises(error, match=words):
+        opt.load_state_dict(spoil(sd))
+    _assert_unchanged(opt, ps, before)
+
+
+def test_flattened_state_dict_with_bad_values_is_refused(tmp_path):
+    """The np.load form (flatten_state_dict, saved with np.savez) is checked alike."""
+    opt, ps, sd = _trained("adam")
+    for spoil, words in [(lambda f: f.update({"state.0.step": np.array(-1)}), "step"),
+                         (lambda f: f.update({"state.0.step": np.array(2.7)}), "step"),
+                         (lambda f: f.update({"param_groups.0.lr": np.array(np.nan)}), "lr"),
+                         (lambda f: f.update({"param_groups.0.betas": np.array([1.0, 1.0])}),
+                          "betas"),
+                         (lambda f: f.update({"state.x.step": np.array(1)}), "state.x.step")]:
+        flat = optim.flatten_state_dict(sd)
+        spoil(flat)
+        np.savez(tmp_path / "opt.npz", **flat)
+        before = _snapshot(opt, ps)
+        with np.load(tmp_path / "opt.npz") as loaded, pytest.raises(ValueError, match=words):
+            opt.load_state_dict(loaded)
+        _assert_unchanged(opt, ps, before)
+
+
+# Changes made through param_groups between steps: each is refused at the
+# next step, before any parameter changes.
+def _del(group, key):
+    del group[key]
+
+
+BAD_GROUP_CHANGES = {
+    "lr NaN": (lambda g: g.update(lr=float("nan")), ValueError, "lr"),
+    "lr negative": (lambda g: g.update(lr=-0.1), ValueError, "lr"),
+    "lr infinite": (lambda g: g.update(lr=float("inf")), ValueError, "lr"),
+    "lr None": (lambda g: g.update(lr=None), TypeError, "lr"),
+    "lr a string": (lambda g: g.update(lr="0.1"), TypeError, "lr"),
+    "lr removed": (lambda g: _del(g, "lr"), ValueError, "lr"),
+    "weight_decay NaN": (lambda g: g.update(weight_decay=float("nan")), ValueError,
+                         "weight_decay"),
+    "maximize a string": (lambda g: g.update(maximize="yes"), TypeError, "maximize"),
+    "params not a list": (lambda g: g.update(params="w"), TypeError, "params"),
+    "params holds an array": (lambda g: g["params"].append(np.ones(3)), TypeError, "params"),
+    "a parameter twice": (lambda g: g["params"].append(g["params"][0]), ValueError,
+                          "more than one place"),
+    "an overlapping parameter": (lambda g: g["params"].append(Parameter(g["params"][0].data[1:],
+                                                                        "view")),
+                                 ValueError, "share memory"),
+}
+RULE_GROUP_CHANGES = {
+    "adam": {"betas (1, 1)": (lambda g: g.update(betas=(1, 1)), ValueError, "betas"),
+             "betas three": (lambda g: g.update(betas=(0.9, 0.9, 0.9)), TypeError, "betas"),
+             "eps negative": (lambda g: g.update(eps=-1.0), ValueError, "eps")},
+    "sgd": {"momentum NaN": (lambda g: g.update(momentum=float("nan")), ValueError, "momentum"),
+            "nesterov without momentum": (lambda g: g.update(nesterov=True, momentum=0.0),
+                                          ValueError, "nesterov")},
+    "rmsprop": {"alpha infinite": (lambda g: g.update(alpha=float("inf")), ValueError, "alpha")},
+    "adagrad": {"lr_decay negative": (lambda g: g.update(lr_decay=-1.0), ValueError, "lr_decay")},
+}
+GROUP_CASES = [(rule, name) for rule in sorted(optim.OPTIMIZERS) for name in BAD_GROUP_CHANGES] + \
+    [(rule, name) for rule, cases in RULE_GROUP_CHANGES.items() for name in cases]
+
+
+@pytest.mark.parametrize("rule, case", GROUP_CASES)
+def test_param_group_changed_between_steps_is_checked_at_the_next(rule, case):
+    spoil, error, words = {**BAD_GROUP_CHANGES, **RULE_GROUP_CHANGES.get(rule, {})}[case]
+    opt, ps, _ = _trained(rule)
+    spoil(opt.param_groups[0])
+    before = [p.data.copy() for p in ps]
+    with pytest.raises(error, match=words):
+        opt.step()
+    for p, old in zip(ps, before):
+        np.testing.assert_array_equal(p.data, old)
+
+
+def test_a_valid_schedule_takes_effect_and_unchanged_groups_are_not_rechecked(monkeypatch):
+    """A learning rate set through param_groups is used at the next step;
+    steps with no group changed skip the checks (they cost a comparison)."""
+    opt, ps, _ = _trained("sgd")
+    checks = []
+    original = optim._check_apart
+    monkeypatch.setattr(optim, "_check_apart", lambda *a: checks.append(1) or original(*a))
+    for _ in range(3):
+        opt.step()
+    assert checks == []
+    before = ps[1].data.copy()
+    ps[1].grad[...] = 1.0
+    opt.param_groups[0]["lr"] = 0.5
+    opt.param_groups[0]["momentum"] = 0.0
+    opt.step()
+    assert checks == [1]
+    np.testing.assert_allclose(ps[1].data, before - 0.5)
+
+
+def test_course_rule_configs_are_checked_at_every_call():
+    w, dw = np.ones(4), np.ones(4)
+    for config, words in [({"learning_rate": float("nan")}, "learning_rate"),
+                          ({"learning_rate": -1.0}, "learning_rate"),
+                          ({"beta1": 1.0}, "beta1"), ({"t": -1}, "t"), ({"t": 2.7}, "t"),
+                          ({"t": 2**63 - 1}, "t"), ({"epsilon": "x"}, "epsilon")]:
+        with pytest.raises((ValueError, TypeError), match=words):
+            optim.adam(w, dw, config)
+        np.testing.assert_array_equal(w, np.ones(4))
