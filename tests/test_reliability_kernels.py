@@ -833,3 +833,169 @@ def test_course_rule_configs_are_checked_at_every_call():
         with pytest.raises((ValueError, TypeError), match=words):
             optim.adam(w, dw, config)
         np.testing.assert_array_equal(w, np.ones(4))
+
+
+# ---- 7. tampered max-pool caches --------------------------------------------------
+# The 2x2/stride-2 backward skipped the argmax check the other geometries
+# make (a foreign cache gave an all-zero gradient, silently); several
+# tampered caches raised the wrong exception, or one not naming the argument.
+# Every geometry, every way to spoil the cache: ValueError or TypeError
+# naming what is wrong.
+
+import fastfc.functional as F  # noqa: E402  (the section's subject)
+
+POOL_GEOMETRIES = [(2, 2, 2), (3, 3, 1), (2, 2, 1), (3, 3, 2), (1, 1, 1), (2, 3, 2), (3, 2, 1),
+                   (7, 8, 1)]
+
+
+def _argmax_spoilt(how, argmax, geometry, height, width):
+    """argmax with one change, how, that puts an index outside its window
+    (the first window, rows [0, pool_h) and columns [0, pool_w), or the
+    last); None when this geometry leaves no such place."""
+    a = argmax.copy()
+    pool_h, pool_w, _ = geometry
+    if how == "right of the window":  # row 0, column pool_w: within the window's row span
+        if pool_w == width:
+            return None
+        a.flat[0] = pool_w
+    elif how == "below the window":
+        if pool_h == height:
+            return None
+        a.flat[0] = pool_h * width
+    elif how == "left of the window":  # the last window's row, one column before it
+        if a.shape[-1] == 1:
+            return None
+        a.flat[-1] = a.flat[-1] - a.flat[-1] % width + (a.shape[-1] - 1) * geometry[2] - 1
+    elif how == "negative":
+        a.flat[-1] = -1
+    elif how == "INT32_MIN":
+        a.flat[-1] = np.iinfo(np.int32).min
+    elif how == "INT32_MAX":
+        a.flat[-1] = np.iinfo(np.int32).max
+    elif how == "one past the plane":
+        a.flat[-1] = height * width
+    elif how == "all zeros":  # a foreign cache: every window but the first points away
+        if a.shape[2:] == (1, 1):
+            return None
+        a[...] = 0
+    return a
+
+
+ARGMAX_SPOILS = ["right of the window", "below the window", "left of the window", "negative",
+                 "INT32_MIN", "INT32_MAX", "one past the plane", "all zeros"]
+
+
+# (input shape, window): small planes, and a plane so wide that a window's
+# row-major span (4 * 1100 + 5 entries) is too long for the kernel's table
+POOL_INPUTS = [((2, 3, 7, 8), g) for g in POOL_GEOMETRIES] + [((1, 2, 6, 1100), (5, 5, 1)),
+                                                               ((1, 2, 6, 1100), (5, 3, 2))]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, geometry", POOL_INPUTS)
+@pytest.mark.parametrize("how", ARGMAX_SPOILS)
+def test_argmax_outside_its_window_raises_for_every_geometry(how, shape, geometry, dtype):
+    x = np.random.default_rng(4).standard_normal(shape).astype(dtype)
+    out, (xc, argmax, pool_param) = F.max_pool_forward(x, *geometry)
+    spoilt = _argmax_spoilt(how, argmax, geometry, *x.shape[2:])
+    if spoilt is None:
+        pytest.skip("the window spans the plane that way")
+    with pytest.raises(ValueError, match="argmax.*outside"):
+        F.max_pool_backward(out, (xc, spoilt, pool_param))
+    F.max_pool_backward(out, (xc, argmax, pool_param))  # the untouched cache still works
+
+
+@pytest.mark.parametrize("shape, geometry", POOL_INPUTS)
+def test_max_pool_backward_of_untouched_caches_matches_the_reference(shape, geometry):
+    """The exact window check refuses no index max_pool_forward made."""
+    from fastfc import reference as R
+
+    x = np.random.default_rng(6).standard_normal(shape)
+    out, cache = F.max_pool_forward(x, *geometry)
+    dout = np.random.default_rng(7).standard_normal(out.shape)
+    want = R.max_pool_backward(dout, R.max_pool_forward(x, *geometry)[1])
+    np.testing.assert_allclose(F.max_pool_backward(dout, cache), want, rtol=1e-12, atol=1e-12)
+
+
+def _cache_spoils():
+    i32 = np.int32
+    return {
+        # name: (spoil(x, argmax, pool_param, dout) -> (dout, cache, kwargs), error, words)
+        "cache a dict": (lambda x, a, p, d: (d, {"x": x}, {}), TypeError, "cache"),
+        "cache None": (lambda x, a, p, d: (d, None, {}), TypeError, "cache"),
+        "cache short": (lambda x, a, p, d: (d, (x, a), {}), ValueError, "cache"),
+        "cache long": (lambda x, a, p, d: (d, (x, a, p, p), {}), ValueError, "cache"),
+        "argmax a list": (lambda x, a, p, d: (d, (x, a.tolist(), p), {}), TypeError, "argmax"),
+        "argmax None": (lambda x, a, p, d: (d, (x, None, p), {}), TypeError, "argmax"),
+        "argmax int64": (lambda x, a, p, d: (d, (x, a.astype(np.int64), p), {}), ValueError,
+                         "argmax"),
+        "argmax float": (lambda x, a, p, d: (d, (x, a.astype(float), p), {}), ValueError,
+                         "argmax"),
+        "argmax uint32": (lambda x, a, p, d: (d, (x, a.astype(np.uint32), p), {}), ValueError,
+                          "argmax"),
+        "argmax wrong shape": (lambda x, a, p, d: (d, (x, a[:1], p), {}), ValueError, "argmax"),
+        "argmax flat": (lambda x, a, p, d: (d, (x, a.ravel(), p), {}), ValueError, "argmax"),
+        "argmax strided": (lambda x, a, p, d: (d, (x, np.repeat(a, 2, -1)[..., ::2], p), {}),
+                           ValueError, "argmax"),
+        "argmax byte-swapped": (lambda x, a, p, d: (d, (x, a.astype(">i4"), p), {}), ValueError,
+                                "argmax"),
+        "argmax masked": (lambda x, a, p, d: (d, (x, np.ma.array(a, mask=a == 0), p), {}),
+                          TypeError, "argmax"),
+        "x not an array": (lambda x, a, p, d: (d, ("x", a, p), {}), TypeError, "x"),
+        "x int": (lambda x, a, p, d: (d, (x.astype(i32), a, p), {}), TypeError, "x"),
+        "x 3-d": (lambda x, a, p, d: (d, (x[0], a, p), {}), ValueError, "x"),
+        "x masked": (lambda x, a, p, d: (d, (np.ma.array(x), a, p), {}), TypeError, "x"),
+        "x another dtype than dout": (lambda x, a, p, d: (d, (x.astype(np.float32), a, p), {}),
+                                      TypeError, "dout"),
+        "x smaller": (lambda x, a, p, d: (d, (x[:, :, :4, :4], a, p), {}), ValueError, "dout"),
+        "pool_param a list": (lambda x, a, p, d: (d, (x, a, [2, 2, 2]), {}), TypeError,
+                              "pool_param"),
+        "pool_param without stride": (lambda x, a, p, d: (d, (x, a, {**p, "stride": None} and
+                                                              {"pool_height": 2, "pool_width": 2}),
+                                                          {}), ValueError, "stride"),
+        "stride 0": (lambda x, a, p, d: (d, (x, a, {**p, "stride": 0}), {}), ValueError, "stride"),
+        "stride negative": (lambda x, a, p, d: (d, (x, a, {**p, "stride": -2}), {}), ValueError,
+                            "stride"),
+        "stride a float": (lambda x, a, p, d: (d, (x, a, {**p, "stride": 2.0}), {}), TypeError,
+                           "stride"),
+        "stride True": (lambda x, a, p, d: (d, (x, a, {**p, "stride": True}), {}), TypeError,
+                        "stride"),
+        "stride 2**64": (lambda x, a, p, d: (d, (x, a, {**p, "stride": 2**64}), {}), ValueError,
+                         "stride"),
+        "stride changed": (lambda x, a, p, d: (d, (x, a, {**p, "stride": p["stride"] + 1}), {}),
+                           ValueError,
+                           "dout"),
+        "pool_height larger than x": (lambda x, a, p, d: (d, (x, a, {**p, "pool_height": 99}),
+                                                          {}), ValueError, "pool_height"),
+        "pool_width a string": (lambda x, a, p, d: (d, (x, a, {**p, "pool_width": "2"}), {}),
+                                TypeError, "pool_width"),
+        "dout wrong shape": (lambda x, a, p, d: (d[:1], (x, a, p), {}), ValueError, "dout"),
+        "dout int": (lambda x, a, p, d: (d.astype(np.int64), (x, a, p), {}), TypeError, "dout"),
+        "dout masked": (lambda x, a, p, d: (np.ma.array(d), (x, a, p), {}), TypeError, "dout"),
+        "dx wrong shape": (lambda x, a, p, d: (d, (x, a, p), {"dx": np.empty(3)}), ValueError,
+                           "dx"),
+        "dx is x": (lambda x, a, p, d: (d, (x, a, p), {"dx": x}), ValueError, "dx"),
+        "dx read-only": (lambda x, a, p, d: (d, (x, a, p), {"dx": _read_only(np.empty_like(x))}),
+                         ValueError, "dx"),
+        "dx a list": (lambda x, a, p, d: (d, (x, a, p), {"dx": []}), TypeError, "dx"),
+    }
+
+
+def _read_only(a):
+    a.setflags(write=False)
+    return a
+
+
+CACHE_SPOILS = _cache_spoils()
+
+
+@pytest.mark.parametrize("geometry", [(2, 2, 2), (3, 3, 1)])
+@pytest.mark.parametrize("case", sorted(CACHE_SPOILS))
+def test_tampered_max_pool_cache_raises_naming_what_is_wrong(case, geometry):
+    spoil, error, words = CACHE_SPOILS[case]
+    x = np.random.default_rng(5).standard_normal((2, 3, 8, 8))
+    out, (xc, argmax, pool_param) = F.max_pool_forward(x, *geometry)
+    dout, cache, kwargs = spoil(xc, argmax, dict(pool_param), out)
+    with pytest.raises(error) as info:
+        F.max_pool_backward(dout, cache, **kwargs)
+    assert words in str(info.value), str(info.value)
