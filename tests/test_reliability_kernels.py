@@ -999,3 +999,68 @@ def test_tampered_max_pool_cache_raises_naming_what_is_wrong(case, geometry):
     with pytest.raises(error) as info:
         F.max_pool_backward(dout, cache, **kwargs)
     assert words in str(info.value), str(info.value)
+
+
+# ---- 22. argmax rewritten by another thread during max_pool_backward ------------------
+# The wrapper checks the cache once, then the kernel runs without the GIL,
+# so another Python thread can write into argmax meanwhile. The kernel reads
+# each index once and checks it against its window before using it, so
+# every call returns or raises ValueError, and nothing outside dx is written
+# (dx lies between two guard zones checked after every call).
+
+ARGMAX_RACE_RUNNER = r"""
+import json, threading
+import numpy as np
+import fastfc, fastfc.functional as F
+
+rng = np.random.default_rng(0)
+GUARD = 4096
+report = {"returned": 0, "ValueError": 0, "other": [], "guards intact": True, "calls": 0}
+for shape, window in [((16, 8, 32, 32), (2, 2, 2)), ((16, 8, 32, 32), (3, 3, 1)),
+                      ((16, 8, 33, 31), (3, 3, 2)), ((2, 2, 8, 1100), (5, 5, 1))]:
+    x = rng.standard_normal(shape)
+    out, (xc, argmax, pool_param) = F.max_pool_forward(x, *window)
+    good = argmax.copy()
+    patterns = [rng.integers(-2**31, 2**31, argmax.shape, dtype=np.int64).astype(np.int32),
+                good + rng.integers(-3, 4, argmax.shape, dtype=np.int32),
+                np.zeros_like(good), np.full_like(good, x[0, 0].size), good]
+    buffer = np.full(2 * GUARD + x.size, 7.0)
+    dx = buffer[GUARD:GUARD + x.size].reshape(x.shape)
+    dout, stop = np.ones_like(out), threading.Event()
+
+    def mutate():
+        while not stop.is_set():
+            for pattern in patterns:
+                np.copyto(argmax, pattern)
+
+    for threads in (1, 2):
+        fastfc.set_num_threads(threads)
+        thread = threading.Thread(target=mutate)
+        thread.start()
+        try:
+            for _ in range(60):
+                report["calls"] += 1
+                try:
+                    F.max_pool_backward(dout, (xc, argmax, pool_param), dx=dx)
+                    report["returned"] += 1
+                except ValueError as e:
+                    report["ValueError"] += 1
+                    assert "argmax" in str(e), str(e)
+                except Exception as e:
+                    report["other"].append(repr(e))
+                guards = np.concatenate([buffer[:GUARD], buffer[GUARD + x.size:]])
+                report["guards intact"] &= bool((guards == 7.0).all())
+        finally:
+            stop.set()
+            thread.join()
+            stop.clear()
+print(json.dumps(report))
+"""
+
+
+def test_argmax_rewritten_by_another_thread_never_writes_outside_dx():
+    report = child_records(ARGMAX_RACE_RUNNER, timeout=120)[-1]
+    assert report["calls"] == 480 and report["other"] == [], report
+    assert report["returned"] + report["ValueError"] == 480, report
+    assert report["ValueError"] > 0, report  # the mutations were seen
+    assert report["guards intact"], report
