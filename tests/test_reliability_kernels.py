@@ -1064,3 +1064,19 @@ def test_argmax_rewritten_by_another_thread_never_writes_outside_dx():
     assert report["returned"] + report["ValueError"] == 480, report
     assert report["ValueError"] > 0, report  # the mutations were seen
     assert report["guards intact"], report
+
+
+def test_benchmark_gemms_refuse_arrays_of_the_wrong_dimensions():
+    """affine_gemms_only (the benchmarks' ceiling) read w.shape[1] of a 1-d w
+    past its shape (its stride, 8), then multiplied a (D, 8) matrix out of D
+    numbers."""
+    from fastfc._affine import affine_gemms_only
+
+    for x, w, dout in [(np.ones((4, 6)), np.ones(6), np.ones((4, 8))),
+                       (np.ones(6), np.ones((6, 8)), np.ones((1, 8))),
+                       (np.ones((4, 6)), np.ones((6, 8)), np.ones(8)),
+                       (np.ones((4, 6)), np.ma.array(np.ones((6, 8))), np.ones((4, 8)))]:
+        with pytest.raises((ValueError, TypeError)):
+            affine_gemms_only(x, w, dout)
+    out, dx, dw = affine_gemms_only(np.ones((4, 6)), np.ones((6, 8)), np.ones((4, 8)))
+    np.testing.assert_array_equal(out, np.full((4, 8), 6.0))
