@@ -1080,3 +1080,69 @@ def test_benchmark_gemms_refuse_arrays_of_the_wrong_dimensions():
             affine_gemms_only(x, w, dout)
     out, dx, dw = affine_gemms_only(np.ones((4, 6)), np.ones((6, 8)), np.ones((4, 8)))
     np.testing.assert_array_equal(out, np.full((4, 8), 6.0))
+
+
+# Every backward's cache, each entry swapped for junk (arrays of the wrong
+# dtype, rank, size or layout; numbers out of range; other types), and the
+# cache itself of the wrong type or length: a ValueError or TypeError (or a
+# result, where the swap is still a valid cache), never a crash or another
+# exception.
+CACHE_JUNK_RUNNER = KERNEL_CALLS + r"""
+import json
+
+def array_junk(a):
+    yield from [None, "x", 1.5, np.float64(1.0), np.ones(1), np.ones((1,) * 5), a.reshape(-1),
+                np.ascontiguousarray(a.T), a[..., None], a.astype(np.int32),
+                a.astype(np.complex128), np.asfortranarray(a), a[::-1], a.astype(np.float32),
+                np.empty((0,) + a.shape[1:], a.dtype), np.full_like(a, np.nan)]
+
+def value_junk(v):
+    yield from [None, "x", -1, 0, 2**70, -2**70, 1.5, float("nan"), float("inf"), True, {}, (),
+                np.ones(3), np.int64(-1)]
+    if isinstance(v, dict):
+        for key in v:
+            for junk in [None, -1, 0, 2**70, 1.5, "2", True]:
+                yield {**v, key: junk}
+            yield {k: w for k, w in v.items() if k != key}
+
+def outcome(call):
+    try:
+        call()
+        return "returned"
+    except (ValueError, TypeError):
+        return "refused"
+    except Exception as err:
+        return f"{type(err).__name__}: {err}"
+
+for name, make_kwargs in CALLS:
+    if "_backward" not in name:
+        continue
+    fn = getattr(F, name.split("/")[0])
+    cache = make_kwargs()["cache"]
+    if isinstance(cache, tuple):
+        whole = [None, "cache", list(cache), cache[:-1], cache + (None,), {}, np.ones(3)]
+    else:  # the activations' cache is one array
+        whole, cache = list(array_junk(cache)), ()
+    for n, junk in enumerate(whole):
+        case = f"{name}:cache={n}"
+        print(json.dumps({"started": case}), flush=True)
+        kwargs = make_kwargs()
+        kwargs["cache"] = junk
+        print(json.dumps({"case": case, "outcome": outcome(lambda: fn(**kwargs))}), flush=True)
+    for i, entry in enumerate(cache):
+        junks = array_junk(entry) if isinstance(entry, np.ndarray) else value_junk(entry)
+        for n, junk in enumerate(junks):
+            case = f"{name}:cache[{i}]={n}"
+            print(json.dumps({"started": case}), flush=True)
+            kwargs = make_kwargs()
+            spoilt = list(kwargs["cache"])
+            spoilt[i] = junk
+            kwargs["cache"] = tuple(spoilt)
+            print(json.dumps({"case": case, "outcome": outcome(lambda: fn(**kwargs))}), flush=True)
+"""
+
+
+def test_every_backward_refuses_junk_in_its_cache_cleanly():
+    records = child_records(CACHE_JUNK_RUNNER)
+    assert len(records) > 500, len(records)
+    assert [r for r in records if r["outcome"] not in ("returned", "refused")] == []
