@@ -594,6 +594,22 @@ def test_disjoint_views_of_one_array_are_parameters_of_their_own():
     np.testing.assert_array_equal(big, np.full(20, 0.5))
 
 
+def test_overlap_check_measures_subclasses_by_their_base_array():
+    """A data array whose .shape claims more than it holds neither hides an
+    overlap nor invents one."""
+    def lying(base, shape):
+        return base.view(type("Lying", (np.ndarray,), {"shape": property(lambda self: shape)}))
+
+    big = np.ones(20)
+    apart = [Parameter(big[:10], "first"), Parameter(big[10:], "second")]
+    apart[0].data = lying(apart[0].data, (20,))  # claims to reach into second's memory
+    optim.SGD(apart, lr=0.1).step()
+    together = [Parameter(big[:10], "first"), Parameter(big[5:15], "second")]
+    together[0].data = lying(together[0].data, (1,))  # claims to end before second starts
+    with pytest.raises(ValueError, match="(?s)first.*second.*share memory"):
+        optim.SGD(together, lr=0.1)
+
+
 def test_course_step_refuses_overlapping_parameters():
     big = np.ones(12)
     with pytest.raises(ValueError, match=r"(?s)w\[0\].*w\[1\].*share memory"):

@@ -67,7 +67,9 @@ _MAX_STEP = 2**53
 
 def _byte_range(a):
     """[start, end) of the memory a spans (for a strided view, everything
-    between its first and last element), or None when a is empty."""
+    between its first and last element), or None when a is empty. A
+    subclass is measured as its base-class array (its .shape may lie)."""
+    a = np.ndarray.view(a, np.ndarray)
     if a.size == 0:
         return None
     start = end = a.__array_interface__["data"][0]
