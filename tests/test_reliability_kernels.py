@@ -1162,3 +1162,54 @@ def test_every_backward_refuses_junk_in_its_cache_cleanly():
     records = child_records(CACHE_JUNK_RUNNER)
     assert len(records) > 500, len(records)
     assert [r for r in records if r["outcome"] not in ("returned", "refused")] == []
+
+
+# The same race on the losses' labels: softmax_loss and svm_loss index each
+# row with its label without the GIL, and checked the caller's array in
+# place, so a label another thread made huge after the check read far past
+# the scores (a crash). The labels are now checked in a private copy: every
+# call returns the loss of the labels it saw, all valid, or raises ValueError.
+LABELS_RACE_RUNNER = r"""
+import json, threading
+import numpy as np
+import fastfc, fastfc.functional as F
+
+x = np.random.default_rng(0).standard_normal((20000, 10))
+y = np.zeros(20000, np.int64)
+patterns = [np.full_like(y, 2**40), np.full_like(y, -2**40), np.full_like(y, 10), np.zeros_like(y)]
+report = {"returned": 0, "ValueError": 0, "wrong loss": 0, "other": []}
+stop = threading.Event()
+
+def mutate():
+    while not stop.is_set():
+        for pattern in patterns:
+            np.copyto(y, pattern)
+
+for threads in (1, 2):
+    fastfc.set_num_threads(threads)
+    want = {fn: fn(x, np.zeros_like(y))[0] for fn in (F.softmax_loss, F.svm_loss)}
+    thread = threading.Thread(target=mutate)
+    thread.start()
+    try:
+        for _ in range(300):
+            for fn in (F.softmax_loss, F.svm_loss):
+                try:
+                    loss = fn(x, y)[0]
+                    report["returned"] += 1
+                    report["wrong loss"] += loss != want[fn]  # only all-zero labels are valid
+                except ValueError:
+                    report["ValueError"] += 1
+                except Exception as e:
+                    report["other"].append(repr(e))
+    finally:
+        stop.set()
+        thread.join()
+        stop.clear()
+print(json.dumps(report))
+"""
+
+
+def test_labels_rewritten_by_another_thread_are_checked_in_a_private_copy():
+    report = child_records(LABELS_RACE_RUNNER, timeout=120)[-1]
+    assert report["other"] == [] and report["wrong loss"] == 0, report
+    assert report["returned"] + report["ValueError"] == 1200, report
