@@ -1213,3 +1213,24 @@ def test_labels_rewritten_by_another_thread_are_checked_in_a_private_copy():
     report = child_records(LABELS_RACE_RUNNER, timeout=120)[-1]
     assert report["other"] == [] and report["wrong loss"] == 0, report
     assert report["returned"] + report["ValueError"] == 1200, report
+
+
+@pytest.mark.parametrize("rule", ["adam", "adagrad", "rmsprop"])
+@pytest.mark.parametrize("step, error", [(-1, ValueError), (2.7, ValueError),
+                                         (2**63 - 1, ValueError), (2**64, ValueError),
+                                         (2**53, ValueError), (float("nan"), ValueError),
+                                         ("3", TypeError), (None, TypeError),
+                                         (np.ones(2), TypeError)])
+def test_step_count_set_by_hand_is_checked_at_the_next_step(rule, step, error):
+    """opt.state[p]["step"] is checked like a loaded one before it is used
+    (a -1 made the bias corrections NaN, 2**63 - 1 overflowed)."""
+    opt, ps, _ = _trained(rule)
+    opt.state[ps[0]]["step"] = step
+    before = [p.data.copy() for p in ps]
+    with pytest.raises(error, match="step"):
+        opt.step()
+    for p, old in zip(ps, before):
+        np.testing.assert_array_equal(p.data, old)
+    opt.state[ps[0]]["step"] = np.int64(4)  # a NumPy int, or a whole float, is a count
+    opt.step()
+    assert opt.state[ps[0]]["step"] == 5

@@ -99,10 +99,13 @@ def _check_apart(params, where_of):
 def _loaded_step(value, where):
     """A saved step count as an int in [0, _MAX_STEP]; torch saves it as a
     float tensor, so whole floats are accepted, and nothing is truncated."""
-    arr = np.asarray(value)
-    if arr.shape != () or arr.dtype.kind not in "iuf":
-        raise TypeError(f"{where} must be a whole number, got {value!r}")
-    step = arr.item()
+    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
+        step = int(value)  # any size: one past int64 is out of range, not of the wrong type
+    else:
+        arr = np.asarray(value)
+        if arr.shape != () or arr.dtype.kind not in "iuf":
+            raise TypeError(f"{where} must be a whole number, got {value!r}")
+        step = arr.item()
     if isinstance(step, float) and not step.is_integer():
         raise ValueError(f"{where} must be a whole number, got {step!r}")
     if not 0 <= step <= _MAX_STEP:
@@ -272,8 +275,17 @@ class Optimizer:
         return np.zeros(p.data.shape, dtype=p.data.dtype)
 
     def _step_number(self, state, added):
-        """The count of updates of this parameter including the coming one."""
-        return state.get("step", 0) + 1
+        """The count of updates of this parameter including the coming one.
+        The stored count is checked as a loaded one is (an int in [0, 2**53],
+        see _loaded_step) when it is not a plain int in range, so a count set
+        by hand cannot make the bias corrections NaN or overflow the kernel's
+        int64; the common case costs one type check and one comparison."""
+        step = state.get("step", 0)
+        if type(step) is not int or not 0 <= step < _MAX_STEP:
+            step = _loaded_step(step, "the optimizer's state['step']")
+            if step >= _MAX_STEP:
+                raise ValueError(f"the optimizer's state['step'] = {step} is at the limit 2**53")
+        return step + 1
 
     def _update(self, group, datas, grads, states, steps, owners):
         raise NotImplementedError
