@@ -1234,3 +1234,36 @@ def test_step_count_set_by_hand_is_checked_at_the_next_step(rule, step, error):
     opt.state[ps[0]]["step"] = np.int64(4)  # a NumPy int, or a whole float, is a count
     opt.step()
     assert opt.state[ps[0]]["step"] == 5
+
+
+def _spoil_read_only(p):
+    p.data.setflags(write=False)
+
+
+LATER_GROUP_SPOILS = {
+    "grad of another shape": lambda p, opt: setattr(p, "grad", np.ones(4)),
+    "grad float32": lambda p, opt: setattr(p, "grad", np.ones(3, np.float32)),
+    "grad masked": lambda p, opt: setattr(p, "grad", np.ma.array(np.ones(3))),
+    "data read-only": lambda p, opt: _spoil_read_only(p),
+    "step count -1": lambda p, opt: opt.state[p].update(step=-1),
+}
+
+
+@pytest.mark.parametrize("rule", ["adam", "rmsprop"])
+@pytest.mark.parametrize("case", sorted(LATER_GROUP_SPOILS))
+def test_a_bad_array_in_a_later_group_leaves_every_group_unchanged(rule, case):
+    """A step runs one call per param group: each group is checked before
+    the first runs (before, the earlier groups were updated, then the step
+    raised half done)."""
+    first, later = Parameter(np.ones(3), "first"), Parameter(np.ones(3), "later")
+    opt = optim.OPTIMIZERS[rule]([{"params": [first]}, {"params": [later], "lr": 0.5}], lr=0.1)
+    first.grad[...] = later.grad[...] = 1.0
+    opt.step()
+    before = [first.data.copy(), later.data.copy(), repr(opt.state_dict())]
+    LATER_GROUP_SPOILS[case](later, opt)
+    with pytest.raises((ValueError, TypeError)):
+        opt.step()
+    np.testing.assert_array_equal(first.data, before[0])
+    np.testing.assert_array_equal(later.data, before[1])
+    if case != "step count -1":
+        assert repr(opt.state_dict()) == before[2]

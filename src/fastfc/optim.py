@@ -296,7 +296,7 @@ class Optimizer:
         (re-evaluating the loss) and its result returned, as in torch."""
         loss = None if closure is None else closure()
         self._check_changed_groups()
-        interrupted = None  # a Ctrl-C seen inside a kernel: raised once the step is whole
+        work = []  # per group with gradients: (group, its _update arguments, pending)
         for group in self.param_groups:
             slots = self._state_slots(group)
             owners, datas, grads, states, steps, pending = [], [], [], [], [], []
@@ -326,9 +326,17 @@ class Optimizer:
                 states.append(arrays)
                 steps.append(step)
                 pending.append((p, state, added, step))
-            if not datas:
-                continue
-            raised = self._update(group, datas, grads, states, steps, owners)
+            if datas:
+                work.append((group, (datas, grads, states, steps, owners), pending))
+        if len(work) > 1:
+            # one call per group: every group's arrays checked before the first
+            # runs, so that a bad array in a later group leaves the earlier ones
+            # untouched too
+            work = [(group, (_optim.tensors(*args),) + (None,) * 4, pending)
+                    for group, args, pending in work]
+        interrupted = None  # a Ctrl-C seen inside a kernel: raised once the step is whole
+        for group, args, pending in work:
+            raised = self._update(group, *args)
             interrupted = raised if interrupted is None else interrupted
             for p, state, added, step in pending:
                 if added:
