@@ -5,6 +5,7 @@ and hyperparameters, tampered max-pool caches, and an argmax array another
 thread rewrites mid-call. Scenarios whose failure mode is a crash or a hang
 run in a child interpreter with a timeout."""
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 
 import fastfc
+import fastfc.functional as F
 from fastfc import optim
 from fastfc.parameter import Parameter
 
@@ -100,11 +102,13 @@ CALLS = [
                                         **grads((4, 6), (6,)))),
     ("groupnorm_forward", lambda: dict(x=X4.copy(), gamma=G3.copy(), beta=G3 - 1, num_groups=3,
                                        out=e(X4.shape))),
-    ("groupnorm_backward", lambda: dict(dout=X4 + 1, cache=F.groupnorm_forward(X4, G3, G3 - 1, 3)[1],
+    ("groupnorm_backward", lambda: dict(dout=X4 + 1,
+                                        cache=F.groupnorm_forward(X4, G3, G3 - 1, 3)[1],
                                         **grads(X4.shape, (3,)))),
     ("conv_forward", lambda: dict(x=X4.copy(), w=WC.copy(), b=BC.copy(), pad=1,
                                   out=e((2, 4, 6, 6)))),
-    ("conv_backward", lambda: dict(dout=np.ones((2, 4, 6, 6)), cache=F.conv_forward(X4, WC, BC, pad=1)[1],
+    ("conv_backward", lambda: dict(dout=np.ones((2, 4, 6, 6)),
+                                   cache=F.conv_forward(X4, WC, BC, pad=1)[1],
                                    dx=e(X4.shape), dw=e(WC.shape), db=e(4))),
     ("max_pool_forward", lambda: dict(x=X4.copy(), out=e((2, 3, 3, 3)))),
     ("max_pool_forward/3x3s1", lambda: dict(x=X4.copy(), pool_height=3, pool_width=3, stride=1,
@@ -192,8 +196,8 @@ for name, make_kwargs in CALLS:
             got = outcome(lambda: fn(**replaced(make_kwargs(), path, substitute)))
             # the same call with the base array itself
             plain = iter(bases)
-            want = outcome(lambda: fn(**replaced(make_kwargs(), path,
-                                                 lambda a: np.ndarray.view(next(plain), np.ndarray))))
+            as_base = lambda a: np.ndarray.view(next(plain), np.ndarray)
+            want = outcome(lambda: fn(**replaced(make_kwargs(), path, as_base)))
             ok = (got[0] == want[0] == "returned" and same(got[1], want[1])) or \
                  (got[0] == want[0] == "raised" and got[1:] == want[1:])
             print(json.dumps({"case": case, "kind": "subclass", "ok": bool(ok),
@@ -201,7 +205,8 @@ for name, make_kwargs in CALLS:
         case = f"{where}:masked"
         print(json.dumps({"started": case}), flush=True)
         got = outcome(lambda: fn(**replaced(make_kwargs(), path, masked)))
-        print(json.dumps({"case": case, "kind": "masked", "name": path[0], "cache": path[1] is not None,
+        print(json.dumps({"case": case, "kind": "masked", "name": path[0],
+                          "cache": path[1] is not None,
                           "error": got[1] if got[0] == "raised" else None,
                           "message": got[2] if got[0] == "raised" else ""}), flush=True)
 """
@@ -282,7 +287,8 @@ def class_step(make, variant, where, substitute):
         state = opt.state[ps[0]]
         state[where] = substitute(state[where])
     result = outcome(opt.step)
-    return result[0] if result[0] == "returned" else result, [np.asarray(p.data).tolist() for p in ps]
+    values = [np.asarray(p.data).tolist() for p in ps]
+    return result[0] if result[0] == "returned" else result, values
 
 def course(rule, variant, where, substitute):
     rng = np.random.default_rng(2)
@@ -307,11 +313,13 @@ for name, make in CLASSES.items():
     opt = make(ps)
     opt.step()
     for where in ["data", "grad", *sorted(k for k in opt.state[ps[0]] if k != "step")]:
-        CASES.append((f"{name}:{where}", lambda v, s, make=make, where=where: class_step(make, v, where, s)))
+        CASES.append((f"{name}:{where}",
+                      lambda v, s, make=make, where=where: class_step(make, v, where, s)))
 for rule, keys in [("sgd", []), ("sgd_momentum", ["velocity"]), ("rmsprop", ["cache"]),
                    ("adam", ["m", "v"])]:
     for where in ["w", "dw", *keys]:
-        CASES.append((f"{rule}:{where}", lambda v, s, rule=rule, where=where: course(rule, v, where, s)))
+        CASES.append((f"{rule}:{where}",
+                      lambda v, s, rule=rule, where=where: course(rule, v, where, s)))
 
 for case, run in CASES:
     for variant, substitute in VARIANTS.items():
@@ -356,7 +364,8 @@ from fastfc.models import Sequential
 rng = np.random.default_rng(0)
 # big enough that every kernel splits its work among two threads
 X2, W2, B2 = rng.standard_normal((256, 512)), rng.standard_normal((512, 256)) / 20, np.zeros(256)
-X4, WC, BC = rng.standard_normal((16, 8, 32, 32)), rng.standard_normal((8, 8, 3, 3)) / 9, np.zeros(8)
+X4, WC, BC = rng.standard_normal((16, 8, 32, 32)), rng.standard_normal((8, 8, 3, 3)) / 9, \
+    np.zeros(8)
 G512, G8 = np.ones(512), np.ones(8)
 Y = rng.integers(0, 256, 256)
 
@@ -480,7 +489,7 @@ print(json.dumps(report))
 """
 
 
-@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_fork_after_threads_every_kernel_layer_optimizer_and_solver_finish_in_the_child():
     from fastfc import _info
 
@@ -857,8 +866,6 @@ def test_course_rule_configs_are_checked_at_every_call():
 # tampered caches raised the wrong exception, or one not naming the argument.
 # Every geometry, every way to spoil the cache: ValueError or TypeError
 # naming what is wrong.
-
-import fastfc.functional as F  # noqa: E402  (the section's subject)
 
 POOL_GEOMETRIES = [(2, 2, 2), (3, 3, 1), (2, 2, 1), (3, 3, 2), (1, 1, 1), (2, 3, 2), (3, 2, 1),
                    (7, 8, 1)]

@@ -19,8 +19,8 @@ import numbers
 
 import numpy as np
 
-__all__ = ["ArgumentTypeError", "check_int", "check_real", "check_probability", "check_seed", "check_array",
-           "check_unmasked"]
+__all__ = ["ArgumentTypeError", "check_int", "check_real", "check_probability", "check_seed",
+           "check_array", "check_unmasked"]
 
 
 class ArgumentTypeError(TypeError, ValueError):
