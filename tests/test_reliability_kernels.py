@@ -48,6 +48,24 @@ def child_records(code, timeout=60):
 # must behave exactly as its base-class array does (the same result or the
 # same error); a masked array must raise TypeError naming the argument.
 
+LYING = r"""
+import numpy as np
+
+def lying(base, shape):
+    # base viewed as an ndarray subclass whose Python-level .shape says shape,
+    # and whose other attributes a wrapper might read agree with that shape
+    # (and claim the other float type)
+    size = int(np.prod(shape))
+    other = np.dtype(np.float32 if base.dtype == np.float64 else np.float64)
+    claims = {"shape": shape, "size": size, "ndim": len(shape), "dtype": other,
+              "itemsize": other.itemsize, "nbytes": size * other.itemsize,
+              "strides": tuple(int(np.prod(shape[k + 1:])) * other.itemsize
+                               for k in range(len(shape)))}
+    cls = type("Lying", (np.ndarray,),
+               {name: property(lambda self, value=value: value) for name, value in claims.items()})
+    return base.view(cls)
+"""
+
 KERNEL_CALLS = r"""
 import numpy as np
 import fastfc.functional as F
@@ -124,13 +142,8 @@ CALLS = [
 ]
 """
 
-SUBCLASS_RUNNER = KERNEL_CALLS + r"""
+SUBCLASS_RUNNER = KERNEL_CALLS + LYING + r"""
 import json
-
-def lying(base, shape):
-    # base viewed as an ndarray subclass whose Python-level .shape says shape
-    cls = type("Lying", (np.ndarray,), {"shape": property(lambda self: shape)})
-    return base.view(cls)
 
 def paths(kwargs):
     # (key, index in the cache or None) of every array argument
@@ -231,15 +244,10 @@ def test_every_kernel_reads_subclasses_as_their_base_array_and_refuses_masked_on
 
 # The optimizers: each class (with its state arrays in use) and each course
 # rule, with a parameter's data, its gradient or a state array replaced as above.
-OPTIMIZER_RUNNER = r"""
+OPTIMIZER_RUNNER = LYING + r"""
 import json
-import numpy as np
 import fastfc
 from fastfc import optim
-
-def lying(base, shape):
-    cls = type("Lying", (np.ndarray,), {"shape": property(lambda self: shape)})
-    return base.view(cls)
 
 def masked(a):
     mask = np.zeros(a.shape, bool)
