@@ -288,8 +288,11 @@ def affine_gemms_only(x, w, dout):
     cdef cnp.ndarray da = as_float_array(dout, "dout")
     check_same_dtype(xa, "x", wa, "w")
     check_same_dtype(xa, "x", da, "dout")
+    # the dimensions counted first: shape[1] of a 1-d array reads past its shape
+    if xa.ndim != 2 or wa.ndim != 2 or da.ndim != 2:
+        raise ValueError("x, w and dout must have shapes (N, D), (D, M) and (N, M)")
     cdef int64_t n = xa.shape[0], d = wa.shape[0], m = wa.shape[1]
-    if xa.ndim != 2 or xa.shape[1] != d or da.ndim != 2 or da.shape[0] != n or da.shape[1] != m:
+    if xa.shape[1] != d or da.shape[0] != n or da.shape[1] != m:
         raise ValueError("x, w and dout must have shapes (N, D), (D, M) and (N, M)")
     out = np.empty((n, m), dtype=xa.dtype)
     dx = np.empty((n, d), dtype=xa.dtype)

@@ -135,7 +135,8 @@ cdef int check_same_dtype(object first, str first_name, object other, str other_
 
 
 cdef object as_labels(object y, int64_t n_batch, int64_t n_classes, str name):
-    """y as contiguous int64 labels, one per row, each in [0, n_classes)."""
+    """y as a private, contiguous int64 copy of the labels, one per row, each
+    in [0, n_classes)."""
     y = plain_array(y, name)
     if y.dtype.kind not in "iu":
         raise TypeError(f"{name} must hold integer class labels, got dtype {y.dtype}")
@@ -146,7 +147,10 @@ cdef object as_labels(object y, int64_t n_batch, int64_t n_classes, str name):
     if y.dtype.kind == "u" and y.dtype.itemsize == 8 and n_batch and y.max() > n_classes:
         # uint64 labels past 2**63 would wrap to negatives in int64
         raise ValueError(f"{name} holds label {y.max()}, outside [0, {n_classes})")
-    cdef cnp.ndarray labels = np.ascontiguousarray(y, dtype=np.int64)
+    # Always a private copy, checked: the kernels index rows with these labels
+    # without the GIL, so another thread writing into y meanwhile must not
+    # change what was checked (an index past the row read out of bounds).
+    cdef cnp.ndarray labels = np.array(y, dtype=np.int64, order="C", copy=True)
     cdef const int64_t *lab = <const int64_t *>cnp.PyArray_DATA(labels)
     cdef int64_t i
     for i in range(n_batch):  # a typed loop: far cheaper than min() and max() on small batches

@@ -10,7 +10,7 @@ from libc.stdint cimport int64_t
 from libc.string cimport memset
 from fastfc._common cimport (ELEMENTS_PER_PIECE, Pieces, pieces, next_piece, piece_items,
                              as_float_array, check_float_array, check_same_dtype, check_nonempty,
-                             is_float32, data_of, num_threads, output_array)
+                             is_float32, data_of, num_threads, output_array, plain_array)
 from fastfc._kernels cimport fastfc_norm_geom, fastfc_norm_args
 
 cdef extern from "fastfc.h" nogil:
@@ -153,7 +153,8 @@ cdef cnp.ndarray _running_stat(object a, str name, int64_t channels, cnp.ndarray
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name} must be a NumPy array (it is updated in place), "
                         f"got {type(a).__name__}")
-    cdef cnp.ndarray arr = <cnp.ndarray>a
+    # the base-class array (a subclass's .shape may lie; masked arrays refused)
+    cdef cnp.ndarray arr = <cnp.ndarray>plain_array(a, name)
     check_same_dtype(xa, "x", arr, name)
     if (<object>arr).shape != (channels,):
         raise ValueError(f"{name} must have shape ({channels},) (one per channel of x, "

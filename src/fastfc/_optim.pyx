@@ -15,6 +15,8 @@ Every array is checked before any is touched, so a bad one changes nothing.
 Each returns None, or the exception (a KeyboardInterrupt) that a signal
 handler raised between the pieces of a long update: the update has run in
 full, and the caller raises it once its bookkeeping is done.
+datas may instead be what tensors() returned for such lists (the others then
+None): the arrays checked ahead of the call.
 fastfc.optim builds these lists; use its classes rather than these.
 """
 cimport numpy as cnp
@@ -49,12 +51,19 @@ STEP[:] = [fastfc_optim_step_f32, fastfc_optim_step_f64]
 
 cdef class _TensorList:
     """The C descriptors of a list of parameters, float32 ones first:
-    tensors[:n_f32] are float32, tensors[n_f32:n] float64."""
+    tensors[:n_f32] are float32, tensors[n_f32:n] float64; keep holds the
+    lists of arrays they point into."""
     cdef fastfc_optim_tensor *tensors
     cdef Py_ssize_t n, n_f32
+    cdef object keep
 
     def __dealloc__(self):
         PyMem_Free(self.tensors)
+
+
+cdef tuple _dims(cnp.ndarray a):
+    """a's C-level shape (a subclass's .shape may say otherwise)."""
+    return tuple(cnp.PyArray_DIMS(a)[d] for d in range(cnp.PyArray_NDIM(a)))
 
 
 cdef void *_checked(object arr, cnp.ndarray data, bint writeable, object owner,
@@ -74,8 +83,8 @@ cdef void *_checked(object arr, cnp.ndarray data, bint writeable, object owner,
     for d in range(ndim if same_shape else 0):
         same_shape = same_shape and cnp.PyArray_DIMS(a)[d] == cnp.PyArray_DIMS(data)[d]
     if not same_shape:
-        raise ValueError(f"{owner}: {what} has shape {arr.shape} but data has shape "
-                         f"{(<object>data).shape}")
+        raise ValueError(f"{owner}: {what} has shape {_dims(a)} but data has shape "
+                         f"{_dims(data)}")
     if not cnp.PyArray_IS_C_CONTIGUOUS(a):
         raise ValueError(f"{owner}: {what} must be a C-contiguous array")
     if writeable and not cnp.PyArray_ISWRITEABLE(a):
@@ -191,10 +200,25 @@ cdef _TensorList _tensor_list(list datas, list grads, list states, list steps, o
     return out
 
 
-cdef _TensorList _checked_list(list datas, list grads, list states, list steps, object owners):
+cdef _TensorList _checked_list(object datas, object grads, object states, object steps,
+                               object owners):
+    """datas when it is what tensors() made, else the lists checked (see tensors)."""
+    if isinstance(datas, _TensorList):
+        return <_TensorList>datas
     if owners is None:
         owners = [f"params[{k}]" for k in range(len(datas))]
-    return _tensor_list(datas, grads, states, steps, owners)
+    cdef _TensorList out = _tensor_list(datas, grads, states, steps, owners)
+    out.keep = (datas, grads, states, steps)
+    return out
+
+
+def tensors(list datas, list grads, list states, list steps, owners):
+    """The arrays of one call checked now (everything the update functions
+    check), for an update function to take as its datas argument (grads,
+    states, steps and owners then None): a step that runs one call per param
+    group checks every group's arrays before the first call, so a bad array
+    in a later group leaves the earlier groups untouched too."""
+    return _checked_list(datas, grads, states, steps, owners)
 
 
 cdef object _run_pieces(fastfc_optim_rule rule, bint single, const void *config,
@@ -269,7 +293,7 @@ cdef object _step(fastfc_optim_rule rule, const void *config, _TensorList ts):
     return raised
 
 
-def sgd_step(list datas, list grads, list states, list steps, owners, double lr,
+def sgd_step(datas, grads, states, steps, owners, double lr,
              double momentum, double dampening, double weight_decay, bint nesterov,
              bint maximize):
     """torch.optim.SGD's update; states[k][0] is the momentum buffer (None
@@ -281,7 +305,7 @@ def sgd_step(list datas, list grads, list states, list steps, owners, double lr,
     return _step(FASTFC_SGD, &c, ts)
 
 
-def sgd_velocity_step(list datas, list grads, list states, list steps, owners, double lr,
+def sgd_velocity_step(datas, grads, states, steps, owners, double lr,
                       double momentum):
     """The course notes' momentum: v = momentum * v - lr * grad; data += v,
     states[k][0] being the velocity v."""
@@ -292,7 +316,7 @@ def sgd_velocity_step(list datas, list grads, list states, list steps, owners, d
     return _step(FASTFC_SGD_VELOCITY, &c, ts)
 
 
-def adagrad_step(list datas, list grads, list states, list steps, owners, double lr,
+def adagrad_step(datas, grads, states, steps, owners, double lr,
                  double lr_decay, double weight_decay, double eps, bint maximize):
     """torch.optim.Adagrad's update; states[k][0] is the sum of squares."""
     cdef _TensorList ts = _checked_list(datas, grads, states, steps, owners)
@@ -301,7 +325,7 @@ def adagrad_step(list datas, list grads, list states, list steps, owners, double
     return _step(FASTFC_ADAGRAD, &c, ts)
 
 
-def rmsprop_step(list datas, list grads, list states, list steps, owners, double lr,
+def rmsprop_step(datas, grads, states, steps, owners, double lr,
                  double alpha, double eps, double weight_decay, double momentum,
                  bint maximize):
     """torch.optim.RMSprop's update; states[k] = (square_avg, momentum_buffer
@@ -313,7 +337,7 @@ def rmsprop_step(list datas, list grads, list states, list steps, owners, double
     return _step(FASTFC_RMSPROP, &c, ts)
 
 
-def adam_step(list datas, list grads, list states, list steps, owners, double lr,
+def adam_step(datas, grads, states, steps, owners, double lr,
               double beta1, double beta2, double eps, double weight_decay, bint decoupled,
               bint maximize):
     """torch.optim.Adam's update (AdamW's when decoupled); states[k] =

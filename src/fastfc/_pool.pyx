@@ -150,9 +150,8 @@ def max_pool_backward(dout, cache, *, dx=None):
     - dx: (N, C, H, W)
 
     A cache whose argmax names an entry outside its window (one not made by
-    max_pool_forward, or changed since) raises ValueError; for windows other
-    than 2x2 with stride 2 only entries outside the window's row-major span
-    (its first entry to its last) are seen. dx then holds no useful values.
+    max_pool_forward, or changed since) raises ValueError; dx then holds no
+    useful values.
     """
     x, argmax, pool_param = unpack_cache(cache, 3, "(x, argmax, pool_param)", "max_pool_forward")
     cdef cnp.ndarray xa = as_image_batch(x, "x (from the cache)")

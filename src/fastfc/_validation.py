@@ -19,7 +19,8 @@ import numbers
 
 import numpy as np
 
-__all__ = ["ArgumentTypeError", "check_int", "check_real", "check_probability", "check_seed", "check_array"]
+__all__ = ["ArgumentTypeError", "check_int", "check_real", "check_probability", "check_seed",
+           "check_array", "check_unmasked"]
 
 
 class ArgumentTypeError(TypeError, ValueError):
@@ -96,12 +97,24 @@ def check_seed(name, value, generator=False):
     return int(value)
 
 
+def check_unmasked(name, value):
+    """value as a base-class NumPy array (np.asarray: no copy when it is an
+    array, a subclass viewed as np.ndarray, whose C-level shape is what the
+    kernels read, whatever the subclass's .shape says); TypeError for a
+    masked array, whose mask would be ignored."""
+    if isinstance(value, np.ma.MaskedArray):
+        raise ArgumentTypeError(f"{name} is a masked array, which fastfc does not support (its "
+                                f"mask would be ignored); pass {name}.filled(value) or "
+                                f"np.asarray({name})")
+    return np.asarray(value)
+
+
 def check_array(name, value, ndim=None, layout=None, kinds="biuf"):
-    """value as a NumPy array (np.asarray, no copy when it is one) whose
+    """value as a NumPy array (check_unmasked: no copy when it is one) whose
     dtype kind is one of kinds (default: bool, int or float) and, when ndim
     is given, of that many dimensions; layout names them in the message
     ("(N, C, H, W)")."""
-    array = np.asarray(value)
+    array = check_unmasked(name, value)
     if array.dtype.kind not in kinds:
         raise ArgumentTypeError(f"{name} must be an array of numbers, got dtype {array.dtype}")
     if ndim is not None and array.ndim != ndim:

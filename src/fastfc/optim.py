@@ -29,7 +29,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from . import _optim
-from ._validation import check_int, check_probability, check_real
+from ._validation import check_int, check_probability, check_real, check_unmasked
 from .parameter import Parameter
 
 __all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "OPTIMIZERS", "UPDATE_RULES",
@@ -67,7 +67,9 @@ _MAX_STEP = 2**53
 
 def _byte_range(a):
     """[start, end) of the memory a spans (for a strided view, everything
-    between its first and last element), or None when a is empty."""
+    between its first and last element), or None when a is empty. A
+    subclass is measured as its base-class array (its .shape may lie)."""
+    a = np.ndarray.view(a, np.ndarray)
     if a.size == 0:
         return None
     start = end = a.__array_interface__["data"][0]
@@ -97,10 +99,13 @@ def _check_apart(params, where_of):
 def _loaded_step(value, where):
     """A saved step count as an int in [0, _MAX_STEP]; torch saves it as a
     float tensor, so whole floats are accepted, and nothing is truncated."""
-    arr = np.asarray(value)
-    if arr.shape != () or arr.dtype.kind not in "iuf":
-        raise TypeError(f"{where} must be a whole number, got {value!r}")
-    step = arr.item()
+    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
+        step = int(value)  # any size: one past int64 is out of range, not of the wrong type
+    else:
+        arr = np.asarray(value)
+        if arr.shape != () or arr.dtype.kind not in "iuf":
+            raise TypeError(f"{where} must be a whole number, got {value!r}")
+        step = arr.item()
     if isinstance(step, float) and not step.is_integer():
         raise ValueError(f"{where} must be a whole number, got {step!r}")
     if not 0 <= step <= _MAX_STEP:
@@ -270,8 +275,17 @@ class Optimizer:
         return np.zeros(p.data.shape, dtype=p.data.dtype)
 
     def _step_number(self, state, added):
-        """The count of updates of this parameter including the coming one."""
-        return state.get("step", 0) + 1
+        """The count of updates of this parameter including the coming one.
+        The stored count is checked as a loaded one is (an int in [0, 2**53],
+        see _loaded_step) when it is not a plain int in range, so a count set
+        by hand cannot make the bias corrections NaN or overflow the kernel's
+        int64; the common case costs one type check and one comparison."""
+        step = state.get("step", 0)
+        if type(step) is not int or not 0 <= step < _MAX_STEP:
+            step = _loaded_step(step, "the optimizer's state['step']")
+            if step >= _MAX_STEP:
+                raise ValueError(f"the optimizer's state['step'] = {step} is at the limit 2**53")
+        return step + 1
 
     def _update(self, group, datas, grads, states, steps, owners):
         raise NotImplementedError
@@ -282,7 +296,7 @@ class Optimizer:
         (re-evaluating the loss) and its result returned, as in torch."""
         loss = None if closure is None else closure()
         self._check_changed_groups()
-        interrupted = None  # a Ctrl-C seen inside a kernel: raised once the step is whole
+        work = []  # per group with gradients: (group, its _update arguments, pending)
         for group in self.param_groups:
             slots = self._state_slots(group)
             owners, datas, grads, states, steps, pending = [], [], [], [], [], []
@@ -312,9 +326,17 @@ class Optimizer:
                 states.append(arrays)
                 steps.append(step)
                 pending.append((p, state, added, step))
-            if not datas:
-                continue
-            raised = self._update(group, datas, grads, states, steps, owners)
+            if datas:
+                work.append((group, (datas, grads, states, steps, owners), pending))
+        if len(work) > 1:
+            # one call per group: every group's arrays checked before the first
+            # runs, so that a bad array in a later group leaves the earlier ones
+            # untouched too
+            work = [(group, (_optim.tensors(*args),) + (None,) * 4, pending)
+                    for group, args, pending in work]
+        interrupted = None  # a Ctrl-C seen inside a kernel: raised once the step is whole
+        for group, args, pending in work:
+            raised = self._update(group, *args)
             interrupted = raised if interrupted is None else interrupted
             for p, state, added, step in pending:
                 if added:
@@ -424,7 +446,7 @@ class Optimizer:
                 known = ", ".join((["step"] if self._counts_steps else []) + list(self._STATE))
                 raise ValueError(f"{where} has {key!r}, which is no state of "
                                  f"{type(self).__name__} (it keeps {known})")
-            arr = np.asarray(value)
+            arr = check_unmasked(f"{where}[{key!r}]", value)
             if arr.shape != p.data.shape:
                 raise ValueError(f"{where}[{key!r}] has shape {arr.shape}, but its parameter "
                                  f"{p.name!r} has shape {p.data.shape}")
@@ -730,7 +752,9 @@ def _course_config(config, w, hyper, state_keys, owner):
         arr = config.get(key)
         if arr is None:
             arr = np.zeros_like(w)
-        elif not isinstance(arr, np.ndarray) or arr.shape != w.shape:
+        elif isinstance(arr, np.ndarray):
+            arr = check_unmasked(f"{owner}: config[{key!r}]", arr)
+        if not isinstance(arr, np.ndarray) or arr.shape != w.shape:
             raise ValueError(f"{owner}: config[{key!r}] must be an array of w's shape {w.shape}, "
                              f"got {getattr(arr, 'shape', type(arr).__name__)}")
         elif not (arr.dtype == w.dtype and arr.flags.c_contiguous and arr.flags.writeable):
@@ -798,6 +822,9 @@ def _course_rule(rule, w, dw, config):
     if not isinstance(w, np.ndarray) or w.dtype not in (np.float32, np.float64):
         raise TypeError(f"w must be a float32 or float64 NumPy array, got "
                         f"{getattr(w, 'dtype', type(w).__name__)}")
+    w = check_unmasked("w", w)
+    if isinstance(dw, np.ndarray):
+        dw = check_unmasked("dw", dw)
     if not isinstance(dw, np.ndarray) or dw.dtype != w.dtype:
         raise TypeError(f"dw must be a NumPy array of w's dtype {w.dtype}, got "
                         f"{getattr(dw, 'dtype', type(dw).__name__)}")
