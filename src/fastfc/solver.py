@@ -456,6 +456,8 @@ class Solver:
                         stale_epochs += 1
                     if self.patience is not None and stale_epochs >= self.patience:
                         break
+                if interrupt.requested:  # Ctrl-C during the last epoch's evaluation: still a stop
+                    raise KeyboardInterrupt
         except KeyboardInterrupt:
             self._restore_best()
             self._write_checkpoint()

@@ -11,7 +11,7 @@ from .model_files import build_model, check_model_size, model_outputs, model_spe
 from .options import (EXIT_INTERRUPTED, MODEL_DEFAULTS, MOMENTUM_RULES, TRAIN_DEFAULTS, CommandError,
                       add_data_arguments, add_model_arguments, add_optimizer_arguments, add_runtime_arguments,
                       configure_threads, float_range, int_list, positive_int)
-from .outputs import check_output_paths, report_failures, say, write_outputs
+from .outputs import check_output_paths, interruptions_held, report_failures, say, write_outputs
 from .scale import add_search_arguments, run_trials, uses_executor
 from .train import check_training_args, make_solver, train_and_report
 
@@ -161,8 +161,9 @@ def run_search(args):
     ranked = search.rank(finished)
     if ranked:
         print_trial_table(ranked)
-    written, failures = write_outputs([("--log", args.log, lambda path: write_trial_log(path, ranked))])
-    if len(finished) < args.trials:
+    with interruptions_held() as signals:
+        written, failures = write_outputs([("--log", args.log, lambda path: write_trial_log(path, ranked))])
+    if len(finished) < args.trials or signals:
         saved = f"; saved {', '.join(written)}" if written else ""
         print(f"fastfc: search interrupted after {len(finished)} of {args.trials} trials{saved}",
               file=sys.stderr)

@@ -8,7 +8,7 @@ from .data import data_files, evaluate_model, load_data, prepare, resolve_data_d
 from .model_files import build_model, check_model_size, describe_model, model_outputs, model_spec, save_model
 from .options import (EXIT_ERROR, EXIT_INTERRUPTED, MOMENTUM_RULES, CommandError, add_data_arguments,
                       add_model_arguments, add_optimizer_arguments, add_runtime_arguments, configure_threads)
-from .outputs import check_output_paths, report_failures, say, write_outputs
+from .outputs import check_output_paths, interruptions_held, report_failures, say, write_outputs
 from .scale import add_train_arguments, data_parallel_options
 
 # What the numbers of an epoch line are (printed before the first, and in --help).
@@ -88,7 +88,10 @@ def train_and_report(args, model, spec, statistics, prepared, save, history_writ
     # (over an earlier run's model, possibly).
     epochs_done = len(solver.epoch_history)
     writes = [("--save", save, lambda path: save_model(path, model, spec, statistics))] if epochs_done else []
-    written, failures = write_outputs(writes + history_writes_of(solver))
+    with interruptions_held() as signals:
+        written, failures = write_outputs(writes + history_writes_of(solver))
+    if signals and stopped is None:  # arrived while saving a finished run: it ends as interrupted
+        stopped = KeyboardInterrupt()
     if stopped is not None:
         saved = f"; saved {', '.join(written)}" if written else ""
         if save and not epochs_done:
