@@ -122,6 +122,35 @@ def test_predict_takes_the_scale_of_uint8_images_from_the_model(tmp_path):
         assert result.stdout == ""
 
 
+def test_predict_never_answers_images_on_a_wrong_scale_silently(digits_model, tmp_path):
+    """Bad --input files and --pixel-max values: each one line naming the
+    problem (no traceback, no NumPy warning), or answered with a warning
+    when the images fill a tiny part of the training range."""
+    unit = np.random.default_rng(0).random((3, 64), dtype=np.float32)  # the digits' [0, 1] scale
+    arrays = {"one flattened image.npy": unit[0], "no images.npy": np.zeros((0, 64), np.float32),
+              "a scalar.npy": np.float32(1), "complex.npy": unit.astype(np.complex64),
+              "huge integers.npy": np.full((2, 64), 2**62, np.int64), "overflowing floats.npy": np.full((2, 64), 1e300),
+              "bytes.npy": np.rint(unit * 16).astype(np.uint8)}
+    for name, array in arrays.items():
+        np.save(tmp_path / name, array)
+    (tmp_path / "empty.csv").write_text("")
+    (tmp_path / "ragged.csv").write_text("1,2,3\n1,2\n")
+    refused = {("no images.npy",): "holds no images", ("empty.csv",): "holds no images",
+               ("a scalar.npy",): "the model expects (1, 8, 8)", ("complex.npy",): "expected numbers",
+               ("huge integers.npy",): "give --pixel-max", ("overflowing floats.npy",): "infinite",
+               ("ragged.csv",): "cannot read images", ("bytes.npy", "--pixel-max", "1e300"): "out of the range",
+               ("bytes.npy", "--pixel-max", "1e-300"): "out of the range"}
+    for (name, *options), message in refused.items():
+        result = fastfc("predict", "--model", digits_model, "--input", tmp_path / name, *options)
+        one_line_error(result, message)
+        assert "Warning" not in result.stderr and result.stdout == "", (name, result.stderr)
+    result = fastfc("predict", "--model", digits_model, "--input", tmp_path / "one flattened image.npy")
+    assert result.returncode == 0 and result.stderr == "" and len(result.stdout.splitlines()) == 2, result
+    result = fastfc("predict", "--model", digits_model, "--input", tmp_path / "bytes.npy", "--pixel-max", "65535")
+    assert result.returncode == 0 and len(result.stdout.splitlines()) == 4
+    assert result.stderr.startswith("fastfc: warning:") and "is the scale right" in result.stderr
+
+
 # ---------------------------------------------------------------- 10: one class
 
 @pytest.mark.parametrize("argv", [
