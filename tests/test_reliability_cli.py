@@ -355,6 +355,35 @@ def test_a_diverging_run_saves_its_best_epoch_and_history(digits_model, tmp_path
     assert f"{kept} not written: no epoch finished" in line and kept.read_bytes() == before
 
 
+# A child that runs the command line with the Solver's 25th step (epoch 2
+# of 20-step epochs) failing as an allocation does when memory runs out.
+MEMORY_RUNS_OUT = """
+import sys
+from fastfc import cli, solver
+real, calls = solver.Solver._step, []
+def step(self, X, y):
+    calls.append(1)
+    if len(calls) == 25:
+        raise MemoryError("Unable to allocate 3.35 GiB for an array")
+    return real(self, X, y)
+solver.Solver._step = step
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_memory_running_out_during_training_saves_the_best_epoch(tmp_path):
+    """As a NaN loss does: the run's best parameters and history are saved,
+    then one line (it used to end with nothing saved)."""
+    model, log = tmp_path / "model.npz", tmp_path / "history.csv"
+    result = subprocess.run([sys.executable, "-c", MEMORY_RUNS_OUT, "train", *TINY, "--save", model, "--log", log],
+                            capture_output=True, text=True, timeout=120, env=child_env())
+    line = one_line_error(result, "fastfc: error: out of memory (Unable to allocate 3.35 GiB")
+    assert f"saved {model}, {cli.spec_path(model)}, {log}" in line
+    with open(log) as f:
+        assert [row["epoch"] for row in csv.DictReader(f)] == ["1"]
+    assert fastfc("evaluate", "--model", model, "--threads", "1").returncode == 0
+
+
 # ---------------------------------------------------------------- 22: one-line errors, bounded work
 
 def test_a_network_too_big_for_the_machine_is_one_line(tmp_path):
