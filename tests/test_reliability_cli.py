@@ -384,6 +384,33 @@ def test_memory_running_out_during_training_saves_the_best_epoch(tmp_path):
     assert fastfc("evaluate", "--model", model, "--threads", "1").returncode == 0
 
 
+# A child that runs the command line with search's third trial running out of memory.
+TRIAL_RUNS_OUT = """
+import sys
+from fastfc import cli
+import fastfc.cli.search as search
+real, calls = search.run_trial, []
+def run_trial(*args):
+    calls.append(1)
+    if len(calls) == 3:
+        raise MemoryError("Unable to allocate 3.35 GiB for an array")
+    return real(*args)
+search.run_trial = run_trial
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_memory_running_out_in_a_trial_keeps_the_finished_trials(tmp_path):
+    log = tmp_path / "trials.csv"
+    result = subprocess.run([sys.executable, "-c", TRIAL_RUNS_OUT, "search", "--trials", "5", "--epochs", "1",
+                             "--hidden-choices", "8", "--threads", "1", "--quiet", "--log", log],
+                            capture_output=True, text=True, timeout=120, env=child_env())
+    line = one_line_error(result, "out of memory (Unable to allocate 3.35 GiB for an array) in trial 3 of 5")
+    assert f"saved {log}" in line
+    with open(log) as f:
+        assert sorted(row["number"] for row in csv.DictReader(f)) == ["1", "2"]
+
+
 # ---------------------------------------------------------------- 22: one-line errors, bounded work
 
 def test_a_network_too_big_for_the_machine_is_one_line(tmp_path):
