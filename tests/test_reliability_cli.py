@@ -309,7 +309,8 @@ def _name_max(directory):
 
 
 @pytest.mark.parametrize("case", ["trailing slash", "description is a directory", "unwritable directory",
-                                  "name of 236", "name of 245", "name of 255", "log of 250"])
+                                  "name of 236", "name of 245", "name of 255", "log of 250", "empty name",
+                                  "empty log name"])
 def test_unwritable_outputs_are_refused_before_training(tmp_path, case):
     """Each used to fail after the whole run; the check now takes well under
     a training run (no epoch line, no data loaded)."""
@@ -319,12 +320,14 @@ def test_unwritable_outputs_are_refused_before_training(tmp_path, case):
         "description is a directory": (tmp_path / "model.npz", "directory"),
         "unwritable directory": ("/proc/model.npz", "cannot create a file in /proc"),
         "log of 250": (tmp_path / ("h" * 246 + ".csv"), "too long"),
+        "empty name": ("", "the file name is empty"),
+        "empty log name": ("", "the file name is empty"),
     }.get(case, (None, "too long"))
     if path is None:  # a legal name whose temporary name is too long
         length = int(case.split()[-1])
         assert length <= _name_max(tmp_path)
         path = tmp_path / ("m" * (length - 4) + ".npz")
-    option = "--log" if case.startswith("log") else "--save"
+    option = "--log" if "log" in case else "--save"
     result = fastfc("train", *SLOW, option, path)
     one_line_error(result, message)
     assert "epoch" not in result.stdout

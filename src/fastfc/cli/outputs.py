@@ -45,6 +45,8 @@ def check_output_paths(outputs, inputs=()):
     for option, path, replaced in outputs:
         if path is None:
             continue
+        if not os.fspath(path):  # io's check would probe the directory itself and pass a replaced file
+            raise CommandError(f"{option}: the file name is empty")
         try:
             check_output_path(path, replaced)
         except (OSError, ValueError) as exc:
