@@ -248,7 +248,7 @@ def test_an_output_directory_gone_at_save_time_is_rescued(tmp_path):
     the history are saved under rescue names in the working directory."""
     out = tmp_path / "out"
     out.mkdir()
-    process = start_fastfc("train", *SLOW[:4], "--epochs", "1000", "--threads", "1", "--save", out / "m.npz",
+    process = start_fastfc("train", "--hidden", "16", "--epochs", "100000", "--threads", "1", "--save", out / "m.npz",
                            "--log", out / "h.csv", cwd=tmp_path)
     wait_for_line(process, "epoch ")
     shutil.rmtree(out)
