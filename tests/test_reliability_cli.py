@@ -36,10 +36,14 @@ def fastfc(*argv, timeout=120, limit_memory=None):
                           timeout=timeout, env=child_env(), preexec_fn=limit if limit_memory else None)
 
 
-def start_fastfc(*argv, cwd=None):
-    """`python -m fastfc argv...` started in a child; the Popen (text pipes)."""
+def start_fastfc(*argv, cwd=None, background=False):
+    """`python -m fastfc argv...` started in a child; the Popen (text pipes).
+    background: with Ctrl-C ignored, as a shell starts `fastfc ... &`."""
+    def ignore_ctrl_c():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     return subprocess.Popen([sys.executable, "-m", "fastfc", *map(str, argv)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=child_env(), cwd=cwd)
+                            stderr=subprocess.PIPE, text=True, env=child_env(), cwd=cwd,
+                            preexec_fn=ignore_ctrl_c if background else None)
 
 
 def wait_for_line(process, prefix):
@@ -190,6 +194,22 @@ def test_a_signal_in_the_first_epoch_keeps_the_existing_model(digits_model, tmp_
     after = contents(tmp_path)
     assert {name: after[name] for name in before} == before
     assert set(after) == set(before) | {"history.csv", "history-iterations.csv"}  # no temporary left
+    assert fastfc("evaluate", "--model", model, "--threads", "1").returncode == 0
+
+
+def test_sigterm_stops_a_background_run_and_saves(tmp_path):
+    """A run started in the background (`fastfc train ... &`: Ctrl-C
+    ignored), as batch jobs are, then stopped by SIGTERM after an epoch:
+    saved and reported as Ctrl-C would be."""
+    model, log = tmp_path / "model.npz", tmp_path / "history.csv"
+    process = start_fastfc("train", "--hidden", "16", "--epochs", "100000", "--threads", "1", "--save", model,
+                           "--log", log, background=True)
+    wait_for_line(process, "epoch ")
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = finish(process)
+    assert process.returncode == cli.EXIT_INTERRUPTED and "Traceback" not in stderr, stderr
+    assert re.fullmatch(r"fastfc: interrupted after \d+ epochs? \(best val acc .*\); saved .*\n", stderr), stderr
+    assert sorted(os.listdir(tmp_path)) == ["history-iterations.csv", "history.csv", "model.json", "model.npz"]
     assert fastfc("evaluate", "--model", model, "--threads", "1").returncode == 0
 
 
