@@ -1601,7 +1601,6 @@ from fastfc import cli
 real_savez = np.savez
 
 def savez_terminated_midway(f, **arrays):
-    f.write(b"PK\\x03\\x04 half a model")
     os.kill(os.getpid(), signal.SIGTERM)
     real_savez(f, **arrays)
 
@@ -1612,17 +1611,20 @@ sys.exit(cli.main(["train", "--hidden", "8", "--epochs", "1", "--quiet", "--thre
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sends SIGTERM to a child")
 def test_sigterm_during_a_save_leaves_no_temporary(saved_model, tmp_path):
-    """SIGTERM arriving while the model is written: the save is abandoned
-    like on Ctrl-C, the temporary file removed, the previous model kept
-    (SIGTERM used to kill the process, leaving a model-sized hidden file)."""
+    """SIGTERM arriving while the model is written: held until both files
+    are written (a save stopped halfway could leave new parameters beside
+    the old description), then the command ends as interrupted; no
+    temporary file is left (SIGTERM used to kill the process, leaving a
+    model-sized hidden file)."""
     model = shutil.copy(saved_model, tmp_path / "model.npz")
     shutil.copy(saved_model.with_suffix(".json"), tmp_path / "model.json")
-    before = pathlib.Path(model).read_bytes()
     proc = run_python(SIGTERM_DURING_SAVE.replace("MODEL", repr(str(model))), timeout=120)
     assert proc.returncode == 130, proc.stderr
     assert "interrupted" in proc.stderr and "Traceback" not in proc.stderr
+    assert f"saved {model}, {tmp_path / 'model.json'}" in proc.stderr
     assert sorted(os.listdir(tmp_path)) == ["model.json", "model.npz"]
-    assert pathlib.Path(model).read_bytes() == before
+    from fastfc import cli
+    assert cli.main(["evaluate", "--model", str(model)]) == 0  # the pair belongs together
 
 
 WRITER_STOPPED_MIDWAY = """

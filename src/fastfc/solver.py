@@ -405,7 +405,7 @@ class Solver:
         Each batch is gathered into buffers allocated once per call (_BatchBuffers).
 
         Raises FloatingPointError (best parameters restored) when a loss is
-        NaN or infinite. On Ctrl-C, stops at the next batch boundary, restores
+        NaN or infinite, and MemoryError with the best parameters restored. On Ctrl-C, stops at the next batch boundary, restores
         the best parameters, writes the checkpoint, sets interrupted and
         re-raises KeyboardInterrupt.
         """
@@ -460,10 +460,15 @@ class Solver:
                         stale_epochs += 1
                     if self.patience is not None and stale_epochs >= self.patience:
                         break
+                if interrupt.requested:  # Ctrl-C during the last epoch's evaluation: still a stop
+                    raise KeyboardInterrupt
         except KeyboardInterrupt:
             self._restore_best()
             self._write_checkpoint()
             self.interrupted = True
+            raise
+        except MemoryError:
+            self._restore_best()  # in place: what was learnt can still be saved
             raise
         finally:
             if bar is not None:

@@ -21,10 +21,12 @@ file that could not be written or would overwrite an input or another
 output) print one line on stderr, before any training, and exit with status
 1 (2 for a malformed command line). Ctrl-C, or SIGTERM, exits with 130
 after saving what was asked for (train: the best parameters so far, once an
-epoch has finished, and the history; search: the finished trials); a NaN
-loss saves the same and exits with 1. An output that cannot be written at
-the end of a run is saved under a rescue name instead (write_outputs). Set
-FASTFC_TRACEBACK=1 to see the full traceback of an error instead.
+epoch has finished, and the history; search: the finished trials); a
+second one while the outputs are written waits for them. A NaN loss, or
+memory running out during training, saves the same and exits with 1. An
+output that cannot be written at the end of a run is saved under a rescue
+name instead (write_outputs). Set FASTFC_TRACEBACK=1 to see the full
+traceback of an error instead.
 
 A saved model is MODEL.safetensors (the parameters; MODEL.npz for a name
 ending in .npz) and MODEL.json (the network,
@@ -40,7 +42,7 @@ import threading
 
 from . import bench, export, info, predict, search, train
 from .model_files import SPEC_FORMAT, load_model, save_model, spec_path
-from .options import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, CommandError, UsageError
+from .options import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, CommandError, UsageError, error_line
 
 __all__ = ["main", "build_parser", "CommandError", "UsageError", "EXIT_ERROR", "EXIT_USAGE", "EXIT_INTERRUPTED",
            "SPEC_FORMAT", "spec_path", "save_model", "load_model"]
@@ -122,8 +124,5 @@ def main(argv=None):
             MemoryError) as exc:
         if show_traceback:
             raise
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if isinstance(exc, MemoryError):
-            message = f"out of memory ({message})"
-        print(f"fastfc: error: {message}", file=sys.stderr)
+        print(f"fastfc: error: {error_line(exc)}", file=sys.stderr)
         return EXIT_ERROR

@@ -38,6 +38,13 @@ class UsageError(Exception):
     """A malformed command line: printed as one line, exit status 2."""
 
 
+def error_line(exc):
+    """The one line an error prints after "fastfc: error: ": its message's
+    first line (its type's name when it has none); out of memory said so."""
+    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return f"out of memory ({message})" if isinstance(exc, MemoryError) else message
+
+
 # ---------------------------------------------------------------- option value parsers
 
 def _number_parser(kind, low=None, low_open=False, high=None, high_open=False):

@@ -1,8 +1,11 @@
 """Output files: refused before any work when they cannot be written or would
 destroy an input, rescued under another name when writing fails at the end."""
+import contextlib
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 
 from ..io import check_output_path
@@ -42,6 +45,8 @@ def check_output_paths(outputs, inputs=()):
     for option, path, replaced in outputs:
         if path is None:
             continue
+        if not os.fspath(path):  # io's check would probe the directory itself and pass a replaced file
+            raise CommandError(f"{option}: the file name is empty")
         try:
             check_output_path(path, replaced)
         except (OSError, ValueError) as exc:
@@ -99,6 +104,30 @@ def write_outputs(writes):
             failures.append(f"{problem}; no copy could be saved beside it, in the working directory "
                             "or in the temporary directory either")
     return written, failures
+
+
+@contextlib.contextmanager
+def interruptions_held():
+    """Hold Ctrl-C and SIGTERM while the block writes the outputs: a second
+    Ctrl-C, or a scheduler's SIGTERM, must not stop a save halfway (new
+    parameters beside an old description, a model-sized temporary file
+    left behind). Yields a list that receives the signals that arrived; the
+    caller ends the command as interrupted once the writes are done. A
+    signal the process ignores stays ignored."""
+    received = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    for signum, handler in previous.items():
+        if handler is not signal.SIG_IGN:
+            signal.signal(signum, lambda number, frame: received.append(number))
+    try:
+        yield received
+    finally:
+        for signum, handler in previous.items():
+            if handler is not signal.SIG_IGN:
+                signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
 def say(text):

@@ -3,6 +3,7 @@ import csv
 import io
 import math
 import sys
+import warnings
 
 import numpy as np
 
@@ -93,11 +94,15 @@ def add_predict_parser(subparsers):
 
 def _read_csv(path):
     """The numbers of a CSV file, one row per image, as float32 (N, D)."""
-    with open_regular(path) as f:
+    with open_regular(path) as f, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "input contained no data": refused by the caller, in words
         try:
             return np.loadtxt(io.TextIOWrapper(f, encoding="utf-8"), delimiter=",", dtype=np.float32, ndmin=2)
         except ValueError as exc:  # also UnicodeDecodeError
             raise ValueError(f"{path}: {exc}") from None
+
+
+_FLOAT32_TINY, _FLOAT32_MAX = float(np.finfo(np.float32).tiny), float(np.finfo(np.float32).max)
 
 
 def _read_images(path, spec, pixel_max):
@@ -106,7 +111,8 @@ def _read_images(path, spec, pixel_max):
     white value for integers (the training images were divided by it) and
     1 for floats (taken as already scaled). Images far outside the range of
     the training images (wrong scale, NaN) are refused: the model would
-    answer, wrongly."""
+    answer, wrongly; images filling a small part of that range (a scale
+    too large, or a blank image) are answered with a warning."""
     try:
         with open_regular(path) as f:  # .npy (or a mistaken .npz) by content, whatever the name
             binary = f.read(len(np.lib.format.MAGIC_PREFIX)).startswith((np.lib.format.MAGIC_PREFIX, b"PK"))
@@ -117,26 +123,34 @@ def _read_images(path, spec, pixel_max):
         raise CommandError(f"--input: cannot read images: {reason(exc)}") from None
     if X.dtype.kind not in "uif":
         raise CommandError(f"{path}: expected numbers, got an array of {X.dtype}")
+    if X.size == 0:
+        raise CommandError(f"{path}: holds no images")
     shape = tuple(spec["input_shape"])
     if X.shape == shape:
         X = X[None]
-    elif X.ndim == 2 and X.shape[1] == math.prod(shape):
+    elif X.ndim in (1, 2) and X.shape[-1] == math.prod(shape):  # flattened: one image, or one a row
         X = X.reshape((-1,) + shape)
     _check_input_shape(X, spec, path)
-    if len(X) == 0:
-        raise CommandError(f"{path}: holds no images")
     if pixel_max is None:
         pixel_max = spec["pixel_max"] if X.dtype.kind in "ui" else 1
-    X = np.asarray(X, dtype=np.float32) / np.float32(pixel_max)
+    elif not _FLOAT32_TINY <= pixel_max <= _FLOAT32_MAX:  # would divide by 0 or infinity in float32
+        raise CommandError(f"--pixel-max {pixel_max:g}: out of the range of float32 images "
+                           f"({_FLOAT32_TINY:g} to {_FLOAT32_MAX:g})")
+    with np.errstate(all="ignore"):  # an overflow or a NaN is refused next, in words
+        X = np.asarray(X, dtype=np.float32) / np.float32(pixel_max)
     low, high = float(X.min()), float(X.max())
     if not (math.isfinite(low) and math.isfinite(high)):
-        raise CommandError(f"{path}: holds NaN or infinite pixel values")
+        raise CommandError(f"{path}: holds NaN or infinite pixel values (once divided by {pixel_max:g})")
     trained_low, trained_high = spec["input_range"]
-    margin = trained_high - trained_low  # "far outside": beyond a whole range width
-    if low < trained_low - margin or high > trained_high + margin:
+    width = trained_high - trained_low  # "far outside": beyond a whole range width
+    if low < trained_low - width or high > trained_high + width:
         raise CommandError(f"{path}: pixel values from {low:g} to {high:g} once divided by {pixel_max:g}, far "
                            f"outside the {trained_low:g} to {trained_high:g} of the training images: give "
                            f"--pixel-max, the value of a white pixel in the file")
+    if high - low < width / 16:  # e.g. bytes divided by 65535: answered, but say it looks wrong
+        print(f"fastfc: warning: {path}: pixel values from {low:g} to {high:g} once divided by {pixel_max:g}, a "
+              f"small part of the {trained_low:g} to {trained_high:g} of the training images: is the scale "
+              f"right (--pixel-max, the value of a white pixel in the file)?", file=sys.stderr)
     return X
 
 

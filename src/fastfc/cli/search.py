@@ -8,10 +8,10 @@ import time
 from .. import search
 from .data import data_files, load_data, prepare, resolve_data_dir
 from .model_files import build_model, check_model_size, model_outputs, model_spec
-from .options import (EXIT_INTERRUPTED, MODEL_DEFAULTS, MOMENTUM_RULES, TRAIN_DEFAULTS, CommandError,
-                      add_data_arguments, add_model_arguments, add_optimizer_arguments, add_runtime_arguments,
-                      configure_threads, float_range, int_list, positive_int)
-from .outputs import check_output_paths, report_failures, say, write_outputs
+from .options import (EXIT_ERROR, EXIT_INTERRUPTED, MODEL_DEFAULTS, MOMENTUM_RULES, TRAIN_DEFAULTS,
+                      CommandError, add_data_arguments, add_model_arguments, add_optimizer_arguments,
+                      add_runtime_arguments, configure_threads, error_line, float_range, int_list, positive_int)
+from .outputs import check_output_paths, interruptions_held, report_failures, say, write_outputs
 from .scale import add_search_arguments, run_trials, uses_executor
 from .train import check_training_args, make_solver, train_and_report
 
@@ -142,6 +142,7 @@ def run_search(args):
     data, class_names = load_data(args.dataset, args.data_dir, args.classes, args.val_size, args.seed)
     prepared, statistics = prepare(data, args)
     finished = []
+    stopped = None  # KeyboardInterrupt or MemoryError: the finished trials are still ranked and logged
 
     def report(trial):
         if not args.quiet:
@@ -156,18 +157,23 @@ def run_search(args):
                 run_trial(args, trial, data, prepared, class_names)
                 finished.append(trial)
                 report(trial)
-    except KeyboardInterrupt:
-        pass  # Ctrl-C ends the search: the finished trials are still ranked and logged
+    except (KeyboardInterrupt, MemoryError) as exc:
+        stopped = exc
     ranked = search.rank(finished)
     if ranked:
         print_trial_table(ranked)
-    written, failures = write_outputs([("--log", args.log, lambda path: write_trial_log(path, ranked))])
-    if len(finished) < args.trials:
+    with interruptions_held() as signals:
+        written, failures = write_outputs([("--log", args.log, lambda path: write_trial_log(path, ranked))])
+    if len(finished) < args.trials or signals:
         saved = f"; saved {', '.join(written)}" if written else ""
-        print(f"fastfc: search interrupted after {len(finished)} of {args.trials} trials{saved}",
-              file=sys.stderr)
+        if isinstance(stopped, MemoryError):
+            print(f"fastfc: error: {error_line(stopped)} in trial {len(finished) + 1} of {args.trials}{saved}",
+                  file=sys.stderr)
+        else:
+            print(f"fastfc: search interrupted after {len(finished)} of {args.trials} trials{saved}",
+                  file=sys.stderr)
         report_failures(failures)
-        return EXIT_INTERRUPTED
+        return EXIT_ERROR if isinstance(stopped, MemoryError) else EXIT_INTERRUPTED
     best = ranked[0]
     if best["diverged"]:
         report_failures(failures)

@@ -7,8 +7,9 @@ from .. import datasets, plotting
 from .data import data_files, evaluate_model, load_data, prepare, resolve_data_dir
 from .model_files import build_model, check_model_size, describe_model, model_outputs, model_spec, save_model
 from .options import (EXIT_ERROR, EXIT_INTERRUPTED, MOMENTUM_RULES, CommandError, add_data_arguments,
-                      add_model_arguments, add_optimizer_arguments, add_runtime_arguments, configure_threads)
-from .outputs import check_output_paths, report_failures, say, write_outputs
+                      add_model_arguments, add_optimizer_arguments, add_runtime_arguments, configure_threads,
+                      error_line)
+from .outputs import check_output_paths, interruptions_held, report_failures, say, write_outputs
 from .scale import add_train_arguments, data_parallel_options
 
 # What the numbers of an epoch line are (printed before the first, and in --help).
@@ -66,7 +67,8 @@ def train_and_report(args, model, spec, statistics, prepared, save, history_writ
     to save (None: not asked) once an epoch has ended, write the files of
     history_writes_of(solver) (write_outputs' triples), and report the test
     accuracy and the files written; an interruption or a NaN loss saves the
-    same and says what was and was not written. Returns the exit status.
+    same and says what was and was not written, as does memory running out
+    during training (a long run is not lost to it). Returns the exit status.
     `fastfc train` and the final retrain of `fastfc search` share it
     (data_parallel: see make_solver)."""
     num_epochs = num_epochs or args.epochs
@@ -79,16 +81,19 @@ def train_and_report(args, model, spec, statistics, prepared, save, history_writ
                          data_parallel=data_parallel)
     if not args.quiet:
         say(f"({EPOCH_LINE_KEY})")
-    stopped = None  # why training ended early: KeyboardInterrupt or the FloatingPointError
+    stopped = None  # why training ended early: KeyboardInterrupt, the FloatingPointError or MemoryError
     try:
         solver.train()
-    except (KeyboardInterrupt, FloatingPointError) as exc:
+    except (KeyboardInterrupt, FloatingPointError, MemoryError) as exc:
         stopped = exc
     # Until an epoch has ended the parameters are untrained: never save them
     # (over an earlier run's model, possibly).
     epochs_done = len(solver.epoch_history)
     writes = [("--save", save, lambda path: save_model(path, model, spec, statistics))] if epochs_done else []
-    written, failures = write_outputs(writes + history_writes_of(solver))
+    with interruptions_held() as signals:
+        written, failures = write_outputs(writes + history_writes_of(solver))
+    if signals and stopped is None:  # arrived while saving a finished run: it ends as interrupted
+        stopped = KeyboardInterrupt()
     if stopped is not None:
         saved = f"; saved {', '.join(written)}" if written else ""
         if save and not epochs_done:
@@ -97,7 +102,7 @@ def train_and_report(args, model, spec, statistics, prepared, save, history_writ
             print(f"fastfc: interrupted after {epochs_done} epoch{'s' if epochs_done != 1 else ''} "
                   f"(best val acc {solver.best_val_acc:.2%}){saved}", file=sys.stderr)
         else:
-            print(f"fastfc: error: {str(stopped).splitlines()[0]}{saved}", file=sys.stderr)
+            print(f"fastfc: error: {error_line(stopped)}{saved}", file=sys.stderr)
         report_failures(failures)
         return EXIT_INTERRUPTED if isinstance(stopped, KeyboardInterrupt) else EXIT_ERROR
     test_loss, test_acc = evaluate_model(model, prepared["X_test"], prepared["y_test"])
