@@ -18,7 +18,7 @@ import pytest
 
 from fastfc import datasets
 
-from test_datasets import RECONSTRUCT, Declares, idx_bytes, make_cifar, make_mnist, write_py2_pickle
+from test_datasets import RECONSTRUCT, ArrayState, Declares, make_cifar, make_mnist, write_py2_pickle
 from test_robustness import CAP_ADDRESS_SPACE, child_json
 
 # Each case runs under this much address space above what the child maps
@@ -68,9 +68,12 @@ def hostile_batches(tmp_path):
     declared = {"data": Declares(RECONSTRUCT, np.ndarray, (200000, 3072), b"B"),
                 "labels": Declares(RECONSTRUCT, np.ndarray, (200000,), b"B")}
     return {
-        # the issue's file: a few bytes declaring 200,000 images (600 MB)
+        # the issue's file: a few bytes declaring 200,000 images (600 MB),
+        # as NumPy's array rebuild called with the shape or as the array's state
         "200000-images": (py2_pickle_bytes(declared, tmp_path), "not a CIFAR-10 batch"),
-        # one memo index makes the unpickler allocate and clear a 1 GB table
+        "200000-images-state": (py2_pickle_bytes({"data": ArrayState((200000, 3072), np.uint8, b""),
+                                                  "labels": [0]}, tmp_path), "N <= 10000"),
+        # one memo index makes the unpickler allocate and clear a 2 GiB table
         "memo-index-2**27": (b"\x80\x02}r" + (1 << 27).to_bytes(4, "little") + b".",
                              "memo index 134217728"),
         "text-memo-index": (b"(dp134217728\n.", "memo index 134217728"),
@@ -94,7 +97,7 @@ def test_hostile_cifar_batches_are_refused_before_allocating(tmp_path):
     16 GiB bytes were allocated first (MemoryError here, gigabytes or a
     minute without the cap)."""
     batches = hostile_batches(tmp_path)
-    assert len(batches["200000-images"][0]) < 200
+    assert max(len(batches[name][0]) for name in ("200000-images", "200000-images-state")) < 200
     expected = {}
     for name, (content, match) in batches.items():
         directory = tmp_path / name
@@ -142,6 +145,10 @@ print(json.dumps([status, err.getvalue()]))
 
 # ---------------------------------------------------------------- gzip IDX files (item 20)
 
+def idx_header(shape):
+    return bytes([0, 0, 0x08, len(shape)]) + struct.pack(f">{len(shape)}I", *shape)
+
+
 def write_gzip_bomb(path, header, gib=4):
     """A gzip file of about gib MiB whose stream is header then zeros, gib GiB
     in all: one member per 64 MiB (gzip readers chain members)."""
@@ -171,10 +178,6 @@ def test_gzip_bomb_is_read_only_as_far_as_its_header_declares(tmp_path):
     results = refusals_in_child("datasets.read_idx(path, 3)", paths)
     check_refusals(results, paths, seconds=20)
     assert max(results[str(tmp_path / f"{name}.gz")][2] for name in ("1GiB", "4GiB")) < 1
-
-
-def idx_header(shape):
-    return bytes([0, 0, 0x08, len(shape)]) + struct.pack(f">{len(shape)}I", *shape)
 
 
 def test_load_mnist_with_a_bomb_for_training_images(tmp_path):
