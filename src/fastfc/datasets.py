@@ -13,6 +13,7 @@ which has none, a fixed random part). `classes` keeps some classes, labelled
     data = load_fashion_mnist()                 # from FASHION_MNIST_SYSTEM_DIR (Debian's package)
     data = load_cifar10("~/data/cifar-10-batches-py", classes=("horse", "ship", "truck"))
     data = normalize(data)                      # training mean/std applied to every split
+    check_splits(data)                          # every split's samples of one shape (loaders call it)
 
 Nothing here downloads anything: MNIST and CIFAR-10 are read from local copies;
 Fashion-MNIST also from where `apt-get install dataset-fashion-mnist` puts it.
@@ -22,10 +23,12 @@ data by E. Alpaydin and C. Kaynak (1998), CC BY 4.0 (see fastfc/data/README.md).
 import contextlib
 import gzip
 import importlib.resources
+import io
 import math
 import numbers
 import os
 import pickle
+import pickletools
 import zlib
 
 import numpy as np
@@ -150,10 +153,48 @@ def select_classes(data, classes, names=DIGIT_CLASSES):
     return selected
 
 
+def check_splits(data, sample_shape=None):
+    """Checks that the splits of a data set fit together, before any training:
+    every X split holds samples of one shape, and every y split one label
+    (or target row) per sample.
+
+    Inputs:
+    - data: dict with any of X_train/y_train, X_val/y_val, X_test/y_test
+      (at least one X); other keys are ignored
+    - sample_shape: the shape one sample must have (e.g. a saved model's
+      input, (1, 28, 28)), or None: that of the first split present
+
+    Returns the shape of one sample, a tuple. Raises ValueError naming the
+    split that differs (e.g. 32x32 test images beside 28x28 training
+    images), TypeError for a split that is not an array.
+    """
+    present = [split for split in SPLITS if f"X_{split}" in data]
+    if not present:
+        raise ValueError(f"data holds no samples: none of {', '.join('X_' + s for s in SPLITS)}")
+    # (shape, what it is) every split is compared with
+    expected = None if sample_shape is None else (tuple(sample_shape), "sample_shape is")
+    for split in present:
+        X, y = data[f"X_{split}"], data.get(f"y_{split}")
+        for name, array in ((f"X_{split}", X), (f"y_{split}", y)):
+            if array is not None and not isinstance(array, np.ndarray):
+                raise TypeError(f"{name} must be a NumPy array, got {type(array).__name__}")
+        if X.ndim < 2:
+            raise ValueError(f"X_{split} must hold samples along its first axis, got shape {X.shape}")
+        if expected is None:
+            expected = (X.shape[1:], f"those of X_{split} are")
+        elif X.shape[1:] != expected[0]:
+            raise ValueError(f"X_{split}: samples of shape {X.shape[1:]}, where {expected[1]} "
+                             f"{expected[0]}")
+        if y is not None and (y.ndim == 0 or len(y) != len(X)):
+            raise ValueError(f"y_{split} has shape {y.shape} for the {len(X)} samples of X_{split}")
+    return expected[0]
+
+
 def _make_splits(X, y, X_test, y_test, indices, val_size, seed, max_value):
     """The loaders' common end: keep the classes `indices` (None: all) of the
     training and test parts, split the validation set off the training part,
-    and scale the pixels (0..max_value) to float32 in [0, 1].
+    check that the splits fit together (check_splits), and scale the pixels
+    (0..max_value) to float32 in [0, 1].
 
     Selecting and splitting before scaling keeps the large copies in bytes.
     """
@@ -161,6 +202,7 @@ def _make_splits(X, y, X_test, y_test, indices, val_size, seed, max_value):
         X, y = _select_classes(X, y, indices)
         X_test, y_test = _select_classes(X_test, y_test, indices)
     X_train, y_train, X_val, y_val = _split_validation(X, y, val_size, seed)
+    check_splits(dict(X_train=X_train, y_train=y_train, X_test=X_test, y_test=y_test))
     return dict(X_train=_to_unit_float32(X_train, max_value), y_train=y_train,
                 X_val=_to_unit_float32(X_val, max_value), y_val=y_val,
                 X_test=_to_unit_float32(X_test, max_value), y_test=y_test)
@@ -246,6 +288,13 @@ _READ_CHUNK = 1 << 20
 # Deflate cannot expand one compressed byte past 1032 bytes: a gzip file that
 # declares more than this many times its size is truncated, whatever it holds.
 _GZIP_MAX_RATIO = 1032
+# Image files compress far less (MNIST 4.7:1, Fashion-MNIST 1.8:1). A gzip
+# file declaring more than this many times its size, and more than
+# _GZIP_SMALL_BYTES, is a decompression bomb (4 MiB of gzip can hold 4 GiB
+# of zeros): refused before anything is allocated, so that memory stays
+# within a multiple of the file's size.
+_GZIP_PLAUSIBLE_RATIO = 100
+_GZIP_SMALL_BYTES = 64 << 20
 
 
 @contextlib.contextmanager
@@ -303,6 +352,11 @@ def _read_idx_header(f, path, ndim, size, compressed):
         raise ValueError(f"{path}: truncated: header says shape {shape} ({declared} data "
                          f"bytes), the {'compressed ' if compressed else ''}file has {size} "
                          "bytes in all")
+    if compressed and declared > max(size * _GZIP_PLAUSIBLE_RATIO, _GZIP_SMALL_BYTES):
+        raise ValueError(f"{path}: header says shape {shape} ({declared} data bytes), "
+                         f"{declared / size:.0f} times the {size} bytes of the compressed file: "
+                         f"image data compresses less than {_GZIP_PLAUSIBLE_RATIO}:1 (a "
+                         "decompression bomb?)")
     return shape
 
 
@@ -454,6 +508,14 @@ _CIFAR_IMAGE_SHAPE = (3, 32, 32)
 _CIFAR_BATCH_IMAGES = 10000
 _CIFAR_MAX_FILE_BYTES = 40 << 20
 _CIFAR_PIXELS = math.prod(_CIFAR_IMAGE_SHAPE)
+# A real batch pickles as about 30,000 opcodes (10,000 labels, 10,000 file
+# names and their memo entries, the array). A pickle builds at most one
+# object per opcode, but small ones: without a bound, a 40 MB file of empty
+# lists builds 20 million of them (1.2 GB), and one memo index of 2**27
+# makes the unpickler allocate and clear a 1 GB memo table. So a batch may
+# hold this many opcodes, and memo indices below it.
+_CIFAR_MAX_OPCODES = 100_000
+_MEMO_PUTS = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
 
 
 class _BatchArray(np.ndarray):
@@ -544,17 +606,34 @@ def _cifar_labels(labels, path):
     return np.asarray(labels, dtype=np.int64)
 
 
+def _check_batch_opcodes(content):
+    """Walks the pickle in content (bytes) opcode by opcode without building
+    anything, refusing more than _CIFAR_MAX_OPCODES opcodes, a memo index at
+    or past that bound, and lengths past the end of the data (which the
+    unpickler would allocate before finding the data short)."""
+    opcodes = pickletools.genops(io.BytesIO(content))
+    for count, (opcode, arg, _) in enumerate(opcodes):
+        if count >= _CIFAR_MAX_OPCODES:
+            raise pickle.UnpicklingError(f"more than {_CIFAR_MAX_OPCODES} pickle opcodes (a "
+                                         "batch has about 30,000)")
+        if opcode.name in _MEMO_PUTS and int(arg) >= _CIFAR_MAX_OPCODES:
+            raise pickle.UnpicklingError(f"memo index {int(arg)} (a batch uses fewer than "
+                                         f"{_CIFAR_MAX_OPCODES})")
+
+
 def _read_cifar_batch(path):
     """(images (N, 3, 32, 32) uint8, labels (N,) int64) of one python-version batch file."""
     with _open_regular(path, "CIFAR-10") as (f, size):
         if size > _CIFAR_MAX_FILE_BYTES:
             raise ValueError(f"{path}: not a CIFAR-10 batch ({size} bytes; a batch has about "
                              "31 MB)")
-        try:
-            # The batches were pickled by Python 2: their str become bytes here.
-            batch = _CifarBatchUnpickler(f, encoding="bytes").load()
-        except Exception as exc:  # truncated or hostile pickles fail in many ways
-            raise ValueError(f"{path}: not a CIFAR-10 batch ({type(exc).__name__}: {exc})") from exc
+        content = f.read(size)
+    try:
+        _check_batch_opcodes(content)
+        # The batches were pickled by Python 2: their str become bytes here.
+        batch = _CifarBatchUnpickler(io.BytesIO(content), encoding="bytes").load()
+    except Exception as exc:  # truncated or hostile pickles fail in many ways
+        raise ValueError(f"{path}: not a CIFAR-10 batch ({type(exc).__name__}: {exc})") from exc
     if not isinstance(batch, dict):
         raise ValueError(f"{path}: not a CIFAR-10 batch (a {type(batch).__name__}, not a dict)")
     batch = {k.decode("latin-1") if isinstance(k, bytes) else k: v for k, v in batch.items()}
@@ -649,10 +728,12 @@ def normalize(data, mean=None, std=None):
       a saved model was trained with)
 
     Returns a new dict: the X arrays standardized, the labels unchanged, and
-    the statistics used under "mean" and "std".
+    the statistics used under "mean" and "std". Splits whose samples differ
+    in shape are refused first (see check_splits).
     """
     if (mean is None) != (std is None):
         raise ValueError("mean and std must be given together")
+    check_splits(data)
     if mean is None:
         mean, std = channel_stats(data["X_train"])
     normalized = dict(data, mean=mean, std=std)

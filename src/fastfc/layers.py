@@ -169,7 +169,14 @@ class _Weighted(Layer):
         else:
             std = check_real("weight_scale", weight_scale, low=0, finite=False)
         rng = _generator(seed)
-        self._add_parameter("W", _normal_weights(rng, w_shape, std, dtype))
+        try:
+            self._add_parameter("W", _normal_weights(rng, w_shape, std, dtype))
+        except MemoryError:
+            # NumPy's message names an array; the user asked for a layer.
+            gib = 2 * math.prod(w_shape) * dtype.itemsize / 2**30
+            raise MemoryError(f"{type(self).__name__} weights of shape {w_shape} in {dtype}: "
+                              f"{gib:.3g} GiB with their gradient, more than the memory "
+                              "available") from None
         if bias:
             self._add_parameter("b", np.zeros(n_out, dtype=dtype))
         else:
