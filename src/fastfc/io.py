@@ -133,7 +133,7 @@ def _replaceable(path, in_place=False):
     would replace the node itself)."""
     try:
         info = os.stat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # the latter: a file where a directory should be
         return None
     if stat.S_ISDIR(info.st_mode):
         raise IsADirectoryError(errno.EISDIR, "it is a directory", path)
@@ -228,6 +228,8 @@ def _check_output_path(path, replaced):
     directory, name = os.path.split(os.path.abspath(path))
     exists = _replaceable(path, in_place=not replaced) is not None
     if not os.path.isdir(directory):
+        if os.path.exists(directory):
+            raise NotADirectoryError(errno.ENOTDIR, f"{directory} is not a directory", path)
         raise FileNotFoundError(errno.ENOENT, f"directory {directory} does not exist", path)
     if exists and not replaced:
         return  # written in place: the directory plays no part

@@ -6,6 +6,7 @@ import itertools
 import math
 import os
 import re
+import sys
 import types
 import unicodedata
 
@@ -164,7 +165,10 @@ def load_model(path):
         model.load(path)
     except (ValueError, OSError) as exc:
         raise CommandError(f"{path}: cannot load the parameters ({reason(exc)})") from None
-    if spec["parameters_sha256"] is not None and parameters_digest(model.params) != spec["parameters_sha256"]:
+    if spec["parameters_sha256"] is None:
+        print(f"fastfc: warning: {sidecar} predates the parameters' SHA-256 (description version 1): that it "
+              f"describes these parameters cannot be checked (save the model again to record it)", file=sys.stderr)
+    elif parameters_digest(model.params) != spec["parameters_sha256"]:
         raise CommandError(f"{path} and {sidecar} come from different saves (the parameters' SHA-256 is not "
                            f"the one the description records): save the model again")
     return model, spec
