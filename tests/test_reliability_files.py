@@ -14,6 +14,7 @@ import pathlib
 import re
 import shutil
 import signal
+import socket
 import stat
 import struct
 import subprocess
@@ -141,6 +142,7 @@ SPECIAL_READS = {
     "read_json of a FIFO": "read_json(here + '/fifo', 1 << 20)",
     "read_json of /dev/zero": "read_json('/dev/zero', 1 << 20)",
     "read_json of a directory": "read_json(here, 1 << 20)",
+    "read_json of a socket": "read_json(here + '/socket', 1 << 20)",
     "evaluate: the model is a FIFO": "outcome = cli_main(['evaluate', '--model', here + '/fifo.npz'])",
     "evaluate: the description is a directory": "outcome = cli_main(['evaluate', '--model', here + '/dir.npz'])",
     "evaluate: the model is a directory": "outcome = cli_main(['evaluate', '--model', here + '/sub.npz'])",
@@ -159,6 +161,13 @@ def eecs_net():
 
 def prepare_special_files(here, saved):
     os.mkfifo(here / "fifo")
+    cwd = os.getcwd()
+    os.chdir(here)  # a relative name: a socket's path may not exceed about 100 bytes
+    try:
+        with socket.socket(socket.AF_UNIX) as unix:
+            unix.bind("socket")  # the file stays after the socket closes
+    finally:
+        os.chdir(cwd)
     copy_model(saved, here, "fifo.npz")
     os.remove(here / "fifo.npz")
     os.mkfifo(here / "fifo.npz")
@@ -366,6 +375,21 @@ def test_another_users_file_is_not_replaced():
         assert path.read_bytes() == b"root's model" and os.listdir(directory) == ["model.npz"]
     finally:
         shutil.rmtree(directory)
+
+
+@pytest.mark.skipif(not LINUX or os.geteuid() != 0, reason="needs root to give a file to another user")
+def test_resaving_keeps_the_owner_and_group(tmp_path):
+    """A model shared through its group (0o660, group nogroup): saved over,
+    it keeps that group (and owner), so the group's members can still read
+    it; the mode alone would give the same bits to the saver's group."""
+    path = tmp_path / "model.npz"
+    save_arrays(path, {"W1": np.zeros(2)})
+    os.chown(path, 65534, 65534)
+    os.chmod(path, 0o660)
+    save_arrays(path, {"W1": np.ones(2)})
+    info = os.stat(path)
+    assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (65534, 65534, 0o660)
+    np.testing.assert_array_equal(load_arrays(path, {"W1": np.ones(2)})["W1"], np.ones(2))
 
 
 # ---- 19: hostile member counts and sizes ------------------------------------------------

@@ -2,7 +2,7 @@
 JSON descriptions.
 
     with open_regular(path) as f: ...           # a FIFO or device is refused, never read
-    save_arrays("model.safetensors", {"W1": W1, ...})  # atomic; an existing file keeps its mode
+    save_arrays("model.safetensors", {"W1": W1, ...})  # atomic; a file replaced keeps mode and owner
     arrays = load_arrays("model.safetensors", expected) # checked against expected, never unpickled
     check_output_path("model.safetensors")              # before a long run: will the save work?
     write_json("model.json", spec); spec = read_json("model.json", max_bytes)
@@ -50,19 +50,31 @@ def open_regular(path):
     """
     path = os.fspath(path)
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
-    handle = os.open(path, flags | getattr(os, "O_BINARY", 0))
+    try:
+        handle = os.open(path, flags | getattr(os, "O_BINARY", 0))
+    except OSError as exc:
+        # A socket, or a device without a driver behind it, cannot even be
+        # opened (ENXIO, "No such device or address"): say what it is.
+        if exc.errno == errno.ENXIO and os.path.exists(path):
+            raise _not_regular(path, os.stat(path).st_mode, "read") from None
+        raise
     try:
         mode = os.fstat(handle).st_mode
         if stat.S_ISDIR(mode):
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
         if not stat.S_ISREG(mode):
-            raise ValueError(f"{path} is not a regular file (a {_kind(mode)}): refusing to read it")
+            raise _not_regular(path, mode, "read")
         if hasattr(os, "set_blocking"):
             os.set_blocking(handle, True)
         return os.fdopen(handle, "rb")
     except BaseException:
         os.close(handle)
         raise
+
+
+def _not_regular(path, mode, verb):
+    """The ValueError refusing to verb (read, replace) the special file at path of this st_mode."""
+    return ValueError(f"{path} is not a regular file (a {_kind(mode)}): refusing to {verb} it")
 
 
 def _kind(mode):
@@ -124,7 +136,7 @@ def _remove_stale_temporaries(directory, name):
 
 
 def _replaceable(path, in_place=False):
-    """The permission bits of the file at path, which a save replacing it
+    """os.stat of the file at path, whose owner and mode a save replacing it
     keeps, or None when there is none. Refuses (IsADirectoryError,
     ValueError, PermissionError) a directory, a file the user cannot write
     (or one without any write permission: a root user could still replace
@@ -139,10 +151,24 @@ def _replaceable(path, in_place=False):
         raise IsADirectoryError(errno.EISDIR, "it is a directory", path)
     regular = stat.S_ISREG(info.st_mode)
     if not regular and not in_place:
-        raise ValueError(f"{path} is not a regular file (a {_kind(info.st_mode)}): refusing to replace it")
+        raise _not_regular(path, info.st_mode, "replace")
     if (regular and not info.st_mode & 0o222) or not os.access(path, os.W_OK):
         raise PermissionError(errno.EACCES, "the file is read-only: refusing to replace it", path)
-    return stat.S_IMODE(info.st_mode)
+    return info
+
+
+def _keep_owner_and_mode(path, replaced):
+    """Give the file at path the group, owner and mode of the file it
+    replaces (os.stat result replaced): a model shared through its group
+    (0o660) stays shared with that group, a private one stays private.
+    Ownership is kept where the user may set it (a group the user is in;
+    any owner for root), left as created otherwise; the mode is set last,
+    as a change of owner clears set-id bits."""
+    if hasattr(os, "chown"):  # not on Windows
+        for owner, group in ((-1, replaced.st_gid), (replaced.st_uid, -1)):
+            with contextlib.suppress(PermissionError):
+                os.chown(path, owner, group)
+    os.chmod(path, stat.S_IMODE(replaced.st_mode))
 
 
 def _create_temporary(directory, name, path):
@@ -168,23 +194,24 @@ def write_atomically(path, write):
     leaves any old file at path as it was: write(f) fills a temporary binary
     file in the same directory, which is flushed to disk and then renamed
     over path. A new file gets the usual permissions (0o666 less the umask);
-    a file replaced keeps its own. A read-only file, a directory or a
-    non-regular file at path is refused (see check_output_path). Stale
-    temporaries of earlier saves to path, killed midway, are removed first.
+    a file replaced keeps its own, and its owner and group where the user
+    may set them. A read-only file, a directory or a non-regular file at
+    path is refused (see check_output_path). Stale temporaries of earlier
+    saves to path, killed midway, are removed first.
 
     Inputs:
     - path: the file to write
     - write: callable(f) writing the contents to the binary file object f
     """
     path = os.fspath(path)
-    mode = _replaceable(path)
+    replaced = _replaceable(path)
     directory, name = os.path.split(os.path.abspath(path))
     _remove_stale_temporaries(directory, name)
     temporary, handle = _create_temporary(directory, name, path)
     try:
         with os.fdopen(handle, "wb") as f:
-            if mode is not None:
-                os.chmod(temporary, mode)
+            if replaced is not None:
+                _keep_owner_and_mode(temporary, replaced)
             write(f)
             f.flush()
             os.fsync(f.fileno())
