@@ -182,9 +182,14 @@ def _create_temporary(directory, name, path):
         handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     except OSError as exc:
         if exc.errno == errno.ENAMETOOLONG:
-            added = len(os.path.basename(temporary)) - len(name)
-            raise OSError(errno.ENAMETOOLONG, f"the name is too long to save: the temporary file written "
-                          f"first adds {added} characters to its {len(name)}", path) from None
+            size = len(os.fsencode(name))
+            added = len(os.fsencode(os.path.basename(temporary))) - size
+            try:
+                limit = f" (the file system allows {os.pathconf(directory, 'PC_NAME_MAX')})"
+            except (OSError, ValueError, AttributeError):  # no such query here
+                limit = ""
+            raise OSError(errno.ENAMETOOLONG, f"the name is too long to save: {size} bytes, and the temporary "
+                          f"file written first adds {added}{limit}", path) from None
         raise OSError(exc.errno, f"cannot create a file in {directory} ({exc.strerror})", path) from None
     return temporary, handle
 
