@@ -2,7 +2,7 @@
 JSON descriptions.
 
     with open_regular(path) as f: ...           # a FIFO or device is refused, never read
-    save_arrays("model.safetensors", {"W1": W1, ...})  # atomic; an existing file keeps its mode
+    save_arrays("model.safetensors", {"W1": W1, ...})  # atomic; a file replaced keeps mode and owner
     arrays = load_arrays("model.safetensors", expected) # checked against expected, never unpickled
     check_output_path("model.safetensors")              # before a long run: will the save work?
     write_json("model.json", spec); spec = read_json("model.json", max_bytes)
@@ -19,6 +19,7 @@ import errno
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import secrets
@@ -49,19 +50,31 @@ def open_regular(path):
     """
     path = os.fspath(path)
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
-    handle = os.open(path, flags | getattr(os, "O_BINARY", 0))
+    try:
+        handle = os.open(path, flags | getattr(os, "O_BINARY", 0))
+    except OSError as exc:
+        # A socket, or a device without a driver behind it, cannot even be
+        # opened (ENXIO, "No such device or address"): say what it is.
+        if exc.errno == errno.ENXIO and os.path.exists(path):
+            raise _not_regular(path, os.stat(path).st_mode, "read") from None
+        raise
     try:
         mode = os.fstat(handle).st_mode
         if stat.S_ISDIR(mode):
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
         if not stat.S_ISREG(mode):
-            raise ValueError(f"{path} is not a regular file (a {_kind(mode)}): refusing to read it")
+            raise _not_regular(path, mode, "read")
         if hasattr(os, "set_blocking"):
             os.set_blocking(handle, True)
         return os.fdopen(handle, "rb")
     except BaseException:
         os.close(handle)
         raise
+
+
+def _not_regular(path, mode, verb):
+    """The ValueError refusing to verb (read, replace) the special file at path of this st_mode."""
+    return ValueError(f"{path} is not a regular file (a {_kind(mode)}): refusing to {verb} it")
 
 
 def _kind(mode):
@@ -123,7 +136,7 @@ def _remove_stale_temporaries(directory, name):
 
 
 def _replaceable(path, in_place=False):
-    """The permission bits of the file at path, which a save replacing it
+    """os.stat of the file at path, whose owner and mode a save replacing it
     keeps, or None when there is none. Refuses (IsADirectoryError,
     ValueError, PermissionError) a directory, a file the user cannot write
     (or one without any write permission: a root user could still replace
@@ -132,16 +145,53 @@ def _replaceable(path, in_place=False):
     would replace the node itself)."""
     try:
         info = os.stat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # the latter: a file where a directory should be
         return None
     if stat.S_ISDIR(info.st_mode):
         raise IsADirectoryError(errno.EISDIR, "it is a directory", path)
     regular = stat.S_ISREG(info.st_mode)
     if not regular and not in_place:
-        raise ValueError(f"{path} is not a regular file (a {_kind(info.st_mode)}): refusing to replace it")
+        raise _not_regular(path, info.st_mode, "replace")
     if (regular and not info.st_mode & 0o222) or not os.access(path, os.W_OK):
         raise PermissionError(errno.EACCES, "the file is read-only: refusing to replace it", path)
-    return stat.S_IMODE(info.st_mode)
+    return info
+
+
+def _keep_owner_and_mode(path, replaced):
+    """Give the file at path the group, owner and mode of the file it
+    replaces (os.stat result replaced): a model shared through its group
+    (0o660) stays shared with that group, a private one stays private.
+    Ownership is kept where the user may set it (a group the user is in;
+    any owner for root), left as created otherwise; the mode is set last,
+    as a change of owner clears set-id bits."""
+    if hasattr(os, "chown"):  # not on Windows
+        for owner, group in ((-1, replaced.st_gid), (replaced.st_uid, -1)):
+            with contextlib.suppress(PermissionError):
+                os.chown(path, owner, group)
+    os.chmod(path, stat.S_IMODE(replaced.st_mode))
+
+
+def _create_temporary(directory, name, path):
+    """(path, descriptor) of a new temporary file for a write to name in
+    directory (path as the caller gave it, for messages). O_EXCL: never
+    write through a file (or link) someone else put there; the 0o666 mode
+    lets the kernel apply the umask, as open() would. An OSError names path
+    and says what failed (the hidden name alone would puzzle)."""
+    temporary = os.path.join(directory, _temporary_name(name))
+    try:
+        handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            size = len(os.fsencode(name))
+            added = len(os.fsencode(os.path.basename(temporary))) - size
+            try:
+                limit = f" (the file system allows {os.pathconf(directory, 'PC_NAME_MAX')})"
+            except (OSError, ValueError, AttributeError):  # no such query here
+                limit = ""
+            raise OSError(errno.ENAMETOOLONG, f"the name is too long to save: {size} bytes, and the temporary "
+                          f"file written first adds {added}{limit}", path) from None
+        raise OSError(exc.errno, f"cannot create a file in {directory} ({exc.strerror})", path) from None
+    return temporary, handle
 
 
 def write_atomically(path, write):
@@ -149,26 +199,24 @@ def write_atomically(path, write):
     leaves any old file at path as it was: write(f) fills a temporary binary
     file in the same directory, which is flushed to disk and then renamed
     over path. A new file gets the usual permissions (0o666 less the umask);
-    a file replaced keeps its own. A read-only file, a directory or a
-    non-regular file at path is refused (see check_output_path). Stale
-    temporaries of earlier saves to path, killed midway, are removed first.
+    a file replaced keeps its own, and its owner and group where the user
+    may set them. A read-only file, a directory or a non-regular file at
+    path is refused (see check_output_path). Stale temporaries of earlier
+    saves to path, killed midway, are removed first.
 
     Inputs:
     - path: the file to write
     - write: callable(f) writing the contents to the binary file object f
     """
     path = os.fspath(path)
-    mode = _replaceable(path)
+    replaced = _replaceable(path)
     directory, name = os.path.split(os.path.abspath(path))
     _remove_stale_temporaries(directory, name)
-    temporary = os.path.join(directory, _temporary_name(name))
-    # O_EXCL: never write through a file (or link) someone else put there; the
-    # 0o666 mode lets the kernel apply the umask, as open() would.
-    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    temporary, handle = _create_temporary(directory, name, path)
     try:
         with os.fdopen(handle, "wb") as f:
-            if mode is not None:
-                os.chmod(temporary, mode)
+            if replaced is not None:
+                _keep_owner_and_mode(temporary, replaced)
             write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -179,7 +227,7 @@ def write_atomically(path, write):
         raise
 
 
-def check_output_path(path, replaced=True):
+def check_output_path(path, replaced=True, *, what=None):
     """Raise now what a write to path would raise at the end of a long run.
 
     Refuses a name ending in a separator, a directory, a file the user
@@ -188,28 +236,45 @@ def check_output_path(path, replaced=True):
     added. replaced: the file will be written by write_atomically (which
     needs the directory and refuses non-regular files); False: it will be
     opened and written in place (a FIFO or /dev/stdout is then fine).
-    Raises OSError (or ValueError) with a message naming what is wrong.
+    Creates and removes a file beside path to know (the only sure test of
+    the directory's permissions, file system and name length).
+
+    Raises OSError (or ValueError, for a special file to be replaced) whose
+    message says what is wrong; with what (the option or argument naming
+    path, e.g. "--save"), a ValueError naming both, ready to print as a
+    command's one-line error: "cannot write PATH (--save): REASON".
     """
-    path = os.fspath(path)
+    try:
+        _check_output_path(os.fspath(path), replaced)
+    except (OSError, ValueError) as exc:
+        if what is None:
+            raise
+        words = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ValueError(f"cannot write {os.fspath(path)} ({what}): {words}") from None
+
+
+def _check_output_path(path, replaced):
+    """check_output_path's checks, raising the OSError or ValueError a write would."""
     if path.endswith(tuple(filter(None, (os.sep, os.altsep)))):
         raise IsADirectoryError(errno.EISDIR, "the name ends with a separator: a file name is needed", path)
     directory, name = os.path.split(os.path.abspath(path))
     exists = _replaceable(path, in_place=not replaced) is not None
     if not os.path.isdir(directory):
+        if os.path.exists(directory):
+            raise NotADirectoryError(errno.ENOTDIR, f"{directory} is not a directory", path)
         raise FileNotFoundError(errno.ENOENT, f"directory {directory} does not exist", path)
     if exists and not replaced:
         return  # written in place: the directory plays no part
-    # Creating the longest name the write will create tests the directory's
-    # permissions, its file system (read-only?) and the name's length at once.
-    probe = _temporary_name(name) if replaced else name
-    try:
-        os.close(os.open(os.path.join(directory, probe), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    except OSError as exc:
-        if exc.errno == errno.ENAMETOOLONG and replaced:
-            raise OSError(errno.ENAMETOOLONG, f"the name is too long to save: the temporary file written "
-                          f"first adds {len(probe) - len(name)} characters to its {len(name)}", path) from None
-        raise OSError(exc.errno, f"cannot create a file in {directory} ({exc.strerror})", path) from None
-    os.remove(os.path.join(directory, probe))
+    if replaced:
+        probe, handle = _create_temporary(directory, name, path)
+    else:
+        probe = path
+        try:
+            handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot create a file in {directory} ({exc.strerror})", path) from None
+    os.close(handle)
+    os.remove(probe)
 
 
 # ---------------------------------------------------------------- JSON descriptions
@@ -307,6 +372,13 @@ _MAX_ZIP_COMMENT = 0xFFFF
 # Members beyond the expected ones that are still listed by zipfile (and named
 # in the error); more than that are refused from the entry count alone.
 _EXTRA_MEMBERS_LISTED = 64
+# The central directory bytes one member may take: 46 fixed, its name (a
+# parameter's, under 20 characters), extra fields (zip64 sizes, times:
+# under 100) and a comment (none from np.savez); generous for other writers.
+_ZIP_DIRECTORY_ENTRY_BYTES = 1024
+# Deflate's largest ratio is about 1032:1 (RFC 1951's longest match, 258
+# bytes, in under 2 bits); a member declaring more is lying about its size.
+_MAX_DEFLATE_RATIO = 1032
 _NAMES_SHOWN = 5  # names an error lists before saying how many more
 # What zipfile, zlib and numpy's header parser raise on damaged or hostile
 # bytes (OSError: zipfile seeks wherever a damaged directory points, EINVAL
@@ -348,10 +420,7 @@ def load_arrays(path, expected, read_data=True):
         if not start.startswith(_ZIP_MAGIC[:2]):
             return _load_safetensors(f, path, expected, read_data)
         try:
-            entries = _zip_entry_count(f)
-            if entries is not None and entries > len(expected) + _EXTRA_MEMBERS_LISTED:
-                raise MismatchError(f"{path} does not match the model: it holds {entries} members, "
-                                    f"the model has {len(expected)} parameters ({_names(list(expected))})")
+            _check_zip_directory(f, path, expected)
             f.seek(0)
             with zipfile.ZipFile(f) as archive:
                 return _read_npz(archive, expected, path, read_data)
@@ -361,25 +430,43 @@ def load_arrays(path, expected, read_data=True):
             raise _not_a_parameter_file(path, exc) from None
 
 
-def _zip_entry_count(f):
-    """The total number of entries the zip file f's end record declares, or
-    None when it has none (then not a zip: zipfile says so)."""
+def _check_zip_directory(f, path, expected):
+    """MismatchError when the zip file f's end record declares more members
+    than expected's names and a few more, or a central directory larger
+    than that many entries take: zipfile parses the whole directory (its
+    size, not the count, bounds the work: a count can lie), seconds and
+    hundreds of MB for hundreds of thousands of members."""
+    entries, directory_bytes = _zip_directory_size(f)
+    allowed = len(expected) + _EXTRA_MEMBERS_LISTED
+    if entries is not None and entries > allowed:
+        raise MismatchError(f"{path} does not match the model: it holds {entries} members, "
+                            f"the model has {len(expected)} parameters ({_names(list(expected))})")
+    if directory_bytes is not None and directory_bytes > allowed * _ZIP_DIRECTORY_ENTRY_BYTES:
+        raise MismatchError(f"{path} does not match the model: its zip directory takes {directory_bytes} "
+                            f"bytes, more than {allowed} members need, the model has "
+                            f"{len(expected)} parameters ({_names(list(expected))})")
+
+
+def _zip_directory_size(f):
+    """(entries, bytes) of the central directory the zip file f's end record
+    (or zip64 end record) declares, or (None, None) when it has none (then
+    not a zip: zipfile says so)."""
     size = f.seek(0, os.SEEK_END)
     tail_start = max(0, size - _END_RECORD.size - _MAX_ZIP_COMMENT)
     f.seek(tail_start)
     tail = f.read()
     at = tail.rfind(_END_SIGNATURE)
     if at < 0 or len(tail) - at < _END_RECORD.size:
-        return None
-    entries = _END_RECORD.unpack_from(tail, at)[4]
+        return None, None
+    entries, directory_bytes = _END_RECORD.unpack_from(tail, at)[4:6]
     locator_at = at - _ZIP64_LOCATOR.size
     if locator_at >= 0 and tail[locator_at:locator_at + 4] == _ZIP64_LOCATOR_SIGNATURE:
         record_offset = _ZIP64_LOCATOR.unpack_from(tail, locator_at)[2]
         f.seek(record_offset)
         record = f.read(_ZIP64_RECORD.size)
         if len(record) == _ZIP64_RECORD.size and record[:4] == _ZIP64_RECORD_SIGNATURE:
-            entries = _ZIP64_RECORD.unpack(record)[7]
-    return entries
+            entries, directory_bytes = _ZIP64_RECORD.unpack(record)[7:9]
+    return entries, directory_bytes
 
 
 def _names(names):
@@ -429,11 +516,28 @@ def _read_npz(archive, expected, path, read_data):
             head = io.BytesIO(member.read(_NPY_PREFIX))
             shape, fortran_order, dtype = _read_npy_header(head, info.filename)
             _check_array(path, name, shape, dtype, want)
+            _check_member_size(info, head.tell() + dtype.itemsize * math.prod(shape))
             if not read_data:
                 continue
             loaded[name] = _read_array_data(head, member, shape, fortran_order, dtype,
                                             f"member {info.filename!r}")
     return loaded if read_data else None
+
+
+def _check_member_size(info, needed):
+    """ValueError unless the zip member info declares the needed bytes (its
+    .npy header and data) and is stored, or compressed no further than
+    deflate can: checked before the data's array is allocated, so that a
+    header declaring gigabytes in a small file (and a description
+    declaring the same) cannot size an allocation."""
+    if info.file_size != needed:
+        raise ValueError(f"member {info.filename!r} holds {info.file_size} bytes, its .npy header "
+                         f"describes {needed}")
+    ratio = 1 if info.compress_type == zipfile.ZIP_STORED else _MAX_DEFLATE_RATIO
+    most = ratio * (info.compress_size + 1)  # + 1: a few bytes of deflate's framing
+    if needed > most:
+        raise ValueError(f"member {info.filename!r} declares {needed} bytes in {info.compress_size}, "
+                         "more than its compression can hold")
 
 
 # safetensors: an 8-byte little-endian header length, a JSON header

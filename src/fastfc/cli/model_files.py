@@ -6,7 +6,9 @@ import itertools
 import math
 import os
 import re
+import sys
 import types
+import unicodedata
 
 import numpy as np
 
@@ -79,18 +81,19 @@ def parameter_shapes(plan):
     return shapes
 
 
-def check_model_size(spec):
-    """CommandError, before anything is allocated, when training the spec's
-    network needs more memory than the machine has: it keeps at least three
-    copies of the parameters (the parameters, their gradients, the best so far)."""
+def check_model_size(spec, copies=3, doing="training"):
+    """CommandError, before anything is allocated, when doing (words) with
+    the spec's network needs more memory than the machine has: copies of
+    the parameters (training keeps at least three: the parameters, their
+    gradients, the best so far; loading two: the model and the file's)."""
     count = sum(math.prod(shape) for shape in parameter_shapes(layer_plan(spec)).values())
-    needed = 3 * count * np.dtype(spec["dtype"]).itemsize
+    needed = copies * count * np.dtype(spec["dtype"]).itemsize
     try:
         available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):  # no sysconf (Windows) or no such name
         return
     if needed > available:
-        raise CommandError(f"the network ({describe_model(spec)}) has {count:,} parameters: training "
+        raise CommandError(f"the network ({describe_model(spec)}) has {count:,} parameters: {doing} "
                            f"needs at least {needed / 2**30:,.1f} GiB, this machine has "
                            f"{available / 2**30:,.1f} GiB (make --hidden or --filters smaller)")
 
@@ -155,12 +158,17 @@ def load_model(path):
         raise CommandError(f"{path} does not fit its description {sidecar}: {exc}") from None
     except (ValueError, OSError) as exc:
         raise CommandError(f"{path}: cannot load the parameters ({reason(exc)})") from None
+    # The file's sizes bound the network now (a compressed one up to deflate's ratio): the machine's memory too.
+    check_model_size(spec, copies=2, doing="loading it")
     model = build_model(spec, seed=None)
     try:
         model.load(path)
     except (ValueError, OSError) as exc:
         raise CommandError(f"{path}: cannot load the parameters ({reason(exc)})") from None
-    if spec["parameters_sha256"] is not None and parameters_digest(model.params) != spec["parameters_sha256"]:
+    if spec["parameters_sha256"] is None:
+        print(f"fastfc: warning: {sidecar} predates the parameters' SHA-256 (description version 1): that it "
+              f"describes these parameters cannot be checked (save the model again to record it)", file=sys.stderr)
+    elif parameters_digest(model.params) != spec["parameters_sha256"]:
         raise CommandError(f"{path} and {sidecar} come from different saves (the parameters' SHA-256 is not "
                            f"the one the description records): save the model again")
     return model, spec
@@ -196,8 +204,29 @@ def _is_list(value, test, length=None, max_length=MAX_LAYERS):
             and all(map(test, value)))
 
 
-def _is_name(value, max_length=MAX_NAME):
-    return isinstance(value, str) and 0 < len(value) <= max_length
+def _is_name(value):
+    """A class name: 1 to MAX_NAME characters of printable text and
+    whitespace; no other control, format or surrogate characters (a name
+    ends up on terminals, where ESC sequences act and bidi overrides
+    reorder text, and in files, where a lone surrogate cannot be written)."""
+    return (isinstance(value, str) and 0 < len(value) <= MAX_NAME
+            and not any(unicodedata.category(c)[0] == "C" and not c.isspace() for c in value))
+
+
+def _is_names(value, count):
+    """count distinct class names (two alike would make an answer ambiguous)."""
+    return _is_list(value, _is_name, count) and len(set(value)) == count
+
+
+def _is_path(value):
+    """A file name the operating system can take (no NUL; encodable)."""
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_PATH or "\0" in value:
+        return False
+    try:
+        os.fsencode(value)
+    except UnicodeError:
+        return False
+    return True
 
 
 def _shown(value, width=60):
@@ -236,11 +265,11 @@ def check_spec(spec, sidecar):
             "a list of filter counts (empty for an mlp)")
     require("kernel_size", lambda v: _is_int(v, 1), "a positive integer")
     require("dropout", lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)")
-    require("class_names", lambda v: _is_list(v, _is_name, count), f"{count} class names")
-    require("classes", lambda v: v is None or _is_list(v, _is_name, count), f"null or {count} class names")
+    require("class_names", lambda v: _is_names(v, count), f"{count} distinct printable class names")
+    require("classes", lambda v: v is None or _is_names(v, count), f"null or {count} distinct class names")
     require("val_size", lambda v: v is None or _is_int(v, 1), "null or a positive integer")
     require("seed", lambda v: _is_int(v, 0, None), "a non-negative integer")
-    require("data_dir", lambda v: v is None or _is_name(v, MAX_PATH), "null or a directory name")
+    require("data_dir", lambda v: v is None or _is_path(v), "null or a directory name")
     require("normalize", lambda v: isinstance(v, bool), "true or false")
     channels = spec["input_shape"][0]
     if spec["normalize"]:

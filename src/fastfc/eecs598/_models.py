@@ -1,6 +1,5 @@
 """What the course's models share: tensor parameters, the tensor loss(),
 the course's initialization draws, and save/load without pickle."""
-import json
 import numbers
 import os
 from collections.abc import Mapping, MutableMapping
@@ -8,12 +7,13 @@ from collections.abc import Mapping, MutableMapping
 import numpy as np
 
 from .. import models
-from ..io import load_arrays, save_arrays, write_json
+from ..io import NotJSONError, load_arrays, read_json, save_arrays, write_json
 from ._tensors import (check_device, float_dtype, host, labels, real, samples, scalar, tensor,
                        torch, torch_dtype)
 
 SAVE_FORMAT = "fastfc-eecs598-model"
 SAVE_VERSION = 1
+MAX_RECORD_BYTES = 1 << 20  # far above any description save writes
 
 
 class TensorParams(MutableMapping):
@@ -184,14 +184,13 @@ def _read_record(path, model_name):
     """The JSON record save wrote beside path, checked."""
     sidecar = sidecar_path(path)
     try:
-        with open(sidecar) as f:
-            record = json.load(f)
+        record = read_json(sidecar, MAX_RECORD_BYTES)
     except FileNotFoundError:
         raise ValueError(f"{sidecar} not found: fastfc.eecs598 models are saved as an .npz plus "
                          f"that JSON file by model.save (a torch.save checkpoint would need "
                          f"unpickling, which load never does)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{sidecar}: not valid JSON ({exc})") from None
+    except NotJSONError as exc:
+        raise ValueError(f"{sidecar}: not a model description ({exc})") from None
     if not isinstance(record, dict) or record.get("format") != SAVE_FORMAT:
         raise ValueError(f"{sidecar}: not a fastfc.eecs598 model description")
     if record.get("version") != SAVE_VERSION:
