@@ -1282,3 +1282,42 @@ def test_a_bad_array_in_a_later_group_leaves_every_group_unchanged(rule, case):
     np.testing.assert_array_equal(later.data, before[1])
     if case != "step count -1":
         assert repr(opt.state_dict()) == before[2]
+
+
+# ---- masked arrays above the kernels: layers, models and the Solver -----------------
+
+def test_masked_inputs_are_refused_by_layers_models_and_the_solver():
+    """The object tiers convert their inputs with check_unmasked, not
+    np.asarray (which drops a mask silently): a masked X, dout, y or
+    training split is a TypeError naming it."""
+    from fastfc import layers
+    from fastfc.models import FullyConnectedNet, Sequential
+    from fastfc.solver import Solver
+
+    def masked(a):
+        return np.ma.array(a, mask=np.arange(a.size).reshape(a.shape) == 0)
+    rng = np.random.default_rng(0)
+    x4 = rng.standard_normal((2, 3, 4, 4)).astype(np.float32)
+    x2 = x4.reshape(2, -1)
+    cases = [(layers.Linear(48, 5), x2), (layers.Conv2d(3, 2, 3), x4),
+             (layers.Flatten(), x4), (layers.BatchNorm2d(3), x4)]
+    for layer, x in cases:
+        with pytest.raises(TypeError, match=r"\bx\b.*masked"):
+            layer.forward(masked(x))
+    flatten = layers.Flatten()
+    flatten.forward(x4)
+    with pytest.raises(TypeError, match=r"dout.*masked"):
+        flatten.backward(masked(x2))
+    net = Sequential(layers.Linear(48, 5), loss=layers.SoftmaxCrossEntropy())
+    y = np.array([0, 4])
+    with pytest.raises(TypeError, match=r"\bX\b.*masked"):
+        net.forward(masked(x2))
+    with pytest.raises(TypeError, match=r"\bX\b.*masked"):
+        net.loss(masked(x2), y)
+    with pytest.raises(TypeError, match=r"\by\b.*masked"):
+        net.loss(x2, masked(y))
+    model = FullyConnectedNet([4], input_dim=48, num_classes=5, seed=0)
+    with pytest.raises(TypeError, match=r"X_train.*masked"):
+        Solver(model, {"X_train": masked(x2), "y_train": y, "X_val": x2, "y_val": y})
+    with pytest.raises(TypeError, match=r"y_val.*masked"):
+        Solver(model, {"X_train": x2, "y_train": y, "X_val": x2, "y_val": masked(y)})

@@ -31,7 +31,7 @@ import math
 import numpy as np
 
 from . import functional as F
-from ._validation import check_int, check_probability, check_real, check_seed
+from ._validation import check_int, check_probability, check_real, check_seed, check_unmasked
 from .parameter import Parameter, ParameterArrays
 
 __all__ = ["Layer", "Linear", "ReLU", "Sigmoid", "Tanh", "Dropout", "Conv2d", "MaxPool2d",
@@ -240,7 +240,7 @@ class Linear(_Weighted):
                          self.out_features, bias, weight_scale, seed, dtype)
 
     def _check_input(self, x):
-        x = np.asarray(x)
+        x = check_unmasked("x", x)
         if x.ndim < 2 or x.shape[0] == 0 or x.size // x.shape[0] != self.in_features:
             raise ValueError(f"{self!r} expects input of shape (N, {self.in_features}) "
                              f"(or any (N, ...) with {self.in_features} features per sample), "
@@ -301,7 +301,7 @@ class Conv2d(_Weighted):
 
     def forward(self, x, out=None):
         """x (N, in_channels, H, W) -> (N, out_channels, H', W') (into out if given)."""
-        x = np.asarray(x)
+        x = check_unmasked("x", x)
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"{self!r} expects input of shape (N, {self.in_channels}, H, W), "
                              f"got x of shape {x.shape}")
@@ -365,12 +365,12 @@ class Flatten(_Stateless):
     views of its input and of dout, so it takes no output arrays."""
 
     def forward(self, x):
-        x = np.asarray(x)
+        x = check_unmasked("x", x)
         self._cache = x.shape
         return x.reshape(x.shape[0], -1)
 
     def backward(self, dout):
-        return np.asarray(dout).reshape(self._take_cache())
+        return check_unmasked("dout", dout).reshape(self._take_cache())
 
 
 class MaxPool2d(_Stateless):
@@ -480,7 +480,7 @@ class _Normalization(Layer):
         self._cache = None
 
     def _check_input(self, x, ndim, layout, channels):
-        x = np.asarray(x)
+        x = check_unmasked("x", x)
         if x.ndim != ndim or x.shape[1] != channels:
             raise ValueError(f"{self!r} expects input of shape {layout}, got x of shape {x.shape}")
         return x

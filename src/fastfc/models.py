@@ -27,7 +27,7 @@ import numbers
 import numpy as np
 
 # The file format lives in fastfc.io; these names stay importable from here.
-from ._validation import check_int, check_probability, check_real
+from ._validation import check_int, check_probability, check_real, check_unmasked
 from .io import load_arrays, save_arrays, write_atomically
 from .layers import (BatchNorm1d, Conv2d, Dropout, Flatten, Layer, LayerNorm, Linear, MaxPool2d,
                      MSELoss, ReLU, SoftmaxCrossEntropy, _generator)
@@ -40,11 +40,11 @@ __all__ = ["Sequential", "TwoLayerNet", "FullyConnectedNet", "ConvNet", "save_ar
 def check_samples(X, y=None, targets=False):
     """X as an array with at least one sample (and y, if given, one label per
     sample; with targets, one label or one target row per sample: (N,) or (N, C))."""
-    X = np.asarray(X)
+    X = check_unmasked("X", X)
     if X.ndim < 1 or X.shape[0] == 0:
         raise ValueError(f"X must hold at least one sample, got shape {X.shape}")
     if y is not None:
-        y = np.asarray(y)
+        y = check_unmasked("y", y)
         if y.ndim not in ((1, 2) if targets else (1,)) or y.shape[0] != X.shape[0]:
             raise ValueError(f"X has {X.shape[0]} samples but y has shape {y.shape}; y must hold "
                              + ("one label (N,) or one target row (N, C) per sample" if targets
@@ -254,7 +254,7 @@ class Sequential:
 
     def _as_input(self, X):
         """X as an array of the parameters' dtype (a copy only when it differs)."""
-        X = np.asarray(X)
+        X = check_unmasked("X", X)
         if self.dtype is not None and X.dtype != self.dtype:
             X = X.astype(self.dtype)
         return X
@@ -547,7 +547,7 @@ class ConvNet(Sequential):
 
     def forward(self, X):
         """Scores (N, num_classes) for images X (N, C, H, W) of input_dim's shape."""
-        X = np.asarray(X)
+        X = check_unmasked("X", X)
         # Checked here: a wrong H or W would otherwise surface as a size
         # mismatch of an inner Linear layer the caller never built.
         if X.shape[1:] != self.input_dim:

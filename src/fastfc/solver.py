@@ -21,7 +21,7 @@ from . import functional as F
 from . import optim
 from .layers import _generator
 from ._progress import progress_bar, wants_bar
-from ._validation import check_int, check_real
+from ._validation import check_int, check_real, check_unmasked
 from .io import save_arrays
 from .models import Sequential, check_batch_size, check_samples, takes_targets
 from .parameter import Parameter
@@ -221,7 +221,8 @@ class Solver:
     # ---- setup -----------------------------------------------------------------
 
     def _checked_split(self, data, split):
-        X, y = np.asarray(data[f"X_{split}"]), np.asarray(data[f"y_{split}"])
+        X = check_unmasked(f"X_{split}", data[f"X_{split}"])
+        y = check_unmasked(f"y_{split}", data[f"y_{split}"])
         if X.ndim < 1 or X.shape[0] == 0:
             raise ValueError(f"X_{split} is empty (shape {X.shape}); the Solver needs samples")
         rows = self._targets and y.ndim == 2
