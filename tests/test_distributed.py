@@ -238,6 +238,17 @@ def test_resume_continues_bit_identically_and_refuses_another_world_size(tmp_pat
 
 
 @needs_mpi
+def test_resume_from_a_fifo_is_refused_not_waited_on(tmp_path):
+    """The training state is read like every other file fastfc reads: a FIFO
+    given as state_path is refused by its type (its open would wait for a
+    writer forever)."""
+    os.mkfifo(tmp_path / "state.npz")
+    (report, _), = run_ranks(1, {"out": str(tmp_path / "a"), "epochs": 1,
+                                 "state_path": str(tmp_path / "state.npz"), "resume": True}, timeout=60)
+    assert report["outcome"].startswith("refused") and "not a regular file" in report["outcome"]
+
+
+@needs_mpi
 def test_ranks_started_with_different_arguments_are_refused(tmp_path):
     results = run_ranks(2, {"out": str(tmp_path / "a"), "epochs": 1, "rank_dependent_lr": True})
     for report, _ in results:

@@ -148,6 +148,8 @@ SPECIAL_READS = {
     "evaluate: the model is a directory": "outcome = cli_main(['evaluate', '--model', here + '/sub.npz'])",
     "eecs598 load: the description is a FIFO": "eecs_net().load(here + '/eecs_fifo.npz')",
     "eecs598 load: the description is /dev/zero": "eecs_net().load(here + '/eecs_zero.npz')",
+    "search --resume: the trial log is a FIFO":
+        "outcome = cli_main(['search', '--resume', here + '/fifo', '--trials', '1', '--epochs', '1'])",
 }
 SPECIAL_PRELUDE = """
 from fastfc.io import load_arrays, read_array, read_json

@@ -34,7 +34,7 @@ import threading
 
 import numpy as np
 
-from .io import write_atomically
+from .io import open_regular, write_atomically
 from .layers import Dropout
 from .solver import Solver
 
@@ -341,7 +341,7 @@ class DataParallelSolver(Solver):
         state = None
         if self.rank == 0:
             try:
-                with np.load(self.state_path, allow_pickle=False) as archive:
+                with open_regular(self.state_path) as f, np.load(f, allow_pickle=False) as archive:
                     state = {key: archive[key] for key in archive.files}
                 state["meta"] = json.loads(str(state["meta"]))
             except (OSError, ValueError, KeyError) as exc:

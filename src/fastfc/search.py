@@ -45,6 +45,7 @@ import uuid
 import numpy as np
 
 from ._validation import check_int, check_real
+from .io import open_regular
 
 __all__ = ["LogUniform", "Uniform", "Choice", "sample_trials", "rank", "random_search",
            "SearchResult", "executor_search", "SearchInterrupted", "LocalWorkers", "DaskWorkers",
@@ -445,7 +446,7 @@ class _TrialLog:
             self._append({"search": header})
 
     def _read(self, header):
-        with open(self.path, "rb") as f:
+        with open_regular(self.path) as f:  # a FIFO or device is refused, never waited on
             text = f.read()
         complete = text[:text.rfind(b"\n") + 1]  # a kill mid-write leaves a torn last line
         lines = complete.decode("utf-8").splitlines()
