@@ -59,9 +59,12 @@ def main(config):
             solver.request_stop()
 
     step = [0]
+    running = []  # the solver, once built
 
     def augment(X, rng):
         step[0] += 1
+        if step[0] == config.get("stop_at_step"):
+            running[0].request_stop()  # this step's reduction stops every rank, before its update
         if step[0] == config.get("nan_step") and me == world_size() - 1:
             X[-1] = np.nan  # a row of the last rank's share
         return X
@@ -75,6 +78,7 @@ def main(config):
             augment=augment, reduction=config.get("reduction", "allreduce"),
             state_path=config.get("state_path"), resume=config.get("resume", False),
             checkpoint_name=config.get("checkpoint"))
+        running.append(solver)
         solver.train()
     except FloatingPointError:
         outcome = "nan"
@@ -86,7 +90,7 @@ def main(config):
     steps = len(solver.loss_history) if solver is not None else 0
     np.savez(f"{out}.rank{me}.npz", **snapshots)
     with open(f"{out}.rank{me}.json", "w") as f:
-        json.dump({"outcome": outcome, "steps": steps,
+        json.dump({"outcome": outcome, "steps": steps, "batches_run": step[0],
                    "losses": solver.loss_history if solver is not None else []}, f)
 
 

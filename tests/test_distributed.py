@@ -238,6 +238,30 @@ def test_resume_continues_bit_identically_and_refuses_another_world_size(tmp_pat
 
 
 @needs_mpi
+def test_a_run_stopped_mid_epoch_resumes_at_the_stopped_batch(tmp_path):
+    """A stop in the middle of an epoch (step 30 of 4 epochs of 23 batches,
+    with dropout drawing fresh masks) saves the state at that batch: the
+    epoch's order, the batch, the loss summed so far and the random states
+    it began with; the resumed run's steps, epochs and losses are those of
+    the run that never stopped, bit for bit."""
+    state = str(tmp_path / "state.npz")
+    common = {"epochs": 3, "dropout": 0.3, "fresh_masks": True}
+    whole = run_ranks(2, {"out": str(tmp_path / "whole"), **common})
+    stopped = run_ranks(2, {"out": str(tmp_path / "stopped"), **common, "state_path": state,
+                            "stop_at_step": 30})
+    assert [report["steps"] for report, _ in stopped] == [29, 29]
+    resumed = run_ranks(2, {"out": str(tmp_path / "resumed"), **common, "state_path": state,
+                            "resume": True})
+    for (report, snapshots), (whole_report, whole_snapshots) in zip(resumed, whole):
+        assert report["outcome"] == "finished"
+        assert report["batches_run"] == whole_report["batches_run"] - 29  # not from the epoch's start
+        assert report["losses"] == whole_report["losses"]
+        assert sorted(snapshots) == [k for k in sorted(whole_snapshots) if not k.startswith("epoch1")]
+        for key in snapshots:
+            assert np.array_equal(snapshots[key], whole_snapshots[key]), key
+
+
+@needs_mpi
 def test_resume_from_a_fifo_is_refused_not_waited_on(tmp_path):
     """The training state is read like every other file fastfc reads: a FIFO
     given as state_path is refused by its type (its open would wait for a

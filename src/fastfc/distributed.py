@@ -224,8 +224,10 @@ class DataParallelSolver(Solver):
     - comm: an mpi4py communicator (default MPI.COMM_WORLD)
     - reduction: 'allreduce' or 'ordered' (see DataParallel)
     - state_path: rank 0 writes the training state here (atomically) at each
-      epoch's end: parameters, optimizer state, epoch, histories, random
-      states; resume=True continues from it, bit for bit, with the same world size
+      epoch's end and when a stop (Ctrl-C, request_stop) ends a run
+      mid-epoch: parameters, optimizer state, epoch, histories, random
+      states, and the stopped epoch's order and batch; resume=True continues
+      from it, bit for bit, with the same world size
     - arguments: what every rank must agree on besides the Solver's own
       settings (a command line, say); compared by hash at the start
 
@@ -256,6 +258,8 @@ class DataParallelSolver(Solver):
         self.parallel = DataParallel(model, comm, reduction)
         self.state_path = state_path
         self._stop_requested = False
+        self._resume_at = None  # (order, batch, loss so far) of the epoch a resumed run continues
+        self._batch_state = None  # where and with which random states the current batch began
         if resume:
             if state_path is None:
                 raise ValueError("resume needs state_path")
@@ -281,7 +285,9 @@ class DataParallelSolver(Solver):
                 for name, p in self._named.items():
                     p.grad[...] = grads[name]
         loss, stop = self.parallel.allreduce(float(loss), hi - lo, len(X_batch), self._stop_requested)
-        if stop:
+        if stop:  # before this batch's update: a resumed run starts with it
+            if self.state_path is not None and self.rank == 0:
+                self._save_state(self._batch_state)
             raise KeyboardInterrupt
         if math.isfinite(loss):  # else every rank raises FloatingPointError at this same step
             self.optimizer.step()
@@ -305,6 +311,17 @@ class DataParallelSolver(Solver):
         if self.rank == 0:
             super()._write_checkpoint()
 
+    def _epoch_start(self, n):
+        if self._resume_at is not None:
+            resume_at, self._resume_at = self._resume_at, None
+            return resume_at
+        return super()._epoch_start(n)
+
+    def _batch_start(self, epoch, order, it, total_loss):
+        if self.state_path is not None and self.rank == 0:
+            self._batch_state = {"order": order, "batch": it, "loss_so_far": total_loss,
+                                 "random": [g.bit_generator.state for g in self._generators()]}
+
     def _end_epoch(self, epoch, train_loss, samples_per_s, started):
         improved = super()._end_epoch(epoch, train_loss, samples_per_s, started)
         if self.state_path is not None and self.rank == 0:
@@ -319,15 +336,25 @@ class DataParallelSolver(Solver):
                   if isinstance(layer, Dropout) and not layer.same_mask]
         return [self.rng] + [layer._rng for layer in layers]
 
-    def _save_state(self):
+    def _save_state(self, batch_state=None):
+        """Writes the training state: at an epoch's end, or (batch_state, from
+        _batch_start) where a stop left an epoch, with the random states the
+        stopped batch began with."""
         from .optim import flatten_state_dict
 
-        meta = {"epoch": self.epoch, "world_size": self.parallel.world_size,
+        random = [g.bit_generator.state for g in self._generators()]
+        position = None
+        if batch_state is not None:
+            random = batch_state["random"]
+            position = {"batch": batch_state["batch"], "loss_so_far": batch_state["loss_so_far"]}
+        meta = {"epoch": self.epoch, "position": position, "world_size": self.parallel.world_size,
                 "arguments": self.arguments_digest, "best_val_acc": self.best_val_acc,
                 "loss_history": self.loss_history, "train_acc_history": self.train_acc_history,
                 "val_acc_history": self.val_acc_history, "epoch_history": self.epoch_history,
-                "random": [g.bit_generator.state for g in self._generators()]}
+                "random": random}
         arrays = {"meta": np.array(json.dumps(meta, default=float))}
+        if position is not None:
+            arrays["order"] = batch_state["order"]
         for name, p in self._named.items():
             arrays[f"param.{name}"] = p.data
             arrays[f"best.{name}"] = self.best_params[name]
@@ -366,6 +393,9 @@ class DataParallelSolver(Solver):
         for generator, saved in zip(self._generators(), meta["random"]):
             generator.bit_generator.state = saved
         self.epoch = meta["epoch"]
+        if meta.get("position") is not None:
+            position = meta["position"]
+            self._resume_at = (state["order"], position["batch"], position["loss_so_far"])
         self.best_val_acc = meta["best_val_acc"]
         self.loss_history = meta["loss_history"]
         self.train_acc_history = meta["train_acc_history"]

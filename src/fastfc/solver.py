@@ -424,11 +424,13 @@ class Solver:
                     started = time.perf_counter()
                     if show_bar:
                         bar = progress_bar(iterations, f"epoch {epoch}/{self.num_epochs}", "batch")
-                    order = self.rng.permutation(n)
-                    total_loss = 0.0
+                    order, first, total_loss = self._epoch_start(n)
                     for it, start in enumerate(range(0, n, batch)):
+                        if it < first:
+                            continue
                         if interrupt.requested:
                             raise KeyboardInterrupt
+                        self._batch_start(epoch, order, it, total_loss)
                         index = order[start:start + batch]
                         X_batch, y_batch = buffers.gather(index)
                         if self.augment is not None:
@@ -475,6 +477,16 @@ class Solver:
             if bar is not None:
                 bar.close()
         self._restore_best()
+
+    def _epoch_start(self, n):
+        """(the epoch's order of the n training samples, the first batch to
+        run, the loss summed over the batches before it): a new permutation
+        from self.rng, batch 0 and 0.0 (a resumed run continues mid-epoch)."""
+        return self.rng.permutation(n), 0, 0.0
+
+    def _batch_start(self, epoch, order, it, total_loss):
+        """Called before batch it of epoch is gathered (where a run that
+        stops at this batch resumes); nothing here."""
 
     def _end_epoch(self, epoch, train_loss, samples_per_s, started):
         """Accuracies, history, best parameters, checkpoint, callback and the
