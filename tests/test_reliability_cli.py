@@ -448,6 +448,36 @@ def test_a_network_too_big_for_the_machine_is_one_line(tmp_path):
     assert result.returncode == 0 and "test accuracy" in result.stdout, result.stderr
 
 
+@pytest.mark.parametrize("rule", sorted(cli.model_files.OPTIMIZER_STATE_COPIES))
+def test_the_memory_check_counts_each_optimizers_state(rule):
+    """check_model_size counts, per parameter, the arrays each update rule's
+    optimizer really keeps after a step (every rule of UPDATE_RULES listed)."""
+    from fastfc import layers, optim
+    from fastfc.models import Sequential
+    assert sorted(cli.model_files.OPTIMIZER_STATE_COPIES) == sorted(optim.UPDATE_RULES)
+    net = Sequential(layers.Linear(3, 2), loss=layers.SoftmaxCrossEntropy())
+    cls, defaults = optim.UPDATE_RULES[rule]
+    optimizer = cls(net.parameters(), **defaults)
+    net.loss(np.ones((2, 3), np.float32), np.array([0, 1]))
+    optimizer.step()
+    kept = {len([v for v in state.values() if isinstance(v, np.ndarray)])
+            for state in optimizer.state_dict()["state"].values()} or {0}
+    assert kept == {cli.model_files.OPTIMIZER_STATE_COPIES[rule]}
+
+
+def test_adams_state_is_counted_before_training(tmp_path):
+    """A network whose parameters, gradients and best copy fit the address
+    space but not Adam's two more arrays: refused before the first epoch
+    with one line naming the memory (the plain MemoryError would come only
+    once Adam allocates its state, after the model is built)."""
+    limit = 1 << 30  # about 0.25 GiB of it mapped by the imports: 0.8 GiB left
+    # 64*12000 + 12000*4000 + 4000*10 = 48.8 M float32 parameters: 0.55 GiB as 3 copies, 0.91 as 5
+    result = fastfc("train", "--hidden", "12000,4000", "--epochs", "1", "--threads", "1",
+                    "--optimizer", "adam", limit_memory=limit + 50 * 2**20)
+    line = one_line_error(result, "of memory")
+    assert "48,8" in line and "epoch 1" not in result.stdout, line
+
+
 def test_an_npz_given_for_an_npy_is_one_line(digits_model, tmp_path):
     for name in ("images.npz", "images.npy"):
         with open(tmp_path / name, "wb") as f:

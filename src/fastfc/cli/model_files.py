@@ -81,21 +81,57 @@ def parameter_shapes(plan):
     return shapes
 
 
-def check_model_size(spec, copies=3, doing="training"):
-    """CommandError, before anything is allocated, when doing (words) with
-    the spec's network needs more memory than the machine has: copies of
-    the parameters (training keeps at least three: the parameters, their
-    gradients, the best so far; loading two: the model and the file's)."""
-    count = sum(math.prod(shape) for shape in parameter_shapes(layer_plan(spec)).values())
-    needed = copies * count * np.dtype(spec["dtype"]).itemsize
+# Arrays the optimizer keeps per parameter, besides the parameter itself, its
+# gradient and the Solver's best copy.
+OPTIMIZER_STATE_COPIES = {"sgd": 0, "sgd_momentum": 1, "rmsprop": 1, "adam": 2, "adamw": 2,
+                          "adagrad": 1}
+
+
+def memory_limit():
+    """Bytes this process may use as far as the system says: the least of the
+    physical memory, the cgroup's limit (a container's) and what RLIMIT_AS
+    leaves above what the process maps now; None when none is known."""
+    limits = []
     try:
-        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        page = os.sysconf("SC_PAGE_SIZE")
+        limits.append(page * os.sysconf("SC_PHYS_PAGES"))
     except (AttributeError, ValueError, OSError):  # no sysconf (Windows) or no such name
-        return
-    if needed > available:
+        page = None
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as f:
+                text = f.read().strip()
+        except OSError:
+            continue
+        if text.isdigit():  # "max": no limit
+            limits.append(int(text))
+    try:
+        import resource
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY and page is not None:
+            with open("/proc/self/statm") as f:
+                mapped = int(f.read().split()[0]) * page
+            limits.append(max(soft - mapped, 0))
+    except (ImportError, OSError, ValueError):  # no resource module or no /proc
+        pass
+    return min(limits) if limits else None
+
+
+def check_model_size(spec, optimizer=None, doing="training"):
+    """CommandError, before anything is allocated, when doing (words) with
+    the spec's network needs more memory than memory_limit() allows: copies
+    of the parameters, training with optimizer (an UPDATE_RULES name) keeps
+    the parameters, their gradients, the best so far and the optimizer's
+    state (OPTIMIZER_STATE_COPIES); loading (optimizer None) two: the model
+    and the file's."""
+    count = sum(math.prod(shape) for shape in parameter_shapes(layer_plan(spec)).values())
+    copies = 2 if optimizer is None else 3 + OPTIMIZER_STATE_COPIES[optimizer]
+    needed = copies * count * np.dtype(spec["dtype"]).itemsize
+    available = memory_limit()
+    if available is not None and needed > available:
         raise CommandError(f"the network ({describe_model(spec)}) has {count:,} parameters: {doing} "
-                           f"needs at least {needed / 2**30:,.1f} GiB, this machine has "
-                           f"{available / 2**30:,.1f} GiB (make --hidden or --filters smaller)")
+                           f"needs at least {needed / 2**30:,.1f} GiB of memory, this process may "
+                           f"use {available / 2**30:,.1f} GiB (make --hidden or --filters smaller)")
 
 
 def build_model(spec, seed):
@@ -159,7 +195,7 @@ def load_model(path):
     except (ValueError, OSError) as exc:
         raise CommandError(f"{path}: cannot load the parameters ({reason(exc)})") from None
     # The file's sizes bound the network now (a compressed one up to deflate's ratio): the machine's memory too.
-    check_model_size(spec, copies=2, doing="loading it")
+    check_model_size(spec, doing="loading it")
     model = build_model(spec, seed=None)
     try:
         model.load(path)

@@ -117,7 +117,7 @@ def cli_trial(data, spec, seed):
     trial_args = _trial_args(args, trial)
     prepared = data["prepared"]
     model = model_spec(trial_args, prepared, data["class_names"])
-    check_model_size(model)
+    check_model_size(model, trial_args.optimizer)
     solver = make_solver(build_model(model, seed), prepared, trial_args)
     solver.train()
     return {"val_acc": float(solver.best_val_acc), "val_acc_history": list(map(float, solver.val_acc_history)),

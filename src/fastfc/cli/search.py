@@ -106,7 +106,7 @@ def run_trial(args, trial, data, prepared, class_names):
     """
     trial_args = _trial_args(args, trial)
     spec = model_spec(trial_args, data, class_names)
-    check_model_size(spec)
+    check_model_size(spec, trial_args.optimizer)
     solver = make_solver(build_model(spec, args.seed), prepared, trial_args)
     start = time.perf_counter()
     try:

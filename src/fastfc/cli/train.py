@@ -51,7 +51,7 @@ def run_train(args):
     data, class_names = load_data(args.dataset, args.data_dir, args.classes, args.val_size, args.seed)
     prepared, statistics = prepare(data, args)
     spec = model_spec(args, data, class_names)
-    check_model_size(spec)
+    check_model_size(spec, args.optimizer)
     model = build_model(spec, args.seed)
     if not args.quiet:
         sizes = ", ".join(f"{len(prepared[f'y_{s}'])} {s}" for s in datasets.SPLITS)
