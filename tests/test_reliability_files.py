@@ -225,6 +225,19 @@ def test_a_description_from_another_save_is_refused(tmp_path, capsys, suffix):
         one_line_error(capsys, cli.main([command, "--model", str(model)]), "come from different saves")
 
 
+def test_saving_the_other_format_under_the_same_name_is_refused(tmp_path, capsys):
+    """model.npz and model.safetensors share model.json: saving one beside
+    the other would replace the other's description (it would no longer
+    load). Refused before training; the first model still evaluates."""
+    first = tmp_path / "model.npz"
+    assert cli.main([*TRAIN, "--save", str(first)]) == 0
+    capsys.readouterr()
+    one_line_error(capsys, cli.main([*TRAIN, "--save", str(tmp_path / "model.safetensors")]),
+                   "also that of")
+    assert not (tmp_path / "model.safetensors").exists()
+    assert cli.main(["evaluate", "--model", str(first)]) == 0
+
+
 def test_a_version_1_description_loads_with_a_warning(saved, tmp_path, capsys):
     """A description written before the digest (version 1) cannot be checked
     against its parameters: it still loads, and stderr says so once."""

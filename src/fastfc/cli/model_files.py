@@ -336,7 +336,16 @@ def describe_model(spec):
 
 
 def model_outputs(option, path):
-    """The two files a saved model is (see save_model), as check_output_paths outputs."""
+    """The two files a saved model is (see save_model), as check_output_paths
+    outputs. CommandError when the description would replace that of a model
+    saved under the same name in the other format (m.npz and m.safetensors
+    share m.json): that model would be lost."""
     if path is None:
         return []
-    return [(option, path, True), (f"{option}'s description", spec_path(path), True)]
+    description = spec_path(path)
+    stem, suffix = os.path.splitext(os.fspath(path))
+    for other in {stem + ".npz", stem + ".safetensors"} - {os.fspath(path)}:
+        if description != os.fspath(path) and os.path.exists(other) and os.path.exists(description):
+            raise CommandError(f"{option} {path}: its description {description} is also that of "
+                               f"{other}, which saving would make unloadable; choose another name")
+    return [(option, path, True), (f"{option}'s description", description, True)]
