@@ -182,3 +182,36 @@ def test_load_refuses_pickles_other_models_and_damage_leaving_the_model_as_it_wa
     assert all(torch.equal(before[k], model.params[k]) for k in before)
     with pytest.raises(ValueError, match="fastfc runs on the CPU"):
         model.load(path, device="cuda")
+
+
+def test_load_refuses_a_description_from_another_save_and_bad_reg(tmp_path):
+    """The description records the arrays' SHA-256: a model saved twice to
+    one name (the second with other weights) beside the first save's
+    description is refused, as is a description whose reg is not a finite
+    number >= 0; a description without the digest (older saves) loads."""
+    import json
+    path = str(tmp_path / "two.pth")
+    TwoLayerNet(input_dim=64, hidden_dim=10).save(path)
+    first = open(path + ".json").read()
+    TwoLayerNet(input_dim=64, hidden_dim=10).save(path)  # other random weights
+    second = open(path + ".json").read()
+    model = TwoLayerNet(input_dim=64, hidden_dim=10)
+    with open(path + ".json", "w") as f:
+        f.write(first)
+    with pytest.raises(ValueError, match="different saves"):
+        model.load(path)
+    for reg in (float("nan"), -1.0, "0.1", True, None):
+        record = json.loads(second)
+        record["reg"] = reg
+        with open(path + ".json", "w") as f:
+            json.dump(record, f)
+        with pytest.raises(ValueError, match="reg must be"):
+            model.load(path)
+    record = json.loads(second)
+    del record["parameters_sha256"]
+    with open(path + ".json", "w") as f:
+        json.dump(record, f)
+    model.load(path)
+    with open(path + ".json", "w") as f:
+        f.write(second)
+    model.load(path)

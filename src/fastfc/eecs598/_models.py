@@ -7,7 +7,7 @@ from collections.abc import Mapping, MutableMapping
 import numpy as np
 
 from .. import models
-from ..io import NotJSONError, load_arrays, read_json, save_arrays, write_json
+from ..io import NotJSONError, load_arrays, parameters_digest, read_json, save_arrays, write_json
 from ._tensors import (check_device, float_dtype, host, labels, real, samples, scalar, tensor,
                        torch, torch_dtype)
 
@@ -146,11 +146,14 @@ class CourseModel:
 
     def save(self, path):
         """Writes the model without pickle: the parameters (and any running
-        statistics) as an .npz archive at path, whatever its extension, and
-        the architecture, reg and dtype as JSON at path + '.json'."""
+        statistics) at path (safetensors, or an .npz for a name ending in
+        .npz), and the architecture, reg, dtype and the arrays' SHA-256 as
+        JSON at path + '.json' (a description from another save is refused
+        at load)."""
         arrays = self._arrays()
         record = dict(format=SAVE_FORMAT, version=SAVE_VERSION, model=type(self).__name__,
-                      config=self._architecture, reg=self.reg, dtype=np.dtype(self.dtype).name)
+                      config=self._architecture, reg=self.reg, dtype=np.dtype(self.dtype).name,
+                      parameters_sha256=parameters_digest(arrays))
         save_arrays(path, arrays)
         write_json(sidecar_path(path), record)
         print("Saved in {}".format(path))
@@ -172,6 +175,10 @@ class CourseModel:
         named = fresh._arrays()
         loaded = load_arrays(path, {name: np.empty(a.shape, saved)
                                            for name, a in named.items()})
+        digest = record.get("parameters_sha256")  # absent from descriptions written before it
+        if digest is not None and digest != parameters_digest(loaded):
+            raise ValueError(f"{path} and {sidecar_path(path)} come from different saves (the "
+                             f"parameters' SHA-256 differs from the description's)")
         for name, array in loaded.items():
             np.copyto(named[name], array, casting="unsafe")
         fresh.reg = record["reg"]
@@ -201,4 +208,10 @@ def _read_record(path, model_name):
     if not isinstance(record.get("config"), dict) or record.get("dtype") not in ("float32",
                                                                                    "float64"):
         raise ValueError(f"{sidecar}: bad model description")
+    reg = record.get("reg")
+    if isinstance(reg, bool) or not isinstance(reg, (int, float)) or not 0 <= reg < float("inf"):
+        raise ValueError(f"{sidecar}: reg must be a finite number >= 0, got {reg!r}")
+    digest = record.get("parameters_sha256")
+    if digest is not None and not (isinstance(digest, str) and len(digest) == 64):
+        raise ValueError(f"{sidecar}: parameters_sha256 must be 64 hex digits, got {digest!r}")
     return record
