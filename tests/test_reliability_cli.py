@@ -501,3 +501,37 @@ def test_a_search_of_a_billion_trials_starts_at_once_and_stops_cleanly(tmp_path)
     finished = int(re.search(r"interrupted after (\d+) of 1000000000 trials", stderr)[1])
     with open(log) as f:
         assert len(list(csv.DictReader(f))) == finished >= 1
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_predictions_replace_a_file_whole_and_stream_into_a_fifo(digits_model, tmp_path):
+    """--output over an existing file replaces it whole, keeping its mode
+    (a write failing midway, here on a full disk, leaves the old table,
+    never half a new one); a
+    FIFO (a reader waiting) is written in place."""
+    table = tmp_path / "predictions.csv"
+    table.write_text("an earlier table\n")
+    os.chmod(table, 0o600)
+    result = fastfc("predict", "--model", digits_model, "--output", table)
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.reader(table.open(newline="")))
+    assert rows[0] == ["index", "label", "class", "probability"] and len(rows) > 100
+    assert os.stat(table).st_mode & 0o777 == 0o600
+    before = table.read_bytes()
+
+    def small_disk():  # a write past 4 KB fails (EFBIG): a full disk midway through the table
+        import resource
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+    result = subprocess.run([sys.executable, "-m", "fastfc", "predict", "--model", str(digits_model),
+                             "--output", str(table)], capture_output=True, text=True, timeout=120,
+                            env=child_env(), preexec_fn=small_disk)
+    assert result.returncode != 0 and len(before) > 4096
+    assert table.read_bytes() == before  # the previous table, whole
+    assert not [name for name in os.listdir(tmp_path) if name != "predictions.csv"]
+    fifo = tmp_path / "fifo.csv"
+    os.mkfifo(fifo)
+    process = start_fastfc("predict", "--model", digits_model, "--output", fifo)
+    with open(fifo, newline="") as reader:
+        streamed = list(csv.reader(reader))
+    assert process.wait(timeout=60) == 0
+    assert streamed == rows

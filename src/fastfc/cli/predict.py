@@ -2,13 +2,14 @@
 import csv
 import io
 import math
+import os
 import sys
 import warnings
 
 import numpy as np
 
 from .. import datasets
-from ..io import open_regular, read_array
+from ..io import open_regular, read_array, write_atomically
 from .data import data_files, evaluate_model, load_data, prepare
 from .model_files import load_model, spec_path
 from .options import (CommandError, add_data_arguments, add_saved_model_argument, configure_threads,
@@ -184,16 +185,19 @@ def run_predict(args):
     probabilities = np.exp(scores)
     probabilities /= probabilities.sum(axis=1, keepdims=True)
     labels = probabilities.argmax(axis=1)
-    out = open(args.output, "w", newline="") if args.output else sys.stdout
-    try:
-        writer = csv.writer(out)
-        writer.writerow(("index", "label", "class", "probability"))
-        for i, label in enumerate(labels):
-            writer.writerow((i, int(label), csv_text(spec["class_names"][label]),
-                             f"{probabilities[i, label]:.4f}"))
-    finally:
-        if args.output:
-            out.close()
+    table = io.StringIO(newline="")
+    writer = csv.writer(table)
+    writer.writerow(("index", "label", "class", "probability"))
+    for i, label in enumerate(labels):
+        writer.writerow((i, int(label), csv_text(spec["class_names"][label]),
+                         f"{probabilities[i, label]:.4f}"))
+    if not args.output:
+        sys.stdout.write(table.getvalue())
+    elif os.path.exists(args.output) and not os.path.isfile(args.output):
+        with open(args.output, "w", newline="") as out:  # a FIFO or a device: written in place
+            out.write(table.getvalue())
+    else:  # a file: replaced whole or not at all (Ctrl-C midway leaves no half table)
+        write_atomically(args.output, lambda f: f.write(table.getvalue().encode("utf-8")))
     if args.output:
         print(f"wrote {len(labels)} predictions to {args.output}")
     return 0
