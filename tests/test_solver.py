@@ -95,6 +95,65 @@ def test_ends_with_best_params(problem):
         np.testing.assert_array_equal(array, solver.best_params[name])
 
 
+def _norm_mlp(seed):
+    """With an int seed dropout repeats its masks (the course's); with a
+    Generator it draws new ones from its own stream."""
+    seed = seed if isinstance(seed, int) else np.random.default_rng(0)
+    return FullyConnectedNet([16, 16], input_dim=10, num_classes=3, weight_scale=None, seed=seed,
+                             dropout=0.2, normalization="batchnorm")
+
+
+@pytest.mark.parametrize("rule, seed", [("sgd_momentum", 0), ("adam", "generator")])
+def test_a_run_continued_from_its_state_equals_one_uninterrupted_run(problem, rule, seed):
+    """lr decay, dropout masks, batch norm's running statistics, the
+    optimizer's moments and the shuffle order all carry over, bit for bit,
+    through a state_dict travelling to a fresh Solver and model."""
+    options = dict(update_rule=rule, lr_decay=0.7, num_epochs=5)
+    whole = make_solver(_norm_mlp(seed), problem, **options)
+    whole.train(restore_best=False)
+    first = make_solver(_norm_mlp(seed), problem, **dict(options, num_epochs=2))
+    first.train(restore_best=False)
+    state = first.state_dict()
+    assert all(isinstance(v, np.ndarray) for v in state.values())
+    assert len(first._generators()) == (1 if seed == 0 else 3)
+    rest = make_solver(_norm_mlp(seed), problem, **options)
+    for array in rest.model._saved_arrays().values():
+        array[...] = 0  # all overwritten by the state
+    rest.load_state_dict(state)
+    rest.train(restore_best=False)
+    assert rest.loss_history == whole.loss_history and rest.val_acc_history == whole.val_acc_history
+    assert (rest.best_epoch, rest.best_val_acc) == (whole.best_epoch, whole.best_val_acc)
+    for (name, a), b in zip(whole.model._saved_arrays().items(), rest.model._saved_arrays().values()):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+    assert rest.optimizer.param_groups[0]["lr"] == whole.optimizer.param_groups[0]["lr"]
+
+
+def test_train_restore_best_false_keeps_the_last_epochs_parameters(problem):
+    model = mlp()
+    snapshots = []
+    solver = make_solver(model, problem, num_epochs=6, optim_config={"learning_rate": 0.3},
+                         on_epoch_end=lambda s, r: snapshots.append({k: v.copy() for k, v in model.params.items()}))
+    solver.train(restore_best=False)
+    assert solver.best_epoch != 6  # else the last parameters are the best ones anyway
+    for name, array in model.params.items():
+        np.testing.assert_array_equal(array, snapshots[-1][name])
+
+
+def test_a_state_of_another_model_is_refused_and_changes_nothing(problem):
+    state = make_solver(mlp(), problem, num_epochs=1).state_dict()
+    other = make_solver(FullyConnectedNet([8], input_dim=10, num_classes=3, seed=0), problem)
+    before = {k: v.copy() for k, v in other.model.params.items()}
+    with pytest.raises(ValueError, match="not a training state of this model.*param.W1 has shape"):
+        other.load_state_dict(state)
+    with pytest.raises(ValueError, match="not a training state"):
+        other.load_state_dict({"meta": np.array("[]")})
+    for name, array in other.model.params.items():
+        np.testing.assert_array_equal(array, before[name])
+    course = Solver(mlp(), problem, update_rule=lambda w, dw, config: (w, config), verbose=False)
+    with pytest.raises(ValueError, match="named update_rule"):
+        course.state_dict()
+
+
 def test_unseeded_shuffling_follows_numpys_global_seed(problem):
     def history(global_seed):
         np.random.seed(global_seed)

@@ -330,36 +330,19 @@ class DataParallelSolver(Solver):
 
     # ---- training state -----------------------------------------------------------
 
-    def _generators(self):
-        """Every random stream the run draws from: the Solver's and the dropout layers'."""
-        layers = [layer for layer in getattr(self.model, "layers", ())
-                  if isinstance(layer, Dropout) and not layer.same_mask]
-        return [self.rng] + [layer._rng for layer in layers]
-
     def _save_state(self, batch_state=None):
-        """Writes the training state: at an epoch's end, or (batch_state, from
+        """Writes the training state (Solver.state_dict, with the world size
+        and the arguments' digest): at an epoch's end, or (batch_state, from
         _batch_start) where a stop left an epoch, with the random states the
         stopped batch began with."""
-        from .optim import flatten_state_dict
-
-        random = [g.bit_generator.state for g in self._generators()]
-        position = None
+        arrays = self.state_dict()
+        meta = json.loads(str(arrays["meta"]))
+        meta.update(position=None, world_size=self.parallel.world_size, arguments=self.arguments_digest)
         if batch_state is not None:
-            random = batch_state["random"]
-            position = {"batch": batch_state["batch"], "loss_so_far": batch_state["loss_so_far"]}
-        meta = {"epoch": self.epoch, "position": position, "world_size": self.parallel.world_size,
-                "arguments": self.arguments_digest, "best_val_acc": self.best_val_acc,
-                "loss_history": self.loss_history, "train_acc_history": self.train_acc_history,
-                "val_acc_history": self.val_acc_history, "epoch_history": self.epoch_history,
-                "random": random}
-        arrays = {"meta": np.array(json.dumps(meta, default=float))}
-        if position is not None:
+            meta["random"] = batch_state["random"]
+            meta["position"] = {"batch": batch_state["batch"], "loss_so_far": batch_state["loss_so_far"]}
             arrays["order"] = batch_state["order"]
-        for name, p in self._named.items():
-            arrays[f"param.{name}"] = p.data
-            arrays[f"best.{name}"] = self.best_params[name]
-        for key, value in flatten_state_dict(self.optimizer.state_dict()).items():
-            arrays[f"optim.{key}"] = value
+        arrays["meta"] = np.array(json.dumps(meta, default=float))
         write_atomically(self.state_path, lambda f: np.savez(f, **arrays))
 
     def _load_state(self):
@@ -383,24 +366,10 @@ class DataParallelSolver(Solver):
         if meta["arguments"] != self.arguments_digest:
             raise ValueError(f"{self.state_path} was written by a run with other settings; resume "
                              "needs the same ones")
-        from .optim import unflatten_state_dict
-
-        for name, p in self._named.items():
-            np.copyto(p.data, state[f"param.{name}"])
-            np.copyto(self.best_params[name], state[f"best.{name}"])
-        self.optimizer.load_state_dict(unflatten_state_dict(
-            {key[len("optim."):]: value for key, value in state.items() if key.startswith("optim.")}))
-        for generator, saved in zip(self._generators(), meta["random"]):
-            generator.bit_generator.state = saved
-        self.epoch = meta["epoch"]
+        self.load_state_dict(dict(state, meta=np.array(json.dumps(meta))))
         if meta.get("position") is not None:
             position = meta["position"]
             self._resume_at = (state["order"], position["batch"], position["loss_so_far"])
-        self.best_val_acc = meta["best_val_acc"]
-        self.loss_history = meta["loss_history"]
-        self.train_acc_history = meta["train_acc_history"]
-        self.val_acc_history = meta["val_acc_history"]
-        self.epoch_history = meta["epoch_history"]
 
 
 def launched_solver(model, data, state_path=None, resume=False, arguments=None, **kwargs):

@@ -8,9 +8,10 @@ The model is any course-style model (a `params` dict and loss(X, y=None)),
 e.g. a fastfc.models.Sequential with a loss, FullyConnectedNet or ConvNet.
 """
 import contextlib
-import os
 import inspect
+import json
 import math
+import os
 import signal
 import threading
 import time
@@ -19,7 +20,7 @@ import numpy as np
 
 from . import functional as F
 from . import optim
-from .layers import _generator
+from .layers import Dropout, _generator
 from ._progress import progress_bar, wants_bar
 from ._validation import check_int, check_real, check_unmasked
 from .io import save_arrays
@@ -396,13 +397,87 @@ class Solver:
             path += ".safetensors"
         save_arrays(path, self.best_params)
 
+    # ---- training state ------------------------------------------------------------
+
+    def _generators(self):
+        """Every random stream training draws from: the Solver's and the
+        dropout layers' (a same_mask layer draws from its fixed seed)."""
+        layers = [layer for layer in getattr(self.model, "layers", ())
+                  if isinstance(layer, Dropout) and not layer.same_mask]
+        return [self.rng] + [layer._rng for layer in layers]
+
+    def _buffers(self):
+        """The model's arrays that training changes besides its parameters:
+        batch normalization's running statistics (a Sequential's _state)."""
+        return dict(getattr(self.model, "_state", None) or {})
+
+    def state_dict(self):
+        """What training continues from, as a flat dict of NumPy arrays
+        (np.savez writes it): the parameters, the best ones, running
+        statistics, the optimizer's state and learning rates, and under
+        'meta' (JSON text) the epoch, histories, best_val_acc, best_epoch and
+        every random stream's state. Taken between epochs, e.g. after
+        train(restore_best=False): load_state_dict(it) on a Solver built
+        with the same arguments, then train() with a larger num_epochs,
+        gives bit for bit what one uninterrupted run gives. Named update
+        rules only (a course-style callable keeps its state in dicts)."""
+        if self.optimizer is None:
+            raise ValueError("state_dict needs a named update_rule (a callable rule's configs are "
+                             "its own)")
+        meta = {"epoch": self.epoch, "best_val_acc": self.best_val_acc, "best_epoch": self.best_epoch,
+                "loss_history": self.loss_history, "train_acc_history": self.train_acc_history,
+                "val_acc_history": self.val_acc_history, "epoch_history": self.epoch_history,
+                "random": [g.bit_generator.state for g in self._generators()]}
+        arrays = {"meta": np.array(json.dumps(meta, default=float))}
+        for name, p in self._named.items():
+            arrays[f"param.{name}"] = p.data.copy()
+            arrays[f"best.{name}"] = self.best_params[name].copy()
+        for name, array in self._buffers().items():
+            arrays[f"buffer.{name}"] = array.copy()
+        for key, value in optim.flatten_state_dict(self.optimizer.state_dict()).items():
+            arrays[f"optim.{key}"] = value
+        return arrays
+
+    def load_state_dict(self, state):
+        """Continues from state_dict()'s arrays (or an np.load of them):
+        ValueError, with nothing changed, when they belong to another model
+        or optimizer."""
+        if self.optimizer is None:
+            raise ValueError("load_state_dict needs a named update_rule")
+        try:
+            meta = json.loads(str(state["meta"]))
+            targets = {f"param.{n}": p.data for n, p in self._named.items()}
+            targets.update({f"best.{n}": a for n, a in self.best_params.items()})
+            targets.update({f"buffer.{n}": a for n, a in self._buffers().items()})
+            for key, target in targets.items():
+                if np.shape(state[key]) != target.shape:
+                    raise ValueError(f"{key} has shape {np.shape(state[key])}, the model's {target.shape}")
+            if len(meta["random"]) != len(self._generators()):
+                raise ValueError(f"it holds {len(meta['random'])} random streams, this run "
+                                 f"{len(self._generators())}")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"state is not a training state of this model ({exc})") from None
+        self.optimizer.load_state_dict(optim.unflatten_state_dict(
+            {key[len("optim."):]: value for key, value in state.items() if key.startswith("optim.")}))
+        for key, target in targets.items():
+            np.copyto(target, state[key])
+        for generator, saved in zip(self._generators(), meta["random"]):
+            generator.bit_generator.state = saved
+        self.epoch, self.best_val_acc, self.best_epoch = meta["epoch"], meta["best_val_acc"], meta["best_epoch"]
+        self.loss_history = meta["loss_history"]
+        self.train_acc_history = meta["train_acc_history"]
+        self.val_acc_history = meta["val_acc_history"]
+        self.epoch_history = meta["epoch_history"]
+
     def _say(self, text, bar):
         (bar.write if bar is not None else print)(text)
 
     # ---- the loop ------------------------------------------------------------------
 
-    def train(self):
-        """Runs the optimisation; the model ends with the best-validation parameters.
+    def train(self, restore_best=True):
+        """Runs the optimisation (from epoch self.epoch + 1 to num_epochs); the
+        model ends with the best-validation parameters, or with restore_best
+        False, with the last epoch's (from which state_dict() continues).
         Each batch is gathered into buffers allocated once per call (_BatchBuffers).
 
         Raises FloatingPointError (best parameters restored) when a loss is
@@ -476,7 +551,8 @@ class Solver:
         finally:
             if bar is not None:
                 bar.close()
-        self._restore_best()
+        if restore_best:
+            self._restore_best()
 
     def _epoch_start(self, n):
         """(the epoch's order of the n training samples, the first batch to
