@@ -211,6 +211,30 @@ def test_successive_halving_keeps_the_best_third_of_each_rung():
     assert {r["number"] for r in rung_one[:9]} == {r["number"] for r in pruned.trials if r["epochs"] >= 3}
 
 
+def test_pruned_mlp_trials_continue_from_their_last_rung_and_a_resumed_log_gives_the_same(tmp_path):
+    """mlp_trial takes a state: a promoted trial trains on from where its
+    rung stopped (its per-epoch validation accuracies are those of the same
+    trial in a full search), so 9 trials cost 9 + 3 * 2 + 1 * 6 epochs. A
+    resumed search has no states (they are not logged) and retrains from
+    scratch: the same records."""
+    data = datasets.load_digits(seed=0)
+    full = executor_search(mlp_trial, data, SMALL_SPACE, trials=9, seed=4, fixed={"epochs": 9})
+    log = tmp_path / "pruned.jsonl"
+    pruned = executor_search(mlp_trial, data, SMALL_SPACE, trials=9, seed=4, fixed={"epochs": 9},
+                             prune=True, log=log)
+    histories = {r["number"]: r["val_acc_history"] for r in full.trials}
+    assert sorted(r["epochs"] for r in pruned.trials) == [1] * 6 + [3] * 2 + [9]
+    for record in pruned.trials:
+        assert "state" not in record
+        assert record["val_acc_history"] == histories[record["number"]][:record["epochs"]]
+    assert pruned.best["val_acc"] == max(histories[pruned.best["number"]])
+    lines = log.read_text().splitlines()
+    log.write_text("\n".join(lines[:-1]) + "\n")  # the last rung's record lost: retrained on resume
+    resumed = executor_search(mlp_trial, data, SMALL_SPACE, trials=9, seed=4, fixed={"epochs": 9},
+                              prune=True, log=log, resume=True)
+    assert _comparable(resumed.trials) == _comparable(pruned.trials)
+
+
 def test_diverged_trials_rank_last_and_are_never_promoted():
     result = executor_search(search_trials.diverging_trial, {}, {"lr": LogUniform(1e-3, 1e-1)}, trials=9,
                              seed=0, fixed={"epochs": 3}, prune=True)

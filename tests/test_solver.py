@@ -187,6 +187,15 @@ def test_lr_decay_and_patience(problem):
     frozen = make_solver(mlp(), problem, optim_config={"learning_rate": 0.0}, num_epochs=10, patience=2)
     frozen.train()  # nothing improves after the first epoch
     assert len(frozen.epoch_history) == 3
+    # A run continued from the state of one that stopped early stops too.
+    continued = make_solver(mlp(), problem, optim_config={"learning_rate": 0.0}, num_epochs=20, patience=2)
+    continued.load_state_dict(frozen.state_dict())
+    continued.train()
+    assert len(continued.epoch_history) == 3
+    patient = make_solver(mlp(), problem, optim_config={"learning_rate": 0.0}, num_epochs=20, patience=4)
+    patient.load_state_dict(frozen.state_dict())
+    patient.train()  # two more stale epochs allowed
+    assert len(patient.epoch_history) == 5
 
 
 def test_weight_decay_spares_biases(problem):

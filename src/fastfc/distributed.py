@@ -323,10 +323,9 @@ class DataParallelSolver(Solver):
                                  "random": [g.bit_generator.state for g in self._generators()]}
 
     def _end_epoch(self, epoch, train_loss, samples_per_s, started):
-        improved = super()._end_epoch(epoch, train_loss, samples_per_s, started)
+        super()._end_epoch(epoch, train_loss, samples_per_s, started)
         if self.state_path is not None and self.rank == 0:
             self._save_state()
-        return improved
 
     # ---- training state -----------------------------------------------------------
 

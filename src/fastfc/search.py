@@ -32,6 +32,7 @@ The trials, their seeds and their records are the same whatever runs them.
 import concurrent.futures
 import contextlib
 import hashlib
+import inspect
 import json
 import math
 import multiprocessing
@@ -49,7 +50,7 @@ from .io import open_regular
 
 __all__ = ["LogUniform", "Uniform", "Choice", "sample_trials", "rank", "random_search",
            "SearchResult", "executor_search", "SearchInterrupted", "LocalWorkers", "DaskWorkers",
-           "mlp_trial", "trial_seed", "successive_halving_rungs"]
+           "mlp_trial", "solver_trial", "trial_seed", "successive_halving_rungs"]
 
 
 def _bounds(name, low, high, positive):
@@ -195,9 +196,10 @@ def successive_halving_rungs(epochs, eta=3):
     return budgets[::-1]
 
 
-def mlp_trial(data, spec, seed):
+def mlp_trial(data, spec, seed, state=False):
     """A trial for executor_search: a FullyConnectedNet (He initialisation,
-    float32) trained by a Solver, seeded by seed.
+    float32) trained by a Solver, seeded by seed. It can continue (what
+    pruning uses): called with state None or a state, it returns its own.
 
     Inputs:
     - data: dict with X_train, y_train, X_val, y_val (samples are flattened)
@@ -205,10 +207,15 @@ def mlp_trial(data, spec, seed):
       or a list of widths; 100), dropout (0), batch_size (100), update_rule
       ('sgd_momentum')
     - seed: the trial's seed (initialisation, shuffling, dropout)
+    - state: False (from scratch), None (from scratch, returning the
+      state), or what an earlier call returned as 'state' (after fewer
+      epochs): training continues from it, bit for bit as one run of
+      spec['epochs'] would have gone
 
     Returns {'val_acc': best validation accuracy, 'val_acc_history': per
-    epoch, 'train_acc': the last epoch's}. Raises FloatingPointError when the
-    loss diverges.
+    epoch, 'train_acc': the last epoch's}, and unless state is False
+    'state': the Solver's state_dict after the last epoch. Raises
+    FloatingPointError when the loss diverges.
     """
     from .models import FullyConnectedNet
     from .solver import Solver
@@ -229,14 +236,28 @@ def mlp_trial(data, spec, seed):
                     optim_config=optim_config, weight_decay=spec.get("weight_decay", 0.0),
                     batch_size=spec.get("batch_size", 100), num_epochs=spec["epochs"], seed=seed,
                     verbose=False)
-    solver.train()
-    return {"val_acc": float(solver.best_val_acc),
-            "val_acc_history": [float(a) for a in solver.val_acc_history],
-            "train_acc": float(solver.train_acc_history[-1])}
+    return solver_trial(solver, state)
 
 
-def _run_trial(trial, data, spec, seed, threads):
-    """What a worker runs: trial(data, spec, seed) with fastfc's thread count
+def solver_trial(solver, state=False):
+    """A trial's record from a Solver built for it: trains it (continuing
+    from state, as mlp_trial's) and returns val_acc (the best),
+    val_acc_history and train_acc (the last epoch's), and unless state is
+    False the Solver's state after the last epoch."""
+    if state is not None and state is not False:
+        solver.load_state_dict(state)
+    solver.train(restore_best=False)
+    record = {"val_acc": float(solver.best_val_acc),
+              "val_acc_history": [float(a) for a in solver.val_acc_history],
+              "train_acc": float(solver.train_acc_history[-1])}
+    if state is not False:
+        record["state"] = solver.state_dict()
+    return record
+
+
+def _run_trial(trial, data, spec, seed, threads, state=False):
+    """What a worker runs: trial(data, spec, seed), or with a state other than
+    False trial(data, spec, seed, state=state), with fastfc's thread count
     set first (Dask workers start with OMP_NUM_THREADS=1, a pool's inherit
     the driver's). A diverged trial (FloatingPointError) is a record too."""
     from . import set_num_threads
@@ -246,7 +267,10 @@ def _run_trial(trial, data, spec, seed, threads):
     set_num_threads(threads)
     started = time.perf_counter()
     try:
-        result = trial(data, dict(spec), seed)
+        if state is False:
+            result = trial(data, dict(spec), seed)
+        else:
+            result = trial(data, dict(spec), seed, state=state)
     except FloatingPointError:
         result = {"val_acc": 0.0, "diverged": True}
     if not isinstance(result, dict) or "val_acc" not in result:
@@ -293,7 +317,10 @@ class LocalWorkers:
 
     def scatter(self, data):
         """Starts the pool with data installed in each worker; returns the
-        reference trials are given in its place."""
+        reference trials are given in its place. The same data object again
+        keeps the running pool (several searches over one data set)."""
+        if self.executor is not None and data is self._data:
+            return _Installed(self._token)
         self.close()
         self._token, self._data = uuid.uuid4().hex, data
         self._start()
@@ -514,9 +541,13 @@ def executor_search(trial, data, space, trials=20, seed=0, executor=None, *, fix
       for a log of another search), skipping finished trials
     - prune: successive halving: every trial first trains for the smallest
       budget of successive_halving_rungs(fixed['epochs'], eta); the best
-      1/eta of each rung (by val_acc) retrain for the next budget, the
-      others stop there (records with pruned True). Budgets restart from
-      scratch, so each rung is a plain trial and results stay executor-free.
+      1/eta of each rung (by val_acc) train on to the next budget, the
+      others stop there (records with pruned True). A trial with a state
+      parameter (mlp_trial) continues where its last rung stopped: it is
+      called with state=None first, returns record['state'], and is called
+      with it at the next rung (kept by the driver, never logged; a resumed
+      search retrains from scratch, which a continuable trial must make the
+      same). Other trials restart from scratch at each budget.
     - key: JSON-able identity of the data and settings not in fixed (a data
       set's name, say): written in the log's header, compared on resume
     - on_trial: called with each record as it arrives (progress lines, say)
@@ -553,6 +584,7 @@ def executor_search(trial, data, space, trials=20, seed=0, executor=None, *, fix
         max_pending = 1  # each record logged before the next trial starts
     runner = _Runner(trial, executor, threads, trial_log, max_pending, max_restarts)
     runner.hyper_keys, runner.on_trial = tuple(space), on_trial
+    runner.continues = prune and _takes_state(trial)
     finals = {}
     try:
         runner.data = executor.scatter(data) if hasattr(executor, "scatter") else data
@@ -568,6 +600,8 @@ def executor_search(trial, data, space, trials=20, seed=0, executor=None, *, fix
             finals.update(records)
             promoted = [r for r in rank(records.values()) if not r["diverged"]]
             candidates = sorted(r["number"] for r in promoted[:max(1, len(records) // eta)])
+            runner.states = {number: runner.states[number] for number in candidates
+                             if number in runner.states}
     except KeyboardInterrupt:
         runner.cancel()
         raise SearchInterrupted(rank(list(runner.finished))) from None
@@ -580,6 +614,14 @@ def executor_search(trial, data, space, trials=20, seed=0, executor=None, *, fix
     ranked = sorted(finals.values(), key=lambda r: (r["diverged"], -(r.get("epochs") or 0),
                                                     -r["val_acc"], r["number"]))
     return SearchResult(ranked, None, None)
+
+
+def _takes_state(trial):
+    """Whether trial can continue from a state: it has a state parameter."""
+    try:
+        return "state" in inspect.signature(trial).parameters
+    except (TypeError, ValueError):  # a builtin or C function without a signature
+        return False
 
 
 @contextlib.contextmanager
@@ -610,13 +652,16 @@ class _Runner:
         self.data = None
         self.hyper_keys = ()  # the drawn hyperparameters: what a record holds of its spec
         self.on_trial = None
+        self.continues = False  # pruning a trial that continues from its last rung's state
+        self.states = {}    # number -> the state its last rung returned
         self.pending = {}   # future -> (number, spec)
         self.finished = []  # every record of this search, in finishing order
 
     def _submit(self, number, spec, seed):
         pool = getattr(self.executor, "executor", self.executor)  # a Workers object's executor
+        state = self.states.get(number) if self.continues else False
         future = pool.submit(_run_trial, self.trial, self.data, spec, trial_seed(seed, number),
-                             self.threads)
+                             self.threads, state)
         self.pending[future] = (number, spec)
 
     def run(self, specs, budget, seed):
@@ -649,6 +694,9 @@ class _Runner:
         return self.records
 
     def _record(self, number, spec, result):
+        state = result.pop("state", None)
+        if self.continues and state is not None:
+            self.states[number] = state
         record = {"number": number, "seed": trial_seed(self.seed, number)}
         record.update({k: spec[k] for k in self.hyper_keys})
         record["epochs"] = self.budget

@@ -490,12 +490,15 @@ class Solver:
         buffers = _BatchBuffers(self.X_train, self.y_train, batch, getattr(self.model, "dtype", None))
         iterations = -(-n // batch)
         show_bar = self.verbose and wants_bar()
-        stale_epochs = 0
         interrupt = _Interrupt()
         bar = None
         try:
             with interrupt.active():
                 for epoch in range(self.epoch + 1, self.num_epochs + 1):
+                    # Counted from the state, so that a continued run stops where one run would.
+                    if self.patience is not None and self.best_epoch is not None \
+                            and self.epoch - self.best_epoch >= self.patience:
+                        break
                     started = time.perf_counter()
                     if show_bar:
                         bar = progress_bar(iterations, f"epoch {epoch}/{self.num_epochs}", "batch")
@@ -532,12 +535,7 @@ class Solver:
                     if bar is not None:
                         bar.close()
                         bar = None
-                    if self._end_epoch(epoch, total_loss / n, n / train_seconds, started):
-                        stale_epochs = 0
-                    else:
-                        stale_epochs += 1
-                    if self.patience is not None and stale_epochs >= self.patience:
-                        break
+                    self._end_epoch(epoch, total_loss / n, n / train_seconds, started)
                 if interrupt.requested:  # Ctrl-C during the last epoch's evaluation: still a stop
                     raise KeyboardInterrupt
         except KeyboardInterrupt:
@@ -566,15 +564,14 @@ class Solver:
 
     def _end_epoch(self, epoch, train_loss, samples_per_s, started):
         """Accuracies, history, best parameters, checkpoint, callback and the
-        learning-rate decay of an epoch. Returns whether val accuracy improved."""
+        learning-rate decay of an epoch."""
         self.epoch = epoch
         train_acc = self.check_accuracy(self.X_train, self.y_train, self.num_train_samples)
         X_val, y_val = self._subsample(self.X_val, self.y_val, self.num_val_samples)
         val_loss, val_acc = evaluate(self.model, X_val, y_val)
         self.train_acc_history.append(train_acc)
         self.val_acc_history.append(val_acc)
-        improved = val_acc > self.best_val_acc or epoch == 1
-        if improved:
+        if val_acc > self.best_val_acc or epoch == 1:
             self.best_val_acc = val_acc
             self.best_epoch = epoch
             for name, p in self._named.items():
@@ -590,4 +587,3 @@ class Solver:
             print(f"(Epoch {epoch} / {self.num_epochs}) train acc: {train_acc:f}; "
                   f"val_acc: {val_acc:f}")
         self._decay_learning_rate()
-        return improved

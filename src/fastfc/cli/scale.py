@@ -38,7 +38,7 @@ def add_search_arguments(group):
                             "trials it holds are skipped (the same search only)")
     group.add_argument("--prune", action="store_true",
                        help="successive halving: every trial first trains 1 epoch, and the best third of "
-                            "each rung retrains for 3x as many, up to --epochs")
+                            "each rung trains on (from where it stopped) to 3x as many, up to --epochs")
 
 
 def uses_executor(args):
@@ -101,10 +101,11 @@ def _command_trial(record, depth):
             "diverged": record["diverged"], "epochs": record["epochs"]}
 
 
-def cli_trial(data, spec, seed):
+def cli_trial(data, spec, seed, state=False):
     """fastfc search's trial on a worker: the model the options describe,
     with the trial's hyperparameters, trained by the command's Solver (seeded
-    by the trial's seed; spec['epochs'], when pruning, the budget)."""
+    by the trial's seed; spec['epochs'], when pruning, the budget, continued
+    from state as search.mlp_trial's)."""
     from .search import _trial_args
     from .train import make_solver
 
@@ -118,10 +119,7 @@ def cli_trial(data, spec, seed):
     prepared = data["prepared"]
     model = model_spec(trial_args, prepared, data["class_names"])
     check_model_size(model, trial_args.optimizer)
-    solver = make_solver(build_model(model, seed), prepared, trial_args)
-    solver.train()
-    return {"val_acc": float(solver.best_val_acc), "val_acc_history": list(map(float, solver.val_acc_history)),
-            "train_acc": float(solver.train_acc_history[-1])}
+    return search.solver_trial(make_solver(build_model(model, seed), prepared, trial_args), state)
 
 
 # ---------------------------------------------------------------- train under mpiexec
