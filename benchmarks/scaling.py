@@ -7,6 +7,7 @@
 
 The MPI parts start mpiexec (the mpich wheel's) on this script itself.
 """
+import itertools
 import json
 import shutil
 import subprocess
@@ -59,26 +60,34 @@ def search_throughput(fashion_dir=None, trials=24, epochs=2):
     print("identical records:", all(s == strip[0] for s in strip))
 
 
-def prune(fashion_dir=None, trials=64, epochs=9):
+def prune(fashion_dir=None, trials=64, epochs=9, seeds=range(8), lr_decays=(1.0, 0.8)):
     """64 trials on 2 local workers, the full search against successive
-    halving (eta 3): wall time and best validation accuracy."""
-    from fastfc.search import LocalWorkers, executor_search, mlp_trial, successive_halving_rungs
+    halving (eta 3, promoted trials continuing from their rung), for each
+    search seed and learning-rate decay per epoch: wall time (the workers
+    already started: a search's own time) and best validation accuracy."""
+    from fastfc.search import LocalWorkers, executor_search, mlp_trial
 
     sets = [("digits", _digits())]
     if fashion_dir:
         sets.append(("fashion-mnist (10k train)", _fashion_subset(fashion_dir)))
+    print("data | lr decay | seed | full s | pruned s | pruned / full | trial-epochs | best val acc full "
+          "(trial) | pruned (trial)")
     for name, data in sets:
-        for pruned in (False, True):
-            with LocalWorkers(2) as workers:
-                started = time.perf_counter()
-                result = executor_search(mlp_trial, data, _space(), trials=trials, seed=0, executor=workers,
-                                         fixed={"epochs": epochs}, prune=pruned)
-                seconds = time.perf_counter() - started
-            # A trial stopped at a rung also trained every smaller budget (from scratch).
-            rungs = successive_halving_rungs(epochs) if pruned else [epochs]
-            epochs_run = sum(sum(b for b in rungs if b <= r["epochs"]) for r in result.trials)
-            print(f"{name:>26} {'prune' if pruned else 'full':>5}: {seconds:6.1f} s, {epochs_run} trial-epochs, "
-                  f"best val acc {result.best['val_acc']:.4f} (trial {result.best['number']})", flush=True)
+        with LocalWorkers(2) as workers:
+            workers.scatter(data)
+            list(workers.executor.map(time.sleep, [0.5] * 2))  # both workers started
+            for lr_decay, seed in itertools.product(lr_decays, seeds):
+                runs = {}
+                for pruned in (False, True):
+                    started = time.perf_counter()
+                    result = executor_search(mlp_trial, data, _space(), trials=trials, seed=seed, executor=workers,
+                                             fixed={"epochs": epochs, "lr_decay": lr_decay}, prune=pruned)
+                    runs[pruned] = (time.perf_counter() - started, result)
+                (full_s, full), (pruned_s, pruned) = runs[False], runs[True]
+                trained = sum(r["epochs"] for r in pruned.trials)  # each up to the budget it reached, once
+                print(f"{name} | {lr_decay:g} | {seed} | {full_s:.2f} | {pruned_s:.2f} | {pruned_s / full_s:.0%} | {trained} | "
+                      f"{full.best['val_acc']:.4f} ({full.best['number']}) | "
+                      f"{pruned.best['val_acc']:.4f} ({pruned.best['number']})", flush=True)
 
 
 # ---------------------------------------------------------------- MPI parts (run on each rank)

@@ -205,7 +205,7 @@ def mlp_trial(data, spec, seed, state=False):
     - data: dict with X_train, y_train, X_val, y_val (samples are flattened)
     - spec: lr, epochs, and optionally weight_decay, momentum, hidden (a width
       or a list of widths; 100), dropout (0), batch_size (100), update_rule
-      ('sgd_momentum')
+      ('sgd_momentum'), lr_decay (1: the learning rate's factor per epoch)
     - seed: the trial's seed (initialisation, shuffling, dropout)
     - state: False (from scratch), None (from scratch, returning the
       state), or what an earlier call returned as 'state' (after fewer
@@ -234,6 +234,7 @@ def mlp_trial(data, spec, seed, state=False):
         optim_config["momentum"] = spec["momentum"]
     solver = Solver(model, splits, update_rule=spec.get("update_rule", "sgd_momentum"),
                     optim_config=optim_config, weight_decay=spec.get("weight_decay", 0.0),
+                    lr_decay=spec.get("lr_decay", 1.0),
                     batch_size=spec.get("batch_size", 100), num_epochs=spec["epochs"], seed=seed,
                     verbose=False)
     return solver_trial(solver, state)
@@ -249,6 +250,7 @@ def solver_trial(solver, state=False):
     solver.train(restore_best=False)
     record = {"val_acc": float(solver.best_val_acc),
               "val_acc_history": [float(a) for a in solver.val_acc_history],
+              "val_loss_history": [float(r["val_loss"]) for r in solver.epoch_history],
               "train_acc": float(solver.train_acc_history[-1])}
     if state is not False:
         record["state"] = solver.state_dict()
