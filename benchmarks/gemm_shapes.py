@@ -10,6 +10,8 @@ rounds (the best round's median per shape is kept):
 - numpy: NumPy's OpenBLAS (np.matmul into a kept output)
 - blis: the `blis` package (BLIS, single-threaded as the wheel is built)
 - mkl: Intel MKL from the `mkl` wheel (cblas_sgemm through ctypes)
+- packed: fastfc's own packed GEMM (fastfc_packed_gemm_f32, one thread:
+  whole products are timed on its pieces' rows only)
 - fastfc: fastfc_gemm as the affine layers call it (affine_gemms_only: a
   layer's forward and both backward products, threads split as the kernels
   split them), reported per layer
@@ -33,7 +35,7 @@ import time
 
 import numpy as np
 
-LIBRARIES = ("scipy", "numpy", "blis", "mkl", "fastfc")
+LIBRARIES = ("scipy", "numpy", "blis", "mkl", "packed", "fastfc")
 LARGE = (2048, 2048, 2048, "N", "N")
 
 
@@ -122,6 +124,15 @@ def gemm_caller(library, dims, a, b, c):
         except ImportError:
             return None
         return lambda: blis.py.gemm(a, b, out=c, trans1=ta == "T", trans2=tb == "T", beta=0.0)
+    if library == "packed":
+        import fastfc._affine
+        lib = ctypes.CDLL(fastfc._affine.__file__)
+        pa, pb, pc = (x.ctypes.data_as(ctypes.c_void_p) for x in (a, b, c))
+        lib.fastfc_packed_gemm_f32.restype = ctypes.c_int
+        args = (ctypes.c_char(ta.encode()), ctypes.c_char(tb.encode()), ctypes.c_int64(m), ctypes.c_int64(n),
+                ctypes.c_int64(k), ctypes.c_float(1.0), pa, ctypes.c_int64(a.shape[1]), pb,
+                ctypes.c_int64(b.shape[1]), ctypes.c_float(0.0), pc, ctypes.c_int64(n))
+        return lambda: lib.fastfc_packed_gemm_f32(*args)
     if library == "mkl":
         lib = mkl_library()
         if lib is None:
@@ -212,6 +223,8 @@ def measure(library, threads):
             if count == threads:
                 rates.update(fastfc_layer_rates(rng))
             continue
+        if library == "packed" and count != 1:
+            continue  # one thread's kernel: pieces only
         caller = gemm_caller(library, LARGE, *operands(LARGE, rng))
         rates[f"large/{count}"] = gflops(LARGE, seconds_per_call(caller, 0.5))
         for _, _, dims, piece in rows:
@@ -242,13 +255,13 @@ def fastfc_layer_rates(rng):
     return rates
 
 
-def run_rounds(rounds, threads):
+def run_rounds(rounds, threads, libraries=LIBRARIES):
     """{library: {key: best round's rate}}, each library in its own process,
     the libraries' order rotating each round."""
     best = {library: {} for library in LIBRARIES}
     env = dict(os.environ, OPENBLAS_THREAD_TIMEOUT="4")
     for r in range(rounds):
-        order = LIBRARIES[r % len(LIBRARIES):] + LIBRARIES[:r % len(LIBRARIES)]
+        order = libraries[r % len(libraries):] + libraries[:r % len(libraries)]
         for library in order:
             out = subprocess.run([sys.executable, __file__, "--child", library, "--threads", str(threads)],
                                  capture_output=True, text=True, env=env, check=True).stdout
@@ -258,11 +271,13 @@ def run_rounds(rounds, threads):
 
 
 def report(best, threads):
-    shown = [lib for lib in LIBRARIES[:4] if best[lib]]
+    shown = [lib for lib in LIBRARIES if lib != "fastfc" and best[lib]]
     print(f"float32 GFLOP/s, {threads} threads for whole products, 1 for pieces; "
           f"best round's median per shape")
-    print("large 2048^3: " + ", ".join(
-        f"{lib} {best[lib][f'large/{threads}']:.0f} ({best[lib]['large/1']:.0f} on 1)" for lib in shown))
+    def large(lib):
+        whole, one = best[lib].get(f"large/{threads}"), best[lib]["large/1"]
+        return f"{lib} {whole:.0f} ({one:.0f} on 1)" if whole else f"{lib} {one:.0f} on 1"
+    print("large 2048^3: " + ", ".join(large(lib) for lib in shown))
     print()
     print("| network | product | m x n x k (op) | " + " | ".join(shown) + " | of scipy's large rate |")
     print("| --- | --- | --- | " + " | ".join("---" for _ in shown) + " | --- |")
@@ -280,8 +295,9 @@ def report(best, threads):
             fraction = best["scipy"][key] / best["scipy"][f"large/{count}"]
             print(f"| {network} | {label} | {m}x{n}x{k} ({ta}{tb}) | {cells} | {fraction:.0%} |")
     print()
-    print("fastfc_gemm per affine layer (forward + dw + dx, its own thread split), "
-          f"{threads} threads:")
+    if best["fastfc"]:
+        print("fastfc_gemm per affine layer (forward + dw + dx, its own thread split), "
+              f"{threads} threads:")
     for key, rate in best["fastfc"].items():
         print(f"  {key}: {rate:.0f} GFLOP/s ({rate / best['scipy'][f'large/{threads}']:.0%} of scipy's large rate)")
 
@@ -290,12 +306,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--libraries", default=",".join(LIBRARIES),
+                        help=f"comma-separated, of {', '.join(LIBRARIES)} (scipy always runs: the reference)")
     parser.add_argument("--child", choices=LIBRARIES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps({str(k): v for k, v in measure(args.child, args.threads).items()}))
         return
-    report(run_rounds(args.rounds, args.threads), args.threads)
+    libraries = tuple(lib for lib in LIBRARIES if lib in args.libraries.split(",") or lib == "scipy")
+    report(run_rounds(args.rounds, args.threads, libraries), args.threads)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@
  *   - inputs were validated by the caller: kernels trust them.
  *
  * The prototypes between BEGIN/END GENERATED lines are written from the
- * definitions in csrc/*.c by csrc/gen_kernel_decls.py (so is _kernels.pxd):
+ * definitions in the csrc/ kernel files by csrc/gen_kernel_decls.py (so is _kernels.pxd):
  * edit a definition, then run python3 csrc/gen_kernel_decls.py. */
 #ifndef FASTFC_H
 #define FASTFC_H
@@ -46,8 +46,17 @@ typedef struct {
  *   C[M,N] = alpha * op(A) @ op(B) + beta * C, op(X) = X or X^T ('N'/'T').
  * The BLAS is called single-threaded from inside fastfc's own OpenMP team:
  * the M rows (or, when M is small, the N columns) of C are split in blocks.
- * All sizes and leading dimensions must fit in int (checked by wrappers). */
+ * All sizes and leading dimensions must fit in int (checked by wrappers).
+ * Where its pieces run faster on fastfc's own packed GEMM, they do:
+ * fastfc_packed_gemm is that kernel on one thread, any sizes, no BLAS
+ * (returns -1, C unchanged, when its packing buffers cannot be allocated). */
 /* BEGIN GENERATED from gemm.c by python3 csrc/gen_kernel_decls.py: edit the definitions */
+int fastfc_packed_gemm_f32(char trans_a, char trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                           const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
+                           float *c, int64_t ldc);
+int fastfc_packed_gemm_f64(char trans_a, char trans_b, int64_t m, int64_t n, int64_t k,
+                           double alpha, const double *a, int64_t lda, const double *b, int64_t ldb,
+                           double beta, double *c, int64_t ldc);
 void fastfc_gemm_f32(const fastfc_blas *blas, int n_threads, char trans_a, char trans_b, int64_t m,
                      int64_t n, int64_t k, float alpha, const float *a, int64_t lda, const float *b,
                      int64_t ldb, float beta, float *c, int64_t ldc);

@@ -1,23 +1,237 @@
-/* Row-major GEMM over the column-major BLAS, threaded by fastfc itself.
+/* Row-major GEMM, threaded by fastfc itself: over the column-major BLAS, or
+ * over fastfc's own packed GEMM where that is faster (the training shapes'
+ * one-thread pieces, measured in benchmarks/gemm_shapes.py).
  *
  * Exports (from the REAL/SFX template below, once per float type, see
  * instantiate.h; every other function here is static):
- *   fastfc_gemm_f32, fastfc_gemm_f64 */
+ *   fastfc_gemm_f32, fastfc_gemm_f64
+ *   fastfc_packed_gemm_f32, fastfc_packed_gemm_f64 */
 #ifndef REAL
 #include <math.h>
+#include <stdlib.h>
 #include "fastfc.h"
 #include "internal.h"
+
+/* The packed GEMM's blocking (BLIS's names): a register tile of GEMM_MR rows
+ * by two vectors of columns, K in blocks of GEMM_KC (a packed panel of B
+ * stays in L1 across a tile's rows), rows in blocks of GEMM_MC and columns
+ * in blocks of GEMM_NC (the packed A block in L2, the packed B block in L2/L3).
+ * Vectors are 32 bytes, GCC's generic vectors: AVX2 + FMA registers in the
+ * x86-64-v3 clone, two SSE registers in the baseline clone (correct anywhere,
+ * used by fastfc_gemm only where packed_gemm_cpu says; no 64-byte AVX-512
+ * microkernel: no machine here to test one on). */
+#define GEMM_MR 6
+#define GEMM_VEC_BYTES 32
+#define GEMM_KC 256
+#define GEMM_MC 120
+#define GEMM_NC 1024
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
+    && !defined(FASTFC_NO_CLONES) && !defined(__SANITIZE_ADDRESS__)
+/* FMA is what the microkernel needs: x86-64-v3 (AVX2 + FMA), not plain avx2. */
+#define GEMM_CLONES __attribute__((target_clones("arch=x86-64-v3", "default"), noinline))
+#else
+#define GEMM_CLONES
+#endif
+
+/* The CPUs the packed GEMM was measured faster on: x86-64 with AVX2 and FMA.
+ * With AVX-512 the BLAS's 64-byte kernels outrun its 32-byte ones; elsewhere
+ * it is unmeasured. */
+static inline int packed_gemm_cpu(void) {
+#if defined(__GNUC__) && defined(__x86_64__)
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
+        && !__builtin_cpu_supports("avx512f");
+#else
+    return 0;
+#endif
+}
 
 #define FASTFC_TEMPLATE "gemm.c"
 #include "instantiate.h"
 #else
 
-/* One single-threaded BLAS call: the row-major product is the column-major
- * product of the transposes, so A and B swap places. */
+/* ---- fastfc's packed GEMM ------------------------------------------------ */
+
+#define VL (GEMM_VEC_BYTES / (int)sizeof(REAL)) /* REALs per vector */
+#define NR (2 * VL)                             /* columns of a register tile */
+typedef REAL SFX(vec) __attribute__((vector_size(GEMM_VEC_BYTES)));
+
+/* Packs op(A)[i0:i0+mc, p0:p0+kc] into panels of GEMM_MR rows, each stored
+ * K-major (ap[p * MR + r]); rows past mc are zeros. */
+static inline void SFX(pack_a)(const REAL *a, char trans_a, int64_t lda, int64_t i0, int64_t p0,
+                               int64_t mc, int64_t kc, REAL *restrict ap) {
+    for (int64_t ir = 0; ir < mc; ir += GEMM_MR, ap += GEMM_MR * kc) {
+        int64_t rows = mc - ir < GEMM_MR ? mc - ir : GEMM_MR;
+        if (trans_a == 'N') { /* A's rows are op(A)'s: read each along K */
+            for (int64_t r = 0; r < rows; r++) {
+                const REAL *src = a + (i0 + ir + r) * lda + p0;
+                for (int64_t p = 0; p < kc; p++) ap[p * GEMM_MR + r] = src[p];
+            }
+        } else {
+            for (int64_t p = 0; p < kc; p++)
+                for (int64_t r = 0; r < rows; r++) ap[p * GEMM_MR + r] = a[(p0 + p) * lda + i0 + ir + r];
+        }
+        for (int64_t p = 0; p < kc; p++)
+            for (int64_t r = rows; r < GEMM_MR; r++) ap[p * GEMM_MR + r] = 0;
+    }
+}
+
+/* Packs op(B)[p0:p0+kc, j0:j0+nc] into panels of NR columns, each stored
+ * K-major (bp[p * NR + c]); columns past nc are zeros. */
+static inline void SFX(pack_b)(const REAL *b, char trans_b, int64_t ldb, int64_t p0, int64_t j0,
+                               int64_t kc, int64_t nc, REAL *restrict bp) {
+    for (int64_t jr = 0; jr < nc; jr += NR, bp += NR * kc) {
+        int64_t cols = nc - jr < NR ? nc - jr : NR;
+        if (trans_b == 'N' && cols == NR) { /* the common case: a row's NR REALs in one copy */
+            const REAL *src = b + p0 * ldb + j0 + jr;
+            for (int64_t p = 0; p < kc; p++) memcpy(bp + p * NR, src + p * ldb, NR * sizeof(REAL));
+            continue;
+        }
+        if (trans_b == 'N') {
+            for (int64_t p = 0; p < kc; p++) {
+                const REAL *src = b + (p0 + p) * ldb + j0 + jr;
+                for (int64_t c = 0; c < cols; c++) bp[p * NR + c] = src[c];
+            }
+        } else { /* B's rows are op(B)'s columns: read each along K */
+            for (int64_t c = 0; c < cols; c++) {
+                const REAL *src = b + (j0 + jr + c) * ldb + p0;
+                for (int64_t p = 0; p < kc; p++) bp[p * NR + c] = src[p];
+            }
+        }
+        for (int64_t p = 0; p < kc; p++)
+            for (int64_t c = cols; c < NR; c++) bp[p * NR + c] = 0;
+    }
+}
+
+/* The register tile: C[0:rows, 0:cols] = alpha * ap (MR x kc panel) @ bp
+ * (kc x NR panel) + beta * C, where beta == 0 never reads C (it may hold
+ * NaN), as the BLAS. Twelve accumulators, two B vectors and a broadcast fit
+ * the 16 AVX2 registers; a whole tile is merged into C straight from them,
+ * a partial one through a buffer. */
+static inline __attribute__((always_inline)) void SFX(micro_tile)(int64_t kc, const REAL *restrict ap,
+                                                                  const REAL *restrict bp, int64_t rows,
+                                                                  int64_t cols, REAL alpha, REAL beta,
+                                                                  REAL *restrict c, int64_t ldc) {
+    SFX(vec) acc[GEMM_MR][2];
+    for (int r = 0; r < GEMM_MR; r++) acc[r][0] = acc[r][1] = (SFX(vec)){0};
+    for (int64_t p = 0; p < kc; p++, ap += GEMM_MR, bp += NR) {
+        SFX(vec) b0, b1;
+        memcpy(&b0, bp, sizeof b0);
+        memcpy(&b1, bp + VL, sizeof b1);
+#pragma GCC unroll 6
+        for (int r = 0; r < GEMM_MR; r++) {
+            acc[r][0] += b0 * ap[r];
+            acc[r][1] += b1 * ap[r];
+        }
+    }
+    if (rows == GEMM_MR && cols == NR) {
+#pragma GCC unroll 6
+        for (int r = 0; r < GEMM_MR; r++) {
+            REAL *row = c + r * ldc;
+            for (int h = 0; h < 2; h++) {
+                SFX(vec) v = acc[r][h] * alpha;
+                if (beta != 0) {
+                    SFX(vec) old;
+                    memcpy(&old, row + h * VL, sizeof old);
+                    v += old * beta;
+                }
+                memcpy(row + h * VL, &v, sizeof v);
+            }
+        }
+        return;
+    }
+    REAL tile[GEMM_MR * NR] __attribute__((aligned(64)));
+    for (int r = 0; r < GEMM_MR; r++) {
+        memcpy(tile + r * NR, &acc[r][0], sizeof acc[r][0]);
+        memcpy(tile + r * NR + VL, &acc[r][1], sizeof acc[r][1]);
+    }
+    for (int64_t r = 0; r < rows; r++) {
+        REAL *restrict row = c + r * ldc;
+        const REAL *restrict t = tile + r * NR;
+        for (int64_t j = 0; j < cols; j++) row[j] = beta == 0 ? alpha * t[j] : alpha * t[j] + beta * row[j];
+    }
+}
+
+GEMM_CLONES static void SFX(packed_gemm_blocks)(char trans_a, char trans_b, int64_t m, int64_t n,
+                                                 int64_t k, REAL alpha, const REAL *a, int64_t lda,
+                                                 const REAL *b, int64_t ldb, REAL beta, REAL *c,
+                                                 int64_t ldc, REAL *ap, REAL *bp) {
+    for (int64_t jc = 0; jc < n; jc += GEMM_NC) {
+        int64_t nc = n - jc < GEMM_NC ? n - jc : GEMM_NC;
+        for (int64_t pc = 0; pc < k; pc += GEMM_KC) {
+            int64_t kc = k - pc < GEMM_KC ? k - pc : GEMM_KC;
+            REAL beta_here = pc == 0 ? beta : (REAL)1; /* later K blocks add to C */
+            SFX(pack_b)(b, trans_b, ldb, pc, jc, kc, nc, bp);
+            for (int64_t ic = 0; ic < m; ic += GEMM_MC) {
+                int64_t mc = m - ic < GEMM_MC ? m - ic : GEMM_MC;
+                SFX(pack_a)(a, trans_a, lda, ic, pc, mc, kc, ap);
+                for (int64_t jr = 0; jr < nc; jr += NR) {
+                    int64_t cols = nc - jr < NR ? nc - jr : NR;
+                    for (int64_t ir = 0; ir < mc; ir += GEMM_MR) {
+                        int64_t rows = mc - ir < GEMM_MR ? mc - ir : GEMM_MR;
+                        SFX(micro_tile)(kc, ap + ir * kc, bp + jr * kc, rows, cols, alpha, beta_here,
+                                        c + (ic + ir) * ldc + jc + jr, ldc);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* One thread's row-major C[M,N] = alpha * op(A) @ op(B) + beta * C, on
+ * fastfc's packed kernel; each element's sum runs over K in the same order
+ * whatever the call's split. Returns 0, or -1 when the packing buffers
+ * cannot be allocated (C unchanged). */
+int SFX(fastfc_packed_gemm)(char trans_a, char trans_b, int64_t m, int64_t n, int64_t k, REAL alpha,
+                            const REAL *a, int64_t lda, const REAL *b, int64_t ldb, REAL beta, REAL *c,
+                            int64_t ldc) {
+    if (m <= 0 || n <= 0) return 0;
+    if (k <= 0 || alpha == 0) { /* C = beta * C, as the BLAS */
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++) c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j];
+        return 0;
+    }
+    int64_t kc = k < GEMM_KC ? k : GEMM_KC, nc = n < GEMM_NC ? n : GEMM_NC, mc = m < GEMM_MC ? m : GEMM_MC;
+    size_t a_size = (size_t)((mc + GEMM_MR - 1) / GEMM_MR * GEMM_MR * kc) * sizeof(REAL);
+    size_t b_size = (size_t)((nc + NR - 1) / NR * NR * kc) * sizeof(REAL);
+    char *buffer = malloc(a_size + b_size + 128);
+    if (!buffer) return -1;
+    /* Both panels 64-byte aligned: a vector load never splits a cache line. */
+    REAL *ap = (REAL *)(buffer + (64 - (uintptr_t)buffer % 64));
+    REAL *bp = (REAL *)((char *)ap + (a_size + 63) / 64 * 64);
+    SFX(packed_gemm_blocks)(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ap, bp);
+    free(buffer);
+    return 0;
+}
+
+#undef VL
+#undef NR
+
+/* ---- over the BLAS ------------------------------------------------------- */
+
+/* Whether the packed GEMM beats the BLAS on one thread's piece, as measured
+ * at the training shapes (benchmarks/gemm_shapes.py, benchmarks/README.md):
+ * float32 with B read untransposed (forward and weight-gradient products,
+ * the convolution's forward and input-gradient ones), enough rows and
+ * columns to fill its register tiles and a K that pays for the packing. The
+ * BLAS keeps the rest: B transposed, K = 27 (a first convolution), the last
+ * layers' 3-10 columns, pieces of 32 rows, and doubles, where it won
+ * everywhere measured. */
+static int SFX(packed_wins)(char trans_b, int64_t m, int64_t n, int64_t k) {
+    return sizeof(REAL) == sizeof(float) && trans_b == 'N' && m >= 48 && n >= 128 && k >= 64
+        && packed_gemm_cpu();
+}
+
+/* One single-threaded product: the packed GEMM where it wins, else one BLAS
+ * call (the row-major product is the column-major product of the
+ * transposes, so A and B swap places). */
 static void SFX(gemm_block)(const fastfc_blas *blas, char trans_a, char trans_b, int64_t m,
                             int64_t n, int64_t k, REAL alpha, const REAL *a, int64_t lda,
                             const REAL *b, int64_t ldb, REAL beta, REAL *c, int64_t ldc) {
     if (m <= 0 || n <= 0) return;
+    if (SFX(packed_wins)(trans_b, m, n, k)
+        && SFX(fastfc_packed_gemm)(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) == 0)
+        return; /* (-1: no memory for its panels; the BLAS needs none) */
     int im = (int)m, in = (int)n, ik = (int)k, ilda = (int)lda, ildb = (int)ldb, ildc = (int)ldc;
     blas->R_BLAS_GEMM(&trans_b, &trans_a, &in, &im, &ik, &alpha, (REAL *)b, &ildb,
                       (REAL *)a, &ilda, &beta, c, &ildc);

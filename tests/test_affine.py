@@ -10,7 +10,8 @@ from fastfc.gradcheck import eval_numerical_gradient_array, rel_error
 from testutil import assert_close, noncontiguous, num_threads
 
 # (x shape, d_out): N = 1, odd sizes off the SIMD width, a 4-d input, and
-# one big enough that the GEMM is split across threads.
+# one big enough that the GEMM is split across threads (in float32, on fastfc's
+# packed GEMM: partial register tiles in both directions).
 SHAPES = [((1, 7), 3), ((5, 13), 17), ((3, 2, 3, 5), 9), ((129, 65), 33), ((256, 300), 130)]
 PAIRS = [("affine_forward", "affine_backward"), ("affine_relu_forward", "affine_relu_backward")]
 

@@ -21,6 +21,7 @@ CASES = [
     ((2, 3, 8, 10), (3, 3, 3, 3), 2, 0),
     ((4, 2, 6, 6), (3, 2, 2, 4), 3, 1),
     ((1, 3, 4, 4), (5, 3, 5, 3), 1, 2),
+    ((2, 32, 16, 16), (64, 32, 3, 3), 1, 1),  # a training layer: float32 runs fastfc's packed GEMM
 ]
 CASE_IDS = ["x%s-w%s-s%d-p%d" % ("x".join(map(str, x)), "x".join(map(str, w)), s, p)
             for x, w, s, p in CASES]
