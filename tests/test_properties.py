@@ -514,20 +514,27 @@ def test_optimizers_match_numpy_formulas(config, param_specs, n_steps, seed, nt)
               for i, (shape, dtype) in enumerate(param_specs)]
     want = [p.data.astype(np.float64) for p in params]
     states = [{} for _ in params]
+    # Elements where weight decay all but cancels the gradient (g = grad + wd * p
+    # near 0 against its terms) are ill-conditioned: the float32 rounding of that
+    # sum, amplified by an adaptive rule's division by about |g|, is no kernel's
+    # error. Left out of the comparison (rare: hypothesis found one in 4913).
+    wd = hyper.get("weight_decay", 0.0) if name != "adamw" else 0.0
+    ill = [np.zeros(p.shape, bool) for p in params]
     opt = optim.OPTIMIZERS[name](params, **hyper)
     with num_threads(nt):
         for t in range(1, n_steps + 1):
             for i, p in enumerate(params):
                 p.grad[...] = normal(rng, p.shape, p.dtype)
-                want[i] = numpy_step(name, hyper, want[i], p.grad.astype(np.float64),
-                                     states[i], t)
+                grad = p.grad.astype(np.float64)
+                ill[i] |= np.abs(grad + wd * want[i]) < 1e-3 * (np.abs(grad) + wd * np.abs(want[i]))
+                want[i] = numpy_step(name, hyper, want[i], grad, states[i], t)
             before = [p.data.copy() for p in params]
             opt.step()
-            for p, w, b in zip(params, want, before):
+            for p, w, b, skip in zip(params, want, before, ill):
                 # float32 parameters are rounded after every step: compare the
                 # update, with an ulp of the parameter per step on top
                 delta = np.abs(w - b).max()
                 eps = np.finfo(p.dtype).eps
                 bound = 1e-5 * delta + 4 * t * eps * (np.abs(w) + delta)
-                err = np.abs(p.data - w)
+                err = np.where(skip, 0.0, np.abs(p.data - w))
                 assert np.all(err <= bound), (name, p.name, t, float((err - bound).max()))
