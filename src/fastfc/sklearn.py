@@ -586,17 +586,23 @@ class _BaseMLP(BaseEstimator):
 
     def _forward(self, X):
         """The output layer's activations for X, (n_samples, n_outputs),
-        float64, computed from coefs_ and intercepts_ in their dtype by
-        fastfc's functional kernels, _PREDICT_ROWS rows at a time."""
+        float64, by fastfc's functional kernels, _PREDICT_ROWS rows at a time.
+        X is rounded to the training dtype (as fit saw it), then X, coefs_ and
+        intercepts_ go to float64 (exactly): a float32 product rounds a row
+        differently with the number of rows around it (the BLAS's kernels
+        differ by block size), so a row's prediction would depend on the
+        other rows by an ulp, and scikit-learn asks a subset's predictions to
+        match to 1e-7 (check_methods_subset_invariance)."""
         check_is_fitted(self)
-        dtype = self.coefs_[0].dtype
-        X = validate_data(self, X, reset=False, dtype=dtype, order="C")
+        X = validate_data(self, X, reset=False, dtype=self.coefs_[0].dtype, order="C")
+        coefs = [coef.astype(np.float64) for coef in self.coefs_]
+        intercepts = [intercept.astype(np.float64) for intercept in self.intercepts_]
         activate = _HIDDEN[self.activation][1]
         last = len(self.coefs_) - 1
         outputs = []
         for start in range(0, X.shape[0], _PREDICT_ROWS):
-            h = X[start:start + _PREDICT_ROWS]
-            for i, (coef, intercept) in enumerate(zip(self.coefs_, self.intercepts_)):
+            h = X[start:start + _PREDICT_ROWS].astype(np.float64)
+            for i, (coef, intercept) in enumerate(zip(coefs, intercepts)):
                 if i < last and activate is F.relu_forward:
                     h = F.affine_relu_forward(h, coef, intercept)[0]
                 else:
@@ -605,8 +611,7 @@ class _BaseMLP(BaseEstimator):
                         h = activate(h)[0]
             outputs.append(h)
         scores = outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
-        # float64 out, as scikit-learn's predictions for float64 data.
-        return _OUTPUTS[self.out_activation_](scores.astype(np.float64))
+        return _OUTPUTS[self.out_activation_](scores)
 
     def _score(self, X, y):
         """The validation score of early stopping (NaN if a prediction is not finite)."""
