@@ -129,9 +129,9 @@ def gemm_caller(library, dims, a, b, c):
         lib = ctypes.CDLL(fastfc._affine.__file__)
         pa, pb, pc = (x.ctypes.data_as(ctypes.c_void_p) for x in (a, b, c))
         lib.fastfc_packed_gemm_f32.restype = ctypes.c_int
-        args = (ctypes.c_char(ta.encode()), ctypes.c_char(tb.encode()), ctypes.c_int64(m), ctypes.c_int64(n),
-                ctypes.c_int64(k), ctypes.c_float(1.0), pa, ctypes.c_int64(a.shape[1]), pb,
-                ctypes.c_int64(b.shape[1]), ctypes.c_float(0.0), pc, ctypes.c_int64(n))
+        args = (ctypes.c_int(1), ctypes.c_char(ta.encode()), ctypes.c_char(tb.encode()), ctypes.c_int64(m),
+                ctypes.c_int64(n), ctypes.c_int64(k), ctypes.c_float(1.0), pa, ctypes.c_int64(a.shape[1]), pb,
+                ctypes.c_int64(b.shape[1]), ctypes.c_float(0.0), pc, ctypes.c_int64(n), None, ctypes.c_int(0))
         return lambda: lib.fastfc_packed_gemm_f32(*args)
     if library == "mkl":
         lib = mkl_library()

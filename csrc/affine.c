@@ -1,6 +1,8 @@
 /* Affine (fully-connected) layer, optionally fused with ReLU.
- * The GEMMs go to the BLAS; everything around them (bias, ReLU, bias
- * gradient) is fused into passes made while the data is still in cache.
+ * The GEMMs go through gemm.c (the BLAS, or fastfc's packed GEMM where it
+ * wins); everything around them (bias, ReLU, bias gradient) is fused into
+ * passes made while the data is still in cache, or, on the packed GEMM,
+ * into the forward's store.
  *
  * Exports (from the REAL/SFX template below, once per float type, see
  * instantiate.h; every other function here is static):
@@ -39,6 +41,11 @@ void SFX(fastfc_affine_forward)(const REAL *x, const REAL *w, const REAL *b, REA
                                 const fastfc_blas *blas, int n_threads) {
     int nt = fastfc_team(n_threads, 2 * n_batch * d_in * d_out, FASTFC_GEMM_MIN_FLOPS_PER_THREAD);
     if (nt > n_batch / 8) nt = n_batch / 8 > 1 ? (int)(n_batch / 8) : 1;
+    /* On the packed GEMM the bias and ReLU are its store's epilogue. */
+    if (fastfc_packed_gemm_wins(sizeof(REAL), 'N', (n_batch + nt - 1) / nt, d_out, d_in)
+        && SFX(fastfc_packed_gemm)(nt, 'N', 'N', n_batch, d_out, d_in, (REAL)1, x, d_in, w, d_out,
+                                   (REAL)0, out, d_out, b, relu) == 0)
+        return;
     /* Each thread owns a block of batch rows: its bias fill, its single-threaded
      * GEMM and its ReLU touch the same rows, which stay in its cache. */
 #pragma omp parallel num_threads(nt)

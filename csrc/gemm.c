@@ -18,7 +18,7 @@
  * in blocks of GEMM_NC (the packed A block in L2, the packed B block in L2/L3).
  * Vectors are 32 bytes, GCC's generic vectors: AVX2 + FMA registers in the
  * x86-64-v3 clone, two SSE registers in the baseline clone (correct anywhere,
- * used by fastfc_gemm only where packed_gemm_cpu says; no 64-byte AVX-512
+ * used by fastfc_gemm only where fastfc_packed_gemm_wins says; no 64-byte AVX-512
  * microkernel: no machine here to test one on). */
 #define GEMM_MR 6
 #define GEMM_VEC_BYTES 32
@@ -33,18 +33,6 @@
 #else
 #define GEMM_CLONES
 #endif
-
-/* The CPUs the packed GEMM was measured faster on: x86-64 with AVX2 and FMA.
- * With AVX-512 the BLAS's 64-byte kernels outrun its 32-byte ones; elsewhere
- * it is unmeasured. */
-static inline int packed_gemm_cpu(void) {
-#if defined(__GNUC__) && defined(__x86_64__)
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
-        && !__builtin_cpu_supports("avx512f");
-#else
-    return 0;
-#endif
-}
 
 #define FASTFC_TEMPLATE "gemm.c"
 #include "instantiate.h"
@@ -105,12 +93,14 @@ static inline void SFX(pack_b)(const REAL *b, char trans_b, int64_t ldb, int64_t
 
 /* The register tile: C[0:rows, 0:cols] = alpha * ap (MR x kc panel) @ bp
  * (kc x NR panel) + beta * C, where beta == 0 never reads C (it may hold
- * NaN), as the BLAS. Twelve accumulators, two B vectors and a broadcast fit
- * the 16 AVX2 registers; a whole tile is merged into C straight from them,
- * a partial one through a buffer. */
+ * NaN), as the BLAS; then + bias[0:cols] (NULL: none) and, with relu, the
+ * negative values set to 0 (NaN kept, as relu_forward). Twelve accumulators,
+ * two B vectors and a broadcast fit the 16 AVX2 registers; a whole tile is
+ * merged into C straight from them, a partial one through a buffer. */
 static inline __attribute__((always_inline)) void SFX(micro_tile)(int64_t kc, const REAL *restrict ap,
                                                                   const REAL *restrict bp, int64_t rows,
                                                                   int64_t cols, REAL alpha, REAL beta,
+                                                                  const REAL *bias, int relu,
                                                                   REAL *restrict c, int64_t ldc) {
     SFX(vec) acc[GEMM_MR][2];
     for (int r = 0; r < GEMM_MR; r++) acc[r][0] = acc[r][1] = (SFX(vec)){0};
@@ -125,6 +115,8 @@ static inline __attribute__((always_inline)) void SFX(micro_tile)(int64_t kc, co
         }
     }
     if (rows == GEMM_MR && cols == NR) {
+        SFX(vec) bias_v[2] = {{0}, {0}};
+        if (bias) memcpy(bias_v, bias, sizeof bias_v);
 #pragma GCC unroll 6
         for (int r = 0; r < GEMM_MR; r++) {
             REAL *row = c + r * ldc;
@@ -134,6 +126,11 @@ static inline __attribute__((always_inline)) void SFX(micro_tile)(int64_t kc, co
                     SFX(vec) old;
                     memcpy(&old, row + h * VL, sizeof old);
                     v += old * beta;
+                }
+                if (bias) v += bias_v[h];
+                if (relu) {
+                    __typeof__(v < v) negative = v < (SFX(vec)){0};
+                    v = (SFX(vec))((__typeof__(negative))v & ~negative);
                 }
                 memcpy(row + h * VL, &v, sizeof v);
             }
@@ -148,58 +145,88 @@ static inline __attribute__((always_inline)) void SFX(micro_tile)(int64_t kc, co
     for (int64_t r = 0; r < rows; r++) {
         REAL *restrict row = c + r * ldc;
         const REAL *restrict t = tile + r * NR;
-        for (int64_t j = 0; j < cols; j++) row[j] = beta == 0 ? alpha * t[j] : alpha * t[j] + beta * row[j];
+        for (int64_t j = 0; j < cols; j++) {
+            REAL v = alpha * t[j];
+            if (beta != 0) v += beta * row[j];
+            if (bias) v += bias[j];
+            row[j] = relu && v < 0 ? (REAL)0 : v;
+        }
     }
 }
 
-GEMM_CLONES static void SFX(packed_gemm_blocks)(char trans_a, char trans_b, int64_t m, int64_t n,
-                                                 int64_t k, REAL alpha, const REAL *a, int64_t lda,
-                                                 const REAL *b, int64_t ldb, REAL beta, REAL *c,
-                                                 int64_t ldc, REAL *ap, REAL *bp) {
-    for (int64_t jc = 0; jc < n; jc += GEMM_NC) {
-        int64_t nc = n - jc < GEMM_NC ? n - jc : GEMM_NC;
-        for (int64_t pc = 0; pc < k; pc += GEMM_KC) {
-            int64_t kc = k - pc < GEMM_KC ? k - pc : GEMM_KC;
-            REAL beta_here = pc == 0 ? beta : (REAL)1; /* later K blocks add to C */
-            SFX(pack_b)(b, trans_b, ldb, pc, jc, kc, nc, bp);
-            for (int64_t ic = 0; ic < m; ic += GEMM_MC) {
-                int64_t mc = m - ic < GEMM_MC ? m - ic : GEMM_MC;
-                SFX(pack_a)(a, trans_a, lda, ic, pc, mc, kc, ap);
-                for (int64_t jr = 0; jr < nc; jr += NR) {
-                    int64_t cols = nc - jr < NR ? nc - jr : NR;
-                    for (int64_t ir = 0; ir < mc; ir += GEMM_MR) {
-                        int64_t rows = mc - ir < GEMM_MR ? mc - ir : GEMM_MR;
-                        SFX(micro_tile)(kc, ap + ir * kc, bp + jr * kc, rows, cols, alpha, beta_here,
-                                        c + (ic + ir) * ldc + jc + jr, ldc);
-                    }
-                }
+/* Rows [i0, i1) of C against one packed block of B (K rows pc.. of kc,
+ * columns jc.. of nc, in bp): A's rows packed block by block into ap, then
+ * the register tiles. beta and bias belong to the product's first K block,
+ * relu to its last; the blocks between add to C. */
+GEMM_CLONES static void SFX(packed_rows)(char trans_a, const REAL *a, int64_t lda, int64_t i0, int64_t i1,
+                                          int64_t pc, int64_t kc, int64_t jc, int64_t nc,
+                                          const REAL *bp, REAL *ap, REAL alpha, REAL beta,
+                                          const REAL *bias, int relu, REAL *c, int64_t ldc) {
+    for (int64_t ic = i0; ic < i1; ic += GEMM_MC) {
+        int64_t mc = i1 - ic < GEMM_MC ? i1 - ic : GEMM_MC;
+        SFX(pack_a)(a, trans_a, lda, ic, pc, mc, kc, ap);
+        for (int64_t jr = 0; jr < nc; jr += NR) {
+            int64_t cols = nc - jr < NR ? nc - jr : NR;
+            for (int64_t ir = 0; ir < mc; ir += GEMM_MR) {
+                int64_t rows = mc - ir < GEMM_MR ? mc - ir : GEMM_MR;
+                SFX(micro_tile)(kc, ap + ir * kc, bp + jr * kc, rows, cols, alpha, beta,
+                                bias ? bias + jc + jr : NULL, relu, c + (ic + ir) * ldc + jc + jr, ldc);
             }
         }
     }
 }
 
-/* One thread's row-major C[M,N] = alpha * op(A) @ op(B) + beta * C, on
- * fastfc's packed kernel; each element's sum runs over K in the same order
- * whatever the call's split. Returns 0, or -1 when the packing buffers
- * cannot be allocated (C unchanged). */
-int SFX(fastfc_packed_gemm)(char trans_a, char trans_b, int64_t m, int64_t n, int64_t k, REAL alpha,
-                            const REAL *a, int64_t lda, const REAL *b, int64_t ldb, REAL beta, REAL *c,
-                            int64_t ldc) {
+/* Row-major C[M,N] = alpha * op(A) @ op(B) + beta * C (+ bias[N], then ReLU)
+ * on fastfc's packed kernel, n_threads sharing each packed block of B (its
+ * panels packed by all, then each thread's rows, in register-tile
+ * multiples, against it). Each element's sum runs over K in one order,
+ * whatever the thread count or the rows around it. Returns 0, or -1 when
+ * the packing buffers cannot be allocated (C unchanged). */
+int SFX(fastfc_packed_gemm)(int n_threads, char trans_a, char trans_b, int64_t m, int64_t n, int64_t k,
+                            REAL alpha, const REAL *a, int64_t lda, const REAL *b, int64_t ldb, REAL beta,
+                            REAL *c, int64_t ldc, const REAL *bias, int relu) {
     if (m <= 0 || n <= 0) return 0;
-    if (k <= 0 || alpha == 0) { /* C = beta * C, as the BLAS */
+    if (k <= 0 || alpha == 0) { /* C = beta * C, as the BLAS, then the epilogue */
         for (int64_t i = 0; i < m; i++)
-            for (int64_t j = 0; j < n; j++) c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j];
+            for (int64_t j = 0; j < n; j++) {
+                REAL v = beta == 0 ? (REAL)0 : beta * c[i * ldc + j];
+                if (bias) v += bias[j];
+                c[i * ldc + j] = relu && v < 0 ? (REAL)0 : v;
+            }
         return 0;
     }
-    int64_t kc = k < GEMM_KC ? k : GEMM_KC, nc = n < GEMM_NC ? n : GEMM_NC, mc = m < GEMM_MC ? m : GEMM_MC;
-    size_t a_size = (size_t)((mc + GEMM_MR - 1) / GEMM_MR * GEMM_MR * kc) * sizeof(REAL);
-    size_t b_size = (size_t)((nc + NR - 1) / NR * NR * kc) * sizeof(REAL);
-    char *buffer = malloc(a_size + b_size + 128);
+    int nt = n_threads > 1 ? n_threads : 1;
+    int64_t kc_max = k < GEMM_KC ? k : GEMM_KC, nc_max = n < GEMM_NC ? n : GEMM_NC;
+    int64_t mc_max = m < GEMM_MC ? m : GEMM_MC;
+    /* Each panel rounded up to 64 bytes: a vector load never splits a cache line. */
+    size_t a_size = ((size_t)((mc_max + GEMM_MR - 1) / GEMM_MR * GEMM_MR * kc_max) * sizeof(REAL) + 63) / 64 * 64;
+    size_t b_size = ((size_t)((nc_max + NR - 1) / NR * NR * kc_max) * sizeof(REAL) + 63) / 64 * 64;
+    char *buffer = malloc(b_size + (size_t)nt * a_size + 64);
     if (!buffer) return -1;
-    /* Both panels 64-byte aligned: a vector load never splits a cache line. */
-    REAL *ap = (REAL *)(buffer + (64 - (uintptr_t)buffer % 64));
-    REAL *bp = (REAL *)((char *)ap + (a_size + 63) / 64 * 64);
-    SFX(packed_gemm_blocks)(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, ap, bp);
+    REAL *bp = (REAL *)(buffer + (64 - (uintptr_t)buffer % 64));
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        const int team = FASTFC_TEAM_SIZE(), tid = FASTFC_THREAD_ID();
+        REAL *ap = (REAL *)((char *)bp + b_size + (size_t)tid * a_size);
+        int64_t lo, hi;
+        fastfc_block(m, team, tid, GEMM_MR, &lo, &hi);
+        for (int64_t jc = 0; jc < n; jc += GEMM_NC) {
+            int64_t nc = n - jc < GEMM_NC ? n - jc : GEMM_NC;
+            for (int64_t pc = 0; pc < k; pc += GEMM_KC) {
+                int64_t kc = k - pc < GEMM_KC ? k - pc : GEMM_KC;
+                int64_t q0, q1; /* this thread's share of B's panels */
+                fastfc_block((nc + NR - 1) / NR, team, tid, 1, &q0, &q1);
+                if (q1 > q0)
+                    SFX(pack_b)(b, trans_b, ldb, pc, jc + q0 * NR, kc,
+                                (q1 * NR < nc ? q1 * NR : nc) - q0 * NR, bp + q0 * NR * kc);
+#pragma omp barrier
+                SFX(packed_rows)(trans_a, a, lda, lo, hi, pc, kc, jc, nc, bp, ap, alpha,
+                                 pc == 0 ? beta : (REAL)1, pc == 0 ? bias : NULL, relu && pc + kc >= k,
+                                 c, ldc);
+#pragma omp barrier /* before the next block of B is packed over this one */
+            }
+        }
+    }
     free(buffer);
     return 0;
 }
@@ -209,19 +236,6 @@ int SFX(fastfc_packed_gemm)(char trans_a, char trans_b, int64_t m, int64_t n, in
 
 /* ---- over the BLAS ------------------------------------------------------- */
 
-/* Whether the packed GEMM beats the BLAS on one thread's piece, as measured
- * at the training shapes (benchmarks/gemm_shapes.py, benchmarks/README.md):
- * float32 with B read untransposed (forward and weight-gradient products,
- * the convolution's forward and input-gradient ones), enough rows and
- * columns to fill its register tiles and a K that pays for the packing. The
- * BLAS keeps the rest: B transposed, K = 27 (a first convolution), the last
- * layers' 3-10 columns, pieces of 32 rows, and doubles, where it won
- * everywhere measured. */
-static int SFX(packed_wins)(char trans_b, int64_t m, int64_t n, int64_t k) {
-    return sizeof(REAL) == sizeof(float) && trans_b == 'N' && m >= 48 && n >= 128 && k >= 64
-        && packed_gemm_cpu();
-}
-
 /* One single-threaded product: the packed GEMM where it wins, else one BLAS
  * call (the row-major product is the column-major product of the
  * transposes, so A and B swap places). */
@@ -229,8 +243,9 @@ static void SFX(gemm_block)(const fastfc_blas *blas, char trans_a, char trans_b,
                             int64_t n, int64_t k, REAL alpha, const REAL *a, int64_t lda,
                             const REAL *b, int64_t ldb, REAL beta, REAL *c, int64_t ldc) {
     if (m <= 0 || n <= 0) return;
-    if (SFX(packed_wins)(trans_b, m, n, k)
-        && SFX(fastfc_packed_gemm)(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) == 0)
+    if (fastfc_packed_gemm_wins(sizeof(REAL), trans_b, m, n, k)
+        && SFX(fastfc_packed_gemm)(1, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
+                                   NULL, 0) == 0)
         return; /* (-1: no memory for its panels; the BLAS needs none) */
     int im = (int)m, in = (int)n, ik = (int)k, ilda = (int)lda, ildb = (int)ldb, ildc = (int)ldc;
     blas->R_BLAS_GEMM(&trans_b, &trans_a, &in, &im, &ik, &alpha, (REAL *)b, &ildb,
@@ -247,6 +262,11 @@ void SFX(fastfc_gemm)(const fastfc_blas *blas, int n_threads, char trans_a, char
     }
     /* Split the rows of C when there are enough of them, else its columns. */
     int split_rows = m >= n || m >= 32 * (int64_t)nt;
+    /* A row split whose pieces the packed GEMM wins: its team packs B once. */
+    if (split_rows && fastfc_packed_gemm_wins(sizeof(REAL), trans_b, (m + nt - 1) / nt, n, k)
+        && SFX(fastfc_packed_gemm)(nt, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
+                                   NULL, 0) == 0)
+        return;
 #pragma omp parallel num_threads(nt)
     {
         int64_t lo, hi;

@@ -28,6 +28,28 @@
  * pay for waking the team (about 10 us); below that they run serially. */
 #define FASTFC_MIN_PER_THREAD ((int64_t)32768)
 
+/* Whether fastfc_packed_gemm beats the BLAS on one thread's piece (m x n x
+ * k, REALs of real_size bytes), as measured at the training shapes
+ * (benchmarks/gemm_shapes.py, benchmarks/README.md): float32 with B read
+ * untransposed (forward and weight-gradient products, the convolution's
+ * forward and input-gradient ones), enough rows and columns to fill its
+ * register tiles and a K that pays for the packing, on x86-64 with AVX2 and
+ * FMA but not AVX-512 (whose 64-byte BLAS kernels outrun its 32-byte ones;
+ * other CPUs are unmeasured). The BLAS keeps B transposed, K = 27 (a first
+ * convolution), the last layers' 3-10 columns, pieces of 32 rows, and
+ * doubles, where it won everywhere measured. */
+static inline int fastfc_packed_gemm_wins(size_t real_size, char trans_b, int64_t m, int64_t n,
+                                          int64_t k) {
+#if defined(__GNUC__) && defined(__x86_64__)
+    return real_size == sizeof(float) && trans_b == 'N' && m >= 48 && n >= 128 && k >= 64
+        && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
+        && !__builtin_cpu_supports("avx512f");
+#else
+    (void)real_size, (void)trans_b, (void)m, (void)n, (void)k;
+    return 0;
+#endif
+}
+
 static inline int fastfc_team(int n_threads, int64_t work, int64_t min_per_thread) {
     int64_t useful = work / min_per_thread;
     if (useful < 1) useful = 1;

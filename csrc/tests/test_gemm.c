@@ -2,12 +2,14 @@
  * loop in long double: every m, n, k in 1..17 (partial register tiles in
  * both directions), both transposes of each operand, leading dimensions
  * larger than the rows (odd ones), alpha/beta combinations (beta = 0 must
- * not read C, which holds NaN then), and sizes that cross the K, row and
- * column blocks. tests/test_csrc.py runs it under ASan/UBSan. */
+ * not read C, which holds NaN then), the bias + ReLU epilogue, 1 and 3
+ * threads (the same bits), and sizes that cross the K, row and column
+ * blocks. tests/test_csrc.py runs it under ASan/UBSan. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "fastfc.h"
 
@@ -18,7 +20,7 @@
 
 #define DEFINE_CHECK(REAL, SFX, TOL)                                                                \
     static int check_##SFX(char ta, char tb, int64_t m, int64_t n, int64_t k, REAL alpha, REAL beta, \
-                           int64_t pad) {                                                           \
+                           int64_t pad, int epilogue) {                                             \
         int64_t lda = (ta == 'N' ? k : m) + pad, ldb = (tb == 'N' ? n : k) + pad, ldc = n + pad;    \
         int64_t arows = ta == 'N' ? m : k, brows = tb == 'N' ? k : n;                                \
         REAL *a = malloc(sizeof(REAL) * (size_t)(arows * lda));                                     \
@@ -30,7 +32,13 @@
         for (int64_t t = 0; t < brows * ldb; t++) b[t] = (REAL)((s = s * 6364136223846793005ull + 1) >> 40) / (REAL)(1 << 24) - (REAL)0.5; \
         for (int64_t t = 0; t < m * ldc; t++)                                                       \
             c0[t] = c[t] = beta == 0 && t % ldc < n ? (REAL)NAN : (REAL)(t % 7) - 3;                \
-        int ok = fastfc_packed_gemm_##SFX(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) == 0; \
+        REAL *bias = malloc(sizeof(REAL) * (size_t)n), *c3 = malloc(sizeof(REAL) * (size_t)(m * ldc)); \
+        for (int64_t j = 0; j < n; j++) bias[j] = (REAL)((j % 5) - 2) / 4;                         \
+        memcpy(c3, c, sizeof(REAL) * (size_t)(m * ldc));                                            \
+        const REAL *b_ep = epilogue ? bias : NULL;                                                  \
+        int ok = fastfc_packed_gemm_##SFX(1, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, b_ep, epilogue) == 0 \
+              && fastfc_packed_gemm_##SFX(3, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c3, ldc, b_ep, epilogue) == 0 \
+              && memcmp(c, c3, sizeof(REAL) * (size_t)(m * ldc)) == 0;                              \
         for (int64_t i = 0; i < m && ok; i++)                                                       \
             for (int64_t j = 0; j < ldc; j++) {                                                     \
                 if (j >= n) { /* padding: untouched */                                              \
@@ -44,10 +52,12 @@
                     mag += fabsl(prod);                                                             \
                 }                                                                                   \
                 long double old = beta == 0 ? 0 : beta * (long double)c0[i * ldc + j];               \
-                long double want = alpha * sum + old, scale = fabsl(alpha) * mag + fabsl(old) + 1;    \
+                long double want = alpha * sum + old + (epilogue ? bias[j] : 0);                      \
+                long double scale = fabsl(alpha) * mag + fabsl(old) + 1;                              \
+                if (epilogue && want < 0) want = 0;                                                 \
                 if (!(fabsl(c[i * ldc + j] - want) <= TOL * scale)) ok = 0;                          \
             }                                                                                       \
-        free(a), free(b), free(c), free(c0);                                                        \
+        free(a), free(b), free(c), free(c0), free(bias), free(c3);                                  \
         return ok;                                                                                  \
     }
 DEFINE_CHECK(float, f32, 1e-5L)
@@ -61,9 +71,9 @@ int main(void) {
                 for (int64_t n = 1; n <= 17; n++)
                     for (int64_t k = 1; k <= 17; k++) {
                         int64_t pad = (m + n + k) % 3 == 0 ? 3 : 0; /* odd leading dimensions too */
-                        CHECK(check_f32(trans[ta], trans[tb], m, n, k, 1.0f, 0.0f, pad),
+                        CHECK(check_f32(trans[ta], trans[tb], m, n, k, 1.0f, 0.0f, pad, (m + k) % 2),
                               "f32 %c%c m=%ld n=%ld k=%ld", trans[ta], trans[tb], (long)m, (long)n, (long)k);
-                        CHECK(check_f64(trans[ta], trans[tb], m, n, k, 1.0, 0.0, pad),
+                        CHECK(check_f64(trans[ta], trans[tb], m, n, k, 1.0, 0.0, pad, (n + k) % 2),
                               "f64 %c%c m=%ld n=%ld k=%ld", trans[ta], trans[tb], (long)m, (long)n, (long)k);
                     }
     /* alpha/beta, and sizes past one K block (256), row block (120) and column block (1024). */
@@ -74,10 +84,11 @@ int main(void) {
             for (int ta = 0; ta < 2; ta++)
                 for (int tb = 0; tb < 2; tb++) {
                     int64_t m = sizes[s][0], n = sizes[s][1], k = sizes[s][2];
-                    CHECK(check_f32(trans[ta], trans[tb], m, n, k, (float)scales[v][0], (float)scales[v][1], 1),
+                    CHECK(check_f32(trans[ta], trans[tb], m, n, k, (float)scales[v][0], (float)scales[v][1], 1,
+                                    (int)(v % 2)),
                           "f32 %c%c m=%ld n=%ld k=%ld alpha=%g beta=%g", trans[ta], trans[tb], (long)m,
                           (long)n, (long)k, scales[v][0], scales[v][1]);
-                    CHECK(check_f64(trans[ta], trans[tb], m, n, k, scales[v][0], scales[v][1], 1),
+                    CHECK(check_f64(trans[ta], trans[tb], m, n, k, scales[v][0], scales[v][1], 1, (int)(v % 2)),
                           "f64 %c%c m=%ld n=%ld k=%ld alpha=%g beta=%g", trans[ta], trans[tb], (long)m,
                           (long)n, (long)k, scales[v][0], scales[v][1]);
                 }

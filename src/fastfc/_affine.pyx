@@ -12,12 +12,14 @@ from fastfc._kernels cimport fastfc_blas
 
 cdef extern from "fastfc.h" nogil:
     # BEGIN GENERATED from gemm.c by python3 csrc/gen_kernel_decls.py: edit the definitions
-    int fastfc_packed_gemm_f32(char trans_a, char trans_b, int64_t m, int64_t n, int64_t k,
-                               float alpha, const float *a, int64_t lda, const float *b,
-                               int64_t ldb, float beta, float *c, int64_t ldc)
-    int fastfc_packed_gemm_f64(char trans_a, char trans_b, int64_t m, int64_t n, int64_t k,
-                               double alpha, const double *a, int64_t lda, const double *b,
-                               int64_t ldb, double beta, double *c, int64_t ldc)
+    int fastfc_packed_gemm_f32(int n_threads, char trans_a, char trans_b, int64_t m, int64_t n,
+                               int64_t k, float alpha, const float *a, int64_t lda, const float *b,
+                               int64_t ldb, float beta, float *c, int64_t ldc, const float *bias,
+                               int relu)
+    int fastfc_packed_gemm_f64(int n_threads, char trans_a, char trans_b, int64_t m, int64_t n,
+                               int64_t k, double alpha, const double *a, int64_t lda,
+                               const double *b, int64_t ldb, double beta, double *c, int64_t ldc,
+                               const double *bias, int relu)
     void fastfc_gemm_f32(const fastfc_blas *blas, int n_threads, char trans_a, char trans_b,
                          int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                          const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
