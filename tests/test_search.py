@@ -119,7 +119,12 @@ def test_the_same_trials_records_and_parameters_inline_on_a_process_pool_and_on_
     do not depend on what ran them."""
     data = datasets.load_digits(seed=0)
     inline = executor_search(mlp_trial, data, SMALL_SPACE, trials=6, seed=3, fixed={"epochs": 2})
+    # Pruned (rungs of 1 and 3 epochs): the promoted trials' states travel
+    # through the pool's pipes and Dask, and come back the same.
+    pruned = executor_search(mlp_trial, data, SMALL_SPACE, trials=6, seed=3, fixed={"epochs": 3},
+                             prune=True)
     assert len({r["seed"] for r in inline.trials}) == 6
+    assert sorted(r["epochs"] for r in pruned.trials) == [1, 1, 1, 1, 3, 3]
     dask = "DaskWorkers(local=2)" if importlib_available("distributed") else None
     others = _run_child(f"""
         import json
@@ -133,14 +138,16 @@ def test_the_same_trials_records_and_parameters_inline_on_a_process_pool_and_on_
             if make is None:
                 continue
             with eval(make) as workers:
-                result = executor_search(mlp_trial, data, space, trials=6, seed=3, executor=workers,
-                                         fixed={{"epochs": 2}})
-            runs.append([{{k: v for k, v in r.items() if k != "seconds"}} for r in result.trials])
+                for epochs, prune in ((2, False), (3, True)):
+                    result = executor_search(mlp_trial, data, space, trials=6, seed=3, executor=workers,
+                                             fixed={{"epochs": epochs}}, prune=prune)
+                    runs.append([{{k: v for k, v in r.items() if k != "seconds"}} for r in result.trials])
         print(json.dumps(runs))
         """, timeout=240)
-    assert len(others) == (3 if dask else 2)
-    for run in others:
-        assert run == _comparable(inline.trials)
+    assert len(others) == (6 if dask else 4)
+    for full_run, pruned_run in zip(others[::2], others[1::2]):
+        assert full_run == _comparable(inline.trials)
+        assert pruned_run == _comparable(pruned.trials)
 
 
 def importlib_available(name):
