@@ -599,6 +599,19 @@ def test_class_names_starting_like_formulas_are_quoted(saved, tmp_path, capsys):
 
 # ---- 13: check_output_path, for the command line before a run ---------------------------
 
+@pytest.mark.parametrize("pid", [7, 4194304])
+def test_the_longest_name_that_saves_does_not_depend_on_the_pid(tmp_path, monkeypatch, pid):
+    """The temporary name's pid has a fixed width: a name checked (or saved)
+    by one process is not refused by another whose pid has more digits (a CI
+    run saw a 236-byte name accepted under a 4-digit pid)."""
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    monkeypatch.setattr(os, "getpid", lambda: pid)
+    added = len(".") + len(".0000000.") + 8 + len(".tmp")
+    check_output_path(tmp_path / ("m" * (limit - added)))
+    with pytest.raises(OSError, match="too long"):
+        check_output_path(tmp_path / ("m" * (limit - added + 1)))
+
+
 def test_check_output_path_names_the_option(tmp_path):
     """check_output_path(path, what=option) raises a ValueError whose one
     line names the option and the path and says what is wrong, for each of

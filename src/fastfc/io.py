@@ -93,8 +93,10 @@ _TOKEN_BYTES = 4  # random bytes in a temporary name (hex: twice as many charact
 
 
 def _temporary_name(name):
-    """The hidden temporary file write_atomically fills before renaming it to name."""
-    return f".{name}.{os.getpid()}.{secrets.token_hex(_TOKEN_BYTES)}.tmp"
+    """The hidden temporary file write_atomically fills before renaming it to name.
+    The pid takes 7 digits at least (Linux's largest is 4194304), so that the
+    longest name that can be saved does not depend on the saving process's pid."""
+    return f".{name}.{os.getpid():07d}.{secrets.token_hex(_TOKEN_BYTES)}.tmp"
 
 
 def _stale_pattern(name):
