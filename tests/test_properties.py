@@ -8,6 +8,8 @@ update formulas written in NumPy.
 
 Values come from a NumPy generator seeded by hypothesis, so a failure shrinks
 to a small shape and a seed that reproduces it."""
+import os
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -21,7 +23,11 @@ from fastfc.parameter import Parameter
 from testutil import TOLERANCES, assert_close, check_norm_dx, norm_x_hat, num_threads
 
 # Modest example counts keep the whole file within about 20 s on two cores.
-PROPERTY = settings(max_examples=100, deadline=None)
+# The same examples on every run: CI decides what lands, and a rare failing
+# example belongs in a fix, not in one run out of many. FASTFC_EXPLORE=1 draws
+# new ones (run it after changing a kernel).
+DERANDOMIZE = not os.environ.get("FASTFC_EXPLORE")
+PROPERTY = settings(max_examples=100, deadline=None, derandomize=DERANDOMIZE)
 
 dtypes = st.sampled_from([np.float32, np.float64])
 seeds = st.integers(0, 2**32 - 1)
@@ -283,7 +289,7 @@ def same_specials(got, want, name):
         np.testing.assert_array_equal(kind(got), kind(want), err_msg=f"{name}: {kind.__name__}")
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25, deadline=None, derandomize=DERANDOMIZE)
 @given(cases(st.lists(sizes, min_size=1, max_size=3).map(tuple)), SPECIALS)
 def test_special_values_propagate_like_reference(case, special):
     """NaN and infinities in the input: no crash, the element-wise kernels put
@@ -327,7 +333,7 @@ def test_special_values_propagate_like_reference(case, special):
         np.testing.assert_array_equal(out, R.dropout_forward(x, 0.5, seed=3)[0])
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25, deadline=None, derandomize=DERANDOMIZE)
 @given(cases(conv_geometries()), cases(pool_geometries()), SPECIALS)
 def test_special_values_propagate_through_conv_and_pool(conv_case, pool_case, special):
     """The same for convolution and both poolings, forward and backward."""
@@ -413,7 +419,7 @@ def test_norms_match_reference(case, scale, loc):
               [np.abs(dout * x_hat).sum(axis=axes), np.abs(dout).sum(axis=axes)])
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25, deadline=None, derandomize=DERANDOMIZE)
 @given(cases(norm_geometries()), SPECIALS)
 def test_special_values_propagate_through_norms(case, special):
     """NaN and infinities in x: NaN and infinities in the same places as the
