@@ -7,7 +7,7 @@ import fastfc.functional as F
 import fastfc.reference as R
 from fastfc.gradcheck import eval_numerical_gradient_array, rel_error
 
-from testutil import assert_close, noncontiguous, num_threads
+from testutil import TOLERANCES, assert_close, noncontiguous, num_threads
 
 # (x shape, d_out): N = 1, odd sizes off the SIMD width, a 4-d input, and
 # one big enough that the GEMM is split across threads (in float32, on fastfc's
@@ -114,6 +114,32 @@ def test_nan_and_inf_propagate():
     assert np.isnan(out[0]).all() and np.isposinf(out[1]).all()
     out, _ = F.affine_relu_forward(x, w, b)
     assert np.isnan(out[0]).all()
+
+
+@pytest.mark.parametrize("forward", ["affine_forward", "affine_relu_forward"])
+def test_nan_and_inf_propagate_through_a_training_sized_layer(rng, forward):
+    """At a float32 shape whose product runs on fastfc's packed GEMM (where the
+    CPU allows), with bias and ReLU in its store: NaN rows stay NaN, +inf
+    stays +inf, -inf becomes 0 under ReLU, the rest as the reference."""
+    x = rng.standard_normal((96, 160)).astype(np.float32)
+    w = (rng.standard_normal((160, 150)) / 13).astype(np.float32)  # 150: a partial register tile
+    b = rng.standard_normal(150).astype(np.float32)
+    x[5, 7] = np.nan
+    x[17, :] = 0
+    b[3] = np.inf
+    b[4] = -np.inf
+    with num_threads(2):
+        out, _ = getattr(F, forward)(x, w, b)
+    want, _ = getattr(R, forward)(x, w, b)
+    others = np.arange(96) != 5  # row 5 is NaN throughout
+    assert np.isnan(out[5]).all() and np.isposinf(out[others, 3]).all()
+    if forward == "affine_relu_forward":
+        assert (out[others, 4] == 0).all()
+    else:
+        assert np.isneginf(out[others, 4]).all()
+    finite = np.isfinite(want)
+    assert_close(out[finite], want[finite], TOLERANCES[np.float32])
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(want))
 
 
 @pytest.mark.parametrize("forward", ["affine_forward", "affine_relu_forward"])
