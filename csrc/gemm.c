@@ -26,14 +26,6 @@
 #define GEMM_MC 120
 #define GEMM_NC 1024
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
-    && !defined(FASTFC_NO_CLONES) && !defined(__SANITIZE_ADDRESS__)
-/* FMA is what the microkernel needs: x86-64-v3 (AVX2 + FMA), not plain avx2. */
-#define GEMM_CLONES __attribute__((target_clones("arch=x86-64-v3", "default"), noinline))
-#else
-#define GEMM_CLONES
-#endif
-
 #define FASTFC_TEMPLATE "gemm.c"
 #include "instantiate.h"
 #else
@@ -158,10 +150,11 @@ static inline __attribute__((always_inline)) void SFX(micro_tile)(int64_t kc, co
  * columns jc.. of nc, in bp): A's rows packed block by block into ap, then
  * the register tiles. beta and bias belong to the product's first K block,
  * relu to its last; the blocks between add to C. */
-GEMM_CLONES static void SFX(packed_rows)(char trans_a, const REAL *a, int64_t lda, int64_t i0, int64_t i1,
-                                          int64_t pc, int64_t kc, int64_t jc, int64_t nc,
-                                          const REAL *bp, REAL *ap, REAL alpha, REAL beta,
-                                          const REAL *bias, int relu, REAL *c, int64_t ldc) {
+FASTFC_FMA_CLONES static void SFX(packed_rows)(char trans_a, const REAL *a, int64_t lda, int64_t i0,
+                                                int64_t i1, int64_t pc, int64_t kc, int64_t jc,
+                                                int64_t nc, const REAL *bp, REAL *ap, REAL alpha,
+                                                REAL beta, const REAL *bias, int relu, REAL *c,
+                                                int64_t ldc) {
     for (int64_t ic = i0; ic < i1; ic += GEMM_MC) {
         int64_t mc = i1 - ic < GEMM_MC ? i1 - ic : GEMM_MC;
         SFX(pack_a)(a, trans_a, lda, ic, pc, mc, kc, ap);

@@ -20,8 +20,11 @@
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
     && !defined(FASTFC_NO_CLONES) && !defined(__SANITIZE_ADDRESS__)
 #define FASTFC_CLONES __attribute__((target_clones("avx512f", "avx2", "default"), noinline))
+/* The packed GEMM's microkernel needs FMA: x86-64-v3 (AVX2 + FMA), not plain avx2. */
+#define FASTFC_FMA_CLONES __attribute__((target_clones("arch=x86-64-v3", "default"), noinline))
 #else
 #define FASTFC_CLONES
+#define FASTFC_FMA_CLONES
 #endif
 
 /* Element-wise loops only use threads when each thread gets enough work to

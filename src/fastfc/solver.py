@@ -415,8 +415,8 @@ class Solver:
         """What training continues from, as a flat dict of NumPy arrays
         (np.savez writes it): the parameters, the best ones, running
         statistics, the optimizer's state and learning rates, and under
-        'meta' (JSON text) the epoch, histories, best_val_acc, best_epoch and
-        every random stream's state. Taken between epochs, e.g. after
+        'meta' (JSON text) the epoch, histories, best_val_acc and every
+        random stream's state (best_epoch follows from val_acc_history). Taken between epochs, e.g. after
         train(restore_best=False): load_state_dict(it) on a Solver built
         with the same arguments, then train() with a larger num_epochs,
         gives bit for bit what one uninterrupted run gives. Named update
@@ -424,7 +424,7 @@ class Solver:
         if self.optimizer is None:
             raise ValueError("state_dict needs a named update_rule (a callable rule's configs are "
                              "its own)")
-        meta = {"epoch": self.epoch, "best_val_acc": self.best_val_acc, "best_epoch": self.best_epoch,
+        meta = {"epoch": self.epoch, "best_val_acc": self.best_val_acc,
                 "loss_history": self.loss_history, "train_acc_history": self.train_acc_history,
                 "val_acc_history": self.val_acc_history, "epoch_history": self.epoch_history,
                 "random": [g.bit_generator.state for g in self._generators()]}
@@ -446,6 +446,12 @@ class Solver:
             raise ValueError("load_state_dict needs a named update_rule")
         try:
             meta = json.loads(str(state["meta"]))
+            histories = {key: list(meta[key]) for key in ("loss_history", "train_acc_history",
+                                                          "val_acc_history", "epoch_history")}
+            epoch, best_val_acc = int(meta["epoch"]), float(meta["best_val_acc"])
+            val_accs = histories["val_acc_history"]
+            # The first epoch of the highest val accuracy: improvements are strict.
+            best_epoch = val_accs.index(max(val_accs)) + 1 if val_accs else None
             targets = {f"param.{n}": p.data for n, p in self._named.items()}
             targets.update({f"best.{n}": a for n, a in self.best_params.items()})
             targets.update({f"buffer.{n}": a for n, a in self._buffers().items()})
@@ -463,11 +469,9 @@ class Solver:
             np.copyto(target, state[key])
         for generator, saved in zip(self._generators(), meta["random"]):
             generator.bit_generator.state = saved
-        self.epoch, self.best_val_acc, self.best_epoch = meta["epoch"], meta["best_val_acc"], meta["best_epoch"]
-        self.loss_history = meta["loss_history"]
-        self.train_acc_history = meta["train_acc_history"]
-        self.val_acc_history = meta["val_acc_history"]
-        self.epoch_history = meta["epoch_history"]
+        self.epoch, self.best_val_acc, self.best_epoch = epoch, best_val_acc, best_epoch
+        for key, history in histories.items():
+            setattr(self, key, history)
 
     def _say(self, text, bar):
         (bar.write if bar is not None else print)(text)
