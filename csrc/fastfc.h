@@ -170,14 +170,16 @@ double fastfc_mse_loss_f64(const double *pred, const double *target, double *dpr
                            int64_t n_total, int n_threads);
 /* END GENERATED losses.c */
 
-/* ---- conv (conv.c): 2-d convolution, NCHW, by im2col + BLAS GEMM ----------
+/* ---- conv (conv.c): 2-d convolution, NCHW, by im2col or Winograd + GEMM -----
  * out[n, f, i, j] = b[f] + sum over c, kh, kw of
  *     w[f, c, kh, kw] * x_padded[n, c, i*stride + kh, j*stride + kw]
  * (zero padding of pad on each side). The caller fills out_h, out_w with
  * (height + 2*pad - kernel_h) / stride + 1 (likewise for the width): rows and
  * columns a stride does not reach are ignored. K = channels*kernel_h*kernel_w,
- * out_h*out_w, n_filters must fit in int (the BLAS). Both kernels allocate a
- * bounded column scratch (64 MiB in all) and return 0, or -1 if that fails. */
+ * out_h*out_w, n_filters must fit in int (the BLAS). 3x3, stride-1 layers with
+ * at least 8 input channels and pad <= 2 run Winograd's F(2x2, 3x3) (same
+ * results up to rounding, about 2.25x fewer multiplies). Both kernels allocate a
+ * bounded scratch (64 MiB in all) and return 0, or -1 if that fails. */
 typedef struct {
     int64_t n_batch, channels, height, width; /* x: (n_batch, channels, height, width) */
     int64_t n_filters, kernel_h, kernel_w;    /* w: (n_filters, channels, kernel_h, kernel_w) */

@@ -13,7 +13,17 @@ from testutil import assert_close, num_threads
 # (x shape, w shape, stride, pad): N = 1 and C = 1, C = 3, H != W, kernels
 # 1x1, 3x3, 5x3 and an even 2x4, strides 1 to 3, pad 0 to 2; the 2x3x8x10
 # case's stride 2 does not tile the input (the last row and column are unused).
-CASES = [
+# 3x3 stride-1 layers with 8 or more input channels run Winograd's F(2x2, 3x3)
+# (csrc/conv.c), the rest im2col; WINOGRAD_CASES cover its edges.
+WINOGRAD_CASES = [
+    ((3, 8, 7, 9), (5, 8, 3, 3), 1, 0),  # the fewest channels it takes; odd 5x7 output
+    ((2, 9, 6, 5), (16, 9, 3, 3), 1, 2),  # pad 2 (dx by pad 0), odd output width
+    ((1, 8, 5, 70), (4, 8, 3, 3), 1, 1),  # tile rows of 35 tiles: more than one SIMD run
+    ((2, 16, 1, 1), (8, 16, 3, 3), 1, 1),  # a 1x1 image: every tile is mostly padding
+    ((5, 12, 13, 11), (10, 12, 3, 3), 1, 1),  # 210 tiles: blocks of 128 span images
+]
+CASES = WINOGRAD_CASES + [
+    ((2, 7, 6, 6), (4, 7, 3, 3), 1, 1),  # one channel short of Winograd: im2col
     ((1, 1, 5, 7), (2, 1, 3, 3), 1, 0),
     ((2, 3, 7, 6), (4, 3, 3, 3), 1, 1),
     ((3, 3, 8, 5), (2, 3, 5, 3), 2, 2),
@@ -64,7 +74,8 @@ def test_matches_references(rng, dtype, tol, ref_forward, ref_backward, x_shape,
 
 @pytest.mark.parametrize("x_shape,w_shape,stride,pad", [
     ((2, 3, 5, 5), (3, 3, 3, 3), 1, 1), ((1, 2, 7, 6), (2, 2, 5, 3), 2, 2),
-    ((2, 1, 6, 7), (2, 1, 2, 2), 3, 0)])
+    ((2, 1, 6, 7), (2, 1, 2, 2), 3, 0), ((2, 8, 5, 4), (3, 8, 3, 3), 1, 1),
+    ((1, 8, 4, 5), (2, 8, 3, 3), 1, 0), ((1, 8, 3, 3), (2, 8, 3, 3), 1, 2)])
 @pytest.mark.parametrize("side", ["fastfc", "reference"])
 def test_numerical_gradients(rng, side, x_shape, w_shape, stride, pad):
     M = F if side == "fastfc" else R
@@ -81,8 +92,9 @@ def test_numerical_gradients(rng, side, x_shape, w_shape, stride, pad):
     assert rel_error(db, eval_numerical_gradient_array(lambda v: fwd(x, w, v), b, dout)) < 1e-7
 
 
-def test_compute_dx_false_skips_dx_only(rng):
-    x, w, b = make_inputs(rng, (3, 2, 6, 5), (4, 2, 3, 3), np.float64)
+@pytest.mark.parametrize("channels", [2, 8], ids=["im2col", "winograd"])
+def test_compute_dx_false_skips_dx_only(rng, channels):
+    x, w, b = make_inputs(rng, (3, channels, 6, 5), (4, channels, 3, 3), np.float64)
     for M in (F, R):
         out, cache = M.conv_forward(x, w, b, stride=1, pad=1)
         dout = rng.standard_normal(out.shape)
@@ -120,10 +132,12 @@ def test_padding_is_zeros(rng):
         np.testing.assert_array_equal(border, b[f])
 
 
-def test_thread_counts_agree(rng, dtype, tol):
-    # Enough images for both threads; N = 1 also splits one image's pixels.
-    for x_shape in [(9, 3, 12, 11), (1, 3, 20, 17)]:
-        x, w, b = make_inputs(rng, x_shape, (6, 3, 3, 3), dtype)
+@pytest.mark.parametrize("channels", [3, 8], ids=["im2col", "winograd"])
+def test_thread_counts_agree(rng, dtype, tol, channels):
+    # Enough images for both threads; N = 1 also splits one image's pixels
+    # (im2col) or its tiles (Winograd).
+    for x_shape in [(9, channels, 12, 11), (1, channels, 20, 17)]:
+        x, w, b = make_inputs(rng, x_shape, (6, channels, 3, 3), dtype)
         dout = rng.standard_normal(out_shape(x_shape, w.shape, 1, 1)).astype(dtype)
         results = []
         for n in (1, 2):
@@ -131,7 +145,7 @@ def test_thread_counts_agree(rng, dtype, tol):
                 out, cache = F.conv_forward(x, w, b, stride=1, pad=1)
                 results.append((out,) + F.conv_backward(dout, cache))
         (out1, *grads1), (out2, *grads2) = results
-        np.testing.assert_array_equal(out1, out2)  # each output is one thread's GEMM
+        np.testing.assert_array_equal(out1, out2)  # each output is one thread's GEMMs
         for g1, g2 in zip(grads1, grads2):  # dw, db: per-thread partial sums
             assert_close(g2, g1, tol)
 

@@ -592,7 +592,7 @@ def test_unaligned_inputs_give_the_aligned_results(rng, dtype):
 @pytest.mark.parametrize("threads", [1, 2])
 def test_allocation_failure_is_memory_error(threads):
     """Under an address-space limit just above what the process holds, the
-    conv kernels' scratch malloc fails and the wrappers raise MemoryError; so
+    conv kernels' scratch malloc fails (im2col's and Winograd's) and the wrappers raise MemoryError; so
     do outputs and copies too large to allocate; and after the limit is lifted
     the kernels work again. (The BLAS buffers and the OpenMP threads are made
     before the limit: a library that cannot create them aborts the process.)"""
@@ -602,17 +602,29 @@ import numpy as np
 import fastfc, fastfc.functional as F
 fastfc.set_num_threads({threads})
 rng = np.random.default_rng(0)
-# 64 channels x 3x3 taps x 40000 pixels: the 64 MiB scratch is used in full
-x = rng.standard_normal((1, 64, 200, 200)).astype(np.float32)
-w = rng.standard_normal((2, 64, 3, 3)).astype(np.float32)
+# im2col: 64 channels x 5x5 taps x 38416 pixels: the 64 MiB scratch is used in full
+x = rng.standard_normal((1, 64, 200, 200), dtype=np.float32)
+w = rng.standard_normal((2, 64, 5, 5), dtype=np.float32)
 b = np.zeros(2, np.float32)
 want, cache = F.conv_forward(x, w, b)
 dout = np.ones_like(want)
 F.conv_backward(dout, cache)
+# Winograd (3x3, stride 1): 640 x 640 filters transformed take 26 MB, its
+# scratch 37 MB: above glibc's largest mmap threshold (32 MB), so a fresh mmap,
+# which the limit refuses, unless the heap holds that much free. Drawn as
+# float32: no large float64 temporaries whose freeing would leave such room.
+xw = rng.standard_normal((1, 640, 32, 32), dtype=np.float32)
+ww = rng.standard_normal((640, 640, 3, 3), dtype=np.float32)
+bw = np.zeros(640, np.float32)
+_, cache_w = F.conv_forward(xw, ww, bw)
+dout_w = np.ones((1, 640, 30, 30), np.float32)
+F.conv_backward(dout_w, cache_w)
 soft, hard = cap_address_space(24 << 20)
 calls = {{
     "conv_forward scratch": lambda: F.conv_forward(x, w, b),
     "conv_backward scratch": lambda: F.conv_backward(dout, cache),
+    "Winograd conv_forward scratch": lambda: F.conv_forward(xw, ww, bw),
+    "Winograd conv_backward scratch": lambda: F.conv_backward(dout_w, cache_w),
     "8 GiB copy of a broadcast input": lambda: F.relu_forward(
         np.broadcast_to(np.float32(1), (2**31 + 1,))),
     "32 GiB affine output": lambda: F.affine_forward(
@@ -632,6 +644,8 @@ print(json.dumps(results))
 """)
     assert results == {"conv_forward scratch": "MemoryError",
                        "conv_backward scratch": "MemoryError",
+                       "Winograd conv_forward scratch": "MemoryError",
+                       "Winograd conv_backward scratch": "MemoryError",
                        "8 GiB copy of a broadcast input": "MemoryError",
                        "32 GiB affine output": "MemoryError", "works again": True}
 

@@ -259,6 +259,79 @@ static void test_optim_entry_point(void) {
           "Adagrad (float): %.9g %.9g", pf[0], pf[1]);
 }
 
+/* Convolution, forward and backward, against direct loops: im2col (3 channels,
+ * stride 2) and Winograd (3x3, stride 1, 8+ channels) over odd sizes, pad 0..2,
+ * tile blocks spanning images and tile rows longer than one SIMD run, 1 and 3
+ * threads, float and double. */
+static void test_conv(void) {
+    const int64_t cases[][6] = {/* n, c, h, w, f, pad; stride 1 */
+                                {3, 8, 7, 9, 5, 0}, {2, 9, 6, 5, 4, 2}, {1, 8, 5, 70, 3, 1},
+                                {2, 16, 1, 1, 2, 1}, {13, 8, 9, 7, 3, 1}, {2, 3, 7, 8, 4, 1}};
+    unsigned st = 7;
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++)
+        for (int threads = 1; threads <= 3; threads += 2) {
+            const int64_t *cs = cases[ci];
+            const int64_t stride = cs[1] == 3 ? 2 : 1, pad = cs[5];
+            fastfc_conv_geom g = {cs[0], cs[1], cs[2], cs[3], cs[4], 3, 3, stride, pad, 0, 0};
+            g.out_h = (g.height + 2 * pad - 3) / stride + 1;
+            g.out_w = (g.width + 2 * pad - 3) / stride + 1;
+            const int64_t nx = g.n_batch * g.channels * g.height * g.width;
+            const int64_t nw = g.n_filters * g.channels * 9;
+            const int64_t no = g.n_batch * g.n_filters * g.out_h * g.out_w;
+            double *x = random_array(nx, &st), *w = random_array(nw, &st);
+            double *b = random_array(g.n_filters, &st), *dout = random_array(no, &st);
+            double *out = malloc(sizeof(double) * no), *want = calloc((size_t)no, sizeof(double));
+            double *dx = malloc(sizeof(double) * nx), *dw = malloc(sizeof(double) * nw);
+            double *db = malloc(sizeof(double) * g.n_filters);
+            double *want_dx = calloc((size_t)nx, sizeof(double));
+            double *want_dw = calloc((size_t)nw, sizeof(double));
+            double *want_db = calloc((size_t)g.n_filters, sizeof(double));
+            float *xf = malloc(sizeof(float) * nx), *wf = malloc(sizeof(float) * nw);
+            float *bf = malloc(sizeof(float) * g.n_filters), *of = malloc(sizeof(float) * no);
+            float *doutf = malloc(sizeof(float) * no);
+            float *dwf = malloc(sizeof(float) * nw), *dbf = malloc(sizeof(float) * g.n_filters);
+            for (int64_t n = 0; n < g.n_batch; n++)
+                for (int64_t f = 0; f < g.n_filters; f++)
+                    for (int64_t i = 0; i < g.out_h; i++)
+                        for (int64_t j = 0; j < g.out_w; j++) {
+                            int64_t o = ((n * g.n_filters + f) * g.out_h + i) * g.out_w + j;
+                            want[o] = b[f];
+                            want_db[f] += dout[o];
+                            for (int64_t c = 0; c < g.channels; c++)
+                                for (int64_t kh = 0; kh < 3; kh++)
+                                    for (int64_t kw = 0; kw < 3; kw++) {
+                                        int64_t y = i * stride + kh - pad, xx = j * stride + kw - pad;
+                                        if (y < 0 || y >= g.height || xx < 0 || xx >= g.width) continue;
+                                        int64_t xi = ((n * g.channels + c) * g.height + y) * g.width + xx;
+                                        int64_t wi = ((f * g.channels + c) * 3 + kh) * 3 + kw;
+                                        want[o] += w[wi] * x[xi];
+                                        want_dx[xi] += w[wi] * dout[o];
+                                        want_dw[wi] += x[xi] * dout[o];
+                                    }
+                        }
+            int ok = fastfc_conv_forward_f64(&g, x, w, b, out, &BLAS, threads) == 0
+                && fastfc_conv_backward_f64(&g, dout, x, w, dx, dw, db, &BLAS, threads) == 0;
+            CHECK(ok && max_abs_diff(out, want, no) < 1e-12 && max_abs_diff(dx, want_dx, nx) < 1e-12
+                      && max_abs_diff(dw, want_dw, nw) < 1e-11
+                      && max_abs_diff(db, want_db, g.n_filters) < 1e-11,
+                  "conv (double) case %zu threads %d", ci, threads);
+            for (int64_t i = 0; i < nx; i++) xf[i] = (float)x[i];
+            for (int64_t i = 0; i < nw; i++) wf[i] = (float)w[i];
+            for (int64_t i = 0; i < g.n_filters; i++) bf[i] = (float)b[i];
+            for (int64_t i = 0; i < no; i++) doutf[i] = (float)dout[i];
+            ok = fastfc_conv_forward_f32(&g, xf, wf, bf, of, &BLAS, threads) == 0
+                && fastfc_conv_backward_f32(&g, doutf, xf, wf, NULL, dwf, dbf, &BLAS, threads) == 0;
+            double err = 0; /* relative to the sums' sizes: at most 72 terms of |v| < 1, 9 C */
+            for (int64_t i = 0; i < no; i++) err = fmax(err, fabs(of[i] - want[i]));
+            for (int64_t i = 0; i < nw; i++) err = fmax(err, fabs(dwf[i] - want_dw[i]) / 16);
+            CHECK(ok && err < 1e-4, "conv (float, no dx) case %zu threads %d: err %g", ci, threads,
+                  err);
+            free(x); free(w); free(b); free(dout); free(out); free(want); free(dx); free(dw);
+            free(db); free(want_dx); free(want_dw); free(want_db); free(xf); free(wf); free(bf);
+            free(of); free(doutf); free(dwf); free(dbf);
+        }
+}
+
 int main(void) {
     test_gemm();
     test_affine();
@@ -266,6 +339,7 @@ int main(void) {
     test_losses();
     test_pool_entry_point();
     test_optim_entry_point();
+    test_conv();
     printf("%d passed, %d failed\n", n_passed, n_failed);
     return n_failed != 0;
 }

@@ -1,7 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
-"""2-d convolution (NCHW) by im2col and BLAS GEMM: the wrappers of
-csrc/conv.c. conv_forward returns (out, cache), conv_backward takes
-(dout, cache), as in the course notes."""
+"""2-d convolution (NCHW) by im2col, or Winograd's F(2x2, 3x3) for 3x3
+stride-1 layers, and GEMM: the wrappers of csrc/conv.c. conv_forward returns
+(out, cache), conv_backward takes (dout, cache), as in the course notes."""
 import math
 import sys
 
