@@ -168,3 +168,46 @@ def test_epoch_sides_agree():
     setup = bench.Setup(dtype=np.float64, rng=np.random.default_rng(5), torch=None, quick=True)
     contenders = bench.epoch_contenders(setup, 300, dims=(20, 8, 3), batch=64)
     assert bench.check(contenders, np.float64) == []
+
+
+def load_contenders():
+    """benchmarks/contenders.py, the separate-process training-step benchmark."""
+    import importlib.util
+    import pathlib
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "contenders.py"
+    spec = importlib.util.spec_from_file_location("contenders", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_contenders_runs_each_side_in_its_own_process(tmp_path, capsys):
+    contenders = load_contenders()
+    rows = contenders.main(["--rounds", "2", "--seconds", "0.05", "--threads", "1",
+                            "--workload", "mlp 784-100-10", "--contender", "fastfc",
+                            "--contender", "reference", "--json", str(tmp_path / "c.json")])
+    (row,) = rows
+    assert row["workload"] == "mlp 784-100-10" and row["failures"] == {}
+    assert set(row["best_ms"]) == {"fastfc", "reference"}
+    assert row["fastest_other"] == "reference"
+    assert row["ratio"] == pytest.approx(row["best_ms"]["reference"] / row["best_ms"]["fastfc"])
+    # the step's arithmetic: forward and weight gradient of both layers, the input
+    # gradient of the second only
+    assert row["arithmetic_ms"] * 1e6 * json.loads((tmp_path / "c.json").read_text())[
+        "gemm_gflops"] == pytest.approx(2 * 64 * (2 * 784 * 100 + 3 * 100 * 10))
+    assert "| mlp 784-100-10 b64 |" in capsys.readouterr().out
+
+
+def test_contenders_skips_what_cannot_run():
+    contenders = load_contenders()
+    from fastfc.bench.cases import TRAIN_STEP_NETWORKS
+    nets = {name: net for name, net, _ in TRAIN_STEP_NETWORKS}
+    assert contenders.available("sklearn", nets["mlp 784-100-10"]) == (
+        importlib_spec("sklearn") is not None)
+    assert not contenders.available("sklearn", nets["cnn 3x32x32"])  # scikit-learn has no CNN
+    assert contenders.available("fastfc", nets["cnn 3x32x32"])
+
+
+def importlib_spec(name):
+    import importlib.util
+    return importlib.util.find_spec(name)
