@@ -151,14 +151,15 @@ def test_thread_counts_agree(rng, dtype, tol, channels):
 
 
 def test_large_image_is_lowered_in_pixel_blocks(rng):
-    # Columns of one image here take 64*3*3 * 128*128 * 4 B = 36 MiB: with two
-    # threads the 64 MiB scratch budget forces blocks of output pixels.
-    x, w, b = make_inputs(rng, (1, 64, 128, 128), (2, 64, 3, 3), np.float32)
+    # Columns of one image here take 64*5*5 * 128*128 * 4 B = 100 MiB: im2col
+    # lowers it a block of output pixels at a time (sized for the cache, within
+    # the 64 MiB scratch budget), and N = 1 splits those blocks between threads.
+    x, w, b = make_inputs(rng, (1, 64, 128, 128), (2, 64, 5, 5), np.float32)
     with num_threads(2):
-        out, cache = F.conv_forward(x, w, b, stride=1, pad=1)
+        out, cache = F.conv_forward(x, w, b, stride=1, pad=2)
         dout = rng.standard_normal(out.shape).astype(np.float32)
         dx, dw, db = F.conv_backward(dout, cache)
-    ref_out, ref_cache = R.conv_forward(x, w, b, stride=1, pad=1)
+    ref_out, ref_cache = R.conv_forward(x, w, b, stride=1, pad=2)
     assert_close(out, ref_out, 1e-4)
     for got, want in zip((dx, dw, db), R.conv_backward(dout, ref_cache)):
         assert_close(got, want, 1e-4)

@@ -602,22 +602,26 @@ import numpy as np
 import fastfc, fastfc.functional as F
 fastfc.set_num_threads({threads})
 rng = np.random.default_rng(0)
-# im2col: 64 channels x 5x5 taps x 38416 pixels: the 64 MiB scratch is used in full
-x = rng.standard_normal((1, 64, 200, 200), dtype=np.float32)
-w = rng.standard_normal((2, 64, 5, 5), dtype=np.float32)
+# im2col: 4096 channels x 5x5 taps: blocks of 128 (or fewer) of the 400 pixels
+# take 52-64 MiB, the scratch budget
+x = rng.standard_normal((1, 4096, 24, 24), dtype=np.float32)
+w = rng.standard_normal((2, 4096, 5, 5), dtype=np.float32)
 b = np.zeros(2, np.float32)
 want, cache = F.conv_forward(x, w, b)
 dout = np.ones_like(want)
 F.conv_backward(dout, cache)
-# Winograd (3x3, stride 1): 640 x 640 filters transformed take 26 MB, its
-# scratch 37 MB: above glibc's largest mmap threshold (32 MB), so a fresh mmap,
-# which the limit refuses, unless the heap holds that much free. Drawn as
-# float32: no large float64 temporaries whose freeing would leave such room.
-xw = rng.standard_normal((1, 640, 32, 32), dtype=np.float32)
-ww = rng.standard_normal((640, 640, 3, 3), dtype=np.float32)
-bw = np.zeros(640, np.float32)
+# Winograd (3x3, stride 1): C x C filters transformed take 64 C^2 bytes; the
+# scratch (37 MB at 640 channels on one thread; 38-67 MB at 576 on two, whose
+# backward keeps a partial sum per thread: 640 would not fit the 64 MiB budget)
+# is above glibc's largest mmap threshold (32 MB), so a fresh mmap, which the
+# limit refuses, unless the heap holds that much free. Drawn as float32: no
+# large float64 temporaries whose freeing would leave such room.
+c = 640 if {threads} == 1 else 576
+xw = rng.standard_normal((1, c, 32, 32), dtype=np.float32)
+ww = rng.standard_normal((c, c, 3, 3), dtype=np.float32)
+bw = np.zeros(c, np.float32)
 _, cache_w = F.conv_forward(xw, ww, bw)
-dout_w = np.ones((1, 640, 30, 30), np.float32)
+dout_w = np.ones((1, c, 30, 30), np.float32)
 F.conv_backward(dout_w, cache_w)
 soft, hard = cap_address_space(24 << 20)
 calls = {{
