@@ -229,6 +229,14 @@ static void SFX(col2im_add)(const fastfc_conv_geom *g, const REAL *dcols, REAL *
 
 /* ---- Winograd F(2x2, 3x3) ------------------------------------------------ */
 
+/* Whether a[0..n) holds no NaN and no infinity (a sum of value * 0 stays 0). */
+static int SFX(all_finite)(const REAL *a, int64_t n) {
+    REAL zeros = 0;
+#pragma omp simd reduction(+ : zeros)
+    for (int64_t i = 0; i < n; i++) zeros += a[i] * (REAL)0;
+    return zeros == 0;
+}
+
 /* v (16, ch, t1 - t0): B^T d B for tiles t0..t1-1 of every input channel, v[xi, c, t - t0]
  * for xi = 4 row + column of the transform. Tile t is tile t % tiles of image
  * t / tiles; d is the 4x4 patch of in (n_batch, ch, in_h, in_w) under it, zero
@@ -288,10 +296,11 @@ FASTFC_CLONES static void SFX(wino_input)(const wino_plan *pl, int64_t ch, const
 
 /* The output tiles t0..t1-1 of out (n_batch, ch, out_h, out_w), y = A^T m A (+ bias[c]
  * unless bias is NULL) from m (16, ch, t1 - t0); a tile's parts beyond the plane
- * (odd out_h, out_w) are dropped. */
-FASTFC_CLONES static void SFX(wino_output)(const wino_plan *pl, int64_t ch, const REAL *m,
-                                           int64_t t0, int64_t t1, const REAL *bias, REAL *out) {
+ * (odd out_h, out_w) are dropped. Returns whether every output written is finite. */
+FASTFC_CLONES static int SFX(wino_output)(const wino_plan *pl, int64_t ch, const REAL *m,
+                                          int64_t t0, int64_t t1, const REAL *bias, REAL *out) {
     const int64_t nb = t1 - t0, plane = pl->out_h * pl->out_w, w = pl->out_w, xi_stride = ch * nb;
+    REAL zeros = 0; /* as in all_finite */
     REAL bottom_sink[2 * WINO_RUN]; /* the second row of a tile row past out_h */
     for (int64_t t = t0, run; t < t1; t += run) {
         const wino_run rn = wino_run_at(pl, t, t1);
@@ -299,6 +308,7 @@ FASTFC_CLONES static void SFX(wino_output)(const wino_plan *pl, int64_t ch, cons
         const int64_t y0 = 2 * rn.th, x0 = 2 * rn.tw0;
         /* tiles [0, whole) have both columns inside; a last one may have only one */
         const int64_t whole = (w - x0) / 2 < run ? (w - x0) / 2 : run;
+        const int64_t n_cols = 2 * run < w - x0 ? 2 * run : w - x0;
         for (int64_t c = 0; c < ch; c++) {
             const REAL b = bias ? bias[c] : 0;
             const REAL *src = m + c * nb + (t - t0); /* src[xi * xi_stride + q] */
@@ -325,8 +335,12 @@ FASTFC_CLONES static void SFX(wino_output)(const wino_plan *pl, int64_t ch, cons
                     }
                 }
             }
+            const REAL *written = bottom == bottom_sink ? top : bottom;
+#pragma omp simd reduction(+ : zeros)
+            for (int64_t x = 0; x < n_cols; x++) zeros += (top[x] + written[x]) * (REAL)0;
         }
     }
+    return zeros == 0;
 }
 
 /* mg (16, ch, t1 - t0) = A dy A^T, the adjoint of wino_output: dy the 2x2 tiles
@@ -418,17 +432,19 @@ static void SFX(wino_filters_adjoint)(const REAL *du, int64_t pairs, int64_t p0,
 
 /* out (n_batch, n_out, out_h, out_w) = the 3x3 stride-1 convolution of in
  * (n_batch, n_in, in_h, in_w) by the transformed filters u (16, n_out, n_in), plus
- * bias (or none, NULL): tile blocks of tb over the team, v and m per thread. */
-static void SFX(wino_convolve)(const wino_plan *pl, int64_t n_batch, int64_t n_in, int64_t n_out,
-                               const REAL *in, const REAL *u, const REAL *bias, REAL *out,
-                               int64_t tb, REAL *scratch, const fastfc_blas *blas, int nt) {
+ * bias (or none, NULL): tile blocks of tb over the team, v and m per thread.
+ * Returns whether every output is finite. */
+static int SFX(wino_convolve)(const wino_plan *pl, int64_t n_batch, int64_t n_in, int64_t n_out,
+                              const REAL *in, const REAL *u, const REAL *bias, REAL *out,
+                              int64_t tb, REAL *scratch, const fastfc_blas *blas, int nt) {
     const int64_t n_tiles = n_batch * pl->tiles, n_items = (n_tiles + tb - 1) / tb;
+    int finite = 1;
 #pragma omp parallel num_threads(nt)
     {
         REAL *v = scratch + FASTFC_THREAD_ID() * 16 * (n_in + n_out) * tb;
         REAL *m = v + 16 * n_in * tb;
         /* independent items, handed out on demand (see conv_im2col_forward) */
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(dynamic, 1) reduction(&& : finite)
         for (int64_t item = 0; item < n_items; item++) {
             int64_t t0 = item * tb, t1 = t0 + tb < n_tiles ? t0 + tb : n_tiles, nb = t1 - t0;
             SFX(wino_input)(pl, n_in, in, t0, t1, v);
@@ -436,12 +452,17 @@ static void SFX(wino_convolve)(const wino_plan *pl, int64_t n_batch, int64_t n_i
                 fastfc_gemm_real(blas, 1, 'N', 'N', n_out, nb, n_in, (REAL)1,
                                  u + xi * n_out * n_in, n_in, v + xi * n_in * nb, nb, (REAL)0,
                                  m + xi * n_out * nb, nb);
-            SFX(wino_output)(pl, n_out, m, t0, t1, bias, out);
+            finite = SFX(wino_output)(pl, n_out, m, t0, t1, bias, out) && finite;
         }
     }
+    return finite;
 }
 
-/* Forward by Winograd; 1 when the scratch would not fit (the caller runs im2col). */
+/* Forward by Winograd; 1 when it declines and the caller runs im2col: when the
+ * scratch would not fit, or when an output is NaN or infinite. A NaN or infinity
+ * among the inputs always makes one, and the transforms spread it over whole 2x2
+ * tiles (Inf - Inf), where the direct sum reaches only the outputs whose window
+ * holds it: im2col's result is the reference's. */
 static int SFX(conv_winograd_forward)(const fastfc_conv_geom *g, const REAL *x, const REAL *w,
                                       const REAL *b, REAL *out, const fastfc_blas *blas,
                                       int n_threads) {
@@ -454,13 +475,14 @@ static int SFX(conv_winograd_forward)(const fastfc_conv_geom *g, const REAL *x, 
     REAL *scratch = malloc((size_t)(u_size + nt * 16 * (n_c + n_f) * tb) * sizeof(REAL));
     if (!scratch) return -1;
     SFX(wino_filters)(w, n_f, n_c, 0, scratch);
-    SFX(wino_convolve)(&pl, g->n_batch, n_c, n_f, x, scratch, b, out, tb, scratch + u_size, blas,
-                       nt);
+    int finite = SFX(wino_convolve)(&pl, g->n_batch, n_c, n_f, x, scratch, b, out, tb,
+                                    scratch + u_size, blas, nt);
     free(scratch);
-    return 0;
+    return finite ? 0 : 1;
 }
 
-/* Backward by Winograd; 1 when the scratch would not fit (the caller runs im2col). */
+/* Backward by Winograd; 1 when it declines and the caller runs im2col (as the
+ * forward: the scratch, or a NaN or infinity in dw or dx). */
 static int SFX(conv_winograd_backward)(const fastfc_conv_geom *g, const REAL *dout,
                                        const REAL *x, const REAL *w, REAL *dx, REAL *dw, REAL *db,
                                        const fastfc_blas *blas, int n_threads) {
@@ -520,14 +542,16 @@ static int SFX(conv_winograd_backward)(const fastfc_conv_geom *g, const REAL *do
         fastfc_block(pairs, team, tid, 1, &p0, &p1);
         SFX(wino_filters_adjoint)(du, pairs, p0, p1, dw);
     }
-    if (dx) {
+    int finite = SFX(all_finite)(dw, pairs * 9); /* a NaN anywhere in du reaches dw */
+    if (dx && finite) {
         /* dx = dout convolved with the flipped filters, transposed: pad 2 - pad */
         const wino_plan bwd = wino_make_plan(g->out_h, g->out_w, 2 - g->pad);
         SFX(wino_filters)(w, n_f, n_c, 1, du);
-        SFX(wino_convolve)(&bwd, g->n_batch, n_f, n_c, dout, du, NULL, dx, tb, work, blas, nt);
+        finite = SFX(wino_convolve)(&bwd, g->n_batch, n_f, n_c, dout, du, NULL, dx, tb, work, blas,
+                                    nt);
     }
     free(scratch);
-    return 0;
+    return finite ? 0 : 1;
 }
 
 static int SFX(conv_im2col_forward)(const fastfc_conv_geom *g, const REAL *x, const REAL *w,
