@@ -103,6 +103,16 @@ static int conv_team(int n_threads, int64_t n_items, int64_t item_flops) {
 /* Input channels transformed together (see wino_input). */
 #define WINO_CHANNEL_GROUP 16
 
+/* Values between the starts of consecutive transform positions xi in a (16, ch, nb)
+ * buffer: ch * nb, padded by 16 so that the 16 streams of a transform do not all
+ * fall in the same cache set when ch * nb is a multiple of 1024 (a 4 KiB stride). */
+static inline int64_t wino_xi_stride(int64_t ch, int64_t nb) { return ch * nb + 16; }
+
+/* The values of a (16, ch, tb) buffer, its padding included. */
+static inline int64_t wino_buffer_size(int64_t ch, int64_t tb) {
+    return 16 * wino_xi_stride(ch, tb);
+}
+
 /* One stride-1 3x3 convolution in Winograd's terms: the forward itself, or the
  * backward's dx (dout convolved with the flipped filters). */
 typedef struct {
@@ -147,7 +157,8 @@ static int conv_winograd_fits(const fastfc_conv_geom *g) {
  * scratch budget; 0 when not even one tile per thread fits (im2col then). */
 static int64_t wino_tile_block(int64_t n_tiles, int64_t ch_sum, int nt, int64_t elem_size,
                                int64_t fixed_bytes) {
-    int64_t room = FASTFC_CONV_SCRATCH_BYTES - fixed_bytes;
+    /* the two buffers' padding (wino_buffer_size) comes off the top */
+    int64_t room = FASTFC_CONV_SCRATCH_BYTES - fixed_bytes - nt * 2 * 16 * 16 * elem_size;
     int64_t fit = room > 0 ? room / (elem_size * 16 * ch_sum * nt) : 0;
     int64_t even = (n_tiles + nt - 1) / nt;
     int64_t tb = WINO_TILE_BLOCK < even ? WINO_TILE_BLOCK : even;
@@ -243,7 +254,8 @@ static int SFX(all_finite)(const REAL *a, int64_t n) {
  * outside the plane. */
 FASTFC_CLONES static void SFX(wino_input)(const wino_plan *pl, int64_t ch, const REAL *in,
                                           int64_t t0, int64_t t1, REAL *v) {
-    const int64_t nb = t1 - t0, plane = pl->in_h * pl->in_w, w = pl->in_w, xi_stride = ch * nb;
+    const int64_t nb = t1 - t0, plane = pl->in_h * pl->in_w, w = pl->in_w;
+    const int64_t xi_stride = wino_xi_stride(ch, nb);
     const REAL zero_row[2 * WINO_RUN + 2] = {0}; /* stands in for rows of padding */
     /* B^T d of WINO_CHANNEL_GROUP channels: all of them are computed before any is
      * read back, so that no load waits on the (misaligned) stores just before it */
@@ -299,7 +311,8 @@ FASTFC_CLONES static void SFX(wino_input)(const wino_plan *pl, int64_t ch, const
  * (odd out_h, out_w) are dropped. Returns whether every output written is finite. */
 FASTFC_CLONES static int SFX(wino_output)(const wino_plan *pl, int64_t ch, const REAL *m,
                                           int64_t t0, int64_t t1, const REAL *bias, REAL *out) {
-    const int64_t nb = t1 - t0, plane = pl->out_h * pl->out_w, w = pl->out_w, xi_stride = ch * nb;
+    const int64_t nb = t1 - t0, plane = pl->out_h * pl->out_w, w = pl->out_w;
+    const int64_t xi_stride = wino_xi_stride(ch, nb);
     REAL zeros = 0; /* as in all_finite */
     REAL bottom_sink[2 * WINO_RUN]; /* the second row of a tile row past out_h */
     for (int64_t t = t0, run; t < t1; t += run) {
@@ -348,7 +361,8 @@ FASTFC_CLONES static int SFX(wino_output)(const wino_plan *pl, int64_t ch, const
 FASTFC_CLONES static void SFX(wino_output_adjoint)(const wino_plan *pl, int64_t ch,
                                                    const REAL *dout, int64_t t0, int64_t t1,
                                                    REAL *mg) {
-    const int64_t nb = t1 - t0, plane = pl->out_h * pl->out_w, w = pl->out_w, xi_stride = ch * nb;
+    const int64_t nb = t1 - t0, plane = pl->out_h * pl->out_w, w = pl->out_w;
+    const int64_t xi_stride = wino_xi_stride(ch, nb);
     const REAL zero_row[2 * WINO_RUN] = {0}; /* stands in for a row past out_h */
     for (int64_t t = t0, run; t < t1; t += run) {
         const wino_run rn = wino_run_at(pl, t, t1);
@@ -441,8 +455,9 @@ static int SFX(wino_convolve)(const wino_plan *pl, int64_t n_batch, int64_t n_in
     int finite = 1;
 #pragma omp parallel num_threads(nt)
     {
-        REAL *v = scratch + FASTFC_THREAD_ID() * 16 * (n_in + n_out) * tb;
-        REAL *m = v + 16 * n_in * tb;
+        REAL *v = scratch + FASTFC_THREAD_ID() * (wino_buffer_size(n_in, tb)
+                                                  + wino_buffer_size(n_out, tb));
+        REAL *m = v + wino_buffer_size(n_in, tb);
         /* independent items, handed out on demand (see conv_im2col_forward) */
 #pragma omp for schedule(dynamic, 1) reduction(&& : finite)
         for (int64_t item = 0; item < n_items; item++) {
@@ -450,8 +465,8 @@ static int SFX(wino_convolve)(const wino_plan *pl, int64_t n_batch, int64_t n_in
             SFX(wino_input)(pl, n_in, in, t0, t1, v);
             for (int xi = 0; xi < 16; xi++)
                 fastfc_gemm_real(blas, 1, 'N', 'N', n_out, nb, n_in, (REAL)1,
-                                 u + xi * n_out * n_in, n_in, v + xi * n_in * nb, nb, (REAL)0,
-                                 m + xi * n_out * nb, nb);
+                                 u + xi * n_out * n_in, n_in, v + xi * wino_xi_stride(n_in, nb),
+                                 nb, (REAL)0, m + xi * wino_xi_stride(n_out, nb), nb);
             finite = SFX(wino_output)(pl, n_out, m, t0, t1, bias, out) && finite;
         }
     }
@@ -472,7 +487,9 @@ static int SFX(conv_winograd_forward)(const fastfc_conv_geom *g, const REAL *x, 
     int nt = conv_team(n_threads, n_tiles, 32 * n_f * n_c);
     int64_t tb = wino_tile_block(n_tiles, n_c + n_f, nt, sz, u_size * sz);
     if (tb == 0) return 1;
-    REAL *scratch = malloc((size_t)(u_size + nt * 16 * (n_c + n_f) * tb) * sizeof(REAL));
+    REAL *scratch = malloc(
+        (size_t)(u_size + nt * (wino_buffer_size(n_c, tb) + wino_buffer_size(n_f, tb)))
+        * sizeof(REAL));
     if (!scratch) return -1;
     SFX(wino_filters)(w, n_f, n_c, 0, scratch);
     int finite = SFX(wino_convolve)(&pl, g->n_batch, n_c, n_f, x, scratch, b, out, tb,
@@ -496,7 +513,9 @@ static int SFX(conv_winograd_backward)(const fastfc_conv_geom *g, const REAL *do
     const int64_t fixed = (nt > 1 ? nt + 1 : 1) * u_size;
     int64_t tb = wino_tile_block(n_tiles, n_c + n_f, nt, sz, fixed * sz);
     if (tb == 0) return 1;
-    REAL *scratch = malloc((size_t)(fixed + nt * 16 * (n_c + n_f) * tb) * sizeof(REAL));
+    REAL *scratch = malloc(
+        (size_t)(fixed + nt * (wino_buffer_size(n_c, tb) + wino_buffer_size(n_f, tb)))
+        * sizeof(REAL));
     if (!scratch) return -1;
     REAL *du = scratch, *partials = scratch + u_size, *work = scratch + fixed;
     const int64_t n_items = (n_tiles + tb - 1) / tb;
@@ -504,8 +523,8 @@ static int SFX(conv_winograd_backward)(const fastfc_conv_geom *g, const REAL *do
 #pragma omp parallel num_threads(nt)
     {
         const int tid = FASTFC_THREAD_ID(), team = FASTFC_TEAM_SIZE();
-        REAL *v = work + tid * 16 * (n_c + n_f) * tb;
-        REAL *mg = v + 16 * n_c * tb;
+        REAL *v = work + tid * (wino_buffer_size(n_c, tb) + wino_buffer_size(n_f, tb));
+        REAL *mg = v + wino_buffer_size(n_c, tb);
         REAL *my_du = team > 1 ? partials + tid * u_size : du;
         memset(my_du, 0, (size_t)u_size * sizeof(REAL));
         /* db: each filter's sum in a fixed order, whatever the team */
@@ -526,8 +545,10 @@ static int SFX(conv_winograd_backward)(const fastfc_conv_geom *g, const REAL *do
             SFX(wino_input)(&fwd, n_c, x, t0, t1, v);
             SFX(wino_output_adjoint)(&fwd, n_f, dout, t0, t1, mg);
             for (int xi = 0; xi < 16; xi++)
-                fastfc_gemm_real(blas, 1, 'N', 'T', n_f, n_c, nb, (REAL)1, mg + xi * n_f * nb, nb,
-                                 v + xi * n_c * nb, nb, (REAL)1, my_du + xi * pairs, n_c);
+                fastfc_gemm_real(blas, 1, 'N', 'T', n_f, n_c, nb, (REAL)1,
+                                 mg + xi * wino_xi_stride(n_f, nb), nb,
+                                 v + xi * wino_xi_stride(n_c, nb), nb, (REAL)1,
+                                 my_du + xi * pairs, n_c);
         }
         if (team > 1) { /* implicit barrier above: every partial is complete */
 #pragma omp for schedule(static)
