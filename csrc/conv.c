@@ -29,6 +29,7 @@
  *   fastfc_conv_forward_f32, fastfc_conv_forward_f64
  *   fastfc_conv_backward_f32, fastfc_conv_backward_f64 */
 #ifndef REAL
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "fastfc.h"
@@ -240,12 +241,18 @@ static void SFX(col2im_add)(const fastfc_conv_geom *g, const REAL *dcols, REAL *
 
 /* ---- Winograd F(2x2, 3x3) ------------------------------------------------ */
 
-/* Whether a[0..n) holds no NaN and no infinity (a sum of value * 0 stays 0). */
-static int SFX(all_finite)(const REAL *a, int64_t n) {
-    REAL zeros = 0;
-#pragma omp simd reduction(+ : zeros)
-    for (int64_t i = 0; i < n; i++) zeros += a[i] * (REAL)0;
-    return zeros == 0;
+/* Whether every |a[i]| of a[0..n) is at most 2^48 (float) or 2^496 (double); NaN
+ * is not. Within that, no sum Winograd forms can overflow (products of two values
+ * stay below 2^100 or 2^996, and the transforms and GEMMs add up fewer than 2^20
+ * of them per result, times 2^4 for the transforms' factors, for any layer with
+ * fewer than 2^20 channels or tiles), and neither can the direct sum's. */
+static int SFX(all_within_winograd_range)(const REAL *a, int64_t n, int n_threads) {
+    const REAL limit = (REAL)ldexp(1.0, sizeof(REAL) == sizeof(float) ? 48 : 496);
+    int64_t outside = 0;
+    int nt = fastfc_team(n_threads, n, FASTFC_MIN_PER_THREAD);
+#pragma omp parallel for simd num_threads(nt) reduction(+ : outside)
+    for (int64_t i = 0; i < n; i++) outside += !(R_FABS(a[i]) <= limit);
+    return outside == 0;
 }
 
 /* v (16, ch, t1 - t0): B^T d B for tiles t0..t1-1 of every input channel, v[xi, c, t - t0]
@@ -308,12 +315,11 @@ FASTFC_CLONES static void SFX(wino_input)(const wino_plan *pl, int64_t ch, const
 
 /* The output tiles t0..t1-1 of out (n_batch, ch, out_h, out_w), y = A^T m A (+ bias[c]
  * unless bias is NULL) from m (16, ch, t1 - t0); a tile's parts beyond the plane
- * (odd out_h, out_w) are dropped. Returns whether every output written is finite. */
-FASTFC_CLONES static int SFX(wino_output)(const wino_plan *pl, int64_t ch, const REAL *m,
-                                          int64_t t0, int64_t t1, const REAL *bias, REAL *out) {
+ * (odd out_h, out_w) are dropped. */
+FASTFC_CLONES static void SFX(wino_output)(const wino_plan *pl, int64_t ch, const REAL *m,
+                                           int64_t t0, int64_t t1, const REAL *bias, REAL *out) {
     const int64_t nb = t1 - t0, plane = pl->out_h * pl->out_w, w = pl->out_w;
     const int64_t xi_stride = wino_xi_stride(ch, nb);
-    REAL zeros = 0; /* as in all_finite */
     REAL bottom_sink[2 * WINO_RUN]; /* the second row of a tile row past out_h */
     for (int64_t t = t0, run; t < t1; t += run) {
         const wino_run rn = wino_run_at(pl, t, t1);
@@ -321,7 +327,6 @@ FASTFC_CLONES static int SFX(wino_output)(const wino_plan *pl, int64_t ch, const
         const int64_t y0 = 2 * rn.th, x0 = 2 * rn.tw0;
         /* tiles [0, whole) have both columns inside; a last one may have only one */
         const int64_t whole = (w - x0) / 2 < run ? (w - x0) / 2 : run;
-        const int64_t n_cols = 2 * run < w - x0 ? 2 * run : w - x0;
         for (int64_t c = 0; c < ch; c++) {
             const REAL b = bias ? bias[c] : 0;
             const REAL *src = m + c * nb + (t - t0); /* src[xi * xi_stride + q] */
@@ -348,12 +353,8 @@ FASTFC_CLONES static int SFX(wino_output)(const wino_plan *pl, int64_t ch, const
                     }
                 }
             }
-            const REAL *written = bottom == bottom_sink ? top : bottom;
-#pragma omp simd reduction(+ : zeros)
-            for (int64_t x = 0; x < n_cols; x++) zeros += (top[x] + written[x]) * (REAL)0;
         }
     }
-    return zeros == 0;
 }
 
 /* mg (16, ch, t1 - t0) = A dy A^T, the adjoint of wino_output: dy the 2x2 tiles
@@ -446,20 +447,18 @@ static void SFX(wino_filters_adjoint)(const REAL *du, int64_t pairs, int64_t p0,
 
 /* out (n_batch, n_out, out_h, out_w) = the 3x3 stride-1 convolution of in
  * (n_batch, n_in, in_h, in_w) by the transformed filters u (16, n_out, n_in), plus
- * bias (or none, NULL): tile blocks of tb over the team, v and m per thread.
- * Returns whether every output is finite. */
-static int SFX(wino_convolve)(const wino_plan *pl, int64_t n_batch, int64_t n_in, int64_t n_out,
-                              const REAL *in, const REAL *u, const REAL *bias, REAL *out,
-                              int64_t tb, REAL *scratch, const fastfc_blas *blas, int nt) {
+ * bias (or none, NULL): tile blocks of tb over the team, v and m per thread. */
+static void SFX(wino_convolve)(const wino_plan *pl, int64_t n_batch, int64_t n_in, int64_t n_out,
+                               const REAL *in, const REAL *u, const REAL *bias, REAL *out,
+                               int64_t tb, REAL *scratch, const fastfc_blas *blas, int nt) {
     const int64_t n_tiles = n_batch * pl->tiles, n_items = (n_tiles + tb - 1) / tb;
-    int finite = 1;
 #pragma omp parallel num_threads(nt)
     {
         REAL *v = scratch + FASTFC_THREAD_ID() * (wino_buffer_size(n_in, tb)
                                                   + wino_buffer_size(n_out, tb));
         REAL *m = v + wino_buffer_size(n_in, tb);
         /* independent items, handed out on demand (see conv_im2col_forward) */
-#pragma omp for schedule(dynamic, 1) reduction(&& : finite)
+#pragma omp for schedule(dynamic, 1)
         for (int64_t item = 0; item < n_items; item++) {
             int64_t t0 = item * tb, t1 = t0 + tb < n_tiles ? t0 + tb : n_tiles, nb = t1 - t0;
             SFX(wino_input)(pl, n_in, in, t0, t1, v);
@@ -467,17 +466,18 @@ static int SFX(wino_convolve)(const wino_plan *pl, int64_t n_batch, int64_t n_in
                 fastfc_gemm_real(blas, 1, 'N', 'N', n_out, nb, n_in, (REAL)1,
                                  u + xi * n_out * n_in, n_in, v + xi * wino_xi_stride(n_in, nb),
                                  nb, (REAL)0, m + xi * wino_xi_stride(n_out, nb), nb);
-            finite = SFX(wino_output)(pl, n_out, m, t0, t1, bias, out) && finite;
+            SFX(wino_output)(pl, n_out, m, t0, t1, bias, out);
         }
     }
-    return finite;
 }
 
 /* Forward by Winograd; 1 when it declines and the caller runs im2col: when the
- * scratch would not fit, or when an output is NaN or infinite. A NaN or infinity
- * among the inputs always makes one, and the transforms spread it over whole 2x2
- * tiles (Inf - Inf), where the direct sum reaches only the outputs whose window
- * holds it: im2col's result is the reference's. */
+ * scratch would not fit, or when x or w holds a NaN, an infinity or a value beyond
+ * all_within_winograd_range's bound. The transforms would spread a special value
+ * over its whole 2x2 tile (Inf - Inf), where the direct sum reaches only the outputs
+ * whose window holds it, and huge values could overflow in them where the direct
+ * sum does not: im2col's result is the reference's. (The bias is added after the
+ * transforms, to every output alike, as in the direct sum.) */
 static int SFX(conv_winograd_forward)(const fastfc_conv_geom *g, const REAL *x, const REAL *w,
                                       const REAL *b, REAL *out, const fastfc_blas *blas,
                                       int n_threads) {
@@ -486,20 +486,22 @@ static int SFX(conv_winograd_forward)(const fastfc_conv_geom *g, const REAL *x, 
     const int64_t n_tiles = g->n_batch * pl.tiles, u_size = 16 * n_f * n_c;
     int nt = conv_team(n_threads, n_tiles, 32 * n_f * n_c);
     int64_t tb = wino_tile_block(n_tiles, n_c + n_f, nt, sz, u_size * sz);
-    if (tb == 0) return 1;
+    if (tb == 0 || !SFX(all_within_winograd_range)(w, n_f * n_c * 9, n_threads)
+        || !SFX(all_within_winograd_range)(x, g->n_batch * n_c * g->height * g->width, n_threads))
+        return 1;
     REAL *scratch = malloc(
         (size_t)(u_size + nt * (wino_buffer_size(n_c, tb) + wino_buffer_size(n_f, tb)))
         * sizeof(REAL));
     if (!scratch) return -1;
     SFX(wino_filters)(w, n_f, n_c, 0, scratch);
-    int finite = SFX(wino_convolve)(&pl, g->n_batch, n_c, n_f, x, scratch, b, out, tb,
-                                    scratch + u_size, blas, nt);
+    SFX(wino_convolve)(&pl, g->n_batch, n_c, n_f, x, scratch, b, out, tb, scratch + u_size, blas,
+                       nt);
     free(scratch);
-    return finite ? 0 : 1;
+    return 0;
 }
 
 /* Backward by Winograd; 1 when it declines and the caller runs im2col (as the
- * forward: the scratch, or a NaN or infinity in dw or dx). */
+ * forward: the scratch, or dout, x or w out of range). */
 static int SFX(conv_winograd_backward)(const fastfc_conv_geom *g, const REAL *dout,
                                        const REAL *x, const REAL *w, REAL *dx, REAL *dw, REAL *db,
                                        const fastfc_blas *blas, int n_threads) {
@@ -512,7 +514,10 @@ static int SFX(conv_winograd_backward)(const fastfc_conv_geom *g, const REAL *do
      * flipped filters for dx in the same place */
     const int64_t fixed = (nt > 1 ? nt + 1 : 1) * u_size;
     int64_t tb = wino_tile_block(n_tiles, n_c + n_f, nt, sz, fixed * sz);
-    if (tb == 0) return 1;
+    if (tb == 0 || !SFX(all_within_winograd_range)(w, pairs * 9, n_threads)
+        || !SFX(all_within_winograd_range)(x, g->n_batch * n_c * g->height * g->width, n_threads)
+        || !SFX(all_within_winograd_range)(dout, g->n_batch * n_f * n_pixels, n_threads))
+        return 1;
     REAL *scratch = malloc(
         (size_t)(fixed + nt * (wino_buffer_size(n_c, tb) + wino_buffer_size(n_f, tb)))
         * sizeof(REAL));
@@ -563,16 +568,14 @@ static int SFX(conv_winograd_backward)(const fastfc_conv_geom *g, const REAL *do
         fastfc_block(pairs, team, tid, 1, &p0, &p1);
         SFX(wino_filters_adjoint)(du, pairs, p0, p1, dw);
     }
-    int finite = SFX(all_finite)(dw, pairs * 9); /* a NaN anywhere in du reaches dw */
-    if (dx && finite) {
+    if (dx) {
         /* dx = dout convolved with the flipped filters, transposed: pad 2 - pad */
         const wino_plan bwd = wino_make_plan(g->out_h, g->out_w, 2 - g->pad);
         SFX(wino_filters)(w, n_f, n_c, 1, du);
-        finite = SFX(wino_convolve)(&bwd, g->n_batch, n_f, n_c, dout, du, NULL, dx, tb, work, blas,
-                                    nt);
+        SFX(wino_convolve)(&bwd, g->n_batch, n_f, n_c, dout, du, NULL, dx, tb, work, blas, nt);
     }
     free(scratch);
-    return finite ? 0 : 1;
+    return 0;
 }
 
 static int SFX(conv_im2col_forward)(const fastfc_conv_geom *g, const REAL *x, const REAL *w,

@@ -178,10 +178,10 @@ double fastfc_mse_loss_f64(const double *pred, const double *target, double *dpr
  * columns a stride does not reach are ignored. K = channels*kernel_h*kernel_w,
  * out_h*out_w, n_filters must fit in int (the BLAS). 3x3, stride-1 layers with
  * at least 8 input channels and pad <= 2 run Winograd's F(2x2, 3x3) (same
- * results up to rounding, about 2.25x fewer multiplies; a NaN or infinity in its
- * results sends the layer to im2col, which spreads special values as the direct
- * sum does). Both kernels allocate a bounded scratch (64 MiB in all) and return
- * 0, or -1 if that fails. */
+ * results up to rounding, about 2.25x fewer multiplies; inputs holding a NaN, an
+ * infinity or a value beyond 2^48 (float) or 2^496 (double) go to im2col, which
+ * spreads special values as the direct sum does). Both kernels allocate a bounded
+ * scratch (64 MiB in all) and return 0, or -1 if that fails. */
 typedef struct {
     int64_t n_batch, channels, height, width; /* x: (n_batch, channels, height, width) */
     int64_t n_filters, kernel_h, kernel_w;    /* w: (n_filters, channels, kernel_h, kernel_w) */
