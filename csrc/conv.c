@@ -132,9 +132,11 @@ static wino_plan wino_make_plan(int64_t in_h, int64_t in_w, int64_t pad) {
 }
 
 /* A run of tiles: len consecutive tiles in one tile row of one image, from tile
- * column tw0 of tile row th (the transforms run over a run in SIMD). */
+ * column tw0 of tile row th (the transforms run over a run in SIMD); its first
+ * `whole` tiles have both output columns inside the plane (the last tile of an
+ * odd-width plane has one). */
 typedef struct {
-    int64_t img, th, tw0, len;
+    int64_t img, th, tw0, len, whole;
 } wino_run;
 
 /* The run that starts at tile t (counted over the batch) and ends by t1. */
@@ -145,6 +147,8 @@ static inline wino_run wino_run_at(const wino_plan *pl, int64_t t, int64_t t1) {
     rn.len = pl->tiles_w - rn.tw0;
     if (rn.len > t1 - t) rn.len = t1 - t;
     if (rn.len > WINO_RUN) rn.len = WINO_RUN;
+    int64_t inside = (pl->out_w - 2 * rn.tw0) / 2;
+    rn.whole = inside < rn.len ? inside : rn.len;
     return rn;
 }
 
@@ -324,9 +328,7 @@ FASTFC_CLONES static void SFX(wino_output)(const wino_plan *pl, int64_t ch, cons
     for (int64_t t = t0, run; t < t1; t += run) {
         const wino_run rn = wino_run_at(pl, t, t1);
         run = rn.len;
-        const int64_t y0 = 2 * rn.th, x0 = 2 * rn.tw0;
-        /* tiles [0, whole) have both columns inside; a last one may have only one */
-        const int64_t whole = (w - x0) / 2 < run ? (w - x0) / 2 : run;
+        const int64_t y0 = 2 * rn.th, x0 = 2 * rn.tw0, whole = rn.whole;
         for (int64_t c = 0; c < ch; c++) {
             const REAL b = bias ? bias[c] : 0;
             const REAL *src = m + c * nb + (t - t0); /* src[xi * xi_stride + q] */
@@ -368,8 +370,7 @@ FASTFC_CLONES static void SFX(wino_output_adjoint)(const wino_plan *pl, int64_t 
     for (int64_t t = t0, run; t < t1; t += run) {
         const wino_run rn = wino_run_at(pl, t, t1);
         run = rn.len;
-        const int64_t y0 = 2 * rn.th, x0 = 2 * rn.tw0;
-        const int64_t whole = (w - x0) / 2 < run ? (w - x0) / 2 : run;
+        const int64_t y0 = 2 * rn.th, x0 = 2 * rn.tw0, whole = rn.whole;
         for (int64_t c = 0; c < ch; c++) {
             const REAL *top = dout + (rn.img * ch + c) * plane + y0 * w + x0;
             const REAL *bottom = y0 + 1 < pl->out_h ? top + w : zero_row;
