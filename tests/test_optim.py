@@ -760,6 +760,23 @@ def test_hyperparameters_changed_through_param_groups_are_checked_at_the_step(ch
     np.testing.assert_array_equal(p.data, before)
 
 
+def test_a_hyperparameter_changed_in_a_later_group_is_checked_at_the_step():
+    """Only the changed group's hyperparameters are re-checked when no
+    parameters changed: the check must still reach every group."""
+    p, q = Parameter(np.ones(3), "p"), Parameter(np.ones(3), "q")
+    opt = optim.SGD([{"params": [p]}, {"params": [q]}], lr=0.1)
+    p.grad[...] = q.grad[...] = 1.0
+    opt.step()
+    opt.param_groups[1]["lr"] = float("nan")
+    with pytest.raises(ValueError, match=r"param_groups\[1\]\['lr'\]"):
+        opt.step()
+    opt.param_groups[1]["lr"] = 0.5
+    opt.param_groups[0]["lr"] = 0.25
+    opt.step()
+    np.testing.assert_allclose(p.data, [0.65] * 3)
+    np.testing.assert_allclose(q.data, [0.4] * 3)
+
+
 def test_a_scheduled_learning_rate_is_used_and_normalized():
     p = Parameter(np.zeros(3), "w")
     opt = optim.SGD([p], lr=1.0)

@@ -227,24 +227,28 @@ class Optimizer:
         """Re-checks, before a step, every group whose hyperparameters or
         parameters changed since they were last checked (param_groups is
         the documented way to schedule a learning rate), storing the checked
-        values back; ValueError/TypeError naming the group and key."""
+        values back; ValueError/TypeError naming the group and key. A
+        schedule that changes only hyperparameters (a learning rate every
+        step) re-checks only those of the groups it changed; a change of
+        any group's parameters re-checks everything."""
         groups = self.param_groups
         if len(groups) == len(self._checked_groups):
-            for group, (hyper, ids, _) in zip(groups, self._checked_groups):
-                if (tuple(map(group.get, self._HYPERPARAMETERS)) != hyper
-                        or list(map(id, group.get("params", ()))) != ids):
+            changed = []
+            for g, (group, (hyper, ids, _)) in enumerate(zip(groups, self._checked_groups)):
+                if not isinstance(group, dict) or list(map(id, group.get("params", ()))) != ids:
                     break
+                if tuple(map(group.get, self._HYPERPARAMETERS)) != hyper:
+                    changed.append(g)
             else:
+                for g in changed:
+                    self._check_group_hyperparameters(g, groups[g])
+                    self._checked_groups[g] = self._snapshot(groups[g])
                 return
         for g, group in enumerate(groups):
             where = f"param_groups[{g}]"
             if not isinstance(group, dict):
                 raise TypeError(f"{where} must be a dict, got {type(group).__name__}")
-            for key, check in self._HYPERPARAMETERS.items():
-                if key not in group:
-                    raise ValueError(f"{where} has no {key!r} entry")
-                group[key] = check(f"{where}[{key!r}]", group[key])
-            self._check_combination(group)
+            self._check_group_hyperparameters(g, group)
             params = group.get("params")
             if not isinstance(params, list) or not all(isinstance(p, Parameter) for p in params):
                 raise TypeError(f"{where}['params'] must be a list of fastfc.Parameter")
@@ -254,6 +258,15 @@ class Optimizer:
                              "each Parameter may be given once")
         self._check_params_apart(groups)
         self._checked_groups = [self._snapshot(group) for group in groups]
+
+    def _check_group_hyperparameters(self, g, group):
+        """Checks and normalizes, in place, the hyperparameters of group g."""
+        where = f"param_groups[{g}]"
+        for key, check in self._HYPERPARAMETERS.items():
+            if key not in group:
+                raise ValueError(f"{where} has no {key!r} entry")
+            group[key] = check(f"{where}[{key!r}]", group[key])
+        self._check_combination(group)
 
     def zero_grad(self):
         """Sets every gradient to zero, in place (the arrays are kept)."""
