@@ -37,8 +37,11 @@
  * untransposed (forward and weight-gradient products, the convolution's
  * forward and input-gradient ones), enough rows and columns to fill its
  * register tiles and a K that pays for the packing, on x86-64 with AVX2 and
- * FMA but not AVX-512 (whose 64-byte BLAS kernels outrun its 32-byte ones;
- * other CPUs are unmeasured). The BLAS keeps B transposed, K = 27 (a first
+ * FMA, and with AVX-512 only on AMD family 19h (Zen 4, whose AVX-512 runs
+ * 512-bit FMAs as two 256-bit halves: the BLAS's 64-byte kernels gain it
+ * nothing there, and the packed GEMM won the same pieces, +5% on the wide
+ * MLPs' steps; elsewhere full-width AVX-512 is assumed to favour the BLAS,
+ * unmeasured). The BLAS keeps B transposed, K = 27 (a first
  * convolution), the last layers' 3-10 columns, pieces of 32 rows, and
  * doubles, where it won everywhere measured. */
 static inline int fastfc_packed_gemm_wins(size_t real_size, char trans_b, int64_t m, int64_t n,
@@ -46,7 +49,7 @@ static inline int fastfc_packed_gemm_wins(size_t real_size, char trans_b, int64_
 #if defined(__GNUC__) && defined(__x86_64__)
     return real_size == sizeof(float) && trans_b == 'N' && m >= 48 && n >= 128 && k >= 64
         && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
-        && !__builtin_cpu_supports("avx512f");
+        && (!__builtin_cpu_supports("avx512f") || __builtin_cpu_is("amdfam19h"));
 #else
     (void)real_size, (void)trans_b, (void)m, (void)n, (void)k;
     return 0;
