@@ -838,9 +838,12 @@ def test_param_group_changed_between_steps_is_checked_at_the_next(rule, case):
         np.testing.assert_array_equal(p.data, old)
 
 
-def test_a_valid_schedule_takes_effect_and_unchanged_groups_are_not_rechecked(monkeypatch):
+def test_a_valid_schedule_takes_effect_and_rechecks_only_hyperparameters(monkeypatch):
     """A learning rate set through param_groups is used at the next step;
-    steps with no group changed skip the checks (they cost a comparison)."""
+    steps with no group changed skip the checks (they cost a comparison), a
+    schedule changing only hyperparameters re-checks those alone (not the
+    parameters' memory, which it cannot have changed), and a change of a
+    group's parameters runs every check again."""
     opt, ps, _ = _trained("sgd")
     checks = []
     original = optim._check_apart
@@ -853,8 +856,14 @@ def test_a_valid_schedule_takes_effect_and_unchanged_groups_are_not_rechecked(mo
     opt.param_groups[0]["lr"] = 0.5
     opt.param_groups[0]["momentum"] = 0.0
     opt.step()
-    assert checks == [1]
+    assert checks == []
     np.testing.assert_allclose(ps[1].data, before - 0.5)
+    opt.param_groups[0]["params"] = list(opt.param_groups[0]["params"])  # the same, anew
+    opt.step()
+    assert checks == []  # the same parameters: nothing changed
+    opt.param_groups[0]["params"].append(Parameter(np.zeros(2), "extra"))
+    opt.step()
+    assert checks == [1]
 
 
 def test_course_rule_configs_are_checked_at_every_call():
