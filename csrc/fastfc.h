@@ -77,6 +77,16 @@ int fastfc_max_threads(void);
 const char *fastfc_simd_level(void);
 /* END GENERATED config.c */
 
+/* ---- row gather (gather.c) -------------------------------------------------
+ * x: (n_rows, row_len); index: (n_index,) each in [0, n_rows);
+ * out: (n_index, row_len) = x[index]. */
+/* BEGIN GENERATED from gather.c by python3 csrc/gen_kernel_decls.py: edit the definitions */
+void fastfc_gather_rows_f32(const float *x, int64_t row_len, const int64_t *index, int64_t n_index,
+                            float *out, int n_threads);
+void fastfc_gather_rows_f64(const double *x, int64_t row_len, const int64_t *index, int64_t n_index,
+                            double *out, int n_threads);
+/* END GENERATED gather.c */
+
 /* ---- affine (affine.c) ------------------------------------------------------
  * x: (n_batch, d_in), w: (d_in, d_out), b: (d_out), out: (n_batch, d_out).
  * relu != 0 fuses ReLU into the epilogue (then out is also what backward needs). */

@@ -12,6 +12,7 @@ import pytest
 
 import fastfc
 from fastfc import Solver, evaluate
+from fastfc import functional as F
 from fastfc import layers as L
 from fastfc.datasets import load_digits
 from fastfc.models import ConvNet, FullyConnectedNet, Sequential
@@ -313,6 +314,29 @@ def test_gathering_a_batch_allocates_nothing(data_dtype, model_dtype):
     assert peak < X_batch.nbytes // 10  # no temporary of the batch's size
     assert X_batch.dtype == (model_dtype or data_dtype)
     np.testing.assert_array_equal(X_batch, X[index].astype(X_batch.dtype))
+    np.testing.assert_array_equal(y_batch, y[index])
+
+
+@pytest.mark.parametrize("make_X, threaded", [
+    (lambda X: X.astype(np.float32), True),
+    (lambda X: X, True),                                   # float64
+    (lambda X: np.asfortranarray(X.astype(np.float32)), False),  # not C-contiguous
+    (lambda X: (X * 10 + 100).astype(np.uint8), False),    # raw pixels
+], ids=["float32", "float64", "fortran-order", "uint8"])
+def test_batches_of_float_data_are_gathered_by_the_threaded_kernel(monkeypatch, make_X, threaded):
+    """F.gather_rows gathers a C-contiguous float data set's batches (the README
+    says the Solver uses it); any other X still goes through np.take, without
+    a copy of the whole of X."""
+    calls = []
+    real = F.gather_rows
+    monkeypatch.setattr(F, "gather_rows", lambda *a, **k: calls.append(1) or real(*a, **k))
+    rng = np.random.default_rng(0)
+    X, y = make_X(rng.standard_normal((500, 12))), rng.integers(0, 3, 500)
+    buffers = _BatchBuffers(X, y, 64, np.float32)
+    index = rng.permutation(500)[:64]
+    X_batch, y_batch = buffers.gather(index)
+    assert bool(calls) == threaded
+    np.testing.assert_array_equal(X_batch, X[index].astype(np.float32))
     np.testing.assert_array_equal(y_batch, y[index])
 
 

@@ -332,7 +332,34 @@ static void test_conv(void) {
         }
 }
 
+static void test_gather_rows(void) {
+    /* exact-size buffers: ASan catches a row copied past either end */
+    const int64_t n_rows = 97, row_len = 131, n_index = 200; /* enough for 3 threads */
+    float *x = malloc(sizeof(float) * n_rows * row_len), *out = malloc(sizeof(float) * n_index * row_len);
+    double *xd = malloc(sizeof(double) * n_rows * row_len), *outd = malloc(sizeof(double) * n_index * row_len);
+    int64_t *index = malloc(sizeof(int64_t) * n_index);
+    for (int64_t i = 0; i < n_rows * row_len; i++) x[i] = (float)(xd[i] = (double)i);
+    for (int64_t i = 0; i < n_index; i++) index[i] = (i * 37 + 11) % n_rows; /* repeats, first and last rows */
+    index[0] = 0, index[n_index - 1] = n_rows - 1;
+    for (int threads = 1; threads <= 3; threads++) {
+        memset(out, 0, sizeof(float) * n_index * row_len);
+        memset(outd, 0, sizeof(double) * n_index * row_len);
+        fastfc_gather_rows_f32(x, row_len, index, n_index, out, threads);
+        fastfc_gather_rows_f64(xd, row_len, index, n_index, outd, threads);
+        int64_t wrong = 0;
+        for (int64_t i = 0; i < n_index; i++)
+            for (int64_t j = 0; j < row_len; j++) {
+                double want = (double)(index[i] * row_len + j);
+                wrong += out[i * row_len + j] != (float)want || outd[i * row_len + j] != want;
+            }
+        CHECK(wrong == 0, "gather_rows on %d threads: %lld wrong elements", threads, (long long)wrong);
+    }
+    fastfc_gather_rows_f32(x, row_len, index, 0, NULL, 2); /* no rows: touches nothing */
+    free(x), free(out), free(xd), free(outd), free(index);
+}
+
 int main(void) {
+    test_gather_rows();
     test_gemm();
     test_affine();
     test_activations_and_dropout();

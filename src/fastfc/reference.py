@@ -19,6 +19,17 @@ def _into(out, result):
     return out
 
 
+def gather_rows(x, index, *, out=None):
+    """x[index] along the first axis: a shuffled batch's rows of the data set.
+    index: 1-d integers, each in [0, len(x)) (negative ones are refused)."""
+    index = np.asarray(index)
+    if index.dtype.kind not in "iu" or index.ndim != 1:
+        raise TypeError(f"index must be a 1-d array of integers, got {index.dtype} {index.shape}")
+    if index.size and (index.min() < 0 or index.max() >= len(x)):
+        raise ValueError(f"index entries must lie in [0, {len(x)})")
+    return _into(out, x[index])
+
+
 def affine_forward(x, w, b, *, out=None):
     """out = x.reshape(N, D) @ w + b. Inputs x (N, d_1, ..., d_k), w (D, M), b (M,).
     Returns (out (N, M), cache (x, w, b))."""

@@ -70,6 +70,7 @@ from ._validation import check_int, check_probability, check_real
 from ._progress import progress_bar, wants_bar
 from .models import Sequential
 from .optim import SGD, Adam
+from .solver import take_rows
 
 try:
     from sklearn.utils.validation import validate_data
@@ -507,7 +508,7 @@ class _BaseMLP(BaseEstimator):
                     # Gathered copies even unshuffled: the network keeps its last
                     # input, which must not be a view holding all of X alive.
                     index = sample_idx[batch]
-                    batch_loss = trainer.step(X_train[index], target[index], self.alpha)
+                    batch_loss = trainer.step(take_rows(X_train, index), target[index], self.alpha)
                     accumulated_loss += batch_loss * (batch.stop - batch.start)
                 self.n_iter_ += 1
                 self.loss_ = accumulated_loss / n_samples

@@ -72,6 +72,23 @@ def evaluate(model, X, y, batch_size=100):
     return total_loss / len(X), correct / len(X)
 
 
+def take_rows(X, index, out=None):
+    """The rows index (valid indices, e.g. part of a permutation) of X, into
+    out when given (a new array otherwise). A C-contiguous float32/float64 X
+    goes through F.gather_rows, whose threads wait on the scattered rows'
+    memory together (twice np.take's speed at batch 64 of 784 floats, 2
+    threads); any other X through np.take, which copies nothing else. Its
+    mode "clip" because the default "raise" first copies into a temporary of
+    the batch's size (so that a bad index leaves out untouched)."""
+    if (X.dtype in _GATHER_DTYPES and X.flags.c_contiguous and X.flags.aligned and X.ndim
+            and X.dtype.isnative):
+        return F.gather_rows(X, index, out=out)
+    return np.take(X, index, axis=0, out=out, mode="clip")
+
+
+_GATHER_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 class _BatchBuffers:
     """Buffers for the training batches, allocated once per training run.
 
@@ -95,15 +112,12 @@ class _BatchBuffers:
         """The rows index (valid indices, e.g. part of a permutation) of X and y.
 
         Returns views (X_batch (len(index), ...), y_batch (len(index),)) of
-        the buffers, overwritten by the next gather. Allocates nothing:
-        np.take runs in mode "clip" because its default mode "raise" first
-        copies into a temporary of the batch's size (so that a bad index
-        leaves out untouched).
+        the buffers, overwritten by the next gather. Allocates nothing.
         """
         rows = len(index)
         X_batch, y_batch = self.gathered[:rows], self.labels[:rows]
-        np.take(self.X, index, axis=0, out=X_batch, mode="clip")
-        np.take(self.y, index, axis=0, out=y_batch, mode="clip")
+        take_rows(self.X, index, out=X_batch)
+        take_rows(self.y, index, out=y_batch)
         if self.cast is not self.gathered:
             X_batch = self.cast[:rows]
             np.copyto(X_batch, self.gathered[:rows], casting="unsafe")  # as astype would

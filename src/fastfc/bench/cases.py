@@ -426,6 +426,38 @@ def train_step_case(name, net, batch):
 
 # ---------------------------------------------------------------- a whole epoch
 
+def gather_rows_case(n_rows, d, batch, quick_rows):
+    """The epoch's gather: one shuffled batch of rows of an (n_rows, d) data set
+    larger than the caches, the next batch of one permutation at each call
+    (so no call finds its rows cached). fastfc: gather_rows into a kept
+    buffer (as its Solver); the reference: x[index], a new array per batch (as
+    the reference loop); torch: index_select into a kept tensor."""
+    def build(setup):
+        rows = quick_rows if setup.quick else n_rows
+        X = setup.rng.random((rows, d), dtype=np.float32).astype(setup.dtype, copy=False)
+        order = setup.rng.permutation(rows - rows % batch).reshape(-1, batch)
+
+        def batches():
+            """An endless stream of the permutation's batches; each side its own."""
+            while True:
+                yield from order
+
+        def kept_buffer(gather):
+            stream, out = batches(), np.empty((batch, d), setup.dtype)
+            return lambda: (gather(next(stream), out),)
+        calls = {"fastfc": kept_buffer(lambda index, out: F.gather_rows(X, index, out=out)),
+                 "reference": (lambda stream: lambda: (R.gather_rows(X, next(stream)),))(batches())}
+        if setup.torch:
+            torch = setup.torch
+            Xt, stream = torch.from_numpy(X), batches()
+            out = torch.empty((batch, d), dtype=Xt.dtype)
+            calls["torch"] = lambda: (torch.index_select(Xt, 0, torch.from_numpy(next(stream)),
+                                                         out=out).numpy(),)
+        return Contenders(calls)
+    return Case("gather rows", f"b{batch} of {n_rows}x{d} ({quick_rows} quick)", build,
+                family="gather")
+
+
 def synthetic_classification(n, d, classes, dtype, seed=0):
     """n samples of d features in [0, 1) labelled by a random linear teacher, so
     that training has something to learn. Returns X (n, d), y (n,) int64."""
@@ -440,7 +472,7 @@ def epoch_contenders(setup, n, dims=(784, 100, 10), batch=64, seed=0, sides=SIDE
     """One epoch of a training loop per side, each as a user would write it:
     shuffle (each side's own generator, seeded alike, so all see the same
     batches), gather the batch, then the training step of the network.
-    fastfc gathers into buffers allocated once (np.take(..., out=), as the Solver); the
+    fastfc gathers into buffers allocated once (F.gather_rows, as the Solver); the
     reference indexes with the permutation (a new array per batch); torch
     indexes its tensor view of the data. Each call returns the mean loss.
     sides: which sides to build (torch only when setup has it)."""
@@ -455,9 +487,8 @@ def epoch_contenders(setup, n, dims=(784, 100, 10), batch=64, seed=0, sides=SIDE
         for start in range(0, n, batch):
             index = order[start:start + batch]
             xb, yb = X_batch[:len(index)], y_batch[:len(index)]
-            # mode="clip": the default "raise" gathers into a temporary first
-            np.take(X, index, axis=0, out=xb, mode="clip")
-            np.take(y, index, out=yb, mode="clip")
+            F.gather_rows(X, index, out=xb)
+            np.take(y, index, out=yb, mode="clip")  # "clip": "raise" gathers into a temporary first
             total += nets["fastfc"].step(xb, yb) * len(index)
         return total / n
 
@@ -518,6 +549,7 @@ CASES = [
     *(optimizer_case(rule, [(OPTIMIZER_SIZE[0],)], OPTIMIZER_SIZE[1]) for rule in OPTIMIZER_RULES if rule != "adam"),
     optimizer_case("adam", ADAM_MLP_SHAPES, "MLP 784-512-512-10"),
     *(train_step_case(*network) for network in TRAIN_STEP_NETWORKS),
+    gather_rows_case(EPOCH_SAMPLES, 784, 64, QUICK_EPOCH_SAMPLES),
     epoch_case(),
 ]
 
