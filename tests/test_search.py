@@ -63,6 +63,7 @@ def test_a_search_where_every_trial_diverges_says_so():
 
 # ---------------------------------------------------------------- executor_search
 
+import concurrent.futures
 import json
 import os
 import signal
@@ -276,6 +277,31 @@ def test_ctrl_c_cancels_pending_trials_and_keeps_the_finished_ones(tmp_path):
     finished = json.loads(out.strip().splitlines()[-1])
     assert 2 <= finished < 200
     assert len(log.read_text().splitlines()) == 1 + finished
+
+
+def test_a_ctrl_c_arriving_inside_concurrent_futures_is_raised_outside_it(monkeypatch):
+    """concurrent.futures.wait takes every pending future's lock in turn: a
+    KeyboardInterrupt raised in there (a Ctrl-C at that moment) left one held,
+    and the pool's shutdown then hung forever (1 in 12 runs of `fastfc search
+    --jobs 2` and Ctrl-C). The search holds a Ctrl-C back until the library
+    call returned, then cancels as usual."""
+    real_wait, waits = concurrent.futures.wait, []
+
+    def wait_hit_by_ctrl_c(*args, **kwargs):
+        waits.append("entered")
+        if len(waits) == 3:
+            signal.raise_signal(signal.SIGINT)  # the handler runs here, inside the call
+        result = real_wait(*args, **kwargs)
+        waits[-1] = "returned"
+        return result
+    monkeypatch.setattr(concurrent.futures, "wait", wait_hit_by_ctrl_c)
+    started = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        with pytest.raises(SearchInterrupted):
+            executor_search(search_trials.curve_trial, {"sleep": 0.05}, {"lr": LogUniform(1e-4, 1e-1)},
+                            trials=50, seed=0, executor=pool)
+    assert waits[2] == "returned" and len(waits) == 3  # raised after the call, before another
+    assert time.monotonic() - started < 10
 
 
 def test_bad_workers_are_refused_clearly(monkeypatch):

@@ -626,6 +626,10 @@ def _takes_state(trial):
         return False
 
 
+# Seconds a Ctrl-C may wait while the search waits on its trials.
+CTRL_C_LATENCY = 0.25
+
+
 @contextlib.contextmanager
 def _ctrl_c_deferred():
     """A Ctrl-C arriving inside the block is raised when it ends (in the main
@@ -680,9 +684,15 @@ class _Runner:
                 queue.append((number, spec))
         queue.reverse()
         while queue or self.pending:
-            while queue and len(self.pending) < self.max_pending:
-                self._submit(*queue.pop(), seed)
-            done, _ = concurrent.futures.wait(self.pending, return_when=concurrent.futures.FIRST_COMPLETED)
+            # A Ctrl-C raised inside concurrent.futures can leave a future's
+            # lock held (wait() takes every pending future's lock in turn), and
+            # then the pool's shutdown waits forever on it: it is held back
+            # here and raised between the calls, at most CTRL_C_LATENCY later.
+            with _ctrl_c_deferred():
+                while queue and len(self.pending) < self.max_pending:
+                    self._submit(*queue.pop(), seed)
+                done, _ = concurrent.futures.wait(self.pending, timeout=CTRL_C_LATENCY,
+                                                  return_when=concurrent.futures.FIRST_COMPLETED)
             for future in done:
                 if future not in self.pending:
                     continue  # resubmitted after a restart
