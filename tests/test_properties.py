@@ -108,6 +108,21 @@ def check_all(got, want, dtype, names, magnitudes=None):
             assert np.all(excess <= 0), (name, float(excess.max()), np.argmax(excess))
 
 
+# ---- row gather ----------------------------------------------------------------
+
+@PROPERTY
+@given(cases(st.lists(sizes, min_size=1, max_size=4).map(tuple)), st.integers(0, 40))
+def test_gather_rows_matches_reference_exactly(case, n_index):
+    shape, dtype, rng, layout, nt = case
+    x = normal(rng, shape, dtype)
+    index = rng.integers(0, shape[0], n_index)
+    with num_threads(nt):
+        got = F.gather_rows(relayout(x, layout), index)
+    want = R.gather_rows(x, index)
+    assert got.dtype == dtype and got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+
+
 # ---- affine ------------------------------------------------------------------
 
 affine_shapes = st.tuples(sizes, st.lists(sizes, min_size=1, max_size=3), sizes)
