@@ -9,6 +9,7 @@
  *   fastfc_affine_forward_f32, fastfc_affine_forward_f64
  *   fastfc_affine_backward_f32, fastfc_affine_backward_f64 */
 #ifndef REAL
+#include <stdlib.h>
 #include "fastfc.h"
 #include "internal.h"
 
@@ -36,6 +37,53 @@ static void SFX(affine_rows)(const REAL *x, const REAL *w, const REAL *b, REAL *
     }
 }
 
+/* A batch too short to give each thread a full row piece (under 48 rows)
+ * and a long d_in (a first layer at batch 64: 64 x 784 -> 100): the BLAS
+ * runs 32-row pieces at 67 GFLOP/s here and the whole 64 rows over half of
+ * K at 81 (benchmarks/README.md), so the threads split K instead. Thread t
+ * multiplies its block of x's columns by the same rows of w, thread 0 over
+ * the bias in out, the others into partial ((nt - 1) x n_batch x d_out);
+ * then each thread adds the partial products to its block of out in thread
+ * order (the same sums for a thread count) and applies ReLU there. Returns
+ * -1 without touching out when partial cannot be allocated. */
+static int SFX(affine_forward_split_k)(const REAL *x, const REAL *w, const REAL *b, REAL *out,
+                                       int64_t n_batch, int64_t d_in, int64_t d_out, int relu,
+                                       const fastfc_blas *blas, int nt) {
+    const int64_t size = n_batch * d_out;
+    REAL *partial = malloc((size_t)(nt - 1) * (size_t)size * sizeof(REAL));
+    if (!partial) return -1;
+#pragma omp parallel num_threads(nt)
+    {
+        const int team = FASTFC_TEAM_SIZE(), t = FASTFC_THREAD_ID();
+        int64_t k0, k1;
+        fastfc_block(d_in, team, t, 16, &k0, &k1);
+        REAL *dst = t == 0 ? out : partial + (t - 1) * size;
+        if (t == 0)
+            for (int64_t i = 0; i < n_batch; i++)
+                memcpy(out + i * d_out, b, (size_t)d_out * sizeof(REAL));
+        if (k1 > k0)
+            fastfc_gemm_real(blas, 1, 'N', 'N', n_batch, d_out, k1 - k0, (REAL)1, x + k0, d_in,
+                             w + k0 * d_out, d_out, t == 0 ? (REAL)1 : (REAL)0, dst, d_out);
+        else if (t > 0)
+            memset(dst, 0, (size_t)size * sizeof(REAL));
+#pragma omp barrier
+        int64_t lo, hi;
+        fastfc_block(size, team, t, 16, &lo, &hi);
+        for (int64_t p = 0; p < team - 1; p++) {
+            const REAL *restrict add = partial + p * size;
+            REAL *restrict sum = out;
+#pragma omp simd
+            for (int64_t i = lo; i < hi; i++) sum[i] += add[i];
+        }
+        if (relu) {
+#pragma omp simd
+            for (int64_t i = lo; i < hi; i++) out[i] = out[i] < 0 ? (REAL)0 : out[i];
+        }
+    }
+    free(partial);
+    return 0;
+}
+
 void SFX(fastfc_affine_forward)(const REAL *x, const REAL *w, const REAL *b, REAL *out,
                                 int64_t n_batch, int64_t d_in, int64_t d_out, int relu,
                                 const fastfc_blas *blas, int n_threads) {
@@ -45,6 +93,9 @@ void SFX(fastfc_affine_forward)(const REAL *x, const REAL *w, const REAL *b, REA
     if (fastfc_packed_gemm_wins(sizeof(REAL), 'N', (n_batch + nt - 1) / nt, d_out, d_in)
         && SFX(fastfc_packed_gemm)(nt, 'N', 'N', n_batch, d_out, d_in, (REAL)1, x, d_in, w, d_out,
                                    (REAL)0, out, d_out, b, relu) == 0)
+        return;
+    if (nt > 1 && n_batch / nt < 48 && d_in >= 256 * (int64_t)nt
+        && SFX(affine_forward_split_k)(x, w, b, out, n_batch, d_in, d_out, relu, blas, nt) == 0)
         return;
     /* Each thread owns a block of batch rows: its bias fill, its single-threaded
      * GEMM and its ReLU touch the same rows, which stay in its cache. */

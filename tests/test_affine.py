@@ -106,6 +106,28 @@ def test_thread_counts_agree(rng, forward, backward):
         np.testing.assert_array_equal(other[3], results[0][3])
 
 
+@pytest.mark.parametrize("forward", ["affine_forward", "affine_relu_forward"])
+@pytest.mark.parametrize("n_batch, d_in, threads", [(64, 784, 2), (64, 784, 3), (40, 1037, 4), (90, 600, 2)])
+def test_a_short_batch_over_a_long_input_splits_k_across_threads(rng, dtype, tol, forward, n_batch,
+                                                                  d_in, threads):
+    """Fewer than 48 rows per thread and at least 256 inputs per thread: the
+    forward's threads split d_in and add their partial products (a first
+    layer at batch 64); 90 rows on 2 threads stay split by rows. Against the
+    reference, with a NaN and an infinity in the batch, and the same bits on
+    every call with one thread count."""
+    x, w, b = make_inputs(rng, (n_batch, d_in), 100, dtype)
+    x[3, 5], x[7, :] = np.nan, 0
+    b[2] = np.inf
+    want, _ = getattr(R, forward)(x, w, b)
+    with num_threads(threads):
+        out, _ = getattr(F, forward)(x, w, b)
+        again, _ = getattr(F, forward)(x, w, b)
+    np.testing.assert_array_equal(out, again)
+    assert np.isnan(out[3]).all() and np.isposinf(np.delete(out, 3, axis=0)[:, 2]).all()
+    finite = np.isfinite(want)
+    assert_close(out[finite], want[finite], tol)
+
+
 def test_nan_and_inf_propagate():
     x = np.array([[np.nan, 1.0], [np.inf, 0.0]], dtype=np.float32)
     w = np.ones((2, 2), np.float32)

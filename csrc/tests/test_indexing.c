@@ -266,26 +266,62 @@ static void test_gemm_offsets(void) {
             }
 }
 
-/* affine forward/backward with x (32, 2^28) and w (2^28, 16): rows of x start
- * at multiples of 2^31 elements, dw and dx span 2^32 and 2^33. Only the small
- * arrays (b, out, dout, db) are real. */
+/* The recorded calls of a forward split over K (affine_forward_split_k):
+ * each multiplies all rows of x's columns [k0, k0 + k) (A at x + k0) by
+ * w's rows [k0, k0 + k) (B at w + k0 * d_out, past 2^32 elements here), the
+ * blocks tile [0, d_in), and exactly the block at k0 = 0 writes out. */
+static void check_split_k(const product *p, const char *what) {
+    int64_t starts[MAX_CALLS][2], n_blocks = 0;
+    int ok = n_calls <= MAX_CALLS && n_calls > 1, into_out = 0;
+    for (int i = 0; ok && i < n_calls; i++) {
+        const gemm_call *r = &calls[i];
+        int64_t k0 = (r->b - p->a) / p->elem; /* the column-major call swaps A and B */
+        ok &= r->m == p->n && r->n == p->m && r->lda == p->ldb && r->ldb == p->lda;
+        ok &= (r->a - p->b) / p->elem == k0 * p->ldb;
+        if (r->c == p->c) into_out++, ok &= k0 == 0;
+        starts[n_blocks][0] = k0, starts[n_blocks][1] = r->k;
+        n_blocks++;
+    }
+    qsort(starts, (size_t)n_blocks, sizeof starts[0], cmp_int64);
+    int64_t next = 0;
+    for (int64_t i = 0; i < n_blocks; i++) {
+        ok &= starts[i][0] == next;
+        next = starts[i][0] + starts[i][1];
+    }
+    ok &= into_out == 1 && next == p->k;
+    CHECK(ok, "%s: %lld blocks, pointers or tiling wrong", what, (long long)n_blocks);
+}
+
+/* affine forward/backward with x (32 or 96, 2^28) and w (2^28, 16): rows of x
+ * start at multiples of 2^31 elements, dw and dx span 2^32 and 2^33. Only the
+ * small arrays (b, out, dout, db) are real. 32 rows on 4 threads split K (8
+ * rows a thread is too few), 96 on 2 split the rows. */
 static void test_affine_offsets(void) {
     const int64_t n_batch = 32, d_in = (int64_t)1 << 28, d_out = 16;
-    float b[16], out[32 * 16], dout[32 * 16], db[16];
+    float b[16], out[96 * 16], dout[32 * 16], db[16];
     for (int j = 0; j < 16; j++) b[j] = -1.0f - (float)j;
     for (int i = 0; i < 32 * 16; i++) dout[i] = (float)(i % 7);
     const float *x = (const float *)reserved, *w = (const float *)reserved;
-    for (int relu = 0; relu < 2; relu++) {
-        n_calls = 0;
-        fastfc_affine_forward_f32(x, w, b, out, n_batch, d_in, d_out, relu, &RECORDING, 4);
-        product fwd = {'N', 'N', n_batch, d_out, d_in, d_in, d_out, d_out,
-                       (const char *)x, (const char *)w, (const char *)out, 4};
-        check_split(&fwd, relu ? "affine_forward (relu)" : "affine_forward");
-        int epilogue = 1; /* bias filled, GEMM recorded only, then ReLU */
-        for (int i = 0; i < 32 * 16; i++)
-            epilogue &= out[i] == (relu ? 0.0f : b[i % 16]);
-        CHECK(epilogue, "affine_forward bias/ReLU epilogue");
-    }
+    for (int rows = 32; rows <= 96; rows += 64)
+        for (int relu = 0; relu < 2; relu++) {
+            n_calls = 0;
+            fastfc_affine_forward_f32(x, w, b, out, rows, d_in, d_out, relu, &RECORDING,
+                                      rows == 32 ? 4 : 2);
+            product fwd = {'N', 'N', rows, d_out, d_in, d_in, d_out, d_out,
+                           (const char *)x, (const char *)w, (const char *)out, 4};
+            char what[64];
+            snprintf(what, sizeof what, "affine_forward%s, %d rows", relu ? " (relu)" : "", rows);
+            if (rows == 32)
+                check_split_k(&fwd, what);
+            else
+                check_split(&fwd, what);
+            if (rows == 32) continue; /* (its partial products are never written here) */
+            /* bias filled, GEMM recorded only, then ReLU */
+            int epilogue = 1;
+            for (int i = 0; i < rows * 16; i++)
+                epilogue &= out[i] == (relu ? 0.0f : b[i % 16]);
+            CHECK(epilogue, "%s: bias/ReLU epilogue", what);
+        }
     n_calls = 0;
     float *dw = (float *)reserved, *dx = (float *)reserved;
     fastfc_affine_backward_f32(dout, x, w, NULL, NULL, dx, dw, db, n_batch, d_in, d_out, &RECORDING, 4);

@@ -332,6 +332,30 @@ static void test_conv(void) {
         }
 }
 
+static void test_affine_forward_split_k(void) {
+    /* few rows, long K: the threads split K (affine_forward_split_k); 803 is
+     * no multiple of the 16-element K blocks, and exact-size buffers let ASan
+     * catch a partial product written past its end */
+    unsigned st = 5;
+    const int64_t nb = 40, di = 803, dout_ = 100;
+    double *x = random_array(nb * di, &st), *w = random_array(di * dout_, &st), *b = random_array(dout_, &st);
+    double *out = malloc(sizeof(double) * nb * dout_), *want = malloc(sizeof(double) * nb * dout_);
+    for (int relu = 0; relu <= 1; relu++) {
+        for (int64_t i = 0; i < nb; i++)
+            for (int64_t j = 0; j < dout_; j++) {
+                double s = b[j];
+                for (int64_t p = 0; p < di; p++) s += x[i * di + p] * w[p * dout_ + j];
+                want[i * dout_ + j] = relu && s < 0 ? 0 : s;
+            }
+        for (int threads = 2; threads <= 3; threads++) {
+            fastfc_affine_forward_f64(x, w, b, out, nb, di, dout_, relu, &BLAS, threads);
+            CHECK(max_abs_diff(out, want, nb * dout_) < 1e-11, "affine forward split over K, relu=%d, %d threads",
+                  relu, threads);
+        }
+    }
+    free(x), free(w), free(b), free(out), free(want);
+}
+
 static void test_gather_rows(void) {
     /* exact-size buffers: ASan catches a row copied past either end */
     const int64_t n_rows = 97, row_len = 131, n_index = 200; /* enough for 3 threads */
@@ -362,6 +386,7 @@ int main(void) {
     test_gather_rows();
     test_gemm();
     test_affine();
+    test_affine_forward_split_k();
     test_activations_and_dropout();
     test_losses();
     test_pool_entry_point();
