@@ -285,8 +285,11 @@ cdef int _gemms_run(void (*gemm)(const fastfc_blas *, int, char, char, int64_t, 
 def affine_gemms_only(x, w, dout):
     """The three GEMMs of an affine layer's forward and backward pass and
     nothing else: out = x @ w, dw = x^T dout, dx = dout w^T, through the same
-    BLAS and the same thread split as the kernels. The benchmarks time it as
-    the ceiling of affine_forward + affine_backward (not part of the API).
+    BLAS and fastfc_gemm's thread split (the kernels' split, except that the
+    forward of a batch under 48 rows a thread over a long input splits K,
+    csrc/affine.c). The benchmarks time it as the ceiling of affine_forward +
+    affine_backward (not part of the API); at such shapes the kernels can
+    beat it.
 
     Inputs: x (N, D), w (D, M), dout (N, M), all float32 or all float64, C-contiguous.
     Returns (out, dx, dw).
