@@ -189,6 +189,18 @@ static int cmp_int64(const void *x, const void *y) {
     return (a > b) - (a < b);
 }
 
+/* Sorts the (start, count) blocks by start; the end of [0, end) when they
+ * tile it without gaps or overlaps, else -1. */
+static int64_t tiled_end(int64_t (*starts)[2], int64_t n_blocks) {
+    qsort(starts, (size_t)n_blocks, sizeof starts[0], cmp_int64);
+    int64_t next = 0;
+    for (int64_t i = 0; i < n_blocks; i++) {
+        if (starts[i][0] != next) return -1;
+        next = starts[i][0] + starts[i][1];
+    }
+    return next;
+}
+
 /* The recorded calls (all of them p's) must split p's C into row blocks (or
  * column blocks) that tile it, each call's A, B and C at exactly the block's
  * first row (column) times its leading dimension. */
@@ -218,12 +230,7 @@ static void check_split(const product *p, const char *what) {
         }
         n_blocks++;
     }
-    qsort(starts, (size_t)n_blocks, sizeof starts[0], cmp_int64);
-    int64_t next = 0;
-    for (int64_t i = 0; i < n_blocks; i++) {
-        ok &= starts[i][0] == next;
-        next = starts[i][0] + starts[i][1];
-    }
+    int64_t next = tiled_end(starts, n_blocks);
     ok &= n_blocks > 0 && next == (rows ? p->m : p->n);
     CHECK(ok, "%s: %lld blocks, pointers or tiling wrong", what, (long long)n_blocks);
 }
@@ -282,12 +289,7 @@ static void check_split_k(const product *p, const char *what) {
         starts[n_blocks][0] = k0, starts[n_blocks][1] = r->k;
         n_blocks++;
     }
-    qsort(starts, (size_t)n_blocks, sizeof starts[0], cmp_int64);
-    int64_t next = 0;
-    for (int64_t i = 0; i < n_blocks; i++) {
-        ok &= starts[i][0] == next;
-        next = starts[i][0] + starts[i][1];
-    }
+    int64_t next = tiled_end(starts, n_blocks);
     ok &= into_out == 1 && next == p->k;
     CHECK(ok, "%s: %lld blocks, pointers or tiling wrong", what, (long long)n_blocks);
 }
