@@ -32,6 +32,8 @@
 #define OPTIM_MIN_PER_THREAD (FASTFC_MIN_PER_THREAD / 2)
 /* Elements per block handed out to the team (a multiple of the SIMD width). */
 #define OPTIM_BLOCK ((int64_t)16384)
+/* The most threads one update uses (the size of its table of shares). */
+#define OPTIM_MAX_TEAM 256
 
 /* Updates elements [off, off + len) of one tensor. */
 typedef void (*optim_part_fn)(const void *config, const fastfc_optim_tensor *t, int64_t off,
@@ -52,24 +54,43 @@ static void optim_parts_in(optim_part_fn part, const void *config,
     }
 }
 
-/* Blocks of the index space are handed out on demand: each element's update
- * is the same whoever computes it, and on shared cores a thread the OS
- * preempts then holds up one block rather than half the work. */
+/* Each thread owns a near-equal share of the index space, as the other
+ * kernels split their rows (a layer's weight gradient, and its weights in a
+ * forward split over K, were computed by the same core, whose cache holds
+ * them), and updates it block by block; a thread done with its share takes
+ * the remaining blocks of the others'. Each element's update is the same
+ * whoever computes it, and on shared cores a thread the OS preempts then
+ * holds up one block rather than its whole share. */
 static void optim_run(optim_part_fn part, const void *config, const fastfc_optim_tensor *tensors,
                       int64_t n_tensors, int n_threads) {
     int64_t total = 0;
     for (int64_t k = 0; k < n_tensors; k++) total += tensors[k].n;
     int team = fastfc_team(n_threads, total, OPTIM_MIN_PER_THREAD);
+    if (team > OPTIM_MAX_TEAM) team = OPTIM_MAX_TEAM;
     if (team == 1) {
         optim_parts_in(part, config, tensors, n_tensors, 0, total);
         return;
     }
-    const int64_t n_blocks = (total + OPTIM_BLOCK - 1) / OPTIM_BLOCK;
-#pragma omp parallel for num_threads(team) schedule(dynamic, 1)
-    for (int64_t b = 0; b < n_blocks; b++) {
-        int64_t lo = b * OPTIM_BLOCK;
-        int64_t hi = lo + OPTIM_BLOCK < total ? lo + OPTIM_BLOCK : total;
-        optim_parts_in(part, config, tensors, n_tensors, lo, hi);
+    /* next[t]: the first unclaimed block of thread t's share, a cache line each */
+    struct { int64_t block; char pad[56]; } next[OPTIM_MAX_TEAM];
+    for (int t = 0; t < team; t++) next[t].block = 0; /* here: no barrier a preempted thread holds up */
+#pragma omp parallel num_threads(team)
+    {
+        const int size = FASTFC_TEAM_SIZE(), t = FASTFC_THREAD_ID();
+        for (int k = 0; k < size; k++) { /* its own share first, then the others' */
+            const int owner = (t + k) % size;
+            int64_t lo, hi;
+            fastfc_block(total, size, owner, 16, &lo, &hi);
+            for (;;) {
+                int64_t b;
+#pragma omp atomic capture
+                b = next[owner].block++;
+                int64_t start = lo + b * OPTIM_BLOCK;
+                if (start >= hi) break;
+                optim_parts_in(part, config, tensors, n_tensors, start,
+                               start + OPTIM_BLOCK < hi ? start + OPTIM_BLOCK : hi);
+            }
+        }
     }
 }
 
