@@ -103,7 +103,11 @@ def make_step(contender, net, batch, samples, seed=0):
             index = order[start:start + batch]
             total += step(*gather(x, y, index)) * len(index)
         return total / samples
-    gather = GATHERS.get(contender, lambda x_, y_, index: (x_[index], y_[index]))
+    if contender in GATHERS:
+        gather = GATHERS[contender]()
+    else:
+        def gather(x_, y_, index):
+            return x_[index], y_[index]
     return epoch
 
 
@@ -208,10 +212,10 @@ STEP_MAKERS = {"fastfc": numpy_step("fastfc"), "reference": numpy_step("referenc
 
 def fastfc_gather():
     """fastfc's epoch gathers into buffers made once (as its Solver does)."""
+    from fastfc.functional import gather_rows  # only in fastfc's process
     buffers = {}
 
     def gather(x, y, index):
-        from fastfc.functional import gather_rows  # only in fastfc's process
         n = len(index)
         if n not in buffers:
             buffers[n] = (np.empty((n, x.shape[1]), x.dtype), np.empty(n, y.dtype))
@@ -222,7 +226,8 @@ def fastfc_gather():
     return gather
 
 
-GATHERS = {"fastfc": fastfc_gather()}
+# contender -> a function making its gather (called in that contender's process only)
+GATHERS = {"fastfc": fastfc_gather}
 
 
 # ------------------------------------------------------------------ the worker process

@@ -17,24 +17,30 @@
 #include "instantiate.h"
 #else
 
-/* out rows [lo, hi): bias, then GEMM with beta = 1, then ReLU, block by block. */
-static void SFX(affine_rows)(const REAL *x, const REAL *w, const REAL *b, REAL *out,
-                             int64_t lo, int64_t hi, int64_t d_in, int64_t d_out, int relu,
-                             const fastfc_blas *blas) {
-    if (hi <= lo) return;
+/* out rows [lo, hi) = b, each row (out: (n_batch, d_out), b: (d_out)). */
+static void SFX(fill_bias_rows)(const REAL *b, REAL *out, int64_t lo, int64_t hi, int64_t d_out) {
     for (int64_t i = lo; i < hi; i++) {
         REAL *restrict row = out + i * d_out;
 #pragma omp simd
         for (int64_t j = 0; j < d_out; j++) row[j] = b[j];
     }
+}
+
+/* a[0:n] = max(a, 0), NaN kept (as relu_forward). */
+static void SFX(relu_in_place)(REAL *restrict a, int64_t n) {
+#pragma omp simd
+    for (int64_t t = 0; t < n; t++) a[t] = a[t] < 0 ? (REAL)0 : a[t];
+}
+
+/* out rows [lo, hi): bias, then GEMM with beta = 1, then ReLU, block by block. */
+static void SFX(affine_rows)(const REAL *x, const REAL *w, const REAL *b, REAL *out,
+                             int64_t lo, int64_t hi, int64_t d_in, int64_t d_out, int relu,
+                             const fastfc_blas *blas) {
+    if (hi <= lo) return;
+    SFX(fill_bias_rows)(b, out, lo, hi, d_out);
     fastfc_gemm_real(blas, 1, 'N', 'N', hi - lo, d_out, d_in, (REAL)1, x + lo * d_in, d_in, w,
                      d_out, (REAL)1, out + lo * d_out, d_out);
-    if (relu) {
-        REAL *restrict blk = out + lo * d_out;
-        int64_t n = (hi - lo) * d_out;
-#pragma omp simd
-        for (int64_t t = 0; t < n; t++) blk[t] = blk[t] < 0 ? (REAL)0 : blk[t];
-    }
+    if (relu) SFX(relu_in_place)(out + lo * d_out, (hi - lo) * d_out);
 }
 
 /* A batch too short to give each thread a full row piece (under 48 rows)
@@ -58,9 +64,7 @@ static int SFX(affine_forward_split_k)(const REAL *x, const REAL *w, const REAL 
         int64_t k0, k1;
         fastfc_block(d_in, team, t, 16, &k0, &k1);
         REAL *dst = t == 0 ? out : partial + (t - 1) * size;
-        if (t == 0)
-            for (int64_t i = 0; i < n_batch; i++)
-                memcpy(out + i * d_out, b, (size_t)d_out * sizeof(REAL));
+        if (t == 0) SFX(fill_bias_rows)(b, out, 0, n_batch, d_out);
         if (k1 > k0)
             fastfc_gemm_real(blas, 1, 'N', 'N', n_batch, d_out, k1 - k0, (REAL)1, x + k0, d_in,
                              w + k0 * d_out, d_out, t == 0 ? (REAL)1 : (REAL)0, dst, d_out);
@@ -75,10 +79,7 @@ static int SFX(affine_forward_split_k)(const REAL *x, const REAL *w, const REAL 
 #pragma omp simd
             for (int64_t i = lo; i < hi; i++) sum[i] += add[i];
         }
-        if (relu) {
-#pragma omp simd
-            for (int64_t i = lo; i < hi; i++) out[i] = out[i] < 0 ? (REAL)0 : out[i];
-        }
+        if (relu && hi > lo) SFX(relu_in_place)(out + lo, hi - lo);
     }
     free(partial);
     return 0;

@@ -23,8 +23,10 @@ def gather_rows(x, index, *, out=None):
     """x[index] along the first axis: a shuffled batch's rows of the data set.
     index: 1-d integers, each in [0, len(x)) (negative ones are refused)."""
     index = np.asarray(index)
-    if index.dtype.kind not in "iu" or index.ndim != 1:
-        raise TypeError(f"index must be a 1-d array of integers, got {index.dtype} {index.shape}")
+    if index.dtype.kind not in "iu":
+        raise TypeError(f"index must be an array of integers, got dtype {index.dtype}")
+    if index.ndim != 1:
+        raise ValueError(f"index must be 1-d, got shape {index.shape}")
     if index.size and (index.min() < 0 or index.max() >= len(x)):
         raise ValueError(f"index entries must lie in [0, {len(x)})")
     return _into(out, x[index])

@@ -442,17 +442,16 @@ def gather_rows_case(n_rows, d, batch, quick_rows):
             while True:
                 yield from order
 
-        def kept_buffer(gather):
-            stream, out = batches(), np.empty((batch, d), setup.dtype)
-            return lambda: (gather(next(stream), out),)
-        calls = {"fastfc": kept_buffer(lambda index, out: F.gather_rows(X, index, out=out)),
-                 "reference": (lambda stream: lambda: (R.gather_rows(X, next(stream)),))(batches())}
+        fastfc_stream, reference_stream = batches(), batches()
+        out = np.empty((batch, d), setup.dtype)
+        calls = {"fastfc": lambda: (F.gather_rows(X, next(fastfc_stream), out=out),),
+                 "reference": lambda: (R.gather_rows(X, next(reference_stream)),)}
         if setup.torch:
             torch = setup.torch
-            Xt, stream = torch.from_numpy(X), batches()
-            out = torch.empty((batch, d), dtype=Xt.dtype)
-            calls["torch"] = lambda: (torch.index_select(Xt, 0, torch.from_numpy(next(stream)),
-                                                         out=out).numpy(),)
+            Xt, torch_stream = torch.from_numpy(X), batches()
+            out_t = torch.empty((batch, d), dtype=Xt.dtype)
+            calls["torch"] = lambda: (torch.index_select(
+                Xt, 0, torch.from_numpy(next(torch_stream)), out=out_t).numpy(),)
         return Contenders(calls)
     return Case("gather rows", f"b{batch} of {n_rows}x{d} ({quick_rows} quick)", build,
                 family="gather")
