@@ -87,7 +87,7 @@ def net_input_hw(name):
 def thread_piece(dims, threads):
     """The product one of threads computes under fastfc_gemm's split (csrc/gemm.c)."""
     m, n, k, ta, tb = dims
-    if threads <= 1 or 2 * m * n * k < threads * (1 << 21):
+    if threads <= 1 or 2 * m * n * k < threads * (1 << 20):  # FASTFC_GEMM_MIN_FLOPS_PER_THREAD
         return None
     if m >= n or m >= 32 * threads:
         return (-(-m // threads), n, k, ta, tb)

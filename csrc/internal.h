@@ -117,7 +117,11 @@ static inline float fastfc_exp_nonpositive_f32(float x) {
     return x < -87.0f ? 0.0f : y;
 }
 
-/* Below this many flops per thread a GEMM split costs more than it saves. */
-#define FASTFC_GEMM_MIN_FLOPS_PER_THREAD ((int64_t)1 << 21)
+/* Below this many flops per thread a GEMM split costs more than it saves.
+ * 2^20 (about 12 us of one core's work here): at 2^21 the products of a small
+ * network (digits' 200 x 64 -> 100 at 2.6 MFLOP) ran on one thread; split, its
+ * forward took 20 us instead of 34 and its backward 35 instead of 43; at 2^18
+ * a 64 x 64 -> 100 backward got slower (benchmarks/README.md). */
+#define FASTFC_GEMM_MIN_FLOPS_PER_THREAD ((int64_t)1 << 20)
 
 #endif /* FASTFC_INTERNAL_H */
