@@ -235,6 +235,24 @@ def test_pickle_keeps_predictions_and_optimizer_state(iris):
     assert not any(isinstance(value, _Trainer) for value in model.__getstate__().values())
 
 
+def test_pickle_from_before_the_epsilon_variant_resumes_alike(iris):
+    """fastfc once kept Adam's per-step rescaled eps in the optimizer's groups;
+    a model pickled then resumes with its epsilon, not the stale value."""
+    X, y = iris
+    model = MLPClassifier((10,), random_state=0).partial_fit(X, y, classes=[0, 1, 2])
+    state = model.__getstate__()
+    for group in state["_fastfc_optimizer_state"]["state_dict"]["param_groups"]:
+        assert group["eps"] == model.epsilon
+        group["eps"] = 1e-2  # what an old pickle could hold (a large step count's eps is ~1e-8)
+    old = MLPClassifier()
+    old.__setstate__(pickle.loads(pickle.dumps(state)))
+    clone = pickle.loads(pickle.dumps(model))
+    for fitted in (old, clone):
+        fitted.partial_fit(X, y)
+    for a, b in zip(all_parameters(old), all_parameters(clone)):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_assigned_coefs_are_used(iris):
     """coefs_ may be replaced (as with scikit-learn): predict uses the new
     arrays and the next partial_fit trains on from them."""

@@ -680,8 +680,12 @@ class Adam(Optimizer):
     def _update(self, group, datas, grads, states, steps, owners):
         beta1, beta2 = group["betas"]
         return _optim.adam_step(datas, grads, states, steps, owners, group["lr"], beta1, beta2,
-                                group["eps"], group["weight_decay"], self._decoupled,
+                                self._kernel_eps(group), group["weight_decay"], self._decoupled,
                                 group["maximize"])
+
+    def _kernel_eps(self, group):
+        """The eps the kernel adds to sqrt(v_hat) (a variant may rescale it)."""
+        return group["eps"]
 
 
 class AdamW(Adam):

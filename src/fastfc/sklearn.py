@@ -198,6 +198,24 @@ _OUTPUTS = {"softmax": _softmax, "logistic": expit, "identity": lambda z: z, "ex
 
 # ---- the fastfc side --------------------------------------------------------------
 
+class _AdamEpsilonBeforeCorrection(Adam):
+    """Adam as scikit-learn writes it: eps added to sqrt(v) before the bias
+    correction sqrt(1 - beta2^t) scales the step, where torch's formula adds it
+    to sqrt(v_hat) after. The same update as torch's with eps / sqrt(1 - beta2^t)
+    in its place, passed to the kernel here, so that a step leaves the groups'
+    hyperparameters as they are (setting eps in every step made the optimizer
+    re-check them, about 10 us a step). t is the step count of the first
+    parameter: the trainer steps all parameters together."""
+
+    def step(self, closure=None):
+        state = self.state.get(self.param_groups[0]["params"][0])
+        self._t = state["step"] + 1 if state else 1
+        return super().step(closure)
+
+    def _kernel_eps(self, group):
+        return group["eps"] / np.sqrt(1.0 - group["betas"][1] ** self._t)
+
+
 class _Trainer:
     """A fastfc Sequential whose parameters are an estimator's coefs_ and
     intercepts_ arrays (the same objects), its optimizer, and one training
@@ -224,7 +242,6 @@ class _Trainer:
         self.loss = _LOSSES[out_activation]
         self.dtype = dtype
         self.weights = [linear.params["W"] for linear in self.linears]
-        self._first_parameter = self.network.parameters()[0]  # its Adam step count is t
         self.adopt(coefs, intercepts)
         self.optimizer = None
         self.solver = None
@@ -258,10 +275,9 @@ class _Trainer:
         optimizer_state returned) loaded if given for the same solver."""
         groups = self.network.param_groups(weight_decay=0.0)
         if estimator.solver == "adam":
-            self.optimizer = Adam(groups, lr=estimator.learning_rate_init,
-                                  betas=(estimator.beta_1, estimator.beta_2),
-                                  eps=estimator.epsilon)
-            self.epsilon = float(estimator.epsilon)
+            self.optimizer = _AdamEpsilonBeforeCorrection(
+                groups, lr=estimator.learning_rate_init,
+                betas=(estimator.beta_1, estimator.beta_2), eps=estimator.epsilon)
         else:
             momentum = float(estimator.momentum)
             self.optimizer = SGD(groups, lr=estimator.learning_rate_init, momentum=momentum,
@@ -269,6 +285,11 @@ class _Trainer:
         self.solver = estimator.solver
         if state is not None and state["solver"] == self.solver:
             self.optimizer.load_state_dict(state["state_dict"])
+            if self.solver == "adam":
+                # A state saved before the variant above held the rescaled eps
+                # of its last step.
+                for group in self.optimizer.param_groups:
+                    group["eps"] = float(estimator.epsilon)
 
     def optimizer_state(self):
         """The optimizer's solver and state_dict, plain data (for pickling)."""
@@ -307,14 +328,6 @@ class _Trainer:
         # scikit-learn's gradient of that term, alpha * W / n: coupled weight
         # decay on the weights' group.
         groups[0]["weight_decay"] = alpha / n
-        if self.solver == "adam":
-            # scikit-learn adds epsilon to sqrt(v) before the bias correction
-            # sqrt(1 - beta2^t) scales it; torch's formula adds it after.
-            state = self.optimizer.state.get(self._first_parameter)
-            t = state["step"] + 1 if state else 1
-            eps = self.epsilon / np.sqrt(1.0 - groups[0]["betas"][1] ** t)
-            for group in groups:
-                group["eps"] = eps
         self.optimizer.step()
         return loss
 
