@@ -90,7 +90,22 @@ void SFX(fastfc_affine_forward)(const REAL *x, const REAL *w, const REAL *b, REA
                                 const fastfc_blas *blas, int n_threads) {
     int nt = fastfc_team(n_threads, 2 * n_batch * d_in * d_out, FASTFC_GEMM_MIN_FLOPS_PER_THREAD);
     if (nt > n_batch / 8) nt = n_batch / 8 > 1 ? (int)(n_batch / 8) : 1;
-    /* On the packed GEMM the bias and ReLU are its store's epilogue. */
+    /* On the unpacked GEMM (it runs 32-row pieces as fast as 64-row ones, so
+     * no K split) and on the packed one the bias and ReLU are the store's
+     * epilogue. */
+    if (fastfc_unpacked_gemm_wins(sizeof(REAL), 'N', d_out, d_in)) {
+        int failed = 0;
+#pragma omp parallel num_threads(nt) reduction(| : failed)
+        {
+            int64_t lo, hi;
+            fastfc_block(n_batch, FASTFC_TEAM_SIZE(), FASTFC_THREAD_ID(), 4, &lo, &hi);
+            if (hi > lo)
+                failed = SFX(fastfc_unpacked_gemm)('N', hi - lo, d_out, d_in, (REAL)1,
+                                                   x + lo * d_in, d_in, w, d_out, (REAL)0,
+                                                   out + lo * d_out, d_out, b, relu) != 0;
+        }
+        if (!failed) return;
+    }
     if (fastfc_packed_gemm_wins(sizeof(REAL), 'N', (n_batch + nt - 1) / nt, d_out, d_in)
         && SFX(fastfc_packed_gemm)(nt, 'N', 'N', n_batch, d_out, d_in, (REAL)1, x, d_in, w, d_out,
                                    (REAL)0, out, d_out, b, relu) == 0)

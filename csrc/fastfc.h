@@ -59,6 +59,12 @@ int fastfc_packed_gemm_f64(int n_threads, char trans_a, char trans_b, int64_t m,
                            int64_t k, double alpha, const double *a, int64_t lda, const double *b,
                            int64_t ldb, double beta, double *c, int64_t ldc, const double *bias,
                            int relu);
+int fastfc_unpacked_gemm_f32(char trans_a, int64_t m, int64_t n, int64_t k, float alpha,
+                             const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
+                             float *c, int64_t ldc, const float *bias, int relu);
+int fastfc_unpacked_gemm_f64(char trans_a, int64_t m, int64_t n, int64_t k, double alpha,
+                             const double *a, int64_t lda, const double *b, int64_t ldb,
+                             double beta, double *c, int64_t ldc, const double *bias, int relu);
 void fastfc_gemm_f32(const fastfc_blas *blas, int n_threads, char trans_a, char trans_b, int64_t m,
                      int64_t n, int64_t k, float alpha, const float *a, int64_t lda, const float *b,
                      int64_t ldb, float beta, float *c, int64_t ldc);
@@ -70,11 +76,14 @@ void fastfc_gemm_f64(const fastfc_blas *blas, int n_threads, char trans_a, char 
 /* ---- build facts (config.c) ----------------------------------------------
  * fastfc_openmp_enabled: 1 if built with OpenMP;
  * fastfc_max_threads: omp_get_max_threads(), 1 without OpenMP;
- * fastfc_simd_level: the widest SIMD the CPU offers to the clones. */
+ * fastfc_simd_level: the widest SIMD the CPU offers to the clones;
+ * fastfc_gemm_kernels: fastfc's own GEMM that float32 products of suitable
+ * shapes take on this CPU, or none. */
 /* BEGIN GENERATED from config.c by python3 csrc/gen_kernel_decls.py: edit the definitions */
 int fastfc_openmp_enabled(void);
 int fastfc_max_threads(void);
 const char *fastfc_simd_level(void);
+const char *fastfc_gemm_kernels(void);
 /* END GENERATED config.c */
 
 /* ---- row gather (gather.c) -------------------------------------------------

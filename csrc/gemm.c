@@ -1,11 +1,13 @@
 /* Row-major GEMM, threaded by fastfc itself: over the column-major BLAS, or
- * over fastfc's own packed GEMM where that is faster (the training shapes'
- * one-thread pieces, measured in benchmarks/gemm_shapes.py).
+ * over one of fastfc's own kernels where that is faster (the training shapes'
+ * one-thread pieces, measured in benchmarks/gemm_shapes.py): the unpacked
+ * AVX-512 GEMM, else the packed GEMM.
  *
  * Exports (from the REAL/SFX template below, once per float type, see
  * instantiate.h; every other function here is static):
  *   fastfc_gemm_f32, fastfc_gemm_f64
- *   fastfc_packed_gemm_f32, fastfc_packed_gemm_f64 */
+ *   fastfc_packed_gemm_f32, fastfc_packed_gemm_f64
+ *   fastfc_unpacked_gemm_f32, fastfc_unpacked_gemm_f64 */
 #ifndef REAL
 #include <math.h>
 #include <stdlib.h>
@@ -25,6 +27,58 @@
 #define GEMM_KC 256
 #define GEMM_MC 120
 #define GEMM_NC 1024
+
+/* The unpacked GEMM (AVX-512): B is read where it lies, row by row, and a
+ * register tile holds UNPACKED_MR(nv) rows of C by nv vectors of 64 bytes
+ * (up to UNPACKED_PANEL_VECS), the last vector half wide (32 bytes) where the
+ * columns' tail fits in it (Zen 4 runs a 32-byte FMA in half a 64-byte one's
+ * time). The accumulators, one B row's vectors and a broadcast fit the 32
+ * zmm registers (4 x 6: 24 + 6 + 1; with 7 vectors GCC ran out and re-read B
+ * for every row's FMA, 30% slower). No packing: B's rows of a panel are
+ * contiguous in memory, and K in blocks of UNPACKED_KC keeps a block of B in
+ * L1/L2 across the tiles of all rows. */
+#define UNPACKED_KC 128
+#define UNPACKED_PANEL_VECS 6
+#define UNPACKED_MR(nv) ((nv) == 1 ? 12 : (nv) <= 3 ? 8 : (nv) == 4 ? 6 : (nv) == 5 ? 5 : 4)
+
+#if FASTFC_HAVE_AVX512_GEMM
+#include <immintrin.h>
+#define AVX512 __attribute__((target("avx512f,avx512vl,fma"), always_inline)) inline
+/* Per float type, the vector operations the template below names by SFX:
+ * z* on 64-byte vectors, h* on 32-byte ones; *_tail on the first n lanes;
+ * max0 is max(0, v) with NaN kept (MAXPS returns its second operand on NaN)
+ * and -0 kept, as relu_forward. + and * are GCC's vector operators. */
+typedef __m512 zvec_f32;
+typedef __m256 hvec_f32;
+typedef __m512d zvec_f64;
+typedef __m256d hvec_f64;
+static AVX512 __m512 zzero_f32(void) { return _mm512_setzero_ps(); }
+static AVX512 __m512 zset1_f32(float x) { return _mm512_set1_ps(x); }
+static AVX512 __m512 zload_f32(const float *p) { return _mm512_loadu_ps(p); }
+static AVX512 __m512 zload_tail_f32(const float *p, int n) { return _mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1), p); }
+static AVX512 __m512 zfma_f32(__m512 a, __m512 b, __m512 c) { return _mm512_fmadd_ps(a, b, c); }
+static AVX512 void zstore_tail_f32(float *p, __m512 v, int n) { _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1), v); }
+static AVX512 __m512 zmax0_f32(__m512 v) { return _mm512_max_ps(_mm512_setzero_ps(), v); } /* NaN kept */
+static AVX512 __m256 hset1_f32(float x) { return _mm256_set1_ps(x); }
+static AVX512 __m256 hmax0_f32(__m256 v) { return _mm256_max_ps(_mm256_setzero_ps(), v); }
+static AVX512 __m256 hzero_f32(void) { return _mm256_setzero_ps(); }
+static AVX512 __m256 hload_tail_f32(const float *p, int n) { return _mm256_maskz_loadu_ps((__mmask8)((1u << n) - 1), p); }
+static AVX512 __m256 hfma_f32(__m512 a, __m256 b, __m256 c) { return _mm256_fmadd_ps(_mm512_castps512_ps256(a), b, c); }
+static AVX512 void hstore_tail_f32(float *p, __m256 v, int n) { _mm256_mask_storeu_ps(p, (__mmask8)((1u << n) - 1), v); }
+static AVX512 __m512d zzero_f64(void) { return _mm512_setzero_pd(); }
+static AVX512 __m512d zset1_f64(double x) { return _mm512_set1_pd(x); }
+static AVX512 __m512d zload_f64(const double *p) { return _mm512_loadu_pd(p); }
+static AVX512 __m512d zload_tail_f64(const double *p, int n) { return _mm512_maskz_loadu_pd((__mmask8)((1u << n) - 1), p); }
+static AVX512 __m512d zfma_f64(__m512d a, __m512d b, __m512d c) { return _mm512_fmadd_pd(a, b, c); }
+static AVX512 void zstore_tail_f64(double *p, __m512d v, int n) { _mm512_mask_storeu_pd(p, (__mmask8)((1u << n) - 1), v); }
+static AVX512 __m512d zmax0_f64(__m512d v) { return _mm512_max_pd(_mm512_setzero_pd(), v); }
+static AVX512 __m256d hset1_f64(double x) { return _mm256_set1_pd(x); }
+static AVX512 __m256d hmax0_f64(__m256d v) { return _mm256_max_pd(_mm256_setzero_pd(), v); }
+static AVX512 __m256d hzero_f64(void) { return _mm256_setzero_pd(); }
+static AVX512 __m256d hload_tail_f64(const double *p, int n) { return _mm256_maskz_loadu_pd((__mmask8)((1u << n) - 1), p); }
+static AVX512 __m256d hfma_f64(__m512d a, __m256d b, __m256d c) { return _mm256_fmadd_pd(_mm512_castpd512_pd256(a), b, c); }
+static AVX512 void hstore_tail_f64(double *p, __m256d v, int n) { _mm256_mask_storeu_pd(p, (__mmask8)((1u << n) - 1), v); }
+#endif
 
 #define FASTFC_TEMPLATE "gemm.c"
 #include "instantiate.h"
@@ -227,15 +281,182 @@ int SFX(fastfc_packed_gemm)(int n_threads, char trans_a, char trans_b, int64_t m
 #undef VL
 #undef NR
 
+/* ---- fastfc's unpacked GEMM (AVX-512) ----------------------------------- */
+
+#if FASTFC_HAVE_AVX512_GEMM
+#define ZL ((int)(64 / sizeof(REAL))) /* REALs per 64-byte vector */
+
+/* C[0:rows, 0:width] (+)= alpha * op(A)[0:rows, 0:kb] @ B[0:kb, 0:width], from
+ * one register tile of MR rows by NV vectors (HALF: the last one 32 bytes).
+ * first: this is the product's first K block (beta * C, or C not read at all
+ * when beta == 0, then + bias); else C is added to. last: the last K block
+ * (ReLU). Every element's sum runs over the block's K in order, whatever the
+ * tile's place. MR, NV, HALF and TRANS_A are constants where it is inlined. */
+__attribute__((target("avx512f,avx512vl,fma"), always_inline)) static inline void
+SFX(unpacked_tile)(const int MR, const int NV, const int HALF, const int TRANS_A, int64_t rows,
+                   int64_t width, int64_t kb, const REAL *a, int64_t lda, const REAL *b,
+                   int64_t ldb, REAL alpha, REAL beta, int first, int last, const REAL *bias,
+                   int relu, REAL *c, int64_t ldc) {
+    const int NZ = HALF ? NV - 1 : NV;      /* 64-byte vectors */
+    const int tail = (int)(width - (int64_t)ZL * (NV - 1)); /* columns in the last vector */
+    SFX(zvec) acc[12][UNPACKED_PANEL_VECS];
+    SFX(hvec) acc_half[12];
+#pragma GCC unroll 12
+    for (int r = 0; r < MR; r++) {
+#pragma GCC unroll 6
+        for (int v = 0; v < NZ; v++) acc[r][v] = SFX(zzero)();
+        acc_half[r] = SFX(hzero)();
+    }
+    /* Where op(A)'s rows start; a partial tile's missing rows repeat its last
+     * one (their sums are never stored), so that no read leaves A. */
+    int64_t row_at[12];
+#pragma GCC unroll 12
+    for (int r = 0; r < MR; r++) row_at[r] = (r < rows ? r : rows - 1) * (TRANS_A ? 1 : lda);
+    for (int64_t p = 0; p < kb; p++) {
+        const REAL *brow = b + p * ldb;
+        const REAL *ap = a + (TRANS_A ? p * lda : p);
+        SFX(zvec) bz[UNPACKED_PANEL_VECS];
+        SFX(hvec) bh = SFX(hzero)();
+#pragma GCC unroll 6
+        for (int v = 0; v < NZ; v++)
+            bz[v] = v == NV - 1 ? SFX(zload_tail)(brow + ZL * v, tail) : SFX(zload)(brow + ZL * v);
+        if (HALF) bh = SFX(hload_tail)(brow + ZL * (NV - 1), tail);
+#pragma GCC unroll 12
+        for (int r = 0; r < MR; r++) {
+            SFX(zvec) ar = SFX(zset1)(ap[row_at[r]]);
+#pragma GCC unroll 6
+            for (int v = 0; v < NZ; v++) acc[r][v] = SFX(zfma)(ar, bz[v], acc[r][v]);
+            if (HALF) acc_half[r] = SFX(hfma)(ar, bh, acc_half[r]);
+        }
+    }
+    /* The merge into C, vector by vector (C's columns past width untouched). */
+    const SFX(zvec) alpha_z = SFX(zset1)(alpha), beta_z = SFX(zset1)(beta);
+    const SFX(hvec) alpha_h = SFX(hset1)(alpha), beta_h = SFX(hset1)(beta);
+#pragma GCC unroll 12
+    for (int r = 0; r < MR; r++) {
+        if (r >= rows) break;
+        REAL *crow = c + r * ldc;
+#pragma GCC unroll 6
+        for (int v = 0; v < NZ; v++) {
+            const int lanes = v == NV - 1 ? tail : ZL;
+            SFX(zvec) x = acc[r][v] * alpha_z;
+            if (!first) x = x + SFX(zload_tail)(crow + ZL * v, lanes);
+            else {
+                if (beta != 0) x = x + beta_z * SFX(zload_tail)(crow + ZL * v, lanes);
+                if (bias) x = x + SFX(zload_tail)(bias + ZL * v, lanes);
+            }
+            if (last && relu) x = SFX(zmax0)(x);
+            SFX(zstore_tail)(crow + ZL * v, x, lanes);
+        }
+        if (HALF) {
+            REAL *cl = crow + ZL * (NV - 1);
+            SFX(hvec) x = acc_half[r] * alpha_h;
+            if (!first) x = x + SFX(hload_tail)(cl, tail);
+            else {
+                if (beta != 0) x = x + beta_h * SFX(hload_tail)(cl, tail);
+                if (bias) x = x + SFX(hload_tail)(bias + ZL * (NV - 1), tail);
+            }
+            if (last && relu) x = SFX(hmax0)(x);
+            SFX(hstore_tail)(cl, x, tail);
+        }
+    }
+}
+
+/* One K block of rows [0, m) against one panel of B's columns (width <= the
+ * panel's), tile after tile, NV and HALF fixed for the panel. */
+#define UNPACKED_CASE(NV, HALF, TRANS_A)                                                         \
+    for (int64_t i = 0; i < m; i += UNPACKED_MR(NV))                                             \
+        SFX(unpacked_tile)(UNPACKED_MR(NV), NV, HALF, TRANS_A,                                   \
+                           m - i < UNPACKED_MR(NV) ? m - i : UNPACKED_MR(NV), width, kb,         \
+                           TRANS_A ? a + i : a + i * lda, lda, b, ldb, alpha, beta, first, last, \
+                           bias, relu, c + i * ldc, ldc)
+#define UNPACKED_NV(NV, TRANS_A)                                   \
+    case NV:                                                       \
+        if (half) UNPACKED_CASE(NV, 1, TRANS_A); else UNPACKED_CASE(NV, 0, TRANS_A); \
+        break
+__attribute__((target("avx512f,avx512vl,fma"), noinline)) static void
+SFX(unpacked_panel)(int trans_a, int64_t m, int64_t width, int64_t kb, const REAL *a,
+                    int64_t lda, const REAL *b, int64_t ldb, REAL alpha, REAL beta, int first,
+                    int last, const REAL *bias, int relu, REAL *c, int64_t ldc) {
+    int nv = (int)((width + ZL - 1) / ZL);
+    int half = width - (int64_t)ZL * (nv - 1) <= ZL / 2;
+    if (trans_a) {
+        switch (nv) {
+            UNPACKED_NV(1, 1); UNPACKED_NV(2, 1); UNPACKED_NV(3, 1); UNPACKED_NV(4, 1);
+            UNPACKED_NV(5, 1); UNPACKED_NV(6, 1);
+        }
+    } else {
+        switch (nv) {
+            UNPACKED_NV(1, 0); UNPACKED_NV(2, 0); UNPACKED_NV(3, 0); UNPACKED_NV(4, 0);
+            UNPACKED_NV(5, 0); UNPACKED_NV(6, 0);
+        }
+    }
+}
+#undef UNPACKED_NV
+#undef UNPACKED_CASE
+#endif
+
+/* Row-major C[M,N] = alpha * op(A) @ B + beta * C (+ bias[N], then ReLU), B
+ * untransposed, on one thread, with fastfc's unpacked AVX-512 kernel. Each
+ * element's sum runs over K in one order whatever the rows or columns around
+ * it, so a product split among threads by rows or columns gives the same
+ * bits. beta == 0 never reads C (it may hold NaN), as the BLAS. Returns 0, or
+ * -1 (C unchanged) where this CPU (or build) has no AVX-512. */
+int SFX(fastfc_unpacked_gemm)(char trans_a, int64_t m, int64_t n, int64_t k, REAL alpha,
+                              const REAL *a, int64_t lda, const REAL *b, int64_t ldb, REAL beta,
+                              REAL *c, int64_t ldc, const REAL *bias, int relu) {
+#if FASTFC_HAVE_AVX512_GEMM
+    if (!fastfc_cpu_has_avx512()) return -1;
+    if (m <= 0 || n <= 0) return 0;
+    if (k <= 0 || alpha == 0) { /* C = beta * C, as the BLAS, then the epilogue */
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++) {
+                REAL v = beta == 0 ? (REAL)0 : beta * c[i * ldc + j];
+                if (bias) v += bias[j];
+                c[i * ldc + j] = relu && v < 0 ? (REAL)0 : v;
+            }
+        return 0;
+    }
+    const int64_t panel = (int64_t)UNPACKED_PANEL_VECS * ZL;
+    for (int64_t p0 = 0; p0 < k; p0 += UNPACKED_KC) {
+        int64_t kb = k - p0 < UNPACKED_KC ? k - p0 : UNPACKED_KC;
+        for (int64_t j0 = 0, width; j0 < n; j0 += width) {
+            width = n - j0 < panel ? n - j0 : panel;
+            /* A last panel of at most half a vector (a tile of 32-byte FMAs
+             * on as many broadcasts: bound by the loads) takes half a vector
+             * from the one before: 100 columns run as 88 + 12, not 96 + 4. */
+            if (n - j0 > panel && n - j0 - panel <= ZL / 2) width = panel - ZL / 2;
+            SFX(unpacked_panel)(trans_a == 'T', m, width, kb,
+                                trans_a == 'T' ? a + p0 * lda : a + p0, lda, b + p0 * ldb + j0,
+                                ldb, alpha, beta, p0 == 0, p0 + kb >= k, bias ? bias + j0 : NULL,
+                                relu, c + j0, ldc);
+        }
+    }
+    return 0;
+#else
+    (void)trans_a, (void)m, (void)n, (void)k, (void)alpha, (void)a, (void)lda, (void)b;
+    (void)ldb, (void)beta, (void)c, (void)ldc, (void)bias, (void)relu;
+    return -1;
+#endif
+}
+
+#undef ZL
+
 /* ---- over the BLAS ------------------------------------------------------- */
 
-/* One single-threaded product: the packed GEMM where it wins, else one BLAS
- * call (the row-major product is the column-major product of the
- * transposes, so A and B swap places). */
-static void SFX(gemm_block)(const fastfc_blas *blas, char trans_a, char trans_b, int64_t m,
-                            int64_t n, int64_t k, REAL alpha, const REAL *a, int64_t lda,
-                            const REAL *b, int64_t ldb, REAL beta, REAL *c, int64_t ldc) {
+/* One single-threaded product: the unpacked GEMM where the caller found it
+ * wins (for the whole product, so that every piece of a split one takes the
+ * same kernel), else the packed GEMM where that wins, else one BLAS call (the
+ * row-major product is the column-major product of the transposes, so A and
+ * B swap places). */
+static void SFX(gemm_block)(const fastfc_blas *blas, int unpacked, char trans_a, char trans_b,
+                            int64_t m, int64_t n, int64_t k, REAL alpha, const REAL *a,
+                            int64_t lda, const REAL *b, int64_t ldb, REAL beta, REAL *c,
+                            int64_t ldc) {
     if (m <= 0 || n <= 0) return;
+    if (unpacked && SFX(fastfc_unpacked_gemm)(trans_a, m, n, k, alpha, a, lda, b, ldb, beta, c,
+                                              ldc, NULL, 0) == 0)
+        return;
     if (fastfc_packed_gemm_wins(sizeof(REAL), trans_b, m, n, k)
         && SFX(fastfc_packed_gemm)(1, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
                                    NULL, 0) == 0)
@@ -249,14 +470,17 @@ void SFX(fastfc_gemm)(const fastfc_blas *blas, int n_threads, char trans_a, char
                       int64_t m, int64_t n, int64_t k, REAL alpha, const REAL *a, int64_t lda,
                       const REAL *b, int64_t ldb, REAL beta, REAL *c, int64_t ldc) {
     int nt = fastfc_team(n_threads, 2 * m * n * k, FASTFC_GEMM_MIN_FLOPS_PER_THREAD);
+    int unpacked = fastfc_unpacked_gemm_wins(sizeof(REAL), trans_b, n, k);
     if (nt <= 1) {
-        SFX(gemm_block)(blas, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        SFX(gemm_block)(blas, unpacked, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c,
+                        ldc);
         return;
     }
     /* Split the rows of C when there are enough of them, else its columns. */
     int split_rows = m >= n || m >= 32 * (int64_t)nt;
     /* A row split whose pieces the packed GEMM wins: its team packs B once. */
-    if (split_rows && fastfc_packed_gemm_wins(sizeof(REAL), trans_b, (m + nt - 1) / nt, n, k)
+    if (!unpacked && split_rows
+        && fastfc_packed_gemm_wins(sizeof(REAL), trans_b, (m + nt - 1) / nt, n, k)
         && SFX(fastfc_packed_gemm)(nt, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
                                    NULL, 0) == 0)
         return;
@@ -266,13 +490,13 @@ void SFX(fastfc_gemm)(const fastfc_blas *blas, int n_threads, char trans_a, char
         if (split_rows) {
             fastfc_block(m, FASTFC_TEAM_SIZE(), FASTFC_THREAD_ID(), 8, &lo, &hi);
             const REAL *a_blk = trans_a == 'N' ? a + lo * lda : a + lo;
-            SFX(gemm_block)(blas, trans_a, trans_b, hi - lo, n, k, alpha, a_blk, lda, b, ldb,
-                            beta, c + lo * ldc, ldc);
+            SFX(gemm_block)(blas, unpacked, trans_a, trans_b, hi - lo, n, k, alpha, a_blk, lda, b,
+                            ldb, beta, c + lo * ldc, ldc);
         } else {
             fastfc_block(n, FASTFC_TEAM_SIZE(), FASTFC_THREAD_ID(), 16, &lo, &hi);
             const REAL *b_blk = trans_b == 'N' ? b + lo : b + lo * ldb;
-            SFX(gemm_block)(blas, trans_a, trans_b, m, hi - lo, k, alpha, a, lda, b_blk, ldb,
-                            beta, c + lo, ldc);
+            SFX(gemm_block)(blas, unpacked, trans_a, trans_b, m, hi - lo, k, alpha, a, lda, b_blk,
+                            ldb, beta, c + lo, ldc);
         }
     }
 }

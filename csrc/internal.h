@@ -31,17 +31,45 @@
  * pay for waking the team (about 10 us); below that they run serially. */
 #define FASTFC_MIN_PER_THREAD ((int64_t)32768)
 
+/* fastfc's unpacked GEMM (csrc/gemm.c) is compiled where GCC or Clang can
+ * target AVX-512 on x86-64, and runs where the CPU has AVX-512F and VL. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define FASTFC_HAVE_AVX512_GEMM 1
+static inline int fastfc_cpu_has_avx512(void) {
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
+}
+#else
+#define FASTFC_HAVE_AVX512_GEMM 0
+#endif
+
+/* Whether fastfc_unpacked_gemm beats the BLAS on a product of n columns over
+ * k (REALs of real_size bytes, B untransposed), as measured on AMD Zen 4
+ * (family 19h) at the training shapes (benchmarks/gemm_shapes.py,
+ * benchmarks/README.md): float32 with at least 48 columns and K >= 64, 1.1-1.6x
+ * SciPy's OpenBLAS on one thread's pieces (107-113 GFLOP/s, where its large
+ * sgemm runs at 105), while 3-32 columns (its tiles half empty) and products of
+ * 64 x 64 x 80-128 lost 5-35%. Independent of m, so that the pieces of a
+ * product split by rows all take the same kernel whatever the thread count.
+ * Other AVX-512 CPUs (full-width FMAs, where the BLAS's own 64-byte kernels
+ * run at twice the rate) and doubles keep the BLAS: unmeasured. */
+static inline int fastfc_unpacked_gemm_wins(size_t real_size, char trans_b, int64_t n, int64_t k) {
+#if FASTFC_HAVE_AVX512_GEMM
+    return real_size == sizeof(float) && trans_b == 'N' && n >= 48 && k >= 64
+        && fastfc_cpu_has_avx512() && __builtin_cpu_is("amdfam19h");
+#else
+    (void)real_size, (void)trans_b, (void)n, (void)k;
+    return 0;
+#endif
+}
+
 /* Whether fastfc_packed_gemm beats the BLAS on one thread's piece (m x n x
  * k, REALs of real_size bytes), as measured at the training shapes
  * (benchmarks/gemm_shapes.py, benchmarks/README.md): float32 with B read
  * untransposed (forward and weight-gradient products, the convolution's
  * forward and input-gradient ones), enough rows and columns to fill its
  * register tiles and a K that pays for the packing, on x86-64 with AVX2 and
- * FMA, and with AVX-512 only on AMD family 19h (Zen 4, whose AVX-512 runs
- * 512-bit FMAs as two 256-bit halves: the BLAS's 64-byte kernels gain it
- * nothing there, and the packed GEMM won the same pieces, +5% on the wide
- * MLPs' steps; elsewhere full-width AVX-512 is assumed to favour the BLAS,
- * unmeasured). The BLAS keeps B transposed, K = 27 (a first
+ * FMA and without AVX-512 (there the unpacked GEMM or the BLAS's 64-byte
+ * kernels win). The BLAS keeps B transposed, K = 27 (a first
  * convolution), the last layers' 3-10 columns, pieces of 32 rows, and
  * doubles, where it won everywhere measured. */
 static inline int fastfc_packed_gemm_wins(size_t real_size, char trans_b, int64_t m, int64_t n,
@@ -49,7 +77,7 @@ static inline int fastfc_packed_gemm_wins(size_t real_size, char trans_b, int64_
 #if defined(__GNUC__) && defined(__x86_64__)
     return real_size == sizeof(float) && trans_b == 'N' && m >= 48 && n >= 128 && k >= 64
         && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
-        && (!__builtin_cpu_supports("avx512f") || __builtin_cpu_is("amdfam19h"));
+        && !__builtin_cpu_supports("avx512f");
 #else
     (void)real_size, (void)trans_b, (void)m, (void)n, (void)k;
     return 0;

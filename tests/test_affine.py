@@ -5,13 +5,14 @@ import pytest
 
 import fastfc.functional as F
 import fastfc.reference as R
+from fastfc import _info
 from fastfc.gradcheck import eval_numerical_gradient_array, rel_error
 
 from testutil import TOLERANCES, assert_close, noncontiguous, num_threads
 
 # (x shape, d_out): N = 1, odd sizes off the SIMD width, a 4-d input, and
 # one big enough that the GEMM is split across threads (in float32, on fastfc's
-# packed GEMM: partial register tiles in both directions).
+# own GEMM where the CPU has one: partial register tiles in both directions).
 SHAPES = [((1, 7), 3), ((5, 13), 17), ((3, 2, 3, 5), 9), ((129, 65), 33), ((256, 300), 130)]
 PAIRS = [("affine_forward", "affine_backward"), ("affine_relu_forward", "affine_relu_backward")]
 
@@ -106,16 +107,38 @@ def test_thread_counts_agree(rng, forward, backward):
         np.testing.assert_array_equal(other[3], results[0][3])
 
 
+@pytest.mark.parametrize("forward,backward", PAIRS)
+def test_fastfcs_own_gemms_give_the_same_bits_on_any_thread_count(rng, forward, backward):
+    """Where a float32 layer's forward and weight-gradient products run on
+    fastfc's own GEMM (unpacked AVX-512 or packed AVX2, see show_config), each
+    element's sum runs over K in one order whatever the thread split."""
+    if _info.gemm_kernels().startswith("none"):
+        pytest.skip("this CPU sends every product to the BLAS")
+    x, w, b = make_inputs(rng, (200, 301), 150, np.float32)
+    dout = rng.standard_normal((200, 150)).astype(np.float32)
+    results = []
+    for n in (1, 2, 3):
+        with num_threads(n):
+            out, cache = getattr(F, forward)(x, w, b)
+            results.append((out,) + getattr(F, backward)(dout, cache)[1:])
+    for other in results[1:]:
+        for got, want in zip(other, results[0]):  # out, dw, db
+            np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("forward", ["affine_forward", "affine_relu_forward"])
 @pytest.mark.parametrize("n_batch, d_in, threads", [(64, 784, 2), (64, 784, 3), (40, 1037, 4), (90, 600, 2)])
+@pytest.mark.parametrize("d_out", [100, 30])
 def test_a_short_batch_over_a_long_input_splits_k_across_threads(rng, dtype, tol, forward, n_batch,
-                                                                  d_in, threads):
+                                                                  d_in, threads, d_out):
     """Fewer than 48 rows per thread and at least 256 inputs per thread: the
     forward's threads split d_in and add their partial products (a first
-    layer at batch 64); 90 rows on 2 threads stay split by rows. Against the
-    reference, with a NaN and an infinity in the batch, and the same bits on
-    every call with one thread count."""
-    x, w, b = make_inputs(rng, (n_batch, d_in), 100, dtype)
+    layer at batch 64), unless the unpacked GEMM takes the layer (float32,
+    d_out >= 48, on AVX-512 Zen 4: its 32-row pieces run as fast as 64-row
+    ones; d_out = 30 keeps the K split there too); 90 rows on 2 threads stay
+    split by rows. Against the reference, with a NaN and an infinity in the
+    batch, and the same bits on every call with one thread count."""
+    x, w, b = make_inputs(rng, (n_batch, d_in), d_out, dtype)
     x[3, 5], x[7, :] = np.nan, 0
     b[2] = np.inf
     want, _ = getattr(R, forward)(x, w, b)

@@ -75,6 +75,7 @@ def test_show_config_reports_the_build():
     assert "openmp: on" in text or "openmp: off" in text
     assert f"threads: {fastfc.get_num_threads()}" in text
     assert "simd:" in text and "float32, float64" in text
+    assert "gemm: " in text
     assert "blas:" in text
 
 

@@ -20,6 +20,12 @@ cdef extern from "fastfc.h" nogil:
                                int64_t k, double alpha, const double *a, int64_t lda,
                                const double *b, int64_t ldb, double beta, double *c, int64_t ldc,
                                const double *bias, int relu)
+    int fastfc_unpacked_gemm_f32(char trans_a, int64_t m, int64_t n, int64_t k, float alpha,
+                                 const float *a, int64_t lda, const float *b, int64_t ldb,
+                                 float beta, float *c, int64_t ldc, const float *bias, int relu)
+    int fastfc_unpacked_gemm_f64(char trans_a, int64_t m, int64_t n, int64_t k, double alpha,
+                                 const double *a, int64_t lda, const double *b, int64_t ldb,
+                                 double beta, double *c, int64_t ldc, const double *bias, int relu)
     void fastfc_gemm_f32(const fastfc_blas *blas, int n_threads, char trans_a, char trans_b,
                          int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                          const float *b, int64_t ldb, float beta, float *c, int64_t ldc)

@@ -401,6 +401,7 @@ def show_config(file=None):
         f"threads: {get_num_threads()} ({_thread_source()}; OpenMP max {_info.max_threads()})",
         f"openmp wait: {_state.openmp_wait}",
         f"simd: {_info.simd_level()} (element-wise kernels dispatch at run time)",
+        f"gemm: {_info.gemm_kernels()} for float32 products of suited shapes, else the BLAS",
         "float types: float32, float64",
     ]
     for c in blas:

@@ -6,6 +6,7 @@ cdef extern from "fastfc.h" nogil:
     int fastfc_openmp_enabled()
     int fastfc_max_threads()
     const char *fastfc_simd_level()
+    const char *fastfc_gemm_kernels()
     # END GENERATED config.c
 
 
@@ -22,3 +23,9 @@ def max_threads():
 def simd_level():
     """Widest SIMD instruction set this CPU gives the dispatched kernels."""
     return fastfc_simd_level().decode()
+
+
+def gemm_kernels():
+    """fastfc's own GEMM that float32 products of suitable shapes run on here
+    (unpacked AVX-512, packed AVX2), or none: the BLAS for all."""
+    return fastfc_gemm_kernels().decode()
