@@ -12,6 +12,8 @@ rounds (the best round's median per shape is kept):
 - mkl: Intel MKL from the `mkl` wheel (cblas_sgemm through ctypes)
 - packed: fastfc's own packed GEMM (fastfc_packed_gemm_f32, one thread:
   whole products are timed on its pieces' rows only)
+- unpacked: fastfc's own unpacked AVX-512 GEMM (fastfc_unpacked_gemm_f32, one
+  thread, B untransposed only: pieces only, where the CPU has AVX-512)
 - fastfc: fastfc_gemm as the affine layers call it (affine_gemms_only: a
   layer's forward and both backward products, threads split as the kernels
   split them), reported per layer
@@ -35,7 +37,7 @@ import time
 
 import numpy as np
 
-LIBRARIES = ("scipy", "numpy", "blis", "mkl", "packed", "fastfc")
+LIBRARIES = ("scipy", "numpy", "blis", "mkl", "packed", "unpacked", "fastfc")
 LARGE = (2048, 2048, 2048, "N", "N")
 
 
@@ -133,6 +135,19 @@ def gemm_caller(library, dims, a, b, c):
                 ctypes.c_int64(n), ctypes.c_int64(k), ctypes.c_float(1.0), pa, ctypes.c_int64(a.shape[1]), pb,
                 ctypes.c_int64(b.shape[1]), ctypes.c_float(0.0), pc, ctypes.c_int64(n), None, ctypes.c_int(0))
         return lambda: lib.fastfc_packed_gemm_f32(*args)
+    if library == "unpacked":
+        import fastfc._affine
+        if tb == "T":
+            return None  # it reads B untransposed only
+        lib = ctypes.CDLL(fastfc._affine.__file__)
+        pa, pb, pc = (x.ctypes.data_as(ctypes.c_void_p) for x in (a, b, c))
+        lib.fastfc_unpacked_gemm_f32.restype = ctypes.c_int
+        args = (ctypes.c_char(ta.encode()), ctypes.c_int64(m), ctypes.c_int64(n), ctypes.c_int64(k),
+                ctypes.c_float(1.0), pa, ctypes.c_int64(a.shape[1]), pb, ctypes.c_int64(b.shape[1]),
+                ctypes.c_float(0.0), pc, ctypes.c_int64(n), None, ctypes.c_int(0))
+        if lib.fastfc_unpacked_gemm_f32(*args) != 0:
+            return None  # no AVX-512 on this CPU
+        return lambda: lib.fastfc_unpacked_gemm_f32(*args)
     if library == "mkl":
         lib = mkl_library()
         if lib is None:
@@ -196,7 +211,7 @@ def computes_products(library, rng):
     """Whether library's caller gives op(A) op(B) for every transpose pair
     (checked before anything of it is timed)."""
     for ta in "NT":
-        for tb in "NT":
+        for tb in "N" if library == "unpacked" else "NT":
             dims = (5, 7, 3, ta, tb)
             a, b, c = operands(dims, rng)
             call = gemm_caller(library, dims, a, b, c)
@@ -223,7 +238,7 @@ def measure(library, threads):
             if count == threads:
                 rates.update(fastfc_layer_rates(rng))
             continue
-        if library == "packed" and count != 1:
+        if library in ("packed", "unpacked") and count != 1:
             continue  # one thread's kernel: pieces only
         caller = gemm_caller(library, LARGE, *operands(LARGE, rng))
         rates[f"large/{count}"] = gflops(LARGE, seconds_per_call(caller, 0.5))
@@ -231,7 +246,8 @@ def measure(library, threads):
             wanted = dims if count == threads else piece
             if wanted is not None:
                 call = gemm_caller(library, wanted, *operands(wanted, rng))
-                rates[f"{wanted}/{count}"] = gflops(wanted, seconds_per_call(call))
+                if call is not None:  # (unpacked: not for B transposed)
+                    rates[f"{wanted}/{count}"] = gflops(wanted, seconds_per_call(call))
     return rates
 
 

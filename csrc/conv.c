@@ -174,6 +174,22 @@ static int64_t wino_tile_block(int64_t n_tiles, int64_t ch_sum, int nt, int64_t 
 #include "instantiate.h"
 #else
 
+/* One thread's C (m, n) = op(A) (m, k) @ B (k, n) + beta * C, B untransposed,
+ * for a piece of a layer whose pieces' widths n vary with the batch (a last
+ * pixel block, the tiles of one image): on fastfc's unpacked GEMM when
+ * unpacked (decided once per layer, on the widest piece's width), else
+ * fastfc_gemm's choice, which is then the BLAS or the packed GEMM for every
+ * piece (its rule wants n >= 48). So an image's output does not depend on
+ * the images beside it in the batch. */
+static void SFX(conv_gemm)(const fastfc_blas *blas, int unpacked, char trans_a, int64_t m,
+                           int64_t n, int64_t k, const REAL *a, int64_t lda, const REAL *b,
+                           int64_t ldb, REAL beta, REAL *c, int64_t ldc) {
+    if (unpacked && SFX(fastfc_unpacked_gemm)(trans_a, m, n, k, (REAL)1, a, lda, b, ldb, beta, c,
+                                              ldc, NULL, 0) == 0)
+        return;
+    fastfc_gemm_real(blas, 1, trans_a, 'N', m, n, k, (REAL)1, a, lda, b, ldb, beta, c, ldc);
+}
+
 /* cols (K, p1 - p0): cols[k, p - p0] = x_padded[c, i*stride + kh, j*stride + kw]
  * for k = (c*KH + kh)*KW + kw and p = i*OW + j in [p0, p1); 0 on padding.
  * x_img: (C, H, W), one image. */
@@ -453,6 +469,7 @@ static void SFX(wino_convolve)(const wino_plan *pl, int64_t n_batch, int64_t n_i
                                const REAL *in, const REAL *u, const REAL *bias, REAL *out,
                                int64_t tb, REAL *scratch, const fastfc_blas *blas, int nt) {
     const int64_t n_tiles = n_batch * pl->tiles, n_items = (n_tiles + tb - 1) / tb;
+    const int unpacked = fastfc_unpacked_gemm_wins(sizeof(REAL), 'N', WINO_TILE_BLOCK, n_in);
 #pragma omp parallel num_threads(nt)
     {
         REAL *v = scratch + FASTFC_THREAD_ID() * (wino_buffer_size(n_in, tb)
@@ -464,9 +481,9 @@ static void SFX(wino_convolve)(const wino_plan *pl, int64_t n_batch, int64_t n_i
             int64_t t0 = item * tb, t1 = t0 + tb < n_tiles ? t0 + tb : n_tiles, nb = t1 - t0;
             SFX(wino_input)(pl, n_in, in, t0, t1, v);
             for (int xi = 0; xi < 16; xi++)
-                fastfc_gemm_real(blas, 1, 'N', 'N', n_out, nb, n_in, (REAL)1,
-                                 u + xi * n_out * n_in, n_in, v + xi * wino_xi_stride(n_in, nb),
-                                 nb, (REAL)0, m + xi * wino_xi_stride(n_out, nb), nb);
+                SFX(conv_gemm)(blas, unpacked, 'N', n_out, nb, n_in, u + xi * n_out * n_in, n_in,
+                               v + xi * wino_xi_stride(n_in, nb), nb, (REAL)0,
+                               m + xi * wino_xi_stride(n_out, nb), nb);
             SFX(wino_output)(pl, n_out, m, t0, t1, bias, out);
         }
     }
@@ -594,6 +611,7 @@ static int SFX(conv_im2col_forward)(const fastfc_conv_geom *g, const REAL *x, co
         if (even < block) block = even;
     }
     const int64_t n_blocks = (n_pixels + block - 1) / block;
+    const int unpacked = fastfc_unpacked_gemm_wins(sizeof(REAL), 'N', n_pixels, k_rows);
     REAL *scratch = malloc((size_t)(nt * k_rows * block) * sizeof(REAL));
     if (!scratch) return -1;
 
@@ -614,8 +632,8 @@ static int SFX(conv_im2col_forward)(const fastfc_conv_geom *g, const REAL *x, co
 #pragma omp simd
                 for (int64_t p = 0; p < p1 - p0; p++) row[p] = bias;
             }
-            fastfc_gemm_real(blas, 1, 'N', 'N', n_f, p1 - p0, k_rows, (REAL)1, w, k_rows, cols,
-                             p1 - p0, (REAL)1, out_blk, n_pixels);
+            SFX(conv_gemm)(blas, unpacked, 'N', n_f, p1 - p0, k_rows, w, k_rows, cols, p1 - p0,
+                           (REAL)1, out_blk, n_pixels);
         }
     }
     free(scratch);
@@ -635,6 +653,7 @@ static int SFX(conv_im2col_backward)(const fastfc_conv_geom *g, const REAL *dout
     const int64_t block = conv_block_pixels(g, n_bufs, nt, (int64_t)sizeof(REAL),
                                             FASTFC_CONV_BACKWARD_BLOCK_BYTES);
     const int64_t buf_size = k_rows * block;
+    const int unpacked = fastfc_unpacked_gemm_wins(sizeof(REAL), 'N', n_pixels, n_f);
     /* With several threads, each sums its images into its own dw, db; the
      * partial sums are added up at the end in thread order. */
     const int64_t partial_size = nt > 1 ? n_grads : 0;
@@ -670,8 +689,8 @@ static int SFX(conv_im2col_backward)(const fastfc_conv_geom *g, const REAL *dout
                                  n_pixels, cols, p1 - p0, (REAL)1, my_dw, k_rows);
                 if (dx) {
                     /* dcols (K, p1 - p0) = w^T @ dout_img[:, p0:p1] */
-                    fastfc_gemm_real(blas, 1, 'T', 'N', k_rows, p1 - p0, n_f, (REAL)1, w, k_rows,
-                                     dout_img + p0, n_pixels, (REAL)0, dcols, p1 - p0);
+                    SFX(conv_gemm)(blas, unpacked, 'T', k_rows, p1 - p0, n_f, w, k_rows,
+                                   dout_img + p0, n_pixels, (REAL)0, dcols, p1 - p0);
                     SFX(col2im_add)(g, dcols, dx + n * img_size, p0, p1);
                 }
             }
