@@ -62,7 +62,7 @@ static int SFX(affine_forward_split_k)(const REAL *x, const REAL *w, const REAL 
     {
         const int team = FASTFC_TEAM_SIZE(), t = FASTFC_THREAD_ID();
         int64_t k0, k1;
-        fastfc_block(d_in, team, t, 16, &k0, &k1);
+        fastfc_block(d_in, team, t, FASTFC_GEMM_ROW_ALIGN, &k0, &k1);
         REAL *dst = t == 0 ? out : partial + (t - 1) * size;
         if (t == 0) SFX(fill_bias_rows)(b, out, 0, n_batch, d_out);
         if (k1 > k0)
@@ -90,13 +90,16 @@ void SFX(fastfc_affine_forward)(const REAL *x, const REAL *w, const REAL *b, REA
                                 const fastfc_blas *blas, int n_threads) {
     int nt = fastfc_team(n_threads, 2 * n_batch * d_in * d_out, FASTFC_GEMM_MIN_FLOPS_PER_THREAD);
     if (nt > n_batch / 8) nt = n_batch / 8 > 1 ? (int)(n_batch / 8) : 1;
-    const int split_k = nt > 1 && n_batch / nt < 48 && d_in >= 256 * (int64_t)nt;
+    /* Threads split K where each gets at least 256 of it and either the batch
+     * is too short to give each 48 rows or w outweighs the output (more rows
+     * d_in than the batch): each thread then reads only its rows of w, the
+     * rows of dw it computes in the backward and updates in the optimizer
+     * step, where a split by batch rows made both cores read all of w and
+     * the optimizer step after it pull w back across (784 -> 100 at batch
+     * 64: Adam 20 us slower). */
+    const int split_k = nt > 1 && d_in >= 256 * (int64_t)nt && (n_batch / nt < 48 || d_in >= n_batch);
     /* On the unpacked GEMM and on the packed one the bias and ReLU are the
-     * store's epilogue. The unpacked GEMM runs 32-row pieces as fast as
-     * 64-row ones, but the K split stays: each thread then reads only its
-     * rows of w, the rows its optimizer step updates next (the backward's
-     * dw split), where a row split made both cores read all of w and the
-     * Adam step after it 20 us slower (784 -> 100 at batch 64). */
+     * store's epilogue. */
     if (!split_k && fastfc_unpacked_gemm_wins(sizeof(REAL), 'N', d_out, d_in)) {
         int failed = 0;
 #pragma omp parallel num_threads(nt) reduction(| : failed)
@@ -182,10 +185,19 @@ void SFX(fastfc_affine_backward)(const REAL *dout, const REAL *x, const REAL *w,
     /* dw = x^T g: (d_in, n_batch) @ (n_batch, d_out) */
     fastfc_gemm_real(blas, n_threads, 'T', 'N', d_in, d_out, n_batch, (REAL)1, x, d_in, g, d_out,
                      (REAL)0, dw, d_out);
-    /* dx = g w^T: (n_batch, d_out) @ (d_out, d_in) */
-    if (dx)
-        fastfc_gemm_real(blas, n_threads, 'N', 'T', n_batch, d_in, d_out, (REAL)1, g, d_out, w,
-                         d_out, (REAL)0, dx, d_in);
+    /* dx = g w^T: (n_batch, d_out) @ (d_out, d_in), the threads over dx's
+     * columns: each reads the rows of w its core holds (see the forward). */
+    if (dx) {
+        int nt = fastfc_team(n_threads, 2 * n_batch * d_in * d_out, FASTFC_GEMM_MIN_FLOPS_PER_THREAD);
+#pragma omp parallel num_threads(nt)
+        {
+            int64_t lo, hi;
+            fastfc_block(d_in, FASTFC_TEAM_SIZE(), FASTFC_THREAD_ID(), FASTFC_GEMM_ROW_ALIGN, &lo, &hi);
+            if (hi > lo)
+                fastfc_gemm_real(blas, 1, 'N', 'T', n_batch, hi - lo, d_out, (REAL)1, g, d_out,
+                                 w + lo * d_out, d_out, (REAL)0, dx + lo, d_in);
+        }
+    }
 }
 
 #endif

@@ -488,7 +488,7 @@ void SFX(fastfc_gemm)(const fastfc_blas *blas, int n_threads, char trans_a, char
     {
         int64_t lo, hi;
         if (split_rows) {
-            fastfc_block(m, FASTFC_TEAM_SIZE(), FASTFC_THREAD_ID(), 8, &lo, &hi);
+            fastfc_block(m, FASTFC_TEAM_SIZE(), FASTFC_THREAD_ID(), FASTFC_GEMM_ROW_ALIGN, &lo, &hi);
             const REAL *a_blk = trans_a == 'N' ? a + lo * lda : a + lo;
             SFX(gemm_block)(blas, unpacked, trans_a, trans_b, hi - lo, n, k, alpha, a_blk, lda, b,
                             ldb, beta, c + lo * ldc, ldc);

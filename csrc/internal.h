@@ -145,6 +145,12 @@ static inline float fastfc_exp_nonpositive_f32(float x) {
     return x < -87.0f ? 0.0f : y;
 }
 
+/* fastfc_gemm's row split starts each thread's rows at a multiple of this;
+ * the affine layer splits w's rows (its forward over K, its dx over
+ * columns) the same way, so that each core keeps to the rows of w whose
+ * gradient it computes, and the optimizer's shares of each tensor follow. */
+#define FASTFC_GEMM_ROW_ALIGN 8
+
 /* Below this many flops per thread a GEMM split costs more than it saves.
  * 2^20 (about 12 us of one core's work here): at 2^21 the products of a small
  * network (digits' 200 x 64 -> 100 at 2.6 MFLOP) ran on one thread; split, its

@@ -54,13 +54,37 @@ static void optim_parts_in(optim_part_fn part, const void *config,
     }
 }
 
-/* Each thread owns a near-equal share of the index space, as the other
- * kernels split their rows (a layer's weight gradient, and its weights in a
- * forward split over K, were computed by the same core, whose cache holds
- * them), and updates it block by block; a thread done with its share takes
- * the remaining blocks of the others'. Each element's update is the same
+/* The o-th of size shares of each tensor, as the other kernels split a
+ * layer's rows among size threads (a weight gradient is split by rows, so
+ * is a forward over K; each core's cache holds its rows of both), numbered
+ * in blocks of OPTIM_BLOCK across the tensors: block b of owner o is
+ * [*start, *start + *len) of tensor *which; 0 past the last block. */
+static int optim_share_block(const fastfc_optim_tensor *tensors, int64_t n_tensors, int size,
+                             int o, int64_t b, int64_t *which, int64_t *start, int64_t *len) {
+    for (int64_t k = 0; k < n_tensors; k++) {
+        int64_t lo, hi;
+        fastfc_block(tensors[k].n, size, o, 16, &lo, &hi);
+        int64_t blocks = (hi - lo + OPTIM_BLOCK - 1) / OPTIM_BLOCK;
+        if (b < blocks) {
+            *which = k;
+            *start = lo + b * OPTIM_BLOCK;
+            *len = hi - *start < OPTIM_BLOCK ? hi - *start : OPTIM_BLOCK;
+            return 1;
+        }
+        b -= blocks;
+    }
+    return 0;
+}
+
+/* Each thread owns a near-equal share of every tensor (optim_share_block:
+ * the rows its core computed the gradient of, and read in the forward),
+ * and updates it block by block; a thread done with its share takes the
+ * remaining blocks of the others'. Each element's update is the same
  * whoever computes it, and on shared cores a thread the OS preempts then
- * holds up one block rather than its whole share. */
+ * holds up one block rather than its whole share. (Shares of the tensors
+ * laid end to end, as before, gave a 784-512-512-10 network's first core
+ * most of the first layer and the second core the rest: each updated rows
+ * the other core's cache held.) */
 static void optim_run(optim_part_fn part, const void *config, const fastfc_optim_tensor *tensors,
                       int64_t n_tensors, int n_threads) {
     int64_t total = 0;
@@ -79,16 +103,13 @@ static void optim_run(optim_part_fn part, const void *config, const fastfc_optim
         const int size = FASTFC_TEAM_SIZE(), t = FASTFC_THREAD_ID();
         for (int k = 0; k < size; k++) { /* its own share first, then the others' */
             const int owner = (t + k) % size;
-            int64_t lo, hi;
-            fastfc_block(total, size, owner, 16, &lo, &hi);
             for (;;) {
-                int64_t b;
+                int64_t b, which, start, len;
 #pragma omp atomic capture
                 b = next[owner].block++;
-                int64_t start = lo + b * OPTIM_BLOCK;
-                if (start >= hi) break;
-                optim_parts_in(part, config, tensors, n_tensors, start,
-                               start + OPTIM_BLOCK < hi ? start + OPTIM_BLOCK : hi);
+                if (!optim_share_block(tensors, n_tensors, size, owner, b, &which, &start, &len))
+                    break;
+                part(config, &tensors[which], start, len);
             }
         }
     }

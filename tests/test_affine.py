@@ -127,14 +127,16 @@ def test_fastfcs_own_gemms_give_the_same_bits_on_any_thread_count(rng, forward, 
 
 
 @pytest.mark.parametrize("forward", ["affine_forward", "affine_relu_forward"])
-@pytest.mark.parametrize("n_batch, d_in, threads", [(64, 784, 2), (64, 784, 3), (40, 1037, 4), (90, 600, 2)])
+@pytest.mark.parametrize("n_batch, d_in, threads", [(64, 784, 2), (64, 784, 3), (40, 1037, 4), (90, 600, 2),
+                                                    (600, 520, 2)])
 def test_a_short_batch_over_a_long_input_splits_k_across_threads(rng, dtype, tol, forward, n_batch,
                                                                   d_in, threads):
-    """Fewer than 48 rows per thread and at least 256 inputs per thread: the
-    forward's threads split d_in and add their partial products (a first
-    layer at batch 64); 90 rows on 2 threads stay split by rows. Against the
-    reference, with a NaN and an infinity in the batch, and the same bits on
-    every call with one thread count."""
+    """At least 256 inputs per thread and fewer than 48 rows per thread (a
+    first layer at batch 64) or more inputs than rows (90 x 600): the forward's
+    threads split d_in and add their partial products; 600 rows over 520
+    inputs stay split by rows. Against the reference, with a NaN and an
+    infinity in the batch, and the same bits on every call with one thread
+    count."""
     x, w, b = make_inputs(rng, (n_batch, d_in), 100, dtype)
     x[3, 5], x[7, :] = np.nan, 0
     b[2] = np.inf

@@ -296,8 +296,9 @@ static void check_split_k(const product *p, const char *what) {
 
 /* affine forward/backward with x (32 or 96, 2^28) and w (2^28, 16): rows of x
  * start at multiples of 2^31 elements, dw and dx span 2^32 and 2^33. Only the
- * small arrays (b, out, dout, db) are real. 32 rows on 4 threads split K (8
- * rows a thread is too few), 96 on 2 split the rows. */
+ * small arrays (b, out, dout, db) are real. The forward splits K on both 32
+ * rows on 4 threads (8 rows a thread is too few) and 96 on 2 (w's 2^28 rows
+ * outweigh the batch); the backward splits dw's rows and dx's columns. */
 static void test_affine_offsets(void) {
     const int64_t n_batch = 32, d_in = (int64_t)1 << 28, d_out = 16;
     float b[16], out[96 * 16], dout[32 * 16], db[16];
@@ -313,16 +314,7 @@ static void test_affine_offsets(void) {
                            (const char *)x, (const char *)w, (const char *)out, 4};
             char what[64];
             snprintf(what, sizeof what, "affine_forward%s, %d rows", relu ? " (relu)" : "", rows);
-            if (rows == 32)
-                check_split_k(&fwd, what);
-            else
-                check_split(&fwd, what);
-            if (rows == 32) continue; /* (its partial products are never written here) */
-            /* bias filled, GEMM recorded only, then ReLU */
-            int epilogue = 1;
-            for (int i = 0; i < rows * 16; i++)
-                epilogue &= out[i] == (relu ? 0.0f : b[i % 16]);
-            CHECK(epilogue, "%s: bias/ReLU epilogue", what);
+            check_split_k(&fwd, what); /* (its partial products are never written here) */
         }
     n_calls = 0;
     float *dw = (float *)reserved, *dx = (float *)reserved;
