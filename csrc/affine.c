@@ -100,7 +100,7 @@ void SFX(fastfc_affine_forward)(const REAL *x, const REAL *w, const REAL *b, REA
     const int split_k = nt > 1 && d_in >= 256 * (int64_t)nt && (n_batch / nt < 48 || d_in >= n_batch);
     /* On the unpacked GEMM and on the packed one the bias and ReLU are the
      * store's epilogue. */
-    if (!split_k && fastfc_unpacked_gemm_wins(sizeof(REAL), 'N', d_out, d_in)) {
+    if (!split_k && fastfc_unpacked_gemm_wins(sizeof(REAL), 'N', 'N', d_out, d_in)) {
         int failed = 0;
 #pragma omp parallel num_threads(nt) reduction(| : failed)
         {

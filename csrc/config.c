@@ -32,7 +32,7 @@ const char *fastfc_simd_level(void) {
 /* Which of fastfc's own GEMMs this CPU gives float32 products whose shape
  * suits them (csrc/internal.h's rules; the rest go to the BLAS). */
 const char *fastfc_gemm_kernels(void) {
-    if (fastfc_unpacked_gemm_wins(sizeof(float), 'N', 4096, 4096)) return "unpacked (AVX-512)";
+    if (fastfc_unpacked_gemm_wins(sizeof(float), 'N', 'N', 4096, 4096)) return "unpacked (AVX-512)";
     if (fastfc_packed_gemm_wins(sizeof(float), 'N', 4096, 4096, 4096)) return "packed (AVX2)";
     return "none (the BLAS for every product)";
 }

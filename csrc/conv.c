@@ -469,7 +469,7 @@ static void SFX(wino_convolve)(const wino_plan *pl, int64_t n_batch, int64_t n_i
                                const REAL *in, const REAL *u, const REAL *bias, REAL *out,
                                int64_t tb, REAL *scratch, const fastfc_blas *blas, int nt) {
     const int64_t n_tiles = n_batch * pl->tiles, n_items = (n_tiles + tb - 1) / tb;
-    const int unpacked = fastfc_unpacked_gemm_wins(sizeof(REAL), 'N', WINO_TILE_BLOCK, n_in);
+    const int unpacked = fastfc_unpacked_gemm_wins(sizeof(REAL), 'N', 'N', WINO_TILE_BLOCK, n_in);
 #pragma omp parallel num_threads(nt)
     {
         REAL *v = scratch + FASTFC_THREAD_ID() * (wino_buffer_size(n_in, tb)
@@ -611,7 +611,7 @@ static int SFX(conv_im2col_forward)(const fastfc_conv_geom *g, const REAL *x, co
         if (even < block) block = even;
     }
     const int64_t n_blocks = (n_pixels + block - 1) / block;
-    const int unpacked = fastfc_unpacked_gemm_wins(sizeof(REAL), 'N', n_pixels, k_rows);
+    const int unpacked = fastfc_unpacked_gemm_wins(sizeof(REAL), 'N', 'N', n_pixels, k_rows);
     REAL *scratch = malloc((size_t)(nt * k_rows * block) * sizeof(REAL));
     if (!scratch) return -1;
 
@@ -653,7 +653,7 @@ static int SFX(conv_im2col_backward)(const fastfc_conv_geom *g, const REAL *dout
     const int64_t block = conv_block_pixels(g, n_bufs, nt, (int64_t)sizeof(REAL),
                                             FASTFC_CONV_BACKWARD_BLOCK_BYTES);
     const int64_t buf_size = k_rows * block;
-    const int unpacked = fastfc_unpacked_gemm_wins(sizeof(REAL), 'N', n_pixels, n_f);
+    const int unpacked = fastfc_unpacked_gemm_wins(sizeof(REAL), 'T', 'N', n_pixels, n_f);
     /* With several threads, each sums its images into its own dw, db; the
      * partial sums are added up at the end in thread order. */
     const int64_t partial_size = nt > 1 ? n_grads : 0;

@@ -470,7 +470,7 @@ void SFX(fastfc_gemm)(const fastfc_blas *blas, int n_threads, char trans_a, char
                       int64_t m, int64_t n, int64_t k, REAL alpha, const REAL *a, int64_t lda,
                       const REAL *b, int64_t ldb, REAL beta, REAL *c, int64_t ldc) {
     int nt = fastfc_team(n_threads, 2 * m * n * k, FASTFC_GEMM_MIN_FLOPS_PER_THREAD);
-    int unpacked = fastfc_unpacked_gemm_wins(sizeof(REAL), trans_b, n, k);
+    int unpacked = fastfc_unpacked_gemm_wins(sizeof(REAL), trans_a, trans_b, n, k);
     if (nt <= 1) {
         SFX(gemm_block)(blas, unpacked, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c,
                         ldc);

@@ -42,22 +42,26 @@ static inline int fastfc_cpu_has_avx512(void) {
 #define FASTFC_HAVE_AVX512_GEMM 0
 #endif
 
-/* Whether fastfc_unpacked_gemm beats the BLAS on a product of n columns over
- * k (REALs of real_size bytes, B untransposed), as measured on AMD Zen 4
- * (family 19h) at the training shapes (benchmarks/gemm_shapes.py,
+/* Whether fastfc_unpacked_gemm beats the BLAS on a product op(A) B of n
+ * columns over k (REALs of real_size bytes, B untransposed), as measured on
+ * AMD Zen 4 (family 19h) at the training shapes (benchmarks/gemm_shapes.py,
  * benchmarks/README.md): float32 with at least 48 columns and K >= 64, 1.1-1.6x
- * SciPy's OpenBLAS on one thread's pieces (107-113 GFLOP/s, where its large
- * sgemm runs at 105), while 3-32 columns (its tiles half empty) and products of
- * 64 x 64 x 80-128 lost 5-35%. Independent of m, so that the pieces of a
- * product split by rows all take the same kernel whatever the thread count.
- * Other AVX-512 CPUs (full-width FMAs, where the BLAS's own 64-byte kernels
- * run at twice the rate) and doubles keep the BLAS: unmeasured. */
-static inline int fastfc_unpacked_gemm_wins(size_t real_size, char trans_b, int64_t n, int64_t k) {
+ * SciPy's OpenBLAS on one thread's pieces (101-111 GFLOP/s, where its large
+ * sgemm runs at 104), while 3-32 columns (its tiles half empty) and products of
+ * 64 x 64 x 80-128 lost 5-35%; with A transposed (a weight gradient) only up
+ * to 512 columns: 1024 x 1024 x 128 lost 10% (B's rows 4 KB apart). Products
+ * of thousands of rows (not a training batch: 2048^3) lose 17%. Independent of
+ * m, so that the pieces of a product split by rows all take the same kernel
+ * whatever the thread count. Other AVX-512 CPUs (full-width FMAs, where the
+ * BLAS's own 64-byte kernels run at twice the rate) and doubles keep the
+ * BLAS: unmeasured. */
+static inline int fastfc_unpacked_gemm_wins(size_t real_size, char trans_a, char trans_b, int64_t n,
+                                            int64_t k) {
 #if FASTFC_HAVE_AVX512_GEMM
     return real_size == sizeof(float) && trans_b == 'N' && n >= 48 && k >= 64
-        && fastfc_cpu_has_avx512() && __builtin_cpu_is("amdfam19h");
+        && (trans_a == 'N' || n <= 512) && fastfc_cpu_has_avx512() && __builtin_cpu_is("amdfam19h");
 #else
-    (void)real_size, (void)trans_b, (void)n, (void)k;
+    (void)real_size, (void)trans_a, (void)trans_b, (void)n, (void)k;
     return 0;
 #endif
 }
