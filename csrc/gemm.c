@@ -223,6 +223,18 @@ FASTFC_FMA_CLONES static void SFX(packed_rows)(char trans_a, const REAL *a, int6
     }
 }
 
+/* C = beta * C (beta == 0: C not read), + bias[N] (NULL: none), then ReLU:
+ * what fastfc's GEMMs leave when K = 0 or alpha = 0, as the BLAS does. */
+static void SFX(scale_with_epilogue)(int64_t m, int64_t n, REAL beta, REAL *c, int64_t ldc,
+                                     const REAL *bias, int relu) {
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            REAL v = beta == 0 ? (REAL)0 : beta * c[i * ldc + j];
+            if (bias) v += bias[j];
+            c[i * ldc + j] = relu && v < 0 ? (REAL)0 : v;
+        }
+}
+
 /* Row-major C[M,N] = alpha * op(A) @ op(B) + beta * C (+ bias[N], then ReLU)
  * on fastfc's packed kernel, n_threads sharing each packed block of B (its
  * panels packed by all, then each thread's rows, in register-tile
@@ -234,12 +246,7 @@ int SFX(fastfc_packed_gemm)(int n_threads, char trans_a, char trans_b, int64_t m
                             REAL *c, int64_t ldc, const REAL *bias, int relu) {
     if (m <= 0 || n <= 0) return 0;
     if (k <= 0 || alpha == 0) { /* C = beta * C, as the BLAS, then the epilogue */
-        for (int64_t i = 0; i < m; i++)
-            for (int64_t j = 0; j < n; j++) {
-                REAL v = beta == 0 ? (REAL)0 : beta * c[i * ldc + j];
-                if (bias) v += bias[j];
-                c[i * ldc + j] = relu && v < 0 ? (REAL)0 : v;
-            }
+        SFX(scale_with_epilogue)(m, n, beta, c, ldc, bias, relu);
         return 0;
     }
     int nt = n_threads > 1 ? n_threads : 1;
@@ -409,12 +416,7 @@ int SFX(fastfc_unpacked_gemm)(char trans_a, int64_t m, int64_t n, int64_t k, REA
     if (!fastfc_cpu_has_avx512()) return -1;
     if (m <= 0 || n <= 0) return 0;
     if (k <= 0 || alpha == 0) { /* C = beta * C, as the BLAS, then the epilogue */
-        for (int64_t i = 0; i < m; i++)
-            for (int64_t j = 0; j < n; j++) {
-                REAL v = beta == 0 ? (REAL)0 : beta * c[i * ldc + j];
-                if (bias) v += bias[j];
-                c[i * ldc + j] = relu && v < 0 ? (REAL)0 : v;
-            }
+        SFX(scale_with_epilogue)(m, n, beta, c, ldc, bias, relu);
         return 0;
     }
     const int64_t panel = (int64_t)UNPACKED_PANEL_VECS * ZL;
